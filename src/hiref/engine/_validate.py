@@ -1,0 +1,118 @@
+"""Input checks for the engine: every message names the argument, what was expected and what came."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from ._types import ArrayLike
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Return ``device`` as a :class:`torch.device`; ``None`` means cuda when available, else cpu."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        msg = f"`device` must be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}."
+        raise ValueError(msg) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        msg = f"`device` is {device!r} but torch sees no CUDA device; pass device='cpu' or None."
+        raise ValueError(msg)
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """Return the working float type; ``None`` means float32."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    if dtype in (np.float32, np.float64):
+        return _DTYPES[np.dtype(dtype).name]
+    msg = f"`dtype` must be None, 'float32' or 'float64', got {dtype!r}."
+    raise ValueError(msg)
+
+
+def as_points(points: ArrayLike, name: str) -> torch.Tensor:
+    """Check one point cloud and return it as a CPU or device tensor, keeping its values.
+
+    Parameters
+    ----------
+    points
+        Array of shape ``(n, d)``.
+    name
+        Argument name used in error messages.
+    """
+    if isinstance(points, np.ndarray):
+        if not (np.issubdtype(points.dtype, np.floating) or np.issubdtype(points.dtype, np.integer)):
+            msg = f"`{name}` must hold real numbers, got a numpy array of dtype {points.dtype}."
+            raise TypeError(msg)
+        tensor = torch.from_numpy(np.ascontiguousarray(points))
+    elif isinstance(points, torch.Tensor):
+        if points.is_complex() or points.dtype == torch.bool:
+            msg = f"`{name}` must hold real numbers, got a tensor of dtype {points.dtype}."
+            raise TypeError(msg)
+        tensor = points.detach()
+    else:
+        msg = f"`{name}` must be a numpy array or a torch tensor of shape (n, d), got {type(points).__name__}."
+        raise TypeError(msg)
+    if tensor.ndim != 2:
+        msg = f"`{name}` must be 2-D (n points x d features), got shape {tuple(tensor.shape)}."
+        raise ValueError(msg)
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        msg = f"`{name}` is empty: shape {tuple(tensor.shape)}; it needs at least one point and one feature."
+        raise ValueError(msg)
+    if tensor.is_floating_point():
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad.any(1)).flatten()
+            msg = (
+                f"`{name}` contains NaN or infinite values in {rows.numel()} row(s) "
+                f"(first: {rows[:5].tolist()}); remove or impute them first."
+            )
+            raise ValueError(msg)
+    return tensor
+
+
+def check_pair(X: torch.Tensor, Y: torch.Tensor) -> None:
+    """Check that two clouds can be matched one to one."""
+    if X.shape[1] != Y.shape[1]:
+        msg = f"`X` and `Y` must have the same number of features (columns), got {X.shape[1]} and {Y.shape[1]}."
+        raise ValueError(msg)
+    if X.shape[0] != Y.shape[0]:
+        msg = (
+            f"`X` and `Y` must have the same number of points for a one-to-one matching, got {X.shape[0]} "
+            f"and {Y.shape[0]}; subsample the larger side to {min(X.shape[0], Y.shape[0])} points first."
+        )
+        raise ValueError(msg)
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        msg = f"`{name}` must be an int, got {type(value).__name__}."
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"`{name}` must be at least {minimum}, got {value}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite number ``> 0``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        msg = f"`{name}` must be a number, got {type(value).__name__}."
+        raise TypeError(msg)
+    if not np.isfinite(value) or value <= 0:
+        msg = f"`{name}` must be a finite number > 0, got {value}."
+        raise ValueError(msg)
+    return float(value)
