@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import exact_matching
+
+from helpers import exact_matching, shared_data_dir
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,3 +27,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def exact():
     return exact_matching
+
+
+@pytest.fixture(scope="session")
+def _slices():
+    import hiref as hr
+
+    return hr.datasets.simulate_slices(n_obs=500, n_genes=30, missing=0.1, seed=0)
+
+
+@pytest.fixture
+def slices(_slices):
+    """A simulated pair of slices (500 and 450 cells), fresh copies for every test."""
+    return _slices[0].copy(), _slices[1].copy()
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The folder of real test slices, ../shared/data from the repository (skip if absent)."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("../shared/data (real test slices) not found; set HIREF_SHARED_DATA")
+    return path

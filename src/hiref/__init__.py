@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, engine
+from . import datasets, engine, get, pl, pp, tl
 from .engine import Matching, rank_schedule, solve
 
 try:
@@ -12,4 +12,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["Matching", "__version__", "datasets", "engine", "rank_schedule", "solve"]
+__all__ = ["Matching", "__version__", "datasets", "engine", "get", "pl", "pp", "rank_schedule", "solve", "tl"]

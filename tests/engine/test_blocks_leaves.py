@@ -4,12 +4,13 @@ import itertools
 
 import numpy as np
 import torch
-from helpers import exact_matching
 
 from hiref.engine.blocks import Blocks, child_capacities
 from hiref.engine.consistency import broken_pairs
 from hiref.engine.costs import SqEuclidean
 from hiref.engine.leaves import solve_leaves
+
+from helpers import exact_matching
 
 
 def test_child_capacities_floor_ceil():
@@ -18,18 +19,29 @@ def test_child_capacities_floor_ceil():
 
 
 def test_refine_groups_children_contiguously():
-    blocks = Blocks(torch.arange(10), torch.arange(10).flip(0), torch.tensor([6, 4]))
-    pos, mask = blocks.padded()
-    assert pos.shape == (2, 6)
-    assert mask.sum().item() == 10
+    sizes = torch.tensor([6, 4])
+    blocks = Blocks(torch.arange(10), torch.arange(10).flip(0), sizes, sizes.clone())
+    side_x, side_y = blocks.padded()
+    assert side_x.pos.shape == (2, 6)
+    assert side_x.mask.sum().item() == 10
     lab = torch.tensor([[1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 0]])
     caps = torch.tensor([[3, 3], [2, 2]])
-    child = blocks.refine(pos, mask, lab, lab, caps)
-    assert child.sizes.tolist() == [3, 3, 2, 2]
+    child = blocks.refine(side_x, side_y, lab, lab, caps, caps)
+    assert child.sizes_x.tolist() == [3, 3, 2, 2]
     assert child.ix.tolist() == [1, 3, 5, 0, 2, 4, 6, 9, 7, 8]
     lx, ly = child.labels()
-    assert torch.equal(lx[child.ix], torch.repeat_interleave(torch.arange(4), child.sizes))
+    assert torch.equal(lx[child.ix], torch.repeat_interleave(torch.arange(4), child.sizes_x))
     assert torch.equal(ly[child.iy], lx[child.ix])
+
+
+def test_unequal_sides_and_empty_blocks():
+    blocks = Blocks(torch.arange(3), torch.arange(7), torch.tensor([0, 3]), torch.tensor([2, 5]))
+    side_x, _ = blocks.padded()
+    assert side_x.mask.tolist() == [[False, False, False], [True, True, True]]
+    assert int(side_x.pos.max()) <= 2  # padding of the empty block stays in range
+    lx, ly = blocks.labels()
+    assert lx.tolist() == [1, 1, 1]
+    assert ly.tolist() == [0, 0, 1, 1, 1, 1, 1]
 
 
 def test_leaves_are_solved_exactly():
@@ -37,13 +49,24 @@ def test_leaves_are_solved_exactly():
     X = torch.tensor(rng.normal(size=(90, 2)))
     Y = torch.tensor(rng.normal(size=(90, 2)))
     ix, iy = torch.randperm(90), torch.randperm(90)
-    blocks = Blocks(ix, iy, torch.tensor([30, 31, 29]))
-    perm = solve_leaves(SqEuclidean(), X, Y, blocks)
+    sizes = torch.tensor([30, 31, 29])
+    perm = solve_leaves(SqEuclidean(), X, Y, Blocks(ix, iy, sizes, sizes.clone()))
     offsets = [0, 30, 61, 90]
     for lo, hi in itertools.pairwise(offsets):
         xs, ys = ix[lo:hi].numpy(), iy[lo:hi].numpy()
-        local, _best = exact_matching(X[xs].numpy(), Y[ys].numpy())
+        local, _ = exact_matching(X[xs].numpy(), Y[ys].numpy())
         assert np.array_equal(perm[xs], ys[local])
+
+
+def test_rectangular_leaves_leave_extra_points_unmatched():
+    rng = np.random.default_rng(2)
+    X = torch.tensor(rng.normal(size=(20, 2)))
+    Y = torch.tensor(rng.normal(size=(35, 2)))
+    blocks = Blocks(torch.arange(20), torch.arange(35), torch.tensor([12, 8]), torch.tensor([15, 20]))
+    perm = solve_leaves(SqEuclidean(), X, Y, blocks)
+    assert len(set(perm.tolist())) == 20
+    assert (perm[:12] < 15).all()
+    assert (perm[12:] >= 15).all()
 
 
 def test_broken_pairs_counts_separated_monge_pairs():
@@ -51,15 +74,12 @@ def test_broken_pairs_counts_separated_monge_pairs():
     X = torch.tensor(rng.normal(size=(1, 200, 2)))
     Y = X + 0.01  # the Monge map is the identity
     mask = torch.ones(1, 200, dtype=torch.bool)
-    same = (X[0, :, 0] > 0).long()[None]
-    random = torch.tensor(rng.integers(0, 2, 200))[None]
-    labels_x = torch.cat([same, same])
-    labels_y = torch.cat([same, random])
+    same = (X[0, :, 0] > 0).long()
+    random = torch.tensor(rng.integers(0, 2, 200))
+    labels_x = torch.stack([same, same])[None]  # one block, two candidates
+    labels_y = torch.stack([same, random])[None]
     gen = torch.Generator().manual_seed(0)
-    dense = SqEuclidean().dense
-    out = broken_pairs(
-        dense, X.repeat(2, 1, 1), Y.repeat(2, 1, 1), mask.repeat(2, 1), labels_x, labels_y, 2, gen, n_eval=100
-    )
+    out = broken_pairs(SqEuclidean().dense, X, Y, mask, mask, labels_x, labels_y, gen, n_eval=100)[0]
     # Independent subsamples of X and Y pair up near, not exact, partners: a few pairs straddle
     # even a consistent cut, half of them straddle a random one.
     assert out[0] < 0.12

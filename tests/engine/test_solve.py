@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import DEVICES
 
 import hiref as hr
 from hiref.datasets import checkerboard, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
+
+from helpers import DEVICES
 
 PAIRS = [halfmoon_scurve, checkerboard, maf_moons_rings]
 
@@ -107,8 +108,8 @@ def test_translation_is_recovered():
     order = rng.permutation(512)
     m = hr.solve(X, X[order] + shift, progress=False, leaf_size=32)
     # The optimal map of a translation is the translation itself, at cost |shift|^2.
-    assert m.cost <= (shift**2).sum() * 1.001
-    assert (order[m.perm] == np.arange(512)).mean() > 0.95
+    assert m.cost <= (shift**2).sum() * 1.0005
+    assert (order[m.perm] == np.arange(512)).mean() > 0.9
 
 
 def test_timings_memory_and_schedule():
@@ -131,7 +132,6 @@ def test_progress_bar_writes_to_stderr(capsys):
 @pytest.mark.parametrize(
     ("X", "Y", "error", "match"),
     [
-        (np.zeros((5, 2)), np.zeros((6, 2)), ValueError, "same number of points.*subsample"),
         (np.zeros((5, 2)), np.zeros((5, 3)), ValueError, "same number of features"),
         (np.zeros((0, 2)), np.zeros((0, 2)), ValueError, "`X` is empty"),
         (np.zeros(5), np.zeros(5), ValueError, "`X` must be 2-D"),
@@ -150,7 +150,9 @@ def test_bad_input_raises(X, Y, error, match):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"cost": "manhattan"}, ValueError, "`cost` must be one of"),
+        ({"cost": "manhattan"}, ValueError, "`cost` must be 'sqeuclidean', 'euclidean'"),
+        ({"unbalanced": "drop"}, ValueError, "`unbalanced` must be one of"),
+        ({"refine_window": 1}, ValueError, "`refine_window`"),
         ({"dtype": "float16"}, ValueError, "`dtype`"),
         ({"device": "tpu"}, ValueError, "`device`"),
         ({"schedule": [2, 2]}, ValueError, "leaves co-clusters of up to"),

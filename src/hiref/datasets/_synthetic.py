@@ -162,3 +162,43 @@ SYNTHETIC_PAIRS = {
     "maf_moons_rings": maf_moons_rings,
     "uniform_checkerboard": uniform_checkerboard,
 }
+
+
+def gaussian_mixtures(
+    n: int = 4096, d: int = 50, *, components: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two Gaussian mixtures in ``d`` dimensions with shared, moved components.
+
+    A stand-in for cells in a PCA or embedding space: both sides mix the same ``components``
+    clusters (means drawn with spread 4 per coordinate), but with different weights, and every
+    target component is shifted by a random offset (spread 1) and scaled, so that the
+    transport both reweights and moves mass.
+
+    Parameters
+    ----------
+    n
+        Number of points on each side.
+    d
+        Dimension.
+    components
+        Number of mixture components.
+    seed
+        Seed of the random generator.
+
+    Returns
+    -------
+    The source and target points, each of shape ``(n, d)``.
+    """
+    n = _check_n(n)
+    d = _check_n(d)
+    rng = np.random.default_rng(seed)
+    means = 4.0 * rng.standard_normal((components, d)) / np.sqrt(d) * np.sqrt(2.0)
+    w_src = rng.dirichlet(np.full(components, 2.0))
+    w_tgt = rng.dirichlet(np.full(components, 2.0))
+    shift = rng.standard_normal((components, d)) / np.sqrt(d)
+    scale = rng.uniform(0.7, 1.3, components)
+    src = rng.choice(components, n, p=w_src)
+    tgt = rng.choice(components, n, p=w_tgt)
+    X = means[src] + rng.standard_normal((n, d))
+    Y = means[tgt] + shift[tgt] + scale[tgt, None] * rng.standard_normal((n, d))
+    return X, Y

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .costs import Cost, Custom, Power, SqEuclidean
 from .schedule import rank_schedule
 from .solve import Matching, solve
 
-__all__ = ["Matching", "rank_schedule", "solve"]
+__all__ = ["Cost", "Custom", "Matching", "Power", "SqEuclidean", "rank_schedule", "solve"]

@@ -83,17 +83,19 @@ def as_points(points: ArrayLike, name: str) -> torch.Tensor:
     return tensor
 
 
-def check_pair(X: torch.Tensor, Y: torch.Tensor) -> None:
-    """Check that two clouds can be matched one to one."""
+def check_features(X: torch.Tensor, Y: torch.Tensor) -> None:
+    """Check that two clouds live in the same space."""
     if X.shape[1] != Y.shape[1]:
         msg = f"`X` and `Y` must have the same number of features (columns), got {X.shape[1]} and {Y.shape[1]}."
         raise ValueError(msg)
-    if X.shape[0] != Y.shape[0]:
-        msg = (
-            f"`X` and `Y` must have the same number of points for a one-to-one matching, got {X.shape[0]} "
-            f"and {Y.shape[0]}; subsample the larger side to {min(X.shape[0], Y.shape[0])} points first."
-        )
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` after checking it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        msg = f"`{name}` must be one of {list(choices)}, got {value!r}."
         raise ValueError(msg)
+    return value
 
 
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:

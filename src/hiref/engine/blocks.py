@@ -1,9 +1,10 @@
-"""Bookkeeping of co-clusters: contiguous, equally sized segments of two index orders.
+"""Bookkeeping of co-clusters: contiguous segments of two index orders.
 
-A level's co-clusters are stored as two permutations ``ix`` and ``iy`` of ``range(n)`` and one
-vector of block sizes: block ``b`` holds the points ``ix[o_b : o_b + s_b]`` of X and
-``iy[o_b : o_b + s_b]`` of Y, where ``o`` are the running offsets. Both sides of a block always
-have the same size, so one ``sizes`` vector serves both.
+A level's co-clusters are stored as two permutations, ``ix`` of ``range(n)`` and ``iy`` of
+``range(m)``, and two vectors of block sizes: block ``b`` holds the points
+``ix[ox_b : ox_b + sx_b]`` of X and ``iy[oy_b : oy_b + sy_b]`` of Y, where ``ox``, ``oy`` are the
+running offsets. For a one-to-one matching both sides of a block have the same size; with
+unequal clouds the smaller side's blocks are at most as large as the other side's.
 """
 
 from __future__ import annotations
@@ -13,98 +14,113 @@ from dataclasses import dataclass
 import torch
 
 
+def _padded(sizes: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    if width is None:
+        width = int(sizes.max())
+    ar = torch.arange(width, device=sizes.device)
+    mask = ar[None, :] < sizes[:, None]
+    offsets = torch.cumsum(sizes, 0) - sizes
+    # An empty block's padding points at a valid position (any: it is masked).
+    pos = (offsets[:, None] + torch.where(mask, ar[None, :], 0)).clamp_max(max(int(sizes.sum()) - 1, 0))
+    return pos, mask
+
+
+def _regroup(
+    index: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, rank: int
+) -> torch.Tensor:
+    block = torch.arange(pos.shape[0], device=pos.device)[:, None].expand_as(pos)
+    keys = (block * rank + labels)[mask]
+    return index[pos[mask][torch.sort(keys, stable=True).indices]]
+
+
+@dataclass
+class Side:
+    """One side (X or Y) of a level's blocks, padded for batched work.
+
+    Attributes
+    ----------
+    pos
+        Positions into the side's index order, (B, W); padding repeats a valid position.
+    mask
+        True where a real point sits, (B, W).
+    """
+
+    pos: torch.Tensor
+    mask: torch.Tensor
+
+
 @dataclass
 class Blocks:
     """The co-clusters of one level.
 
     Attributes
     ----------
-    ix
-        Indices into X, grouped block after block, shape ``(n,)``.
-    iy
-        Indices into Y, grouped the same way, shape ``(n,)``.
-    sizes
-        Number of points per block on each side, shape ``(B,)``.
+    ix, iy
+        Indices into X (n,) and Y (m,), grouped block after block.
+    sizes_x, sizes_y
+        Points per block on each side, (B,).
     """
 
     ix: torch.Tensor
     iy: torch.Tensor
-    sizes: torch.Tensor
+    sizes_x: torch.Tensor
+    sizes_y: torch.Tensor
 
     @classmethod
-    def whole(cls, n: int, device: torch.device) -> Blocks:
+    def whole(cls, n: int, m: int, device: torch.device) -> Blocks:
         """One block holding every point."""
-        ar = torch.arange(n, device=device)
-        return cls(ar, ar.clone(), torch.tensor([n], device=device))
+        return cls(
+            torch.arange(n, device=device),
+            torch.arange(m, device=device),
+            torch.tensor([n], device=device),
+            torch.tensor([m], device=device),
+        )
 
     @property
     def n_blocks(self) -> int:
         """Number of blocks."""
-        return int(self.sizes.numel())
+        return int(self.sizes_x.numel())
 
-    @property
-    def offsets(self) -> torch.Tensor:
-        """Start of every block in ``ix``/``iy``, shape ``(B,)``."""
-        return torch.cumsum(self.sizes, 0) - self.sizes
-
-    def padded(self, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions of each block's points, padded to a common width.
-
-        Returns
-        -------
-        ``pos`` of shape ``(B, W)``, positions into ``ix``/``iy`` (padding repeats the block's
-        first position), and ``mask`` of the same shape, True where a real point sits.
-        """
-        if width is None:
-            width = int(self.sizes.max())
-        ar = torch.arange(width, device=self.sizes.device)
-        mask = ar[None, :] < self.sizes[:, None]
-        pos = self.offsets[:, None] + torch.where(mask, ar[None, :], 0)
-        return pos, mask
-
-    def block_ids(self) -> torch.Tensor:
-        """Block index of every position, shape ``(n,)``."""
-        return torch.repeat_interleave(torch.arange(self.n_blocks, device=self.sizes.device), self.sizes)
+    def padded(self) -> tuple[Side, Side]:
+        """Both sides padded to their largest block."""
+        return Side(*_padded(self.sizes_x)), Side(*_padded(self.sizes_y))
 
     def labels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block label of every point of X and of Y (point order), each of shape ``(n,)``."""
-        ids = self.block_ids()
-        lx = torch.empty_like(ids)
-        ly = torch.empty_like(ids)
-        lx[self.ix] = ids
-        ly[self.iy] = ids
+        """Block of every point of X (n,) and of Y (m,), in point order."""
+        ids = torch.arange(self.n_blocks, device=self.sizes_x.device)
+        lx = torch.empty_like(self.ix)
+        ly = torch.empty_like(self.iy)
+        lx[self.ix] = torch.repeat_interleave(ids, self.sizes_x)
+        ly[self.iy] = torch.repeat_interleave(ids, self.sizes_y)
         return lx, ly
 
     def refine(
         self,
-        pos: torch.Tensor,
-        mask: torch.Tensor,
+        side_x: Side,
+        side_y: Side,
         labels_x: torch.Tensor,
         labels_y: torch.Tensor,
-        capacities: torch.Tensor,
+        caps_x: torch.Tensor,
+        caps_y: torch.Tensor,
     ) -> Blocks:
         """Split every block into its children.
 
         Parameters
         ----------
-        pos, mask
+        side_x, side_y
             As returned by :meth:`padded`.
         labels_x, labels_y
-            Child label in ``[0, r)`` of every padded entry, shape ``(B, W)``.
-        capacities
-            Child sizes, shape ``(B, r)``; every block's labels must use child ``z`` exactly
-            ``capacities[b, z]`` times on each side.
+            Child in ``[0, r)`` of every padded entry, (B, Wx) and (B, Wy).
+        caps_x, caps_y
+            Child sizes, (B, r): the labels must use child ``z`` of block ``b`` exactly
+            ``caps[b, z]`` times on that side.
         """
-        rank = capacities.shape[1]
-        block = torch.arange(pos.shape[0], device=pos.device)[:, None].expand_as(pos)
-        flat_pos = pos[mask]
-        keys_base = (block * rank)[mask]
-        order_x = torch.sort(keys_base + labels_x[mask], stable=True).indices
-        order_y = torch.sort(keys_base + labels_y[mask], stable=True).indices
+        rank = caps_x.shape[1]
         return Blocks(
-            ix=self.ix[flat_pos[order_x]],
-            iy=self.iy[flat_pos[order_y]],
-            sizes=capacities.reshape(-1),
+            ix=_regroup(self.ix, side_x.pos, side_x.mask, labels_x, rank),
+            iy=_regroup(self.iy, side_y.pos, side_y.mask, labels_y, rank),
+            sizes_x=caps_x.reshape(-1),
+            sizes_y=caps_y.reshape(-1),
         )
 
 

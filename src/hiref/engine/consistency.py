@@ -22,36 +22,53 @@ def broken_pairs(
     dense: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     X: torch.Tensor,
     Y: torch.Tensor,
-    mask: torch.Tensor,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
     labels_x: torch.Tensor,
     labels_y: torch.Tensor,
-    n_candidates: int,
     generator: torch.Generator,
     *,
-    n_eval: int = 512,
+    n_eval: int = 384,
 ) -> torch.Tensor:
     """Fraction of exactly matched subsample pairs that each candidate split puts apart.
 
-    Blocks come in groups of ``n_candidates`` consecutive copies (the candidates of one block);
-    one subsample per block is matched exactly and shared by its candidates.
+    Parameters
+    ----------
+    dense
+        Exact cost matrices of blocks, ``(B, s, d), (B, t, d) -> (B, s, t)``.
+    X, Y
+        Blocks, (B, Wx, d) and (B, Wy, d).
+    mask_x, mask_y
+        Valid rows, (B, Wx) and (B, Wy).
+    labels_x, labels_y
+        Candidate splits, (B, K, Wx) and (B, K, Wy): K candidates per block.
+    generator
+        Source of the subsamples.
+    n_eval
+        Subsample size on the Y side (the X side keeps the block's X-to-Y ratio).
 
     Returns
     -------
-    (B,) fractions, B counting every candidate.
+    (B, K) fractions of broken pairs.
     """
-    B, _, d = X.shape
-    blocks = B // n_candidates
-    first = torch.arange(blocks, device=X.device) * n_candidates
-    m = min(n_eval, int(mask.sum(1).min()))
-    rows_x = sample_rows(mask[first], m, generator)
-    rows_y = sample_rows(mask[first], m, generator)
-    xs = torch.gather(X[first], 1, rows_x[..., None].expand(-1, -1, d))
-    ys = torch.gather(Y[first], 1, rows_y[..., None].expand(-1, -1, d))
-    costs = dense(xs.double(), ys.double()).cpu().numpy()
-    cols = assign_many(costs)
+    d = X.shape[2]
+    size_x, size_y = mask_x.sum(1), mask_y.sum(1)
+    # Equal subsample sizes across blocks (one stacked assignment problem); the X side keeps the
+    # smallest X-to-Y ratio of the stack, so that no sampled X point lacks a real partner.
+    m_y = min(n_eval, int(size_y.min()))
+    has_x = size_x > 0
+    if not bool(has_x.any()):
+        return torch.zeros(labels_x.shape[:2], dtype=torch.float64, device=X.device)
+    ratio = float((size_x[has_x] / size_y[has_x]).min())
+    m_x = max(1, min(m_y, int(m_y * ratio)))
+    rows_x, valid_x = sample_rows(mask_x, m_x, generator)
+    rows_y, _ = sample_rows(mask_y, m_y, generator)
+    xs = torch.gather(X, 1, rows_x[..., None].expand(-1, -1, d))
+    ys = torch.gather(Y, 1, rows_y[..., None].expand(-1, -1, d))
+    cols = assign_many(dense(xs.double(), ys.double()).cpu().numpy())
     partner = torch.gather(rows_y, 1, torch.as_tensor(cols, device=X.device))
-    rows_x = rows_x.repeat_interleave(n_candidates, 0)
-    partner = partner.repeat_interleave(n_candidates, 0)
-    lx = torch.gather(labels_x, 1, rows_x)
-    ly = torch.gather(labels_y, 1, partner)
-    return (lx != ly).double().mean(1).cpu()
+    K = labels_x.shape[1]
+    lx = torch.gather(labels_x, 2, rows_x[:, None, :].expand(-1, K, -1))
+    ly = torch.gather(labels_y, 2, partner[:, None, :].expand(-1, K, -1))
+    broken = ((lx != ly) & valid_x[:, None, :]).double().sum(2)
+    return broken / valid_x.sum(1, keepdim=True).clamp_min(1)

@@ -18,18 +18,24 @@ def _centred(Z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _axis_scores(
-    Z: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, *, principal: bool = True
+    Z: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, count: int = 1, *, principal: bool = True
 ) -> torch.Tensor:
-    """Standardised coordinate of every row along the first principal axis (or a random one), (B, N, 2)."""
-    Z = _centred(Z, mask)
-    v = torch.randn(Z.shape[0], Z.shape[2], 1, generator=generator).to(Z)
-    v = v / v.norm(dim=1, keepdim=True)
-    for _ in range(30 if principal else 0):  # power iteration on Z^T Z without forming it (d may be large)
-        v = Z.transpose(1, 2) @ (Z @ v)
-        v = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)
-    proj = (Z @ v)[..., 0]
-    std = ((proj * proj).sum(1) / mask.sum(1)).sqrt().clamp_min(torch.finfo(Z.dtype).tiny)
-    proj = proj / std[:, None]
+    """Standardised coordinates along ``count`` axes, as rank-2 scores (B, count, N, 2).
+
+    The first axis is the first principal axis when ``principal``, the others random directions.
+    ``Z`` must be centred.
+    """
+    V = torch.randn(Z.shape[0], Z.shape[2], count, generator=generator).to(Z)
+    V = V / V.norm(dim=1, keepdim=True)
+    if principal:
+        v = V[..., :1]
+        for _ in range(30):  # power iteration on Z^T Z without forming it (d may be large)
+            v = Z.transpose(1, 2) @ (Z @ v)
+            v = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)
+        V = torch.cat([v, V[..., 1:]], 2)
+    proj = (Z @ V).transpose(1, 2)  # (B, count, N)
+    std = ((proj * proj).sum(2) / mask.sum(1, keepdim=True)).sqrt().clamp_min(torch.finfo(Z.dtype).tiny)
+    proj = proj / std[..., None]
     return torch.stack([proj, -proj], -1) / 2
 
 
@@ -64,25 +70,29 @@ def _kmeans_scores(
 
 
 def _cluster_scores(
-    Z: torch.Tensor, mask: torch.Tensor, rank: int, generator: torch.Generator, *, principal: bool = True
+    Z: torch.Tensor, mask: torch.Tensor, rank: int, generator: torch.Generator, count: int, *, principal: bool
 ) -> torch.Tensor:
+    """Scores (B, count, N, r) of ``count`` independent starts."""
+    Z = _centred(Z, mask)
     if rank == 2:
-        return _axis_scores(Z, mask, generator, principal=principal)
-    return _kmeans_scores(Z, mask, rank, generator)
+        return _axis_scores(Z, mask, generator, count, principal=principal)
+    return torch.stack([_kmeans_scores(Z, mask, rank, generator) for _ in range(count)], 1)
 
 
 def _masked_logits(scores: torch.Tensor, mask: torch.Tensor, sharpness: float) -> torch.Tensor:
-    """(B, N, r) scores to cluster-major (B, r, N) logits, ``-inf`` on padding."""
-    return torch.where(mask[:, None, :], sharpness * scores.transpose(1, 2), float("-inf"))
+    """(B, K, N, r) scores to cluster-major (B, K, r, N) logits, ``-inf`` on padding."""
+    return torch.where(mask[:, None, None, :], sharpness * scores.transpose(2, 3), float("-inf"))
 
 
 def joint_cloud(
     X: torch.Tensor,
     Y: torch.Tensor,
-    mask: torch.Tensor,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
     rank: int,
     generator: torch.Generator,
     *,
+    count: int = 1,
     sharpness: float = 1.0,
     principal: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,32 +101,56 @@ def joint_cloud(
     Parameters
     ----------
     X, Y
-        Blocks, (B, W, d).
-    mask
-        Valid rows, (B, W).
+        Blocks, (B, Wx, d) and (B, Wy, d).
+    mask_x, mask_y
+        Valid rows, (B, Wx) and (B, Wy).
     rank
         Number of clusters.
     generator
         Source of randomness (power-iteration start, k-means++ seeds).
+    count
+        Number of independent starts per block.
     sharpness
         Scale of the returned logits.
     principal
-        For rank 2, cut across the first principal axis; if False, across a random direction
-        (used for restarts).
+        For rank 2, the first start cuts across the first principal axis, the others across
+        random directions; if False, all cut across random directions.
 
     Returns
     -------
-    Unnormalised log-factors for X and Y, cluster-major (B, r, W), ``-inf`` on padding.
+    Unnormalised log-factors for X and Y, cluster-major (B, count, r, Wx) and
+    (B, count, r, Wy), ``-inf`` on padding.
     """
-    W = X.shape[1]
-    mask2 = torch.cat([mask, mask], 1)
-    scores = _cluster_scores(_centred(torch.cat([X, Y], 1), mask2), mask2, rank, generator, principal=principal)
-    logits = _masked_logits(scores, mask2, sharpness)
-    return logits[..., :W], logits[..., W:]
+    Wx = X.shape[1]
+    mask = torch.cat([mask_x, mask_y], 1)
+    Z = torch.cat([X, Y], 1)
+    scores = _cluster_scores(Z, mask, rank, generator, count, principal=principal)
+    logits = _masked_logits(scores, mask, sharpness)
+    return logits[..., :Wx], logits[..., Wx:]
 
 
-def sample_rows(mask: torch.Tensor, m: int, generator: torch.Generator) -> torch.Tensor:
-    """``m`` distinct valid rows of every block, drawn uniformly; (B, m). Blocks need >= m rows."""
+def sample_rows(
+    mask: torch.Tensor, counts: torch.Tensor | int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct valid rows of every block, drawn uniformly.
+
+    Parameters
+    ----------
+    mask
+        Valid rows, (B, W).
+    counts
+        Rows wanted per block, an int or (B,); a block with fewer valid rows gives them all.
+    generator
+        Source of randomness.
+
+    Returns
+    -------
+    ``rows`` (B, k) with ``k = max(counts)``, and ``valid`` (B, k), True where a drawn row is real.
+    """
+    counts = torch.as_tensor(counts, device=mask.device).expand(mask.shape[0])
+    counts = torch.minimum(counts, mask.sum(1))
+    k = max(1, int(counts.max()))
     keys = torch.rand(mask.shape, generator=generator).to(mask.device)
-    keys = torch.where(mask, keys, 2.0)
-    return torch.topk(keys, m, dim=1, largest=False).indices
+    rows = torch.topk(torch.where(mask, keys, 2.0), k, dim=1, largest=False).indices
+    valid = torch.arange(k, device=mask.device)[None, :] < counts[:, None]
+    return rows, valid

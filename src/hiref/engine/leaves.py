@@ -11,47 +11,59 @@ from ._assign import assign_many
 
 if TYPE_CHECKING:
     from .blocks import Blocks
-    from .costs import SqEuclidean
+    from .costs import Cost
 
 # Dense leaf costs are built this many entries at a time (float64: 8 bytes each).
 _CHUNK_ENTRIES = 1 << 23
 
 
-def solve_leaves(cost: SqEuclidean, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
+def solve_leaves(cost: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
     """Match every leaf co-cluster exactly and return the global matching.
 
     Each leaf's dense cost is built in float64 and solved with
-    :func:`scipy.optimize.linear_sum_assignment`; leaves of equal size are built together, in
-    chunks that bound the memory.
+    :func:`scipy.optimize.linear_sum_assignment`; leaves of the same shape are built together,
+    in chunks that bound the memory. A leaf may have more Y than X points; its extra Y points
+    stay unmatched.
 
     Parameters
     ----------
     cost
         The cost geometry.
     X, Y
-        All points, (n, d).
+        All points, (n, d) and (m, d), ``n <= m``.
     blocks
-        The leaf co-clusters.
+        The leaf co-clusters (no block with more X than Y points).
 
     Returns
     -------
     ``perm`` (n,), int64: ``X[i]`` is matched to ``Y[perm[i]]``.
     """
-    n = X.shape[0]
-    perm = np.empty(n, dtype=np.int64)
-    ix = blocks.ix.cpu().numpy()
-    iy = blocks.iy.cpu().numpy()
-    sizes = blocks.sizes.cpu().numpy()
-    offsets = np.cumsum(sizes) - sizes
-    for size in np.unique(sizes):
-        starts = offsets[sizes == size]
-        pos = starts[:, None] + np.arange(size)[None, :]
-        per_chunk = max(1, _CHUNK_ENTRIES // (int(size) * int(size)))
-        for lo in range(0, len(starts), per_chunk):
-            px = ix[pos[lo : lo + per_chunk]]
-            py = iy[pos[lo : lo + per_chunk]]
+    perm = np.empty(X.shape[0], dtype=np.int64)
+    ix, iy = blocks.ix.cpu().numpy(), blocks.iy.cpu().numpy()
+    sx, sy = blocks.sizes_x.cpu().numpy(), blocks.sizes_y.cpu().numpy()
+    ox, oy = np.cumsum(sx) - sx, np.cumsum(sy) - sy
+    shapes = np.unique(np.stack([sx, sy], 1), axis=0)
+    for size_x, size_y in shapes:
+        if size_x == 0:
+            continue
+        which = (sx == size_x) & (sy == size_y)
+        pos_x = ox[which][:, None] + np.arange(size_x)[None, :]
+        pos_y = oy[which][:, None] + np.arange(size_y)[None, :]
+        per_chunk = max(1, _CHUNK_ENTRIES // (int(size_x) * int(size_y)))
+        for lo in range(0, len(pos_x), per_chunk):
+            px, py = ix[pos_x[lo : lo + per_chunk]], iy[pos_y[lo : lo + per_chunk]]
             tx = torch.as_tensor(px, device=X.device)
-            ty = torch.as_tensor(py, device=X.device)
+            ty = torch.as_tensor(py, device=Y.device)
             C = cost.dense(X[tx].double(), Y[ty].double()).cpu().numpy()
             perm[px] = np.take_along_axis(py, assign_many(C), 1)
     return perm
+
+
+def mean_paired_cost(cost: Cost, X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor | np.ndarray) -> float:
+    """Exact mean cost of the pairs ``(X[i], Y[perm[i]])``, in float64, a chunk of rows at a time."""
+    perm = torch.as_tensor(perm, device=X.device)
+    rows = max(1, _CHUNK_ENTRIES // max(1, X.shape[1]))
+    total = 0.0
+    for lo in range(0, X.shape[0], rows):
+        total += float(cost.paired(X[lo : lo + rows].double(), Y[perm[lo : lo + rows]].double()).sum())
+    return total / X.shape[0]

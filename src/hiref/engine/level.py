@@ -5,7 +5,9 @@ All blocks of a level are solved together as stacked tensors. For each block:
 1. Candidates: mirror descent on the low-rank problem (:mod:`.lowrank`) from ``n_starts``
    starts (:mod:`.init`: the joint principal axis, then random directions), all stacked in one
    batch; with several starts, also ``n_raw`` straight cuts along random directions.
-2. Hard, exactly balanced splits of every candidate (:mod:`.split`).
+2. Hard splits of every candidate (:mod:`.split`): the Y side into children of exactly
+   ``floor``/``ceil`` of its size over ``r``; the X side into the same sizes for a one-to-one
+   matching, or at most those sizes when the block has fewer X than Y points.
 3. With several candidates, the one that separates the fewest exactly matched pairs of a
    random subsample (:mod:`.consistency`) is kept.
 
@@ -33,7 +35,7 @@ from .lowrank import mirror_descent
 from .split import balanced_split
 
 if TYPE_CHECKING:
-    from .costs import SqEuclidean
+    from .costs import Cost
 
 
 @dataclass(frozen=True)
@@ -51,86 +53,136 @@ class LevelOptions:
     n_iter_fine: int = 20
 
 
-def _log_g(caps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.log(caps.to(dtype) / caps.sum(1, keepdim=True).to(dtype))
+@dataclass
+class Stack:
+    """A stack of blocks: points (B, W, d) and valid rows (B, W) on each side."""
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    mask_x: torch.Tensor
+    mask_y: torch.Tensor
+
+
+def _log_g(caps_y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.log(caps_y.to(dtype) / caps_y.sum(1, keepdim=True).to(dtype).clamp_min(1))
+
+
+def _split(
+    log_q: torch.Tensor, log_r: torch.Tensor, s: Stack, caps_y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard splits of K candidates per block: (B, K, r, W) scores -> (B, K, W) labels."""
+    B, K = log_q.shape[:2]
+
+    def one_side(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        rep = lambda t: t.repeat_interleave(K, 0)  # noqa: E731
+        return balanced_split(scores.flatten(0, 1), rep(mask), rep(caps_y)).unflatten(0, (B, K))
+
+    return one_side(log_q, s.mask_x), one_side(log_r, s.mask_y)
+
+
+def _starts(
+    s: Stack, rank: int, generator: torch.Generator, count: int, *, principal_first: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` starting log-factors per block, (B, count, r, W) for each side."""
+    return _init.joint_cloud(s.X, s.Y, s.mask_x, s.mask_y, rank, generator, count=count, principal=principal_first)
 
 
 def _candidates(
-    geometry: SqEuclidean,
-    X: torch.Tensor,
-    Y: torch.Tensor,
-    mask: torch.Tensor,
-    caps: torch.Tensor,
+    geometry: Cost, s: Stack, caps_y: torch.Tensor, generator: torch.Generator, opts: LevelOptions, n_starts: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best of several candidate splits per block; returns hard labels (B, Wx), (B, Wy)."""
+    B = s.X.shape[0]
+    rank = caps_y.shape[1]
+    log_q, log_r = _starts(s, rank, generator, n_starts, principal_first=True)
+    op = geometry.block_operator(s.X, s.Y, s.mask_x, s.mask_y, generator)
+    log_q, log_r = mirror_descent(
+        op, s.mask_x, s.mask_y, _log_g(caps_y, s.X.dtype), log_q, log_r,
+        n_iter=opts.n_iter, step=opts.step, n_inner=opts.n_inner,
+    )  # fmt: skip
+    lab_x, lab_y = _split(log_q, log_r, s, caps_y)
+    if n_starts == 1:
+        return lab_x[:, 0], lab_y[:, 0]
+    if opts.n_raw:
+        # Straight cuts along random directions, without mirror descent: on symmetric data the
+        # consistent cut is often not a local optimum of the low-rank objective.
+        raw_x, raw_y = _split(*_starts(s, rank, generator, opts.n_raw, principal_first=False), s, caps_y)
+        lab_x, lab_y = torch.cat([lab_x, raw_x], 1), torch.cat([lab_y, raw_y], 1)
+    broken = broken_pairs(geometry.dense, s.X, s.Y, s.mask_x, s.mask_y, lab_x, lab_y, generator, n_eval=opts.n_eval)
+    best = broken.argmin(1).to(lab_x.device)
+    batch = torch.arange(B, device=lab_x.device)
+    return lab_x[batch, best], lab_y[batch, best]
+
+
+def _one_hot_factor(
+    labels: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor, width: int, rank: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Uniform factor of hard clusters of sampled rows, scattered into (B, rank, width)."""
+    B, m = labels.shape
+    weight = valid.to(dtype) / valid.sum(1, keepdim=True).clamp_min(1).to(dtype)
+    onehot = torch.nn.functional.one_hot(labels, rank).transpose(1, 2).to(dtype) * weight[:, None, :]
+    out = torch.zeros(B, rank, width, dtype=dtype, device=labels.device)
+    return out.scatter_(2, rows[:, None, :].expand(B, rank, m), onehot)
+
+
+def _seed_from_coarse(
+    geometry: Cost,
+    s: Stack,
+    caps_y: torch.Tensor,
     generator: torch.Generator,
     opts: LevelOptions,
     n_starts: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best of ``n_starts`` mirror-descent runs per block; returns hard labels (B, W) for X and Y."""
-    B = X.shape[0]
-    rank = caps.shape[1]
-    rep = (lambda t: t.repeat_interleave(n_starts, 0)) if n_starts > 1 else (lambda t: t)
-    Xk, Yk, mk, ck = rep(X), rep(Y), rep(mask), rep(caps)
-    log_g = _log_g(ck, X.dtype)
-    starts = [_init.joint_cloud(X, Y, mask, rank, generator, principal=k == 0) for k in range(n_starts)]
-    log_q = torch.stack([q for q, _ in starts], 1).flatten(0, 1)
-    log_r = torch.stack([r for _, r in starts], 1).flatten(0, 1)
-    op = geometry.block_operator(Xk, Yk, mk)
-    log_q, log_r = mirror_descent(op, mk, log_g, log_q, log_r, n_iter=opts.n_iter, step=opts.step, n_inner=opts.n_inner)
-    lab_x = balanced_split(log_q, mk, ck)
-    lab_y = balanced_split(log_r, mk, ck)
-    if n_starts == 1:
-        return lab_x, lab_y
-    if opts.n_raw:
-        # Straight cuts along random directions, without mirror descent: on symmetric data the
-        # consistent cut is often not a local optimum of the low-rank objective.
-        raw = [_init.joint_cloud(X, Y, mask, rank, generator, principal=False) for _ in range(opts.n_raw)]
-        rep_raw = lambda t: t.repeat_interleave(opts.n_raw, 0)  # noqa: E731
-        m_raw, c_raw = rep_raw(mask), rep_raw(caps)
-        raw_x = balanced_split(torch.stack([q for q, _ in raw], 1).flatten(0, 1), m_raw, c_raw)
-        raw_y = balanced_split(torch.stack([r for _, r in raw], 1).flatten(0, 1), m_raw, c_raw)
-        total = n_starts + opts.n_raw
-        lab_x = torch.cat([lab_x.reshape(B, n_starts, -1), raw_x.reshape(B, opts.n_raw, -1)], 1).flatten(0, 1)
-        lab_y = torch.cat([lab_y.reshape(B, n_starts, -1), raw_y.reshape(B, opts.n_raw, -1)], 1).flatten(0, 1)
-        Xk, Yk, mk = X.repeat_interleave(total, 0), Y.repeat_interleave(total, 0), mask.repeat_interleave(total, 0)
-        n_starts = total
-    broken = broken_pairs(geometry.dense, Xk, Yk, mk, lab_x, lab_y, n_starts, generator, n_eval=opts.n_eval)
-    best = broken.reshape(B, n_starts).argmin(1).to(lab_x.device)
-    best = best + torch.arange(B, device=lab_x.device) * n_starts
-    return lab_x[best], lab_y[best]
+    """Solve a subsample of every block, then turn its co-clusters into logits for the whole block."""
+    _, Wx, d = s.X.shape
+    Wy = s.Y.shape[1]
+    rank = caps_y.shape[1]
+    size_x, size_y = s.mask_x.sum(1), s.mask_y.sum(1)
+    take_y = torch.clamp(size_y, max=opts.coarse_size)
+    take_x = torch.div(size_x * take_y, size_y.clamp_min(1), rounding_mode="floor")  # same ratio
+    rows_x, valid_x = _init.sample_rows(s.mask_x, take_x, generator)
+    rows_y, valid_y = _init.sample_rows(s.mask_y, take_y, generator)
+    sub = Stack(
+        torch.gather(s.X, 1, rows_x[..., None].expand(-1, -1, d)),
+        torch.gather(s.Y, 1, rows_y[..., None].expand(-1, -1, d)),
+        valid_x,
+        valid_y,
+    )
+    sub_x, sub_y = _candidates(geometry, sub, child_capacities(take_y, rank), generator, opts, n_starts)
 
-
-def _one_hot_factor(
-    labels: torch.Tensor, rows: torch.Tensor, width: int, rank: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """Uniform factor of hard clusters of sampled rows, scattered into (B, rank, width)."""
-    B, m = labels.shape
-    onehot = torch.nn.functional.one_hot(labels, rank).transpose(1, 2).to(dtype) / m
-    out = torch.zeros(B, rank, width, dtype=onehot.dtype, device=labels.device)
-    return out.scatter_(2, rows[:, None, :].expand(B, rank, m), onehot)
+    # The gradient of the low-rank cost at the coarse solution: the mean cost of every point to
+    # each co-cluster of the other side.
+    op = geometry.block_operator(s.X, s.Y, s.mask_x, s.mask_y, generator)
+    inv_g = torch.exp(-_log_g(caps_y, s.X.dtype))[..., None]
+    grad_q = op.apply(_one_hot_factor(sub_y, rows_y, valid_y, Wy, rank, s.X.dtype)) * inv_g
+    grad_r = op.apply_t(_one_hot_factor(sub_x, rows_x, valid_x, Wx, rank, s.X.dtype)) * inv_g
+    seeds = []
+    for grad, mask in ((grad_q, s.mask_x), (grad_r, s.mask_y)):
+        grad = (grad - grad.mean(1, keepdim=True)) * mask[:, None, :]
+        spread = grad.abs().flatten(1).amax(1).clamp_min(torch.finfo(s.X.dtype).tiny)
+        seeds.append(torch.where(mask[:, None, :], -4.0 * grad / spread[:, None, None], float("-inf"))[:, None])
+    log_q, log_r = mirror_descent(
+        op, s.mask_x, s.mask_y, _log_g(caps_y, s.X.dtype), seeds[0], seeds[1],
+        n_iter=opts.n_iter_fine, step=opts.step, n_inner=opts.n_inner,
+    )  # fmt: skip
+    lab_x, lab_y = _split(log_q, log_r, s, caps_y)
+    return lab_x[:, 0], lab_y[:, 0]
 
 
 def split_level(
-    geometry: SqEuclidean,
-    X: torch.Tensor,
-    Y: torch.Tensor,
-    mask: torch.Tensor,
-    sizes: torch.Tensor,
+    geometry: Cost,
+    stack: Stack,
     rank: int,
     generator: torch.Generator,
     opts: LevelOptions,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split every block of a level into ``rank`` co-clusters of exactly balanced sizes.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split every block of a level into ``rank`` co-clusters.
 
     Parameters
     ----------
     geometry
         Cost geometry.
-    X, Y
-        Blocks, (B, W, d), padded.
-    mask
-        Valid rows, (B, W).
-    sizes
-        Block sizes, (B,).
+    stack
+        The level's blocks, padded; no block has more X than Y points.
     rank
         Children per block.
     generator
@@ -140,37 +192,13 @@ def split_level(
 
     Returns
     -------
-    Child labels of X and Y, (B, W), and the child sizes, (B, rank).
+    Child labels of X (B, Wx) and Y (B, Wy), and the child sizes on each side, (B, rank).
     """
-    B, W, d = X.shape
-    caps = child_capacities(sizes, rank)
-    n_starts = opts.n_starts if opts.restart_blocks >= B else 1
-    if opts.coarse_size >= W:
-        lab_x, lab_y = _candidates(geometry, X, Y, mask, caps, generator, opts, n_starts)
-        return lab_x, lab_y, caps
-
-    m = opts.coarse_size
-    rows_x = _init.sample_rows(mask, m, generator)
-    rows_y = _init.sample_rows(mask, m, generator)
-    xs = torch.gather(X, 1, rows_x[..., None].expand(B, m, d))
-    ys = torch.gather(Y, 1, rows_y[..., None].expand(B, m, d))
-    full = torch.ones(B, m, dtype=torch.bool, device=X.device)
-    sub_caps = child_capacities(torch.full((B,), m, device=X.device), rank)
-    sub_x, sub_y = _candidates(geometry, xs, ys, full, sub_caps, generator, opts, n_starts)
-
-    # Seed the whole block with the gradient of the low-rank cost at the coarse solution: the
-    # mean cost of every point to each co-cluster of the other side.
-    op = geometry.block_operator(X, Y, mask)
-    log_g = _log_g(caps, X.dtype)
-    inv_g = torch.exp(-log_g)[..., None]
-    grad_q = op.apply(_one_hot_factor(sub_y, rows_y, W, rank, X.dtype)) * inv_g
-    grad_r = op.apply_t(_one_hot_factor(sub_x, rows_x, W, rank, X.dtype)) * inv_g
-    seeds = []
-    for grad in (grad_q, grad_r):
-        grad = (grad - grad.mean(1, keepdim=True)) * mask[:, None, :]
-        spread = grad.abs().flatten(1).amax(1).clamp_min(torch.finfo(X.dtype).tiny)
-        seeds.append(torch.where(mask[:, None, :], -4.0 * grad / spread[:, None, None], float("-inf")))
-    log_q, log_r = mirror_descent(
-        op, mask, log_g, seeds[0], seeds[1], n_iter=opts.n_iter_fine, step=opts.step, n_inner=opts.n_inner
-    )
-    return balanced_split(log_q, mask, caps), balanced_split(log_r, mask, caps), caps
+    caps_y = child_capacities(stack.mask_y.sum(1), rank)
+    n_starts = opts.n_starts if stack.X.shape[0] <= opts.restart_blocks else 1
+    if stack.Y.shape[1] <= opts.coarse_size:
+        lab_x, lab_y = _candidates(geometry, stack, caps_y, generator, opts, n_starts)
+    else:
+        lab_x, lab_y = _seed_from_coarse(geometry, stack, caps_y, generator, opts, n_starts)
+    caps_x = torch.nn.functional.one_hot(torch.where(stack.mask_x, lab_x, rank), rank + 1)[..., :rank].sum(1)
+    return lab_x, lab_y, caps_x, caps_y

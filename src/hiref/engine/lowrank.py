@@ -1,18 +1,23 @@
-"""Batched low-rank optimal transport with a fixed uniform inner marginal.
+"""Batched low-rank optimal transport with a fixed inner marginal.
 
 Solves, for every block ``b`` of a stack at once,
 
-    min  <C_b, Q diag(1/g) R^T>   over  Q in Pi(a, g),  R in Pi(a, g),
+    min  <C_b, Q diag(1/g) R^T>   over  Q in Pi_<=(a, g),  R in Pi(b, g),
 
 the HiRef variant of the low-rank problem, by mirror descent in KL geometry: a gradient step on
-``log Q`` and ``log R``, then a KL projection back onto the couplings with row marginal ``a``
-(uniform over the block) and column marginal ``g``. Only products of the block costs with thin
-factors are needed, so no block ever forms its cost matrix.
+``log Q`` and ``log R``, then a KL projection back onto the constraints. ``b`` is uniform over the
+block's Y points, ``g`` holds the child sizes over the block size, and ``a`` puts the same mass
+``1 / m_b`` on each X point. When the block has fewer X than Y points (``n_b < m_b``), ``Q``'s
+columns need only stay *below* ``g``: the missing mass is the paper's dummy points (Sec. 3.1),
+which match the Y points left over at no cost, so each child gets as many X points as the
+transport wants, up to its Y points. With ``n_b = m_b`` both constraints are equalities.
 
-Factors are stored cluster-major, shape (B, r, W): reductions over the r clusters are then
-element-wise operations over long rows, which is what makes them fast on CPU and GPU alike.
-For ``r = 2`` a factor is one logit per point and the projection is exact (a scalar Newton
-solve per block); for ``r > 2`` it is Sinkhorn in the scaling domain, warm-started across steps.
+Only products of the block costs with thin factors are needed, so no block ever forms its cost
+matrix. Factors are stored cluster-major, shape (B, K, r, W) for K candidate solutions per
+block: reductions over the r clusters are then element-wise operations over long rows, and all
+candidates of a block go through its operator as the columns of one product. For ``r = 2`` a
+factor is one logit per point and the projection is exact (a scalar Newton solve per block); for
+``r > 2`` it is Sinkhorn in the scaling domain, warm-started across steps.
 """
 
 from __future__ import annotations
@@ -23,118 +28,145 @@ import torch
 
 
 class BlockOperator(Protocol):
-    """Products with a stack of block cost matrices ``C`` (B, W, W), factors cluster-major."""
+    """Products with a stack of block cost matrices ``C`` (B, Wx, Wy), factors cluster-major."""
 
     def apply(self, R: torch.Tensor) -> torch.Tensor:
-        """Return ``(C @ R.T).T`` for ``R`` of shape (B, r, W)."""
+        """Return ``C @ R`` per cluster: (B, r, Wy) -> (B, r, Wx)."""
 
     def apply_t(self, Q: torch.Tensor) -> torch.Tensor:
-        """Return ``(C.T @ Q.T).T`` for ``Q`` of shape (B, r, W)."""
+        """Return ``C.T @ Q`` per cluster: (B, r, Wx) -> (B, r, Wy)."""
 
 
 def _tiny(t: torch.Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
 
-def _balance(u: torch.Tensor, a: torch.Tensor, g0: torch.Tensor, n_newton: int = 2) -> torch.Tensor:
-    """Shift every block's logits so that ``sum_i a_i sigmoid(u_i + c) = g0``: the exact KL projection for r=2."""
-    c = torch.zeros_like(g0)
+def _shift_to(u: torch.Tensor, w: torch.Tensor, target: torch.Tensor, n_newton: int = 2) -> torch.Tensor:
+    """Shift logits so that ``sum_i w_i sigmoid(u_i + c) = target`` along the last axis."""
+    c = torch.zeros_like(target)
     for _ in range(n_newton):
-        s = torch.sigmoid(u + c[:, None])
-        f = (a * s).sum(1) - g0
-        fp = (a * s * (1 - s)).sum(1)
+        s = torch.sigmoid(u + c[..., None])
+        f = (w * s).sum(-1) - target
+        fp = (w * s * (1 - s)).sum(-1)
         c = c - (f / fp.clamp_min(_tiny(fp))).clamp(-4.0, 4.0)
-    return u + c[:, None]
+    return u + c[..., None]
+
+
+def _project_binary(u: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """KL projection for r = 2: column 0 mass into ``[sum(w) - g1, g0]`` (a point when balanced).
+
+    ``u`` is (B, K, W), ``w`` (B, 1, W), ``g`` (B, 1, 2).
+    """
+    mass = (w * torch.sigmoid(u)).sum(-1)
+    target = torch.minimum(torch.maximum(mass, w.sum(-1) - g[..., 1]), g[..., 0])
+    return _shift_to(u, w, target)
 
 
 def _step_size(step: float, *grads: torch.Tensor) -> torch.Tensor:
-    # One step moves no entry of a block's log-factors by more than `step`, so the same setting
-    # suits every block and every scale of cost.
-    spread = torch.stack([g.abs().flatten(1).amax(1) for g in grads]).amax(0)
+    # One step moves no entry of a candidate's log-factors by more than `step`, so the same
+    # setting suits every block and every scale of cost. Grads are (B, K, ...); returns (B, K).
+    spread = torch.stack([g.abs().flatten(2).amax(2) for g in grads]).amax(0)
     return step / spread.clamp_min(_tiny(spread))
 
 
-def _binary(op, mask, log_g, logits_q, logits_r, n_iter, step):
+def _marginals(mask_x: torch.Tensor, mask_y: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    m_b = mask_y.sum(1, keepdim=True).to(dtype)
+    return mask_x.to(dtype) / m_b, mask_y.to(dtype) / m_b
+
+
+def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step):
     # With two clusters a factor is one logit per point, Q = a * [sigmoid(u), sigmoid(-u)], and
-    # C @ Q[1] = C @ a - C @ Q[0]: one thin product per side and step, against C @ a computed once.
-    a = mask.to(log_g.dtype) / mask.sum(1, keepdim=True).to(log_g.dtype)
-    g = torch.exp(log_g)
-    g0 = g[:, 0]
-    ca_q = op.apply(a[:, None, :])[:, 0] / g[:, 1:]
-    ca_r = op.apply_t(a[:, None, :])[:, 0] / g[:, 1:]
-    both = (1.0 / g[:, 0] + 1.0 / g[:, 1])[:, None]
+    # C @ R[1] = C @ b - C @ R[0]: one thin product per candidate and step, against C @ b
+    # computed once. The K candidates of a block share its operator as K columns.
+    a, b = _marginals(mask_x, mask_y, log_g.dtype)
+    g = torch.exp(log_g)[:, None, :]  # (B, 1, 2)
+    cb = op.apply(b[:, None, :]) / g[..., 1:]  # (B, 1, Wx)
+    ca = op.apply_t(a[:, None, :]) / g[..., 1:]
+    both = 1.0 / g[..., :1] + 1.0 / g[..., 1:]  # (B, 1, 1)
+    mx, my = mask_x[:, None, :], mask_y[:, None, :]
+    a, b = a[:, None, :], b[:, None, :]
 
-    def start(logits: torch.Tensor) -> torch.Tensor:
-        return _balance(torch.where(mask, logits[:, 0] - logits[:, 1], 0.0), a, g0)
+    def start(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, logits[:, :, 0] - logits[:, :, 1], 0.0)
 
-    u_q, u_r = start(logits_q), start(logits_r)
+    u_q = _project_binary(start(logits_q, mx), a, g)
+    u_r = _project_binary(start(logits_r, my), b, g)
     for _ in range(n_iter):
-        d_q = (op.apply((a * torch.sigmoid(u_r))[:, None, :])[:, 0] * both - ca_q) * mask
-        d_r = (op.apply_t((a * torch.sigmoid(u_q))[:, None, :])[:, 0] * both - ca_r) * mask
+        d_q = (op.apply(b * torch.sigmoid(u_r)) * both - cb) * mx
+        d_r = (op.apply_t(a * torch.sigmoid(u_q)) * both - ca) * my
         # d is the difference of the two row-centred gradient entries (+-d/2), so this is the
         # general step rule.
-        gamma = 2.0 * _step_size(step, d_q, d_r)[:, None]
-        u_q = _balance(u_q - gamma * d_q, a, g0)
-        u_r = _balance(u_r - gamma * d_r, a, g0)
+        gamma = 2.0 * _step_size(step, d_q, d_r)[..., None]
+        u_q = _project_binary(u_q - gamma * d_q, a, g)
+        u_r = _project_binary(u_r - gamma * d_r, b, g)
 
-    def logits(u: torch.Tensor) -> torch.Tensor:
-        out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 1)
-        return torch.where(mask[:, None, :], out, float("-inf"))
+    def logits(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 2)
+        return torch.where(mask[:, :, None, :], out, float("-inf"))
 
-    return logits(u_q), logits(u_r)
+    return logits(u_q, mx), logits(u_r, my)
 
 
-def _sinkhorn(log_k, a, g, v, n_inner, tol=1e-3, max_iter=50):
-    """Scale ``K = exp(log_k)`` (B, r, W) to rows ``a`` (B, W) and columns ``g`` (B, r).
+def _sinkhorn(log_k, a, g, v, relaxed, n_inner, tol=1e-3, max_iter=50):
+    """Scale ``K = exp(log_k)`` (B, K, r, W) to rows ``a`` (B, 1, W) and columns ``g`` (B, 1, r).
 
-    Runs ``n_inner`` steps, then more in groups of ``n_inner`` until every column is within a
-    relative ``tol`` of its target (at most ``max_iter`` steps); ends on the rows, so row sums
-    are exact.
+    Columns of ``relaxed`` blocks (B, 1, 1) only need to stay below ``g`` (a column under ``g``
+    keeps its mass). Runs ``n_inner`` steps, then more in groups of ``n_inner`` until every
+    column is within a relative ``tol`` of its target (at most ``max_iter`` steps); ends on the
+    rows, so row sums are exact.
     """
     K = torch.exp(log_k)
     tiny = _tiny(K)
     done = 0
     while True:
         for _ in range(n_inner):
-            u = a / (K * v[..., None]).sum(1).clamp_min(tiny)
-            v = g / (K * u[:, None, :]).sum(2).clamp_min(tiny)
+            u = a / (K * v[..., None]).sum(2).clamp_min(tiny)
+            ratio = g / (K * u[:, :, None, :]).sum(3).clamp_min(tiny)
+            v = torch.where(relaxed, ratio.clamp_max(1.0), ratio)
         done += n_inner
-        u = a / (K * v[..., None]).sum(1).clamp_min(tiny)
-        columns = (K * u[:, None, :]).sum(2) * v
-        if done >= max_iter or bool(((columns - g).abs() <= tol * g).all()):
-            return K * u[:, None, :] * v[..., None], v
+        u = a / (K * v[..., None]).sum(2).clamp_min(tiny)
+        excess = (K * u[:, :, None, :]).sum(3) * v - g
+        excess = torch.where(relaxed, excess.clamp_min(0.0), excess.abs())
+        if done >= max_iter or bool((excess <= tol * g).all()):
+            return K * u[:, :, None, :] * v[..., None], v
 
 
-def _general(op, mask, log_g, logits_q, logits_r, n_iter, step, n_inner):
-    a = mask.to(log_g.dtype) / mask.sum(1, keepdim=True).to(log_g.dtype)
-    g = torch.exp(log_g)
-    m3 = mask[:, None, :]
+def _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner):
+    B, n_cand, r, _ = logits_q.shape
+    a, b = _marginals(mask_x, mask_y, log_g.dtype)
+    a, b = a[:, None, :], b[:, None, :]
+    g = torch.exp(log_g)[:, None, :]
+    relaxed = (mask_x.sum(1) < mask_y.sum(1))[:, None, None]
+    balanced = torch.zeros_like(relaxed)
+    mx, my = mask_x[:, None, None, :], mask_y[:, None, None, :]
 
-    def shifted(log_k: torch.Tensor) -> torch.Tensor:
-        return torch.where(m3, log_k - log_k.amax(1, keepdim=True), float("-inf"))
+    def shifted(log_k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, log_k - log_k.amax(2, keepdim=True), float("-inf"))
 
-    def centred(grad: torch.Tensor) -> torch.Tensor:
-        return (grad - grad.mean(1, keepdim=True)) * m3
+    def gradient(apply, F: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # The candidates' clusters are columns of one product with the shared block operator.
+        grad = apply(F.flatten(1, 2)).unflatten(1, (n_cand, r)) / g[..., None]
+        return (grad - grad.mean(2, keepdim=True)) * mask
 
-    log_kq, log_kr = shifted(logits_q), shifted(logits_r)
-    v_q, v_r = torch.ones_like(g), torch.ones_like(g)
-    Q, v_q = _sinkhorn(log_kq, a, g, v_q, n_inner)
-    R, v_r = _sinkhorn(log_kr, a, g, v_r, n_inner)
-    inv_g = (1.0 / g)[..., None]
+    log_kq, log_kr = shifted(logits_q, mx), shifted(logits_r, my)
+    ones = torch.ones(B, n_cand, r, dtype=g.dtype, device=g.device)
+    Q, v_q = _sinkhorn(log_kq, a, g, ones, relaxed, n_inner)
+    R, v_r = _sinkhorn(log_kr, b, g, ones, balanced, n_inner)
     for _ in range(n_iter):
-        grad_q = centred(op.apply(R) * inv_g)
-        grad_r = centred(op.apply_t(Q) * inv_g)
-        gamma = _step_size(step, grad_q, grad_r)[:, None, None]
-        log_kq = shifted(log_kq - gamma * grad_q)
-        log_kr = shifted(log_kr - gamma * grad_r)
-        Q, v_q = _sinkhorn(log_kq, a, g, v_q, n_inner)
-        R, v_r = _sinkhorn(log_kr, a, g, v_r, n_inner)
+        grad_q = gradient(op.apply, R, mx)
+        grad_r = gradient(op.apply_t, Q, my)
+        gamma = _step_size(step, grad_q, grad_r)[..., None, None]
+        log_kq = shifted(log_kq - gamma * grad_q, mx)
+        log_kr = shifted(log_kr - gamma * grad_r, my)
+        Q, v_q = _sinkhorn(log_kq, a, g, v_q, relaxed, n_inner)
+        R, v_r = _sinkhorn(log_kr, b, g, v_r, balanced, n_inner)
     return log_kq + torch.log(v_q)[..., None], log_kr + torch.log(v_r)[..., None]
 
 
 def mirror_descent(
     op: BlockOperator,
-    mask: torch.Tensor,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
     log_g: torch.Tensor,
     logits_q: torch.Tensor,
     logits_r: torch.Tensor,
@@ -149,12 +181,14 @@ def mirror_descent(
     ----------
     op
         Cost operator of the stack.
-    mask
-        Valid points, (B, W); the X and Y blocks have the same sizes.
+    mask_x, mask_y
+        Valid points, (B, Wx) and (B, Wy); no block may have more X than Y points.
     log_g
-        Log inner marginal, (B, r).
+        Log inner marginal, (B, r): the Y child sizes over the Y block size.
     logits_q, logits_r
-        Starting log-factors (any row scaling), (B, r, W); ``-inf`` on padding.
+        Starting log-factors (any per-point scaling) of K candidates per block, (B, K, r, Wx)
+        and (B, K, r, Wy); ``-inf`` on padding. The candidates are independent problems that
+        share the block's operator.
     n_iter
         Mirror-descent steps.
     step
@@ -165,9 +199,9 @@ def mirror_descent(
 
     Returns
     -------
-    Log-factors ``log_q`` and ``log_r`` up to a per-point constant, (B, r, W), ``-inf`` on
+    Log-factors ``log_q`` and ``log_r`` up to a per-point constant, (B, K, r, W), ``-inf`` on
     padding: scores for :func:`~hiref.engine.split.balanced_split`.
     """
-    if log_g.shape[1] == 2:
-        return _binary(op, mask, log_g, logits_q, logits_r, n_iter, step)
-    return _general(op, mask, log_g, logits_q, logits_r, n_iter, step, n_inner)
+    if log_g.shape[-1] == 2:
+        return _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step)
+    return _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner)

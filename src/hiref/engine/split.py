@@ -1,11 +1,13 @@
 """Exactly balanced hard splits of soft low-rank factors.
 
-Given scores ``S`` (B, r, W), cluster-major (log-factors: higher means "belongs to this cluster") and child
-sizes ``c`` (B, r), return labels such that child ``z`` of block ``b`` receives exactly
-``c[b, z]`` points. For ``r = 2`` the min-cost split is a sort of the score difference. For
-``r > 2`` a batched deferred-acceptance pass (each point proposes to its best cluster that has
-not yet refused it; a full cluster keeps its highest-scoring candidates) gives a stable,
-exactly balanced assignment in a few rounds when the factors are nearly hard.
+Given scores ``S`` (B, r, W), cluster-major (log-factors: higher means "belongs to this
+cluster"), and child capacities ``c`` (B, r), return labels such that child ``z`` of block ``b``
+receives at most ``c[b, z]`` points, and exactly ``c[b, z]`` when the capacities add up to the
+block's number of points (the one-to-one case). For ``r = 2`` the best split is a sort of the
+score difference. For ``r > 2``, prices from entropic dual ascent make most points' favourite
+cluster fit, then a batched deferred-acceptance pass (each point proposes to its best cluster
+that has not refused it; a full cluster keeps its highest-scoring candidates) meets every
+capacity in a few rounds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ def _rank_within(keys: torch.Tensor, *, descending: bool) -> torch.Tensor:
 def _split_two(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
     diff = torch.where(mask, scores[:, 0] - scores[:, 1], float("-inf"))
     ranks = _rank_within(diff, descending=True)
-    return (ranks >= capacities[:, :1]).long()
+    # Every point to the child it prefers, as far as the capacities allow.
+    n_valid = mask.sum(1)
+    prefer = ((diff > 0) & mask).sum(1)
+    first = torch.minimum(torch.maximum(prefer, n_valid - capacities[:, 1]), capacities[:, 0])
+    return (ranks >= first[:, None]).long()
 
 
 def _deferred_acceptance(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
@@ -69,6 +75,7 @@ def _prices(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor, 
     transportation problem that the exact split solves.
     """
     m3 = mask[:, None, :]
+    relaxed = (mask.sum(1) < capacities.sum(1))[:, None]
     spread = (torch.where(m3, scores, 0.0).amax((1, 2)) - torch.where(m3, scores, 0.0).amin((1, 2))).clamp_min(1e-12)
     log_caps = torch.log(capacities.to(scores.dtype).clamp_min(1e-12))
     p = torch.zeros(capacities.shape, dtype=scores.dtype, device=scores.device)
@@ -79,6 +86,8 @@ def _prices(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor, 
             logits = logits - torch.logsumexp(logits, 1, keepdim=True)
             mass = torch.logsumexp(torch.where(m3, logits, float("-inf")), 2)
             p = p + tau * (mass - log_caps)
+            # With spare capacity only full clusters carry a price.
+            p = torch.where(relaxed, p.clamp_min(0.0), p)
     return p
 
 
@@ -92,7 +101,8 @@ def balanced_split(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.T
     mask
         Valid points, (B, W).
     capacities
-        Child sizes, (B, r); each row sums to the block's number of valid points.
+        Child capacities, (B, r); each row sums to at least the block's number of valid
+        points, and exactly to it for a one-to-one split.
 
     Returns
     -------

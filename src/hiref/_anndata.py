@@ -1,0 +1,74 @@
+"""Checks and readers shared by the AnnData-facing functions (``hr.pp``, ``hr.tl``, ``hr.pl``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def check_adata(adata: object, name: str) -> AnnData:
+    """Return ``adata`` after checking it is an AnnData with unique obs names."""
+    from anndata import AnnData
+
+    if not isinstance(adata, AnnData):
+        msg = f"`{name}` must be an AnnData, got {type(adata).__name__}."
+        raise TypeError(msg)
+    if adata.n_obs == 0:
+        msg = f"`{name}` has no observations (cells)."
+        raise ValueError(msg)
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()][:3].tolist()
+        msg = (
+            f"`{name}` has duplicated obs_names (e.g. {dup}); matches are stored by name, so they must be "
+            f"unique: call `{name}.obs_names_make_unique()` first."
+        )
+        raise ValueError(msg)
+    return adata
+
+
+def obsm_array(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.ndarray:
+    """``adata.obsm[key]`` as a dense float array, with a clear error if it is missing."""
+    if key not in adata.obsm:
+        available = sorted(adata.obsm.keys())
+        msg = f"`{name}` has no .obsm[{key!r}] (available: {available or 'none'}).{hint}"
+        raise KeyError(msg)
+    value = adata.obsm[key]
+    value = value.toarray() if sp.issparse(value) else np.asarray(value)
+    if value.ndim != 2:
+        msg = f"`{name}.obsm[{key!r}]` must be 2-D, got shape {value.shape}."
+        raise ValueError(msg)
+    return value.astype(np.float64, copy=False)
+
+
+def expression(adata: AnnData, layer: str | None, name: str) -> np.ndarray | sp.spmatrix:
+    """``adata.X`` or ``adata.layers[layer]`` (sparse stays sparse)."""
+    if layer is None:
+        if adata.X is None:
+            msg = f"`{name}` has no .X; pass `layer=`."
+            raise ValueError(msg)
+        return adata.X
+    if layer not in adata.layers:
+        msg = f"`{name}` has no .layers[{layer!r}] (available: {sorted(adata.layers.keys()) or 'none'})."
+        raise KeyError(msg)
+    return adata.layers[layer]
+
+
+def check_finite(values: np.ndarray | sp.spmatrix, what: str) -> None:
+    """Raise a ValueError naming ``what`` if ``values`` holds NaN or infinity."""
+    data = values.data if sp.issparse(values) else np.asarray(values)
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        msg = f"{what} contains {bad} NaN or infinite value(s); remove or impute them first."
+        raise ValueError(msg)
+
+
+def actualize(adata: AnnData) -> AnnData:
+    """Turn a view into an actual AnnData in place (what scanpy does before writing to one)."""
+    if adata.is_view:
+        adata._init_as_actual(adata.copy())
+    return adata

@@ -1,0 +1,44 @@
+"""Shared docstring fragments, filled in with :func:`doc_params`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+DOC = {
+    "adata_pair": """adata1, adata2
+        The two datasets to align, e.g. two slices or two time points; cells are rows.""",
+    "use_rep": """use_rep
+        What to compare cells by: an ``.obsm`` key (``"X_pca"``, ``"spatial"``, ...), ``"X"``
+        (expression, or ``layer``), or a dict of those keys to weights, e.g.
+        ``{"X_pca": 1.0, "spatial": 0.5}``: each part is centred and scaled to unit mean
+        squared norm over both datasets, then weighted, so the cost adds up the parts'
+        squared distances in those proportions. If ``"X_pca"`` is asked for but missing, a
+        joint PCA of the genes both datasets share is computed (and stored, see Returns).""",
+    "spatial_key": """spatial_key
+        ``.obsm`` key of the spatial coordinates (used for the stored partner coordinates and by
+        plots); ``None`` if there are none.""",
+    "key_added": """key_added
+        Name under which results are stored (``.uns[key_added]``, ``.obs[f"{key_added}_match"]``,
+        ``.obsm[f"{key_added}_..."]``).""",
+    "copy": """copy
+        Return modified copies instead of writing into the inputs.""",
+    "random_state": """random_state
+        Seed of every random choice; the same seed on the same device gives the same result.""",
+    "device": """device
+        Torch device of the engine; ``None`` picks cuda when available, else cpu.""",
+    "layer": """layer
+        ``.layers`` key to read expression from instead of ``.X``.""",
+}
+
+
+def doc_params(**fragments: str) -> Callable[[F], F]:
+    """Fill ``{name}`` placeholders of a docstring with shared fragments."""
+
+    def decorate(func: F) -> F:
+        func.__doc__ = func.__doc__.format(**fragments) if func.__doc__ else func.__doc__
+        return func
+
+    return decorate

@@ -1,0 +1,230 @@
+"""``hr.pl.alignment`` and ``hr.pl.displacement``: two slices and their matched cells."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from hiref.get._matching import partners, stored
+
+from ._utils import category_colors, color_values, finish, new_axes, spatial, spatial_axes
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+
+
+def stored_spatial_key(adata: AnnData, key: str, spatial_key: str | None) -> str:
+    """The coordinates to draw: ``spatial_key``, else the one the alignment used, else ``"spatial"``."""
+    if spatial_key is not None:
+        return spatial_key
+    params = stored(adata, key, "adata1").get("params", {})
+    return str(params.get("spatial_key") or "spatial")
+
+
+def _size(n: int, size: float | None) -> float:
+    return float(np.clip(120_000 / max(n, 1), 0.5, 30.0)) if size is None else size
+
+
+def _draw_points(
+    ax: Axes,
+    points: list[np.ndarray],
+    adatas: list[AnnData],
+    color: str | None,
+    names: Sequence[str],
+    *,
+    size: float,
+    cmap: str,
+    **kwargs: Any,
+) -> None:
+    """Scatter several point sets on one Axes, coloured by a shared obs column, a gene, or by set."""
+    rasterized = sum(len(p) for p in points) > 10_000
+    if color is None:
+        for P, name, c in zip(points, names, ("#1f77b4", "#ff7f0e", "#2ca02c"), strict=False):
+            ax.scatter(*P.T, s=size, color=c, label=name, linewidths=0, rasterized=rasterized, **kwargs)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=max(1.0, 6 / np.sqrt(size)))
+        return
+    kinds, values = zip(*(color_values(a, color, f"adata{i + 1}") for i, a in enumerate(adatas)), strict=True)
+    if len(set(kinds)) > 1:
+        msg = f"`color` {color!r} is categorical in one object and continuous in the other."
+        raise ValueError(msg)
+    if kinds[0] == "category":
+        mapping = category_colors(adatas, color)
+        for P, vals in zip(points, values, strict=True):
+            labels = np.asarray(vals, dtype=object)
+            colours = [mapping.get(str(v), "#cccccc") if v is not None and v == v else "#cccccc" for v in labels]
+            ax.scatter(*P.T, s=size, c=colours, linewidths=0, rasterized=rasterized, **kwargs)
+        handles = [ax.scatter([], [], s=30, color=c, label=cat) for cat, c in mapping.items()]
+        ax.legend(handles=handles, title=color, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  ncol=1 if len(handles) <= 20 else 2)  # fmt: skip
+        return
+    allv = np.concatenate(values)
+    vmin, vmax = np.nanpercentile(allv, [1, 99]) if allv.size else (0, 1)
+    for P, vals in zip(points, values, strict=True):
+        sc = ax.scatter(
+            *P.T, s=size, c=vals, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0, rasterized=rasterized, **kwargs
+        )
+    ax.figure.colorbar(sc, ax=ax, label=color, shrink=0.8)
+
+
+def alignment(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    key: str = "hiref",
+    color: str | None = None,
+    n_lines: int = 300,
+    spatial_key: str | None = None,
+    layout: Literal["side", "overlay"] = "side",
+    names: Sequence[str] = ("adata1", "adata2"),
+    size: float | None = None,
+    cmap: str = "viridis",
+    random_state: int = 0,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    **scatter_kwargs: Any,
+) -> Axes | None:
+    """Two aligned slices with lines joining a sample of matched cells.
+
+    Parameters
+    ----------
+    adata1, adata2
+        Objects aligned by :func:`hiref.tl.align` under ``key``.
+    key
+        The ``key_added`` of the alignment.
+    color
+        ``.obs`` column (categorical: scanpy's palettes or ``.uns[f"{color}_colors"]``, shared by
+        both slices) or gene (continuous, one colour scale) to colour cells by; ``None`` colours
+        each slice in its own colour.
+    n_lines
+        Matched pairs to join with a line (a random sample).
+    spatial_key
+        ``.obsm`` key of the coordinates; default: the one the alignment stored.
+    layout
+        ``"side"``: the second slice to the right of the first; ``"overlay"``: both in place
+        (after :func:`hiref.pp.register`).
+    names
+        Legend names of the two slices (when ``color`` is None).
+    size
+        Marker size (default: scaled to the number of cells).
+    cmap
+        Colour map of continuous values.
+    random_state
+        Seed of the sample of lines.
+    ax
+        Axes to draw into.
+    show
+        Show the figure (default: unless ``ax`` is given).
+    save
+        Path to save the figure to.
+    **scatter_kwargs
+        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+
+    Returns
+    -------
+    The Axes, unless shown.
+    """
+    from matplotlib.collections import LineCollection
+
+    spatial_key = stored_spatial_key(adata1, key, spatial_key)
+    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
+    P1, P2 = spatial(adata1, spatial_key, "adata1"), spatial(adata2, spatial_key, "adata2")
+    if layout == "side":
+        width = max(np.ptp(P1[:, 0]), np.ptp(P2[:, 0]))
+        P2 = P2 + np.array([P1[:, 0].max() - P2[:, 0].min() + 0.15 * width, 0.0])
+    elif layout != "overlay":
+        msg = f"`layout` must be 'side' or 'overlay', got {layout!r}."
+        raise ValueError(msg)
+    ax_given = ax is not None
+    ax = new_axes(ax, figsize=(11.0, 5.0) if layout == "side" else (7.0, 6.0))
+    size = _size(len(P1) + len(P2), size)
+    _draw_points(ax, [P1, P2], [adata1, adata2], color, names, size=size, cmap=cmap, **scatter_kwargs)
+    matched = np.flatnonzero(perm >= 0)
+    rng = np.random.default_rng(random_state)
+    pick = rng.choice(matched, size=min(n_lines, len(matched)), replace=False) if len(matched) else matched
+    lines = LineCollection(np.stack([P1[pick], P2[perm[pick]]], 1), colors="0.25", linewidths=0.5, alpha=0.5, zorder=3)
+    ax.add_collection(lines)
+    spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
+    ax.set_title(f"{key}: {len(matched)} matched pairs ({len(pick)} drawn)")
+    return finish(ax, show=show, save=save, ax_given=ax_given)
+
+
+def displacement(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    key: str = "hiref",
+    spatial_key: str | None = None,
+    n_arrows: int = 400,
+    grid: int | None = None,
+    cmap: str = "magma",
+    random_state: int = 0,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    **quiver_kwargs: Any,
+) -> Axes | None:
+    """Arrows from cells of the first slice to their partners in the second (same frame).
+
+    Parameters
+    ----------
+    adata1, adata2
+        Objects aligned by :func:`hiref.tl.align`, with coordinates in one frame (e.g. after
+        :func:`hiref.pp.register`).
+    key
+        The ``key_added`` of the alignment.
+    spatial_key
+        ``.obsm`` key of the coordinates; default: the one the alignment stored.
+    n_arrows
+        Cells drawn (a random sample), when ``grid`` is None.
+    grid
+        Average the displacements on a ``grid x grid`` lattice and draw one arrow per
+        non-empty bin (a vector field) instead.
+    cmap
+        Colour map of the arrow lengths.
+    random_state
+        Seed of the sample.
+    ax, show, save
+        As in :func:`alignment`.
+    **quiver_kwargs
+        Passed to :meth:`matplotlib.axes.Axes.quiver`.
+
+    Returns
+    -------
+    The Axes, unless shown.
+    """
+    spatial_key = stored_spatial_key(adata1, key, spatial_key)
+    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
+    P1, P2 = spatial(adata1, spatial_key, "adata1"), spatial(adata2, spatial_key, "adata2")
+    matched = np.flatnonzero(perm >= 0)
+    start, vec = P1[matched], P2[perm[matched]] - P1[matched]
+    if grid is not None:
+        lo, hi = start.min(0), start.max(0)
+        cell = np.clip(((start - lo) / np.maximum(hi - lo, 1e-12) * grid).astype(int), 0, grid - 1)
+        ids = cell[:, 0] * grid + cell[:, 1]
+        _used, inverse = np.unique(ids, return_inverse=True)
+        count = np.bincount(inverse)
+        vec = np.stack([np.bincount(inverse, vec[:, j]) / count for j in range(2)], 1)
+        start = np.stack([np.bincount(inverse, start[:, j]) / count for j in range(2)], 1)
+    elif len(start) > n_arrows:
+        pick = np.random.default_rng(random_state).choice(len(start), n_arrows, replace=False)
+        start, vec = start[pick], vec[pick]
+    ax_given = ax is not None
+    ax = new_axes(ax, figsize=(7.0, 6.0))
+    ax.scatter(*P1.T, s=_size(len(P1), None) * 0.5, color="0.8", linewidths=0, rasterized=len(P1) > 10_000, zorder=1)
+    import matplotlib as mpl
+    from matplotlib.colors import ListedColormap
+
+    length = np.linalg.norm(vec, axis=1)
+    # Drop the palest end of the colour map: arrows are drawn on a light background.
+    colours = ListedColormap(mpl.colormaps[cmap](np.linspace(0.0, 0.85, 256)))
+    q = ax.quiver(*start.T, *vec.T, length, angles="xy", scale_units="xy", scale=1.0, cmap=colours, width=0.003,
+                  zorder=2, **quiver_kwargs)  # fmt: skip
+    ax.figure.colorbar(q, ax=ax, label=f"displacement ({spatial_key} units)", shrink=0.8)
+    spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
+    ax.set_title(f"{key}: cell to partner" + (f", mean over a {grid}x{grid} grid" if grid else ""))
+    return finish(ax, show=show, save=save, ax_given=ax_given)

@@ -1,0 +1,11 @@
+"""Tools: align datasets, transfer across the matching, bin and evaluate."""
+
+from __future__ import annotations
+
+from ._align import align
+from ._bin import bin_spatial
+from ._evaluate import cosine_similarity
+from ._series import align_series, transitions
+from ._transfer import transfer
+
+__all__ = ["align", "align_series", "bin_spatial", "cosine_similarity", "transfer", "transitions"]

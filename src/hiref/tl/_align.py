@@ -1,0 +1,253 @@
+"""``hr.tl.align``: match the cells of two AnnData objects and store the matching in both."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hiref._anndata import actualize, check_adata, obsm_array
+from hiref._docs import DOC, doc_params
+from hiref._keys import Keys
+from hiref._logging import logger
+from hiref.engine import Matching, solve
+
+from ._rep import representations
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _version() -> str:
+    from hiref import __version__
+
+    return __version__
+
+
+@dataclass
+class Side:
+    """What an alignment writes on one object (computed before anything is written)."""
+
+    keys: Keys
+    uns: dict
+    column: pd.Categorical
+    obsm: dict[str, np.ndarray]
+
+
+def _side(
+    matching_perm: np.ndarray,
+    labels: list[np.ndarray],
+    other: AnnData,
+    *,
+    params: dict,
+    results: dict,
+    keys: Keys,
+    role: str,
+    spatial: np.ndarray | None,
+    pca: np.ndarray | None,
+) -> Side:
+    """Everything to write on one object: its ``uns`` entry, ``obs`` column and ``obsm`` arrays."""
+    matched = matching_perm >= 0
+    names = np.where(matched, other.obs_names.to_numpy()[np.maximum(matching_perm, 0)], "")
+    obsm: dict[str, np.ndarray] = {}
+    if labels:
+        obsm[keys.labels] = np.stack(labels, 1).astype(np.int64)
+    if spatial is not None:
+        partner = np.full((len(matching_perm), spatial.shape[1]), np.nan)
+        partner[matched] = spatial[matching_perm[matched]]
+        obsm[keys.partner_spatial] = partner
+    if pca is not None:
+        obsm[keys.pca] = np.asarray(pca, dtype=np.float32)
+    uns = {
+        "params": params,
+        "role": role,
+        "partner": matching_perm.astype(np.int64),
+        "partner_names": names.astype(str),
+        "obs_key": keys.match,
+        "obsm_keys": sorted(obsm),
+        **results,
+    }
+    column = pd.Categorical(np.where(matched, names, None))
+    return Side(keys, uns, column, obsm)
+
+
+def write_alignment(adata: AnnData, side: Side) -> None:
+    """Write one side of an alignment into ``adata`` (a view becomes an actual object)."""
+    actualize(adata)
+    adata.uns[side.keys.uns] = side.uns
+    adata.obs[side.keys.match] = side.column
+    for name, value in side.obsm.items():
+        adata.obsm[name] = value
+
+
+def compute_alignment(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    use_rep: str | Mapping[str, float] = "X_pca",
+    spatial_key: str | None = "spatial",
+    cost: str | Callable = "sqeuclidean",
+    unbalanced: str = "partial",
+    refine: bool = False,
+    key_added: str = "hiref",
+    layer: str | None = None,
+    n_pcs: int = 50,
+    random_state: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+    **engine_options: Any,
+) -> tuple[Side, Side]:
+    """Validate, solve and prepare both sides of an alignment; writes nothing (see :func:`align`)."""
+    t0 = time.perf_counter()
+    check_adata(adata1, "adata1")
+    check_adata(adata2, "adata2")
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+        raise ValueError(msg)
+    keys = Keys(key_added)
+    logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
+    R1, R2, rep_info, pca = representations(
+        adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
+    )
+    spatial1 = spatial2 = None
+    if spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm:
+        spatial1 = obsm_array(adata1, spatial_key, "adata1")
+        spatial2 = obsm_array(adata2, spatial_key, "adata2")
+        if spatial1.shape[1] != spatial2.shape[1]:
+            msg = (
+                f"`.obsm[{spatial_key!r}]` has {spatial1.shape[1]} columns in adata1 but {spatial2.shape[1]} in "
+                "adata2; pass `spatial_key=None` or fix the coordinates."
+            )
+            raise ValueError(msg)
+    matching: Matching = solve(
+        R1, R2, cost=cost, unbalanced=unbalanced, refine=refine, seed=random_state, device=device,
+        progress=progress, **engine_options,
+    )  # fmt: skip
+    runtime = time.perf_counter() - t0
+    params = {
+        **rep_info,
+        "cost": matching.cost_name,
+        "unbalanced": unbalanced,
+        "refine": bool(refine),
+        "random_state": int(random_state),
+        "schedule": np.asarray(matching.schedule, dtype=np.int64),
+        "spatial_key": spatial_key if spatial1 is not None else "",
+        "layer": layer or "",
+        "engine_options": json.dumps(dict(engine_options), default=str),
+        "hiref_version": _version(),
+    }
+    results = {
+        "cost": float(matching.cost),
+        "level_costs": np.asarray(matching.level_costs, dtype=np.float64),
+        "n_matched": int(matching.n_matched),
+        "runtime": float(runtime),
+    }
+    side1 = _side(matching.perm, matching.labels_x, adata2, params=params, results=results, keys=keys,
+                  role="source", spatial=spatial2, pca=None if pca is None else pca[0])  # fmt: skip
+    side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
+                  role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
+    logger.info(
+        "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
+        runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
+    )  # fmt: skip
+    return side1, side2
+
+
+@doc_params(**DOC)
+def align(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    use_rep: str | Mapping[str, float] = "X_pca",
+    spatial_key: str | None = "spatial",
+    cost: str | Callable = "sqeuclidean",
+    unbalanced: Literal["partial", "subsample"] = "partial",
+    refine: bool = False,
+    key_added: str = "hiref",
+    layer: str | None = None,
+    n_pcs: int = 50,
+    random_state: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+    copy: bool = False,
+    **engine_options: Any,
+) -> tuple[AnnData, AnnData] | None:
+    """Match the cells of two datasets one to one by Hierarchical Refinement.
+
+    Every cell of the smaller dataset gets exactly one partner in the other (all cells, when
+    both have the same size); see ``unbalanced`` for the rest. The matching is computed by
+    :func:`hiref.solve` on the chosen representation and stored on both objects, so each
+    stands alone and survives ``write_h5ad``/``read_h5ad``.
+
+    Parameters
+    ----------
+    {adata_pair}
+    {use_rep}
+    {spatial_key}
+    cost
+        Ground cost on the representation: ``"sqeuclidean"``, ``"euclidean"``, or see
+        :func:`hiref.solve`.
+    unbalanced
+        With different numbers of cells: ``"partial"`` leaves the extra cells of the larger
+        dataset unmatched, chosen by the transport (cells without a counterpart); ``"subsample"``
+        leaves out random ones. See :func:`hiref.solve`.
+    refine
+        Polish the matching by exact re-solves over windows of neighbouring pairs (slower,
+        lower cost).
+    {key_added}
+    {layer}
+    n_pcs
+        Number of PCs of a joint PCA computed for a missing ``"X_pca"``.
+    {random_state}
+    {device}
+    progress
+        Show progress bars.
+    {copy}
+    **engine_options
+        Passed to :func:`hiref.solve` (``leaf_size``, ``schedule``, ``n_starts``, ...).
+
+    Returns
+    -------
+    ``None``, or with ``copy=True`` the modified copies ``(adata1, adata2)``. On each object:
+
+    ``.uns[key_added]``
+        ``params`` (``use_rep``, ``cost``, ``unbalanced``, ``refine``, ``random_state``,
+        ``schedule``, ``hiref_version``, ...), ``role`` (``"source"`` on adata1, ``"target"``
+        on adata2), ``partner`` (int64 position of every cell's partner in the other object,
+        ``-1`` if unmatched), ``partner_names`` (its obs name, ``""`` if unmatched), ``cost``
+        (mean cost of the matched pairs), ``level_costs``, ``n_matched``, ``runtime`` (s), and
+        the names of the entries below.
+    ``.obs[f"{{key_added}}_match"]``
+        The partner's obs name (missing if unmatched).
+    ``.obsm[f"{{key_added}}_labels"]``
+        Co-cluster of every cell at every level of the hierarchy (equal on both objects for
+        cells of one co-cluster).
+    ``.obsm[f"{{key_added}}_partner_spatial"]``
+        The partner's ``.obsm[spatial_key]`` coordinates (NaN if unmatched), when both objects
+        have them.
+    ``.obsm[f"{{key_added}}_pca"]``
+        Only if a joint PCA was computed for ``use_rep="X_pca"``.
+
+    Examples
+    --------
+    >>> import hiref as hr
+    >>> a, b = hr.datasets.simulate_slices(n_obs=500, seed=0)
+    >>> hr.tl.align(a, b, use_rep="spatial", progress=False)
+    >>> a.obs["hiref_match"].iloc[0] == b.obs_names[a.uns["hiref"]["partner"][0]]
+    True
+    """
+    sides = compute_alignment(
+        adata1, adata2, use_rep=use_rep, spatial_key=spatial_key, cost=cost, unbalanced=unbalanced, refine=refine,
+        key_added=key_added, layer=layer, n_pcs=n_pcs, random_state=random_state, device=device, progress=progress,
+        **engine_options,
+    )  # fmt: skip
+    if copy:
+        adata1, adata2 = adata1.copy(), adata2.copy()
+    write_alignment(adata1, sides[0])
+    write_alignment(adata2, sides[1])
+    return (adata1, adata2) if copy else None

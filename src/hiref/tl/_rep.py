@@ -1,0 +1,149 @@
+"""The representation cells are compared by, read from (or computed for) two AnnData objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from hiref._anndata import check_finite, expression, obsm_array
+from hiref._logging import logger
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _looks_like_counts(X: np.ndarray | sp.spmatrix) -> bool:
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    sample = data[:100_000]
+    return bool(sample.size) and bool((sample >= 0).all()) and bool(np.allclose(sample, np.round(sample)))
+
+
+def joint_pca(
+    adata1: AnnData, adata2: AnnData, *, n_pcs: int, layer: str | None, random_state: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """PCA of the genes both objects share, fitted on both together, the way scanpy would.
+
+    Raw counts are normalised to 10,000 per cell and log1p-transformed first; non-negative,
+    non-integer data with values above 20 are log1p-transformed; anything else is used as is.
+
+    Returns
+    -------
+    The PCs of adata1 and adata2, and a description of what was done.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    shared = adata1.var_names.intersection(adata2.var_names, sort=False)
+    if len(shared) == 0:
+        msg = "`adata1` and `adata2` share no genes (var_names), so no joint PCA can be computed; pass `use_rep=`."
+        raise ValueError(msg)
+    parts = []
+    for name, adata in (("adata1", adata1), ("adata2", adata2)):
+        X = expression(adata[:, shared], layer, name)
+        check_finite(X, f"`{name}` expression")
+        parts.append(sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32))
+    stacked = sp.vstack(parts, format="csr") if any(sp.issparse(p) for p in parts) else np.concatenate(parts)
+    joint = ad.AnnData(X=stacked)
+    steps = []
+    if _looks_like_counts(joint.X):
+        sc.pp.normalize_total(joint, target_sum=1e4)
+        sc.pp.log1p(joint)
+        steps = ["normalize_total(1e4)", "log1p"]
+    else:
+        data = joint.X.data if sp.issparse(joint.X) else joint.X
+        if data.size and data.min() >= 0 and data.max() > 20:
+            sc.pp.log1p(joint)
+            steps = ["log1p"]
+    n_comps = int(min(n_pcs, len(shared) - 1, joint.n_obs - 1))
+    if n_comps < 1:
+        msg = f"a joint PCA needs at least 2 shared genes and 2 cells, got {len(shared)} and {joint.n_obs}."
+        raise ValueError(msg)
+    sc.pp.pca(joint, n_comps=n_comps, random_state=random_state)
+    pcs = joint.obsm["X_pca"]
+    logger.info(
+        "computed a joint PCA (%d PCs) of the %d shared genes (%s)", n_comps, len(shared), ", ".join(steps) or "as is"
+    )
+    info = {"n_pcs": n_comps, "n_shared_genes": len(shared), "preprocessing": steps}
+    return pcs[: adata1.n_obs], pcs[adata1.n_obs :], info
+
+
+def _one(adata: AnnData, rep: str, layer: str | None, name: str) -> np.ndarray:
+    if rep == "X":
+        X = expression(adata, layer, name)
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        return X.astype(np.float64, copy=False)
+    hint = " Run `sc.pp.pca` or `sc.tl.*` first, or pass another `use_rep`." if rep.startswith("X_") else ""
+    return obsm_array(adata, rep, name, hint=hint)
+
+
+def _standardised(R1: np.ndarray, R2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centre = np.concatenate([R1, R2]).mean(0)
+    A, B = R1 - centre, R2 - centre
+    scale = np.sqrt(((A**2).sum() + (B**2).sum()) / (len(A) + len(B)))
+    scale = scale if scale > 0 else 1.0
+    return A / scale, B / scale
+
+
+def representations(
+    adata1: AnnData,
+    adata2: AnnData,
+    use_rep: str | Mapping[str, float],
+    *,
+    layer: str | None,
+    n_pcs: int,
+    random_state: int,
+) -> tuple[np.ndarray, np.ndarray, dict, tuple[np.ndarray, np.ndarray] | None]:
+    """The arrays to align, a description for the stored parameters, and a joint PCA if one was computed.
+
+    Parameters
+    ----------
+    adata1, adata2
+        The objects.
+    use_rep
+        See :func:`hiref.tl.align`.
+    layer
+        Expression layer for ``"X"`` and for a joint PCA.
+    n_pcs
+        Number of PCs of a joint PCA.
+    random_state
+        Seed of the PCA.
+    """
+    if isinstance(use_rep, str):
+        weights = {use_rep: 1.0}
+    elif isinstance(use_rep, Mapping) and use_rep:
+        weights = dict(use_rep)
+    else:
+        msg = f"`use_rep` must be a key (str) or a non-empty dict of keys to weights, got {use_rep!r}."
+        raise TypeError(msg)
+    for key, w in weights.items():
+        if not isinstance(key, str):
+            msg = f"`use_rep` keys must be strings, got {key!r}."
+            raise TypeError(msg)
+        if isinstance(w, bool) or not isinstance(w, int | float) or not np.isfinite(w) or w <= 0:
+            msg = f"`use_rep` weights must be positive numbers, got {key!r}: {w!r}."
+            raise ValueError(msg)
+    pieces1, pieces2 = [], []
+    computed = None
+    info: dict = {"use_rep": json.dumps(weights) if len(weights) > 1 else next(iter(weights))}
+    for key, w in weights.items():
+        if key == "X_pca" and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm):
+            R1, R2, pca_info = joint_pca(adata1, adata2, n_pcs=n_pcs, layer=layer, random_state=random_state)
+            computed = (R1, R2)
+            info["joint_pca"] = json.dumps(pca_info)
+        else:
+            R1, R2 = _one(adata1, key, layer, "adata1"), _one(adata2, key, layer, "adata2")
+        if R1.shape[1] != R2.shape[1]:
+            msg = f"`use_rep` {key!r} has {R1.shape[1]} columns in adata1 but {R2.shape[1]} in adata2."
+            raise ValueError(msg)
+        check_finite(R1, f"`adata1` representation {key!r}")
+        check_finite(R2, f"`adata2` representation {key!r}")
+        if len(weights) > 1:
+            R1, R2 = _standardised(R1, R2)
+            R1, R2 = np.sqrt(w) * R1, np.sqrt(w) * R2
+        pieces1.append(R1)
+        pieces2.append(R2)
+    return np.concatenate(pieces1, 1), np.concatenate(pieces2, 1), info, computed

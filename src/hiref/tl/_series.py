@@ -1,0 +1,204 @@
+"""``hr.tl.align_series`` and ``hr.tl.transitions``: consecutive time points or slices."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hiref._anndata import actualize, check_adata
+from hiref._logging import logger
+from hiref.get._matching import partners
+
+from ._align import compute_alignment, write_alignment
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def pair_key(key: str, i: int) -> str:
+    """Key of the alignment of items ``i`` and ``i + 1`` of a list."""
+    return f"{key}_{i}_{i + 1}"
+
+
+def _stages(adata: AnnData, time_key: str, order: Sequence | None) -> list:
+    if time_key not in adata.obs.columns:
+        msg = f"`time_key` {time_key!r} is not a column of adata.obs (available: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    column = adata.obs[time_key]
+    present = list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype) else sorted(column.unique())
+    present = [s for s in present if (column == s).any()]
+    stages = present if order is None else list(order)
+    missing = [s for s in stages if not (column == s).any()]
+    if missing:
+        msg = f"`order` names stages with no cells in adata.obs[{time_key!r}]: {missing} (present: {present})."
+        raise ValueError(msg)
+    if len(stages) < 2:
+        msg = f"need at least two stages in adata.obs[{time_key!r}] to align a series, got {stages}."
+        raise ValueError(msg)
+    return stages
+
+
+def align_series(
+    data: Sequence[AnnData] | AnnData,
+    *,
+    time_key: str | None = None,
+    order: Sequence | None = None,
+    key_added: str = "hiref",
+    **align_options: Any,
+) -> list[str] | None:
+    """Align consecutive time points (or slices) of a series.
+
+    Parameters
+    ----------
+    data
+        Either a list of AnnData objects in order (e.g. one per embryo stage), or one AnnData
+        holding every time point, told apart by ``.obs[time_key]``.
+    time_key
+        With one AnnData: the ``.obs`` column of the time point.
+    order
+        With one AnnData: the time points in order (default: the categories' order, or sorted).
+    key_added
+        Name of the results (see Returns).
+    **align_options
+        Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...).
+
+    Returns
+    -------
+    For a list: the keys written, one per consecutive pair ``i, i + 1``:
+    ``f"{key_added}_{i}_{i+1}"``, each a full :func:`hiref.tl.align` result on both objects of
+    the pair. For one AnnData: ``None``; it gets ``.obs[f"{key_added}_next"]`` and
+    ``.obs[f"{key_added}_prev"]`` (the partner's obs name in the next and previous time point)
+    and ``.uns[key_added]`` (``time_key``, ``order``, and per pair its cost, number of matched
+    cells and runtime). Every pair is computed before anything is written.
+    """
+    for forbidden in ("copy", "key_added"):
+        if forbidden in align_options:
+            msg = f"`{forbidden}` cannot be passed to align_series."
+            raise TypeError(msg)
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        adatas = list(data)
+        if len(adatas) < 2:
+            msg = f"`data` must hold at least two AnnData objects, got {len(adatas)}."
+            raise ValueError(msg)
+        for i, adata in enumerate(adatas):
+            check_adata(adata, f"data[{i}]")
+        sides = [
+            compute_alignment(adatas[i], adatas[i + 1], key_added=pair_key(key_added, i), **align_options)
+            for i in range(len(adatas) - 1)
+        ]
+        for i, (first, second) in enumerate(sides):
+            write_alignment(adatas[i], first)
+            write_alignment(adatas[i + 1], second)
+        return [pair_key(key_added, i) for i in range(len(adatas) - 1)]
+
+    adata = check_adata(data, "data")
+    if time_key is None:
+        msg = "`time_key` is required when `data` is a single AnnData."
+        raise ValueError(msg)
+    stages = _stages(adata, time_key, order)
+    column = adata.obs[time_key]
+    subsets = [adata[(column == s).to_numpy()].copy() for s in stages]
+    next_name = pd.Series(pd.NA, index=adata.obs_names, dtype="object")
+    prev_name = pd.Series(pd.NA, index=adata.obs_names, dtype="object")
+    pairs = {}
+    for i in range(len(stages) - 1):
+        first, second = compute_alignment(subsets[i], subsets[i + 1], key_added="pair", **align_options)
+        for side, subset, target in ((first, subsets[i], next_name), (second, subsets[i + 1], prev_name)):
+            names = np.asarray(side.uns["partner_names"])
+            target.loc[subset.obs_names] = np.where(names != "", names, pd.NA)
+        pairs[str(i)] = {
+            "from": str(stages[i]),
+            "to": str(stages[i + 1]),
+            "cost": first.uns["cost"],
+            "n_matched": first.uns["n_matched"],
+            "runtime": first.uns["runtime"],
+        }
+        logger.info("aligned %s -> %s", stages[i], stages[i + 1])
+    actualize(adata)
+    adata.obs[f"{key_added}_next"] = pd.Categorical(next_name.to_numpy())
+    adata.obs[f"{key_added}_prev"] = pd.Categorical(prev_name.to_numpy())
+    adata.uns[key_added] = {"time_key": time_key, "order": [str(s) for s in stages], "pairs": pairs,
+                            "params": {k: str(v) for k, v in align_options.items()}}  # fmt: skip
+    return None
+
+
+def transitions(
+    data: Sequence[AnnData] | AnnData,
+    *,
+    obs: str,
+    key: str = "hiref",
+    normalize: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Cell-type transitions between consecutive time points, from an aligned series.
+
+    For every pair of consecutive time points, counts how the cells of each type (``.obs[obs]``)
+    of the earlier one are matched to the types of the later one.
+
+    Parameters
+    ----------
+    data
+        What :func:`hiref.tl.align_series` aligned: the list of AnnData, or the one AnnData.
+    obs
+        Categorical ``.obs`` column of the cell types (in every object).
+    key
+        The ``key_added`` of :func:`hiref.tl.align_series`.
+    normalize
+        Fractions of each earlier type (rows sum to 1) instead of counts.
+
+    Returns
+    -------
+    One DataFrame per consecutive pair, keyed ``"<earlier> -> <later>"`` (the stage names, or
+    the list positions): rows are the earlier types, columns the later ones. Writes nothing.
+    """
+    tables = {}
+    if isinstance(data, Sequence) and not isinstance(data, str):
+        adatas = list(data)
+        for i in range(len(adatas) - 1):
+            k = pair_key(key, i)
+            for j in (i, i + 1):
+                _column(adatas[j], obs, f"data[{j}]")
+            perm = partners(adatas[i], adatas[i + 1], k, name=f"data[{i}]", other_name=f"data[{i + 1}]")
+            matched = perm >= 0
+            early = adatas[i].obs[obs].to_numpy()[matched]
+            late = adatas[i + 1].obs[obs].to_numpy()[perm[matched]]
+            tables[f"{i} -> {i + 1}"] = _table(early, late, normalize, obs)
+        return tables
+    adata = check_adata(data, "data")
+    info = stored_series(adata, key)
+    column = _column(adata, obs, "data")
+    time = adata.obs[info["time_key"]].astype(str)
+    nxt = adata.obs[f"{key}_next"]
+    position = pd.Series(np.arange(adata.n_obs), index=adata.obs_names)
+    order = list(info["order"])
+    for a, b in itertools.pairwise(order):
+        cells = (time == a).to_numpy() & nxt.notna().to_numpy()
+        late = column.to_numpy()[position.loc[nxt[cells].astype(str)].to_numpy()]
+        tables[f"{a} -> {b}"] = _table(column.to_numpy()[cells], late, normalize, obs)
+    return tables
+
+
+def stored_series(adata: AnnData, key: str) -> dict:
+    """``adata.uns[key]`` written by :func:`align_series` on one AnnData."""
+    entry = adata.uns.get(key)
+    if not isinstance(entry, dict) or "order" not in entry or f"{key}_next" not in adata.obs:
+        msg = f"`data` has no aligned series under key {key!r}: run hr.tl.align_series first."
+        raise KeyError(msg)
+    return entry
+
+
+def _column(adata: AnnData, obs: str, name: str) -> pd.Series:
+    if obs not in adata.obs.columns:
+        msg = f"`obs` {obs!r} is not a column of {name}.obs (available: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    return adata.obs[obs]
+
+
+def _table(early: np.ndarray, late: np.ndarray, normalize: bool, obs: str) -> pd.DataFrame:  # noqa: FBT001
+    table = pd.crosstab(pd.Series(early, name=f"{obs} (earlier)"), pd.Series(late, name=f"{obs} (later)"), dropna=False)
+    if normalize:
+        table = table.div(table.sum(1).replace(0, np.nan), axis=0).fillna(0.0)
+    return table

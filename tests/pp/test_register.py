@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hiref as hr
+
+
+def angle_of(R):
+    return np.rad2deg(np.arctan2(R[1, 0], R[0, 0]))
+
+
+def test_rotation_and_shift_are_recovered():
+    ref, mov = hr.datasets.simulate_slices(
+        n_obs=800, n_genes=20, rotation=30, translation=(40, -25), deformation=0, seed=0
+    )
+    hr.pp.register(ref, mov, n_sample=800)
+    info = mov.uns["spatial_registered"]
+    assert abs(info["angle"] - (-30)) < 1.0
+    assert not info["reflected"]
+    # The same cells land where they were in the reference slice.
+    true = ref.obsm["spatial"][ref.obs_names.get_indexer(mov.obs["true_match"])]
+    assert np.abs(mov.obsm["spatial_registered"] - true).mean() < 1.5
+    assert np.array_equal(ref.obsm["spatial_registered"], ref.obsm["spatial"])
+
+
+def test_reflection_and_explicit_angle():
+    ref, mov = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=0, deformation=0, seed=1)
+    mov.obsm["spatial"] = mov.obsm["spatial"] * np.array([1.0, -1.0])  # mirrored slice
+    out = hr.pp.register(ref, mov, reflection=None, n_sample=600, copy=True)
+    assert out[1].uns["spatial_registered"]["reflected"]
+    assert "spatial_registered" not in mov.obsm  # copy=True left the input alone
+    ref2, mov2 = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=90, deformation=0, seed=2)
+    hr.pp.register(ref2, mov2, angle=-90, n_iter=0, use_rep=None, key_added="manual")
+    assert abs(mov2.uns["manual"]["angle"] + 90) < 1e-6
+
+
+def test_register_errors(slices):
+    a, b = slices
+    b.obsm["spatial"] = np.column_stack([b.obsm["spatial"], np.zeros(b.n_obs)])
+    with pytest.raises(ValueError, match="2-D coordinates"):
+        hr.pp.register(a, b)
+    with pytest.raises(KeyError, match=r"no .obsm\[.xy.\]"):
+        hr.pp.register(a, b, spatial_key="xy")
+    with pytest.raises(ValueError, match="`reflection`"):
+        hr.pp.register(a, a.copy(), reflection="yes")
