@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import matplotlib as mpl
 import pytest
 import torch
+
+mpl.use("Agg")
 
 from helpers import exact_matching, shared_data_dir
 
@@ -49,3 +52,11 @@ def shared_data():
     if path is None:
         pytest.skip("../shared/data (real test slices) not found; set HIREF_SHARED_DATA")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -31,6 +31,16 @@ DOC = {
         Torch device of the engine; ``None`` picks cuda when available, else cpu.""",
     "layer": """layer
         ``.layers`` key to read expression from instead of ``.X``.""",
+    "aligned_pair": """adata1, adata2
+        Objects aligned by :func:`hiref.tl.align` under ``key``.
+    key
+        The ``key_added`` of the alignment.""",
+    "spatial_key_stored": """spatial_key
+        ``.obsm`` key of the coordinates; default: the one the alignment stored.""",
+    "show_save": """show
+        Show the figure (default: unless ``ax`` is given).
+    save
+        Path to save the figure to (``fig.savefig(save, bbox_inches="tight")``).""",
 }
 
 

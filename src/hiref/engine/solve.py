@@ -248,8 +248,8 @@ def solve(
         list the others in :attr:`Matching.dropped`; faster, but the points left out are random.
     refine
         After the bijection, re-solve exactly over windows of neighbouring matched pairs
-        (``refine_window`` pairs each, by default ``2 * leaf_size``, from random partitions of
-        the pairs), for at most ``refine_passes`` passes while it gains. Never raises the cost;
+        (``refine_window`` pairs each, by default ``min(2 * leaf_size, 1024)``, from random
+        partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never raises the cost;
         typically 2-3 times the unrefined time, and worth most in high dimension.
     schedule
         Ranks of the levels; by default :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
@@ -257,8 +257,9 @@ def solve(
         Largest rank of the default schedule (which minimises the sum of ranks, the work of a
         batched level, so ``max_rank=2`` gives binary splits, the default and most accurate).
     leaf_size
-        Largest co-cluster solved exactly at the end; by default 64 for ``d <= 4`` and 512 above
-        (in high dimension every split loses more, and exact assignment is cheaper).
+        Largest co-cluster solved exactly at the end; by default 64 for ``d <= 4``, 512 up to
+        ``d = 256`` and 2048 above (in high dimension every split loses more, and exact
+        assignment is cheaper).
     n_iter
         Mirror-descent steps per level.
     step
@@ -309,9 +310,12 @@ def solve(
     dev = resolve_device(device)
     work_dtype = resolve_dtype(dtype)
     d = X_in.shape[1]
-    # Exact assignment is cheap on high-dimensional blocks and each split costs more there, so
-    # high dimensions get fewer, larger leaves.
-    leaf_size = (64 if d <= 4 else 512) if leaf_size is None else check_positive_int(leaf_size, "leaf_size")
+    # Exact assignment is cheap on high-dimensional blocks and each split costs more there (more
+    # of the transport is noise that only an exact solve can use), so high dimensions get fewer,
+    # larger leaves.
+    if leaf_size is None:
+        leaf_size = 64 if d <= 4 else 512 if d <= 256 else 2048
+    leaf_size = check_positive_int(leaf_size, "leaf_size")
     options = LevelOptions(
         n_iter=check_positive_int(n_iter, "n_iter", minimum=0),
         step=check_positive_float(step, "step"),
@@ -320,9 +324,9 @@ def solve(
         coarse_size=check_positive_int(coarse_size, "coarse_size", minimum=2),
     )
     refine_passes = check_positive_int(refine_passes, "refine_passes", minimum=0)
-    refine_window = (
-        2 * leaf_size if refine_window is None else check_positive_int(refine_window, "refine_window", minimum=2)
-    )
+    if refine_window is None:
+        refine_window = min(2 * leaf_size, 1024)
+    refine_window = check_positive_int(refine_window, "refine_window", minimum=2)
     if sketch_dim is not None:
         sketch_dim = check_positive_int(sketch_dim, "sketch_dim")
     geometry = get_cost(cost)

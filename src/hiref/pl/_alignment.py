@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from hiref._docs import DOC, doc_params
 from hiref.get._matching import partners, stored
 
 from ._utils import category_colors, color_values, finish, new_axes, spatial, spatial_axes
@@ -70,6 +71,7 @@ def _draw_points(
     ax.figure.colorbar(sc, ax=ax, label=color, shrink=0.8)
 
 
+@doc_params(**DOC)
 def alignment(
     adata1: AnnData,
     adata2: AnnData,
@@ -92,18 +94,14 @@ def alignment(
 
     Parameters
     ----------
-    adata1, adata2
-        Objects aligned by :func:`hiref.tl.align` under ``key``.
-    key
-        The ``key_added`` of the alignment.
+    {aligned_pair}
     color
-        ``.obs`` column (categorical: scanpy's palettes or ``.uns[f"{color}_colors"]``, shared by
+        ``.obs`` column (categorical: scanpy's palettes or ``.uns[f"{{color}}_colors"]``, shared by
         both slices) or gene (continuous, one colour scale) to colour cells by; ``None`` colours
         each slice in its own colour.
     n_lines
         Matched pairs to join with a line (a random sample).
-    spatial_key
-        ``.obsm`` key of the coordinates; default: the one the alignment stored.
+    {spatial_key_stored}
     layout
         ``"side"``: the second slice to the right of the first; ``"overlay"``: both in place
         (after :func:`hiref.pp.register`).
@@ -117,10 +115,7 @@ def alignment(
         Seed of the sample of lines.
     ax
         Axes to draw into.
-    show
-        Show the figure (default: unless ``ax`` is given).
-    save
-        Path to save the figure to.
+    {show_save}
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter`.
 
@@ -153,6 +148,7 @@ def alignment(
     return finish(ax, show=show, save=save, ax_given=ax_given)
 
 
+@doc_params(**DOC)
 def displacement(
     adata1: AnnData,
     adata2: AnnData,
@@ -168,17 +164,14 @@ def displacement(
     save: str | Path | None = None,
     **quiver_kwargs: Any,
 ) -> Axes | None:
-    """Arrows from cells of the first slice to their partners in the second (same frame).
+    """Arrows from cells of the first slice to their partners in the second.
+
+    Both slices' coordinates must share one frame (e.g. after :func:`hiref.pp.register`).
 
     Parameters
     ----------
-    adata1, adata2
-        Objects aligned by :func:`hiref.tl.align`, with coordinates in one frame (e.g. after
-        :func:`hiref.pp.register`).
-    key
-        The ``key_added`` of the alignment.
-    spatial_key
-        ``.obsm`` key of the coordinates; default: the one the alignment stored.
+    {aligned_pair}
+    {spatial_key_stored}
     n_arrows
         Cells drawn (a random sample), when ``grid`` is None.
     grid
@@ -188,8 +181,9 @@ def displacement(
         Colour map of the arrow lengths.
     random_state
         Seed of the sample.
-    ax, show, save
-        As in :func:`alignment`.
+    ax
+        Axes to draw into.
+    {show_save}
     **quiver_kwargs
         Passed to :meth:`matplotlib.axes.Axes.quiver`.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hiref._docs import DOC, doc_params
 from hiref._keys import Keys
 from hiref.get._matching import partners, stored
 
@@ -28,6 +29,7 @@ def _cluster_colors(n: int, seed: int = 0) -> np.ndarray:
     return base[order % len(base)]
 
 
+@doc_params(**DOC)
 def hierarchy(
     adata1: AnnData,
     adata2: AnnData,
@@ -49,20 +51,15 @@ def hierarchy(
 
     Parameters
     ----------
-    adata1, adata2
-        Objects aligned by :func:`hiref.tl.align` under ``key``.
-    key
-        The ``key_added`` of the alignment.
+    {aligned_pair}
     level
         Level to draw, from 1; default the deepest level with at most 32 co-clusters.
-    spatial_key
-        ``.obsm`` key of the coordinates; default: the one the alignment stored.
+    {spatial_key_stored}
     size
         Marker size (default: scaled to the number of cells).
     ax
         Two Axes to draw into (one per slice).
-    show, save
-        As in :func:`hiref.pl.alignment`.
+    {show_save}
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter`.
 
@@ -110,6 +107,7 @@ def hierarchy(
     return finish(axes, show=show, save=save, ax_given=ax_given)
 
 
+@doc_params(**DOC)
 def level_costs(
     adata: AnnData,
     *,
@@ -130,8 +128,9 @@ def level_costs(
         One of the objects aligned by :func:`hiref.tl.align`.
     key
         The ``key_added`` of the alignment.
-    ax, show, save
-        As in :func:`hiref.pl.alignment`.
+    ax
+        Axes to draw into.
+    {show_save}
 
     Returns
     -------

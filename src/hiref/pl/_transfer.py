@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hiref._docs import DOC, doc_params
 from hiref.tl._bin import bin_spatial, spatial_extent
 from hiref.tl._evaluate import _matched, cosine_similarity
 
@@ -30,6 +31,7 @@ def _grid_image(binned: AnnData, gene: str) -> np.ndarray:
     return image
 
 
+@doc_params(**DOC)
 def transfer(
     adata_pred: AnnData,
     adata_true: AnnData,
@@ -62,8 +64,7 @@ def transfer(
         Colour map (one scale per gene, shared by its two panels).
     size
         Marker size of cells.
-    show, save
-        As in :func:`hiref.pl.alignment`.
+    {show_save}
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter`.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hiref._docs import DOC, doc_params
 from hiref.tl._series import transitions as transition_tables
 
 from ._utils import finish
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
+@doc_params(**DOC)
 def transitions(
     data: Sequence[AnnData] | AnnData,
     *,
@@ -51,8 +53,7 @@ def transitions(
         Write the values in the cells (tables of at most 15 x 15).
     ax
         Axes to draw into (only with one pair).
-    show, save
-        As in :func:`hiref.pl.alignment`.
+    {show_save}
 
     Returns
     -------

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.testing.compare import compare_images
+
+import hiref as hr
+
+IMAGES = Path(__file__).parent / "_images"
+TOLERANCE = 15
+
+
+@pytest.fixture(scope="module")
+def aligned():
+    a, b = hr.datasets.simulate_slices(n_obs=400, n_genes=20, rotation=20, missing=0.1, seed=3)
+    hr.pp.register(a, b, n_sample=400, use_rep=None)
+    hr.tl.align(a, b, use_rep={"spatial_registered": 1.0, "X": 0.3}, spatial_key="spatial_registered",
+                leaf_size=32, progress=False)  # fmt: skip
+    return a, b
+
+
+def check_image(fig, name, tmp_path):
+    """Compare with the stored baseline (HIREF_UPDATE_BASELINES=1 rewrites it)."""
+    actual = tmp_path / f"{name}.png"
+    fig.savefig(actual, dpi=40)
+    expected = IMAGES / f"{name}.png"
+    if os.environ.get("HIREF_UPDATE_BASELINES") or not expected.exists():
+        if not os.environ.get("HIREF_UPDATE_BASELINES"):
+            pytest.fail(f"no baseline {expected}; run with HIREF_UPDATE_BASELINES=1 to create it")
+        expected.write_bytes(actual.read_bytes())
+    result = compare_images(str(expected), str(actual), tol=TOLERANCE)
+    assert result is None, result
+
+
+def test_alignment(aligned, tmp_path):
+    a, b = aligned
+    ax = hr.pl.alignment(a, b, color="region", n_lines=50, show=False)
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1
+    assert len(lines[0].get_segments()) == 50
+    assert len([c for c in ax.collections if isinstance(c, PathCollection)]) >= 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == list(a.obs["region"].cat.categories)
+    assert ax.get_aspect() == 1.0
+    check_image(ax.figure, "alignment", tmp_path)
+
+
+def test_alignment_overlay_gene_and_given_axes(aligned, tmp_path):
+    a, b = aligned
+    fig, ax = plt.subplots()
+    out = hr.pl.alignment(a, b, color="gene1", layout="overlay", ax=ax, save=tmp_path / "x.png")
+    assert out is ax  # ax given, show=None: not shown, returned
+    assert (tmp_path / "x.png").exists()
+    assert len(fig.axes) == 2  # the colour bar
+    with pytest.raises(KeyError, match="neither a column"):
+        hr.pl.alignment(a, b, color="nope", show=False)
+    with pytest.raises(ValueError, match="`layout`"):
+        hr.pl.alignment(a, b, layout="stacked", show=False)
+
+
+def test_hierarchy(aligned, tmp_path):
+    a, b = aligned
+    axes = hr.pl.hierarchy(a, b, level=2, show=False)
+    assert len(axes) == 2
+    assert "after level 2" in axes[0].get_title()
+    check_image(axes[0].figure, "hierarchy", tmp_path)
+    with pytest.raises(ValueError, match="`level` must be an int"):
+        hr.pl.hierarchy(a, b, level=99, show=False)
+
+
+def test_level_costs(aligned, tmp_path):
+    a, _ = aligned
+    ax = hr.pl.level_costs(a, show=False)
+    y = ax.lines[0].get_ydata()
+    assert np.allclose(y, a.uns["hiref"]["level_costs"][:-1])
+    assert ax.get_yscale() == "log"
+    check_image(ax.figure, "level_costs", tmp_path)
+
+
+def test_displacement(aligned, tmp_path):
+    a, b = aligned
+    ax = hr.pl.displacement(a, b, n_arrows=80, show=False)
+    quiver = next(c for c in ax.collections if type(c).__name__ == "Quiver")
+    assert quiver.N == 80
+    field = hr.pl.displacement(a, b, grid=8, show=False)
+    assert next(c for c in field.collections if type(c).__name__ == "Quiver").N <= 64
+    check_image(ax.figure, "displacement", tmp_path)
+
+
+def test_transfer_plot(aligned, tmp_path):
+    a, b = aligned
+    pred = hr.tl.transfer(a, b, spatial_key="spatial_registered")
+    axes = hr.pl.transfer(pred, b, genes=["gene0", "gene3"], spatial_key="spatial_registered", show=False)
+    assert len(axes) == 4
+    assert "cosine" in axes[0].get_title()
+    binned = hr.pl.transfer(pred, b, genes="gene0", bins=12, spatial_key="spatial_registered", show=False)
+    assert len(binned[0].images) == 1
+    check_image(axes[0].figure, "transfer", tmp_path)
+
+
+def test_transitions_plot(tmp_path):
+    adatas = []
+    for t in range(3):
+        x, _ = hr.datasets.simulate_slices(n_obs=200, n_genes=10, n_regions=4, seed=t)
+        x.obs_names = [f"t{t}_{n}" for n in x.obs_names]
+        adatas.append(x)
+    hr.tl.align_series(adatas, use_rep="spatial", leaf_size=32, progress=False)
+    axes = hr.pl.transitions(adatas, obs="region", show=False)
+    assert len(axes) == 2
+    ax = hr.pl.transitions(adatas, obs="region", pair="1 -> 2", show=False)
+    assert ax.get_title() == "1 -> 2"
+    assert ax.images[0].get_array().shape == (4, 4)
+    check_image(ax.figure, "transitions", tmp_path)
+    with pytest.raises(KeyError, match="`pair` must be one of"):
+        hr.pl.transitions(adatas, obs="region", pair="5 -> 6", show=False)
+
+
+def test_plots_need_an_alignment():
+    a, b = hr.datasets.simulate_slices(n_obs=50, n_genes=5, seed=0)
+    for fn in (hr.pl.alignment, hr.pl.hierarchy, hr.pl.displacement):
+        with pytest.raises(KeyError, match=r"run hr\.tl\.align first"):
+            fn(a, b, show=False)
+    with pytest.raises(KeyError, match=r"run hr\.tl\.align first"):
+        hr.pl.level_costs(a, show=False)
