@@ -1,12 +1,70 @@
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 import subprocess
 import sys
 
+import anndata as ad
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 
-from hiref.cli import main
+import hiref as hr
+from hiref.cli import EXIT_ERROR, EXIT_INTERRUPTED, main
+
+N_A, N_B = 300, 270  # slice B lacks 10 % of the cells, so the matching is partial on A
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small problems run faster on one thread, and the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Two small slices written as .h5ad files: (folder, a.h5ad, b.h5ad)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    a, b = hr.datasets.simulate_slices(n_obs=N_A, n_genes=20, missing=0.1, seed=0)
+    assert (a.n_obs, b.n_obs) == (N_A, N_B)
+    a.write_h5ad(folder / "a.h5ad")
+    b.write_h5ad(folder / "b.h5ad")
+    return folder, folder / "a.h5ad", folder / "b.h5ad"
+
+
+@pytest.fixture(scope="module")
+def aligned(inputs, tmp_path_factory):
+    """One ``hiref align`` run on the inputs: (stdout, out folder, A output, B output, input digests before)."""
+    folder, a, b = inputs
+    before = _digest(folder)
+    out = tmp_path_factory.mktemp("aligned") / "new" / "a.h5ad"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = main(["align", str(a), str(b), "--out", str(out), "--use-rep", "spatial", "--quiet"])
+    assert status == 0
+    return stdout.getvalue(), out.parent, out, out.with_name("a_b.h5ad"), before
+
+
+def _one_line_error(text, command):
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith(f"hiref {command}: error: ")
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------- demo
 
 
 def test_demo_reports_gap_and_writes_png(tmp_path, capsys):
@@ -34,3 +92,252 @@ def test_console_script_runs():
     cmd = [sys.executable, "-m", "hiref.cli", "--version"]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert result.stdout.startswith("hiref ")
+
+
+# ------------------------------------------------------------------------------------------ align
+
+
+def test_align_writes_both_outputs(inputs, aligned):
+    folder, a_in, b_in = inputs
+    stdout, out_dir, out_a, out_b, before = aligned
+    assert _digest(folder) == before  # inputs untouched
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.h5ad", "a_b.h5ad"]  # no temporary files
+    assert str(out_a) in stdout
+    assert str(out_b) in stdout
+    assert f"matched {N_B} pairs" in stdout
+
+    a, b = ad.read_h5ad(out_a), ad.read_h5ad(out_b)
+    a0, b0 = ad.read_h5ad(a_in), ad.read_h5ad(b_in)
+    assert list(a.obs_names) == list(a0.obs_names)
+    assert list(b.obs_names) == list(b0.obs_names)
+    assert a.uns["hiref"]["params"]["use_rep"] == "spatial"
+    assert (a.uns["hiref"]["role"], b.uns["hiref"]["role"]) == ("source", "target")
+
+    # A valid matching: every cell of the smaller B has one partner, partners exist and are distinct.
+    perm_a, perm_b = np.asarray(a.uns["hiref"]["partner"]), np.asarray(b.uns["hiref"]["partner"])
+    assert (perm_b >= 0).all()
+    assert len(np.unique(perm_b)) == N_B
+    assert perm_b.max() < N_A
+    assert (perm_a >= 0).sum() == N_B
+    matched = np.flatnonzero(perm_a >= 0)
+    np.testing.assert_array_equal(perm_b[perm_a[matched]], matched)  # both directions agree
+    names_a = a.obs["hiref_match"]
+    assert names_a.notna().sum() == N_B
+    assert set(names_a.dropna()) <= set(b.obs_names)
+    assert names_a.dropna().is_unique
+    np.testing.assert_array_equal(b.obs["hiref_match"].astype(str), a.obs_names[perm_b])
+    assert a.obs_names[matched].tolist() == b.obs["hiref_match"].iloc[perm_a[matched]].astype(str).tolist()
+    # The partner's coordinates travel with the matching.
+    np.testing.assert_allclose(b.obsm["hiref_partner_spatial"], a.obsm["spatial"][perm_b])
+
+
+def test_align_combined_representation_and_options(inputs, tmp_path, capsys):
+    _, a_in, b_in = inputs
+    out_b = tmp_path / "deep" / "er" / "B.h5ad"
+    args = ["align", str(a_in), str(b_in), "--out", str(tmp_path / "A.h5ad"), "--out-b", str(out_b)]
+    args += ["--use-rep", "X=2", "--use-rep", "spatial", "--key-added", "run1", "--cost", "euclidean"]
+    args += ["--seed", "3", "--quiet"]
+    assert main(args) == 0
+    assert "use_rep {" in capsys.readouterr().out
+    a, b = ad.read_h5ad(tmp_path / "A.h5ad"), ad.read_h5ad(out_b)
+    params = a.uns["run1"]["params"]
+    assert json.loads(params["use_rep"]) == {"X": 2.0, "spatial": 1.0}
+    assert params["cost"] == "euclidean"
+    assert params["random_state"] == 3
+    assert "run1_match" in b.obs
+    assert "hiref" not in a.uns
+
+
+def test_use_rep_syntax():
+    from hiref.cli import _rep, _use_rep
+
+    assert _use_rep(None) == "X_pca"
+    assert _use_rep([_rep("spatial")]) == "spatial"
+    assert _use_rep([_rep("spatial=0.5")]) == {"spatial": 0.5}
+    assert _use_rep([_rep("X_pca=2"), _rep("spatial")]) == {"X_pca": 2.0, "spatial": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--use-rep", "spatial=0"], "weight of 'spatial' must be a positive number"),
+        (["--use-rep", "spatial=abc"], "weight of 'spatial' must be a positive number"),
+        (["--use-rep", "=1"], "expected KEY or KEY=WEIGHT"),
+        (["--cost", "cosine"], "invalid choice"),
+        (["--unbalanced", "drop"], "invalid choice"),
+        (["--n-pcs", "0"], "must be a positive integer"),
+        (["--seed", "x"], "invalid int value"),
+    ],
+)
+def test_align_bad_option_values(inputs, tmp_path, capsys, extra, message):
+    _, a_in, b_in = inputs
+    with pytest.raises(SystemExit) as info:
+        main(["align", str(a_in), str(b_in), "--out", str(tmp_path / "o.h5ad"), *extra])
+    assert info.value.code == EXIT_ERROR
+    assert message in _one_line_error(capsys.readouterr().err, "align")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing_input", "input file not found: {missing}"),
+        ("missing_key", "has no .obsm['nope'] (available: ['spatial'])"),
+        ("missing_spatial_key", "argument --spatial-key: {a} has no .obsm['coords']"),
+        ("duplicate_rep", "'spatial' given more than once"),
+        ("out_is_input", "output {a} is an input file"),
+        ("out_b_is_input", "output {b} is an input file"),
+        ("same_outputs", "two outputs go to the same file"),
+        ("unreadable", "cannot read {junk} as .h5ad"),
+        ("folder_is_file", "is not a writable folder"),
+        ("bad_device", "argument --device"),
+        ("empty_key", "argument --key-added: must not be empty"),
+    ],
+)
+def test_align_errors(inputs, tmp_path, capsys, case, message):
+    folder, a_in, b_in = inputs
+    before = _digest(folder)
+    junk = tmp_path / "junk.h5ad"
+    junk.write_text("not an h5ad file")
+    out = str(tmp_path / "o.h5ad")
+    args = {
+        "missing_input": [str(a_in), str(tmp_path / "missing.h5ad"), "--out", out],
+        "missing_key": [str(a_in), str(b_in), "--out", out, "--use-rep", "nope"],
+        "missing_spatial_key": [str(a_in), str(b_in), "--out", out, "--use-rep", "spatial", "--spatial-key", "coords"],
+        "duplicate_rep": [str(a_in), str(b_in), "--out", out, "--use-rep", "spatial", "--use-rep", "spatial=2"],
+        "out_is_input": [str(a_in), str(b_in), "--out", str(a_in), "--overwrite"],
+        "out_b_is_input": [str(a_in), str(b_in), "--out", out, "--out-b", str(b_in), "--overwrite"],
+        "same_outputs": [str(a_in), str(b_in), "--out", out, "--out-b", out],
+        "unreadable": [str(a_in), str(junk), "--out", out],
+        "folder_is_file": [str(a_in), str(b_in), "--out", str(junk / "o.h5ad")],
+        "bad_device": [str(a_in), str(b_in), "--out", out, "--device", "nonsense"],
+        "empty_key": [str(a_in), str(b_in), "--out", out, "--key-added", ""],
+    }[case]
+    assert main(["align", *args, "--quiet"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    line = _one_line_error(captured.err, "align")
+    assert message.format(missing=tmp_path / "missing.h5ad", a=a_in, b=b_in, junk=junk) in line
+    assert captured.out == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["junk.h5ad"]  # nothing written
+    assert _digest(folder) == before
+
+
+def test_align_existing_output_needs_overwrite(inputs, tmp_path, capsys):
+    _, a_in, b_in = inputs
+    out = tmp_path / "o.h5ad"
+    out.write_text("keep me")
+    args = ["align", str(a_in), str(b_in), "--out", str(out), "--use-rep", "spatial", "--quiet"]
+    assert main(args) == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, "align")
+    assert f"output file exists: {out} (pass --overwrite" in line
+    assert out.read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.h5ad"]
+    assert main([*args, "--overwrite"]) == 0
+    assert ad.read_h5ad(out).uns["hiref"]["n_matched"] == N_B
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5ad", "o_b.h5ad"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "existing"),
+    [
+        (KeyboardInterrupt, EXIT_INTERRUPTED, False),
+        (OSError("No space left on device"), EXIT_ERROR, False),
+        (KeyboardInterrupt, EXIT_INTERRUPTED, True),
+    ],
+)
+def test_interrupted_write_leaves_no_output(inputs, tmp_path, monkeypatch, capsys, error, status, existing):
+    """The first output is written in full, the second breaks off halfway: neither may appear or change."""
+    _, a_in, b_in = inputs
+    original = ad.AnnData.write_h5ad
+    calls = []
+
+    def flaky(self, filename, **kwargs):
+        calls.append(filename)
+        if len(calls) == 1:
+            return original(self, filename, **kwargs)
+        filename.write_bytes(b"\x89HDF\r\n\x1a\n half a file")
+        raise error
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", flaky)
+    old = tmp_path / "old.h5ad"
+    old.write_text("previous result")
+    # Either new outputs in folders that do not exist yet, or existing outputs replaced with --overwrite.
+    out = old if existing else tmp_path / "new" / "sub" / "a.h5ad"
+    args = ["align", str(a_in), str(b_in), "--out", str(out), "--use-rep", "spatial", "--quiet", "--overwrite"]
+    assert main(args) == status
+    assert len(calls) == 2
+    assert all(c.parent == out.parent for c in calls)  # temporaries live next to the outputs
+    assert [p.name for p in tmp_path.iterdir()] == ["old.h5ad"]  # no output, temp file or new folder
+    assert old.read_text() == "previous result"
+    err = capsys.readouterr().err
+    if status == EXIT_INTERRUPTED:
+        assert err.strip().splitlines() == ["hiref align: interrupted"]
+    else:
+        assert "No space left on device" in _one_line_error(err, "align")
+
+
+# --------------------------------------------------------------------------------------- transfer
+
+
+def test_transfer_predicts_target_cells(aligned, tmp_path, capsys):
+    _, _, out_a, out_b, _ = aligned
+    pred_path = tmp_path / "pred" / "pred.h5ad"
+    args = ["transfer", str(out_a), str(out_b), "--out", str(pred_path), "--genes", "gene3", "gene7", "--obs", "region"]
+    assert main(args) == 0
+    assert str(pred_path) in capsys.readouterr().out
+    assert [p.name for p in pred_path.parent.iterdir()] == ["pred.h5ad"]
+    source, target, pred = ad.read_h5ad(out_a), ad.read_h5ad(out_b), ad.read_h5ad(pred_path)
+    assert list(pred.obs_names) == list(target.obs_names)
+    assert list(pred.var_names) == ["gene3", "gene7"]
+    rows = source.obs_names.get_indexer(target.obs["hiref_match"].astype(str))
+    assert (rows >= 0).all()
+    expected = source[:, ["gene3", "gene7"]].X
+    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
+    got = pred.X.toarray() if sp.issparse(pred.X) else np.asarray(pred.X)
+    np.testing.assert_array_equal(got, expected[rows])
+    np.testing.assert_array_equal(pred.obs["region"].astype(str), source.obs["region"].astype(str).to_numpy()[rows])
+    assert pred.obs["hiref_matched"].all()
+    np.testing.assert_array_equal(pred.obsm["spatial"], target.obsm["spatial"])
+
+
+def test_transfer_without_alignment(inputs, aligned, tmp_path, capsys):
+    _, a_in, b_in = inputs
+    _, _, out_a, out_b, _ = aligned
+    out = tmp_path / "pred.h5ad"
+    assert main(["transfer", str(a_in), str(b_in), "--out", str(out)]) == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, "transfer")
+    assert f"{a_in} has no alignment under key 'hiref'" in line
+    assert f"hiref align {a_in} {b_in}" in line
+    assert main(["transfer", str(out_a), str(out_b), "--out", str(out), "--key", "other"]) == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, "transfer")
+    assert "no alignment under key 'other'" in line
+    assert "alignments found: hiref" in line
+    assert not out.exists()
+
+
+def test_transfer_errors(aligned, tmp_path, capsys):
+    _, _, out_a, out_b, _ = aligned
+    out = tmp_path / "pred.h5ad"
+    assert main(["transfer", str(out_a), str(out_b), "--out", str(out), "--genes", "nope"]) == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, "transfer")
+    assert "['nope']" in line
+    assert f"adata_source = {out_a}" in line
+    assert main(["transfer", str(out_a), str(out_b), "--out", str(out_b), "--overwrite"]) == EXIT_ERROR
+    assert "is an input file" in _one_line_error(capsys.readouterr().err, "transfer")
+    assert not out.exists()
+
+
+def test_help_lists_options_with_defaults(capsys):
+    for command, expected in [
+        ("align", ["--use-rep KEY[=WEIGHT]", "--out-b", "(default: sqeuclidean)", "(default: hiref)", "--overwrite"]),
+        ("transfer", ["--genes GENE", "--obs COL", "(default: hiref)", "--overwrite"]),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        text = capsys.readouterr().out
+        for item in expected:
+            assert item in text, (command, item)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "transfer" in capsys.readouterr().out

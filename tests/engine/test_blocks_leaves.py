@@ -4,6 +4,8 @@ import itertools
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 from hiref.engine.blocks import Blocks, child_capacities
 from hiref.engine.consistency import broken_pairs
@@ -84,3 +86,17 @@ def test_broken_pairs_counts_separated_monge_pairs():
     # even a consistent cut, half of them straddle a random one.
     assert out[0] < 0.12
     assert 0.35 < out[1] < 0.65
+
+
+def test_rectangular_leaves_are_solved_exactly():
+    # Regression: a column-minimum shift is only valid when every column is used.
+    rng = np.random.default_rng(3)
+    X = torch.tensor(rng.normal(size=(60, 30)))
+    Y = torch.tensor(rng.normal(size=(75, 30)))
+    perm = solve_leaves(
+        SqEuclidean(), X, Y, Blocks(torch.arange(60), torch.arange(75), torch.tensor([60]), torch.tensor([75]))
+    )
+    C = cdist(X.numpy(), Y.numpy(), "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    assert len(set(perm.tolist())) == 60
+    np.testing.assert_allclose(C[np.arange(60), perm].sum(), C[rows, cols].sum(), rtol=1e-12)

@@ -73,6 +73,13 @@ def test_hierarchy(aligned, tmp_path):
         hr.pl.hierarchy(a, b, level=99, show=False)
 
 
+def test_hierarchy_of_a_single_leaf_says_so(slices):
+    a, b = slices
+    hr.tl.align(a, b, use_rep="spatial", leaf_size=1024, progress=False)
+    with pytest.raises(ValueError, match=r"no levels.*smaller `leaf_size`"):
+        hr.pl.hierarchy(a, b, show=False)
+
+
 def test_level_costs(aligned, tmp_path):
     a, _ = aligned
     ax = hr.pl.level_costs(a, show=False)

@@ -1,7 +1,14 @@
-"""Datasets: synthetic point-cloud pairs of the HiRef paper and simulated tissue slices."""
+"""Datasets: synthetic point-cloud pairs of the HiRef paper and simulated tissue slices.
+
+Real data: the small slices of ``../shared/data`` (:func:`merfish_hypothalamus`, :func:`paste_breast`), full public
+datasets downloaded once with pooch (:func:`mosta`, :func:`merfish`) and a reader of Vizgen exports
+(:func:`vizgen_receptor_map`).
+"""
 
 from __future__ import annotations
 
+from ._real import merfish, mosta, vizgen_receptor_map
+from ._shared import merfish_hypothalamus, paste_breast
 from ._simulate import simulate_slices
 from ._synthetic import checkerboard, gaussian_mixtures, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
 
@@ -10,6 +17,11 @@ __all__ = [
     "gaussian_mixtures",
     "halfmoon_scurve",
     "maf_moons_rings",
+    "merfish",
+    "merfish_hypothalamus",
+    "mosta",
+    "paste_breast",
     "simulate_slices",
     "uniform_checkerboard",
+    "vizgen_receptor_map",
 ]

@@ -71,15 +71,16 @@ def hierarchy(
 
     partners(adata1, adata2, key, name="adata1", other_name="adata2")
     keys = Keys(key)
-    for name, adata in (("adata1", adata1), ("adata2", adata2)):
+    for adata in (adata1, adata2):
         if keys.labels not in adata.obsm:
-            msg = f"`{name}` has no .obsm[{keys.labels!r}]: run hr.tl.align first."
-            raise KeyError(msg)
+            # The alignment exists (checked above): it simply had no level to store.
+            msg = (
+                f"the alignment {key!r} has no levels: all cells fit in one exactly solved leaf. "
+                "Pass a smaller `leaf_size` to hr.tl.align to see a hierarchy."
+            )
+            raise ValueError(msg)
     L1, L2 = np.asarray(adata1.obsm[keys.labels]), np.asarray(adata2.obsm[keys.labels])
     n_levels = L1.shape[1]
-    if n_levels == 0:
-        msg = "the alignment has no levels (every cell was in one leaf)."
-        raise ValueError(msg)
     if level is None:
         counts = [len(np.unique(L1[:, j][L1[:, j] >= 0])) for j in range(n_levels)]
         level = max([j + 1 for j, c in enumerate(counts) if c <= 32] or [1])

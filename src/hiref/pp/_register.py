@@ -107,11 +107,14 @@ def register(
 
     Returns
     -------
-    ``None``, or with ``copy=True`` the modified copies ``(adata_ref, adata_mov)``. Writes
-    ``.obsm[key_added]`` on both slices and ``adata_mov.uns[key_added]``: ``rotation`` (2 x 2,
-    a reflection if ``reflected``), ``translation`` (registered = ``rotation @ x +
-    translation``), ``angle`` (degrees), ``reflected``, ``cost`` (mean squared distance of the
-    matched sampled cells after registration) and ``params``.
+    ``None``, or with ``copy=True`` the modified copies ``(adata_ref, adata_mov)``. Writes:
+
+    ``.obsm[key_added]``
+        On both slices: the registered coordinates (the reference's are a copy of its own).
+    ``adata_mov.uns[key_added]``
+        ``rotation`` (2 x 2, a reflection if ``reflected``), ``translation`` (registered =
+        ``rotation @ x + translation``), ``angle`` (degrees), ``reflected``, ``cost`` (mean
+        squared distance of the matched sampled cells after registration) and ``params``.
 
     Examples
     --------

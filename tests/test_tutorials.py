@@ -1,0 +1,128 @@
+"""The tutorial notebooks: committed with clean outputs, and still running on ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+NOTEBOOKS = ["merfish.ipynb", "mosta.ipynb"]
+MAX_BYTES = 1_500_000
+PARAMETERS = 'DATA = os.environ.get("HIREF_TUTORIAL_DATA", "full")'
+# Appended to the executed copy: the notebook's RESULTS dict, written where the test can read it.
+DUMP_RESULTS = (
+    'import json\nfrom pathlib import Path\nPath("results.json").write_text(json.dumps(RESULTS, default=float))'
+)
+
+
+def problems(nb: nbformat.NotebookNode, *, need_outputs: bool = True) -> list[str]:
+    """What is wrong with an executed notebook: errors, stderr (warnings), cells not run, no figure."""
+    found = []
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    if len(params) != 1 or PARAMETERS not in params[0].source:
+        found.append(f"expected one code cell tagged 'parameters' holding {PARAMETERS!r}")
+    for i, cell in enumerate(code):
+        if need_outputs and cell.execution_count is None:
+            found.append(f"code cell {i} was not executed")
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                found.append(f"code cell {i} raised {out.ename}: {out.evalue}")
+            elif out.output_type == "stream" and out.name == "stderr":
+                found.append(f"code cell {i} wrote to stderr: {out.text[:300]!r}")
+    images = sum("image/png" in out.get("data", {}) for cell in code for out in cell.get("outputs", []))
+    if need_outputs and images == 0:
+        found.append("no figure in the outputs")
+    return found
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_has_clean_outputs(name):
+    path = TUTORIALS / name
+    assert path.stat().st_size < MAX_BYTES, f"{name} is {path.stat().st_size / 1e6:.2f} MB"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert problems(nb) == []
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "`shared`" in text
+    assert "HIREF_TUTORIAL_DATA=full" in text
+
+
+def test_problems_catches_errors_and_warnings():
+    nb = nbformat.read(TUTORIALS / "mosta.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="UserWarning: something\n"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[]),
+    ]
+    cell.execution_count = None
+    found = problems(nb)
+    assert any("ValueError: boom" in p for p in found)
+    assert any("stderr" in p for p in found)
+    assert any("not executed" in p for p in found)
+
+
+def run_tutorial(name: str, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """Execute a copy of a tutorial in ``tmp_path/tutorials`` on the shared data; its RESULTS dict and the notebook."""
+    from nbclient import NotebookClient
+
+    folder = tmp_path / "tutorials"
+    folder.mkdir()
+    shutil.copy(TUTORIALS / name, folder / name)
+    nb = nbformat.read(folder / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(DUMP_RESULTS))
+    monkeypatch.setenv("HIREF_TUTORIAL_DATA", "shared")
+    monkeypatch.setenv("HIREF_SHARED_DATA", str(shared_data))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    # raises CellExecutionError (failing the test) on the first cell error
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return json.loads((folder / "results.json").read_text()), nb
+
+
+def test_merfish_tutorial_runs(tmp_path, shared_data, monkeypatch):
+    results, nb = run_tutorial("merfish.ipynb", tmp_path, shared_data, monkeypatch)
+    assert problems(nb) == []
+    assert results["data"] == "shared"
+    assert results["n_cells"] == [5584, 5578]
+    assert results["genes"] == ["Slc17a7", "Gad1"]
+    assert results["missing_genes"] == ["Grm4", "Olig1", "Peg10"]
+    assert abs(results["angle"]) < 10  # adjacent sections imaged in nearly the same orientation
+    comparison = results["comparison"]
+    assert comparison["space + expression"]["matched pairs"] == 5578
+    assert (
+        comparison["space + expression"]["partners of the same class (%)"]
+        > comparison["space only"]["partners of the same class (%)"] + 20
+    )
+    assert comparison["space only"]["median distance to partner (µm)"] < 60
+    cosine = results["cosine_75"]
+    mean = next(k for k in cosine["random matching"] if k.startswith("mean of"))
+    for column in (mean, "Gad1"):
+        assert cosine["space + expression"][column] > cosine["random matching"][column] + 0.1
+        assert cosine["space + expression"][column] > cosine["nearest neighbour"][column]
+        assert cosine["space + expression"][column] > cosine["space only"][column]
+    assert cosine["space + expression"]["Gad1"] > 0.7
+
+
+def test_mosta_tutorial_runs(tmp_path, shared_data, monkeypatch):
+    results, nb = run_tutorial("mosta.ipynb", tmp_path, shared_data, monkeypatch)
+    assert problems(nb) == []
+    assert results["data"] == "shared"
+    assert results["n_cells"] == [254, 251, 264, 262]
+    assert results["keys"] == ["hiref_0_1", "hiref_1_2", "hiref_2_3"]
+    assert list(results["transition_shapes"]) == ["0 -> 1", "1 -> 2", "2 -> 3"]
+    assert all(shape == [6, 6] for shape in results["transition_shapes"].values())
+    for sums in results["transition_row_sums"].values():
+        assert sums == pytest.approx([1.0] * 6)
+    for pair, costs in results["costs"].items():
+        exact = costs["exact optimum"]
+        assert costs["mini-batch 1024"] == pytest.approx(exact), pair  # one batch holds every spot
+        assert exact <= costs["hiref, default options"] <= 1.05 * exact, pair
+        assert exact <= costs["hiref"] <= 1.15 * exact, pair
+        assert costs["hiref"] < costs["mini-batch 32"], pair
+    for pair, agreement in results["agreement"].items():
+        assert agreement["cells with a partner (%)"] > 90, pair
+        assert agreement["same annotation as partner (%)"] > 40, pair
