@@ -26,6 +26,15 @@ def stored_spatial_key(adata: AnnData, key: str, spatial_key: str | None) -> str
     return str(params.get("spatial_key") or "spatial")
 
 
+def matched_positions(
+    adata1: AnnData, adata2: AnnData, key: str, spatial_key: str | None
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates' key, partner of every cell of ``adata1`` (``-1``: none), both slices' coordinates."""
+    spatial_key = stored_spatial_key(adata1, key, spatial_key)
+    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
+    return spatial_key, perm, spatial(adata1, spatial_key, "adata1"), spatial(adata2, spatial_key, "adata2")
+
+
 def _size(n: int, size: float | None) -> float:
     return float(np.clip(120_000 / max(n, 1), 0.5, 30.0)) if size is None else size
 
@@ -125,9 +134,7 @@ def alignment(
     """
     from matplotlib.collections import LineCollection
 
-    spatial_key = stored_spatial_key(adata1, key, spatial_key)
-    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
-    P1, P2 = spatial(adata1, spatial_key, "adata1"), spatial(adata2, spatial_key, "adata2")
+    spatial_key, perm, P1, P2 = matched_positions(adata1, adata2, key, spatial_key)
     if layout == "side":
         width = max(np.ptp(P1[:, 0]), np.ptp(P2[:, 0]))
         P2 = P2 + np.array([P1[:, 0].max() - P2[:, 0].min() + 0.15 * width, 0.0])
@@ -191,9 +198,7 @@ def displacement(
     -------
     The Axes, unless shown.
     """
-    spatial_key = stored_spatial_key(adata1, key, spatial_key)
-    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
-    P1, P2 = spatial(adata1, spatial_key, "adata1"), spatial(adata2, spatial_key, "adata2")
+    spatial_key, perm, P1, P2 = matched_positions(adata1, adata2, key, spatial_key)
     matched = np.flatnonzero(perm >= 0)
     start, vec = P1[matched], P2[perm[matched]] - P1[matched]
     if grid is not None:
