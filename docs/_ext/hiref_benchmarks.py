@@ -5,7 +5,8 @@ The directive ``hiref-benchmarks`` reads every ``*.json`` of the folder ``hiref_
 ran on, then one table per result section. A file is ``{"machine": {...}, "<section>": value}``
 where a value is a list of row dicts (a table, columns in order of first appearance), a dict (a
 one-row table) or a scalar (a line of text); unknown columns and sections are shown as they
-come. PNG files of the same folder are shown under the file whose name they start with, the
+come; keys starting with ``_`` (raw data kept for scripts) are not shown. PNG files of the
+same folder are shown under the file whose name they start with, the
 others at the end. The page is read again on every build, so files that appear later show up.
 """
 
@@ -118,7 +119,7 @@ def render_results(data: Mapping[str, object], *, make_section) -> list[nodes.No
     if "machine" in data:
         out.append(machine_line(data["machine"]))
     for key, value in data.items():
-        if key == "machine":
+        if key == "machine" or str(key).startswith("_"):  # "_..." keys hold raw data for scripts
             continue
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             section = make_section(str(key))

@@ -45,6 +45,11 @@ and .obsm[KEY_labels] (co-clusters per level); pass both outputs to
 example:
   hiref align slice1.h5ad slice2.h5ad --out aligned/slice1.h5ad --use-rep spatial
   hiref transfer aligned/slice1.h5ad aligned/slice1_b.h5ad --out pred.h5ad
+
+distributed (--distributed): start one process per GPU or CPU share with torchrun,
+  torchrun --nproc-per-node 4 -m hiref.cli align A.h5ad B.h5ad --out out.h5ad --distributed
+every process reads both files and works on its slice of the cells; rank 0
+writes the outputs (squared Euclidean cost and --unbalanced partial only).
 """
 
 _TRANSFER_EPILOG = """\
@@ -172,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default=None, help="torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
     )
     opts.add_argument("--quiet", action="store_true", help="no progress bars")
+    opts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run on the processes of torchrun (e.g. torchrun --nproc-per-node 4 -m hiref.cli align ...); "
+        "rank 0 writes the outputs",
+    )
 
     transfer = sub.add_parser(
         "transfer",
@@ -316,6 +327,12 @@ def _use_rep(items: Sequence[tuple[str, float | None]] | None) -> str | dict[str
     return {key: 1.0 if weight is None else weight for key, weight in items}
 
 
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
 def _default_out_b(out: str) -> str:
     path = Path(out)
     return str(path.with_name(f"{path.stem}_b{path.suffix or '.h5ad'}"))
@@ -358,9 +375,16 @@ def _run_align(args: argparse.Namespace) -> int:
             random_state=args.seed,
             device=args.device,
             progress=not args.quiet,
+            **({"distributed": True} if args.distributed else {}),
         )
-    except (KeyError, ValueError, TypeError) as err:
+    except (KeyError, ValueError, TypeError, NotImplementedError) as err:
         raise _api_error(err, {"adata1": inputs[0], "adata2": inputs[1]}) from err
+    except RuntimeError as err:
+        if not args.distributed:
+            raise
+        raise CliError(str(err)) from err
+    if args.distributed and _rank() != 0:
+        return 0  # every process holds the same alignment; rank 0 writes it
     _write([(adata1, outputs[0]), (adata2, outputs[1])], overwrite=args.overwrite)
     entry = adata1.uns[args.key_added]
     rep = use_rep if isinstance(use_rep, str) else json.dumps(use_rep)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .lowrank import LOCAL, Reducer
+
 
 def masked_mean(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over axis 1 of ``points`` (B, W, d) counting only ``mask`` (B, W); returns (B, d)."""
@@ -34,27 +36,34 @@ class SqEuclideanOperator:
 
     ``C[b, i, j] = |x_i|^2 + |y_j|^2 - 2 <x_i, y_j>``, so ``C @ R`` needs only ``Y.T @ R`` and
     never the (Wx, Wy) matrix. Factors are cluster-major: ``R`` has shape (B, r, Wy).
+
+    When a block's points are spread over processes, each holds its own rows and ``reduce``
+    sums the (B, r, d + 2) moments ``[sum_j R[z, j], R @ |y|^2, R @ Y]`` over them: the only
+    exchange a product needs.
     """
 
     X: torch.Tensor  # (B, Wx, d), centred and scaled per block; 0 on padding
     Y: torch.Tensor  # (B, Wy, d)
     xx: torch.Tensor  # (B, Wx), squared norms; 0 on padding
     yy: torch.Tensor  # (B, Wy)
+    reduce: Reducer = LOCAL
 
     def apply(self, R: torch.Tensor) -> torch.Tensor:
         """``sum_j C[i, j] R[z, j]`` for every cluster z: (B, r, Wy) -> (B, r, Wx)."""
-        return _sq_apply(self.X, self.xx, self.Y, self.yy, R)
+        return _sq_apply(self.X, self.xx, self.Y, self.yy, R, self.reduce)
 
     def apply_t(self, Q: torch.Tensor) -> torch.Tensor:
         """``sum_i C[i, j] Q[z, i]`` for every cluster z: (B, r, Wx) -> (B, r, Wy)."""
-        return _sq_apply(self.Y, self.yy, self.X, self.xx, Q)
+        return _sq_apply(self.Y, self.yy, self.X, self.xx, Q, self.reduce)
 
 
-def _sq_apply(A: torch.Tensor, aa: torch.Tensor, B: torch.Tensor, bb: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+def _sq_apply(
+    A: torch.Tensor, aa: torch.Tensor, B: torch.Tensor, bb: torch.Tensor, F: torch.Tensor, reduce: Reducer
+) -> torch.Tensor:
     # sum_j (|a_i|^2 + |b_j|^2 - 2 <a_i, b_j>) F[z, j]
-    mass = F.sum(2, keepdim=True)  # (B, r, 1)
-    second = F @ bb[..., None]  # (B, r, 1)
-    cross = (F @ B) @ A.transpose(1, 2)  # (B, r, Wa)
+    moments = reduce.sum(torch.cat([F.sum(2, keepdim=True), F @ bb[..., None], F @ B], 2))  # (B, r, d + 2)
+    mass, second, FB = moments[..., :1], moments[..., 1:2], moments[..., 2:]
+    cross = FB @ A.transpose(1, 2)  # (B, r, Wa)
     return mass * aa[:, None, :] + second - 2.0 * cross
 
 
@@ -139,22 +148,32 @@ class SqEuclidean(Cost):
     sketchable = True
 
     def block_operator(
-        self, X: torch.Tensor, Y: torch.Tensor, mask_x: torch.Tensor, mask_y: torch.Tensor, generator: torch.Generator
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        mask_x: torch.Tensor,
+        mask_y: torch.Tensor,
+        generator: torch.Generator,
+        reduce: Reducer = LOCAL,
     ) -> SqEuclideanOperator:
         """Exact factors; each block is centred at its joint mean and scaled to unit mean cost.
 
         Centring keeps float32 accurate deep in the hierarchy; scaling lets one step size suit
-        every block.
+        every block. With a distributed ``reduce``, the masks hold this process's points and
+        the centre and scale are those of the whole blocks.
         """
-        centre = masked_mean(torch.cat([X, Y], 1), torch.cat([mask_x, mask_y], 1))
+        w = torch.cat([mask_x, mask_y], 1).to(X.dtype)[..., None]
+        total = reduce.sum(torch.cat([(torch.cat([X, Y], 1) * w).sum(1), w.sum(1)], 1))  # (B, d + 1)
+        centre = total[:, :-1] / total[:, -1:].clamp_min(1.0)
         wx, wy = mask_x.to(X.dtype), mask_y.to(Y.dtype)
         Xc = (X - centre[:, None, :]) * wx[..., None]
         Yc = (Y - centre[:, None, :]) * wy[..., None]
         xx = (Xc * Xc).sum(-1)
         yy = (Yc * Yc).sum(-1)
-        scale = ((xx.sum(1) + yy.sum(1)) / (wx.sum(1) + wy.sum(1)).clamp_min(1.0)).clamp_min(torch.finfo(X.dtype).tiny)
+        spread = reduce.sum(torch.stack([xx.sum(1) + yy.sum(1), wx.sum(1) + wy.sum(1)]))
+        scale = (spread[0] / spread[1].clamp_min(1.0)).clamp_min(torch.finfo(X.dtype).tiny)
         inv = scale.rsqrt()[:, None, None]
-        return SqEuclideanOperator(Xc * inv, Yc * inv, xx / scale[:, None], yy / scale[:, None])
+        return SqEuclideanOperator(Xc * inv, Yc * inv, xx / scale[:, None], yy / scale[:, None], reduce)
 
     def dense(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """Exact cost matrices: (..., s, d) and (..., t, d) give (..., s, t)."""
@@ -175,18 +194,27 @@ class SqEuclidean(Cost):
         labels_x: list[torch.Tensor],
         labels_y: list[torch.Tensor],
         generator: torch.Generator,
+        reduce: Reducer = LOCAL,
     ) -> list[float]:
         """Exact block-coupling costs of every level, in O((n + m) d) for all levels together.
 
         Per co-cluster ``z``: ``(n_z / n) (mean|x|^2 + mean|y|^2 - 2 <mean x, mean y>)``. The
         co-clusters nest, so the sums of the deepest level, computed once, add up to those of
-        every coarser level.
+        every coarser level. With a distributed ``reduce``, ``X``, ``Y`` and the labels are this
+        process's points and the sums are completed over all processes.
         """
         f64 = torch.float64
         n_levels = len(labels_x)
         deep_x = labels_x[-1] if n_levels else torch.zeros(X.shape[0], dtype=torch.long, device=X.device)
         deep_y = labels_y[-1] if n_levels else torch.zeros(Y.shape[0], dtype=torch.long, device=Y.device)
-        n_deep = int(torch.maximum(deep_x.max(), deep_y.max())) + 1
+        top = torch.stack(
+            [
+                deep_x.max() if deep_x.numel() else deep_x.new_tensor(0),
+                deep_y.max() if deep_y.numel() else deep_y.new_tensor(0),
+            ]
+        )
+        n_deep = int(reduce.max(top).max()) + 1
+        n_x = int(reduce.sum(torch.tensor([X.shape[0]], device=X.device)))
 
         def sums(P: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             count = torch.bincount(ids, minlength=n_deep).to(f64)
@@ -197,16 +225,14 @@ class SqEuclidean(Cost):
                 chunk, cid = P[lo : lo + rows].to(f64), ids[lo : lo + rows]
                 total.index_add_(0, cid, chunk)
                 sq.index_add_(0, cid, (chunk * chunk).sum(1))
-            return count, total, sq
+            packed = reduce.sum(torch.cat([count[:, None], sq[:, None], total], 1))
+            return packed[:, 0], packed[:, 2:], packed[:, 1]
 
         deep = (sums(X, deep_x), sums(Y, deep_y))
 
-        def parents(level: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+        def parents(level: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
             # Co-cluster at `level` of every deepest co-cluster (-1: none of its points on this side).
-            out = torch.full((n_deep,), -1, dtype=torch.long, device=ids.device)
-            if level is None:
-                return out.clamp_min(0) if ids.numel() else out
-            return out.scatter_(0, ids, level)
+            return reduce.max(torch.full((n_deep,), -1, dtype=torch.long, device=ids.device).scatter_(0, ids, level))
 
         costs = []
         for level in range(n_levels + 1):
@@ -220,7 +246,7 @@ class SqEuclidean(Cost):
                 for side in deep
             )
             per_block = qx / cx.clamp_min(1) + qy / cy.clamp_min(1) - 2 * (tx * ty).sum(1) / (cx * cy).clamp_min(1)
-            costs.append(float((cx * per_block).sum() / X.shape[0]))
+            costs.append(float((cx * per_block).sum() / n_x))
         return costs
 
     def block_coupling_cost(

@@ -31,7 +31,7 @@ import torch
 from . import init as _init
 from .blocks import child_capacities
 from .consistency import broken_pairs
-from .lowrank import mirror_descent
+from .lowrank import LOCAL, BlockOperator, Reducer, mirror_descent
 from .split import balanced_split
 
 if TYPE_CHECKING:
@@ -124,6 +124,19 @@ def _one_hot_factor(
     return out.scatter_(2, rows[:, None, :].expand(B, rank, m), onehot)
 
 
+def coarse_rows(
+    mask_x: torch.Tensor, mask_y: torch.Tensor, coarse_size: int, generator: torch.Generator
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Uniform subsamples of at most ``coarse_size`` Y points per block, and as many X in proportion.
+
+    Returns ``(rows, valid)`` for X and for Y, as :func:`~hiref.engine.init.sample_rows`.
+    """
+    size_x, size_y = mask_x.sum(1), mask_y.sum(1)
+    take_y = torch.clamp(size_y, max=coarse_size)
+    take_x = torch.div(size_x * take_y, size_y.clamp_min(1), rounding_mode="floor")  # same ratio
+    return _init.sample_rows(mask_x, take_x, generator), _init.sample_rows(mask_y, take_y, generator)
+
+
 def _seed_from_coarse(
     geometry: Cost,
     s: Stack,
@@ -136,36 +149,53 @@ def _seed_from_coarse(
     _, Wx, d = s.X.shape
     Wy = s.Y.shape[1]
     rank = caps_y.shape[1]
-    size_x, size_y = s.mask_x.sum(1), s.mask_y.sum(1)
-    take_y = torch.clamp(size_y, max=opts.coarse_size)
-    take_x = torch.div(size_x * take_y, size_y.clamp_min(1), rounding_mode="floor")  # same ratio
-    rows_x, valid_x = _init.sample_rows(s.mask_x, take_x, generator)
-    rows_y, valid_y = _init.sample_rows(s.mask_y, take_y, generator)
+    (rows_x, valid_x), (rows_y, valid_y) = coarse_rows(s.mask_x, s.mask_y, opts.coarse_size, generator)
     sub = Stack(
         torch.gather(s.X, 1, rows_x[..., None].expand(-1, -1, d)),
         torch.gather(s.Y, 1, rows_y[..., None].expand(-1, -1, d)),
         valid_x,
         valid_y,
     )
-    sub_x, sub_y = _candidates(geometry, sub, child_capacities(take_y, rank), generator, opts, n_starts)
+    sub_x, sub_y = _candidates(geometry, sub, child_capacities(valid_y.sum(1), rank), generator, opts, n_starts)
 
-    # The gradient of the low-rank cost at the coarse solution: the mean cost of every point to
-    # each co-cluster of the other side.
     op = geometry.block_operator(s.X, s.Y, s.mask_x, s.mask_y, generator)
-    inv_g = torch.exp(-_log_g(caps_y, s.X.dtype))[..., None]
-    grad_q = op.apply(_one_hot_factor(sub_y, rows_y, valid_y, Wy, rank, s.X.dtype)) * inv_g
-    grad_r = op.apply_t(_one_hot_factor(sub_x, rows_x, valid_x, Wx, rank, s.X.dtype)) * inv_g
-    seeds = []
-    for grad, mask in ((grad_q, s.mask_x), (grad_r, s.mask_y)):
-        grad = (grad - grad.mean(1, keepdim=True)) * mask[:, None, :]
-        spread = grad.abs().flatten(1).amax(1).clamp_min(torch.finfo(s.X.dtype).tiny)
-        seeds.append(torch.where(mask[:, None, :], -4.0 * grad / spread[:, None, None], float("-inf"))[:, None])
-    log_q, log_r = mirror_descent(
-        op, s.mask_x, s.mask_y, _log_g(caps_y, s.X.dtype), seeds[0], seeds[1],
-        n_iter=opts.n_iter_fine, step=opts.step, n_inner=opts.n_inner,
-    )  # fmt: skip
+    factor_y = _one_hot_factor(sub_y, rows_y, valid_y, Wy, rank, s.X.dtype)
+    factor_x = _one_hot_factor(sub_x, rows_x, valid_x, Wx, rank, s.X.dtype)
+    log_q, log_r = polish(op, s.mask_x, s.mask_y, caps_y, factor_x, factor_y, opts)
     lab_x, lab_y = _split(log_q, log_r, s, caps_y)
     return lab_x[:, 0], lab_y[:, 0]
+
+
+def polish(
+    op: BlockOperator,
+    mask_x: torch.Tensor,
+    mask_y: torch.Tensor,
+    caps_y: torch.Tensor,
+    factor_x: torch.Tensor,
+    factor_y: torch.Tensor,
+    opts: LevelOptions,
+    reduce: Reducer = LOCAL,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Short mirror descent on whole blocks, seeded by the co-clusters of a coarse split.
+
+    ``factor_x`` (B, r, Wx) and ``factor_y`` (B, r, Wy) are the coarse co-clusters as uniform
+    factors over their sampled points; the seed is the gradient of the low-rank cost they
+    induce (the mean cost of every point to each co-cluster of the other side). Returns
+    log-factors (B, 1, r, W).
+    """
+    dtype = factor_x.dtype
+    inv_g = torch.exp(-_log_g(caps_y, dtype))[..., None]
+    grad_q = op.apply(factor_y) * inv_g
+    grad_r = op.apply_t(factor_x) * inv_g
+    seeds = []
+    for grad, mask in ((grad_q, mask_x), (grad_r, mask_y)):
+        grad = (grad - grad.mean(1, keepdim=True)) * mask[:, None, :]
+        spread = reduce.max(grad.abs().flatten(1).amax(1)).clamp_min(torch.finfo(dtype).tiny)
+        seeds.append(torch.where(mask[:, None, :], -4.0 * grad / spread[:, None, None], float("-inf"))[:, None])
+    return mirror_descent(
+        op, mask_x, mask_y, _log_g(caps_y, dtype), seeds[0], seeds[1],
+        n_iter=opts.n_iter_fine, step=opts.step, n_inner=opts.n_inner, reduce=reduce,
+    )  # fmt: skip
 
 
 def split_level(

@@ -27,6 +27,37 @@ from typing import Protocol
 import torch
 
 
+class Reducer(Protocol):
+    """Sums and maxima over the point axis when a block's points are spread over processes.
+
+    In one process both are the identity; :class:`hiref.engine.distributed.Comm` all-reduces.
+    """
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Elementwise sum of ``t`` over the processes."""
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        """Elementwise maximum of ``t`` over the processes."""
+
+
+class Local:
+    """The :class:`Reducer` of a single process: every point is here, nothing to combine."""
+
+    rank = 0
+    world = 1
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Return ``t``."""
+        return t
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        """Return ``t``."""
+        return t
+
+
+LOCAL = Local()
+
+
 class BlockOperator(Protocol):
     """Products with a stack of block cost matrices ``C`` (B, Wx, Wy), factors cluster-major."""
 
@@ -41,44 +72,47 @@ def _tiny(t: torch.Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
 
-def _shift_to(u: torch.Tensor, w: torch.Tensor, target: torch.Tensor, n_newton: int = 2) -> torch.Tensor:
+def _shift_to(
+    u: torch.Tensor, w: torch.Tensor, target: torch.Tensor, reduce: Reducer, n_newton: int = 2
+) -> torch.Tensor:
     """Shift logits so that ``sum_i w_i sigmoid(u_i + c) = target`` along the last axis."""
     c = torch.zeros_like(target)
     for _ in range(n_newton):
         s = torch.sigmoid(u + c[..., None])
-        f = (w * s).sum(-1) - target
-        fp = (w * s * (1 - s)).sum(-1)
-        c = c - (f / fp.clamp_min(_tiny(fp))).clamp(-4.0, 4.0)
+        f, fp = reduce.sum(torch.stack([(w * s).sum(-1), (w * s * (1 - s)).sum(-1)]))
+        c = c - ((f - target) / fp.clamp_min(_tiny(fp))).clamp(-4.0, 4.0)
     return u + c[..., None]
 
 
-def _project_binary(u: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def _project_binary(u: torch.Tensor, w: torch.Tensor, g: torch.Tensor, reduce: Reducer) -> torch.Tensor:
     """KL projection for r = 2: column 0 mass into ``[sum(w) - g1, g0]`` (a point when balanced).
 
     ``u`` is (B, K, W), ``w`` (B, 1, W), ``g`` (B, 1, 2).
     """
-    mass = (w * torch.sigmoid(u)).sum(-1)
-    target = torch.minimum(torch.maximum(mass, w.sum(-1) - g[..., 1]), g[..., 0])
-    return _shift_to(u, w, target)
+    mass, total = reduce.sum(torch.stack([(w * torch.sigmoid(u)).sum(-1), w.sum(-1).expand(u.shape[:2])]))
+    target = torch.minimum(torch.maximum(mass, total - g[..., 1]), g[..., 0])
+    return _shift_to(u, w, target, reduce)
 
 
-def _step_size(step: float, *grads: torch.Tensor) -> torch.Tensor:
+def _step_size(step: float, *grads: torch.Tensor, reduce: Reducer) -> torch.Tensor:
     # One step moves no entry of a candidate's log-factors by more than `step`, so the same
     # setting suits every block and every scale of cost. Grads are (B, K, ...); returns (B, K).
-    spread = torch.stack([g.abs().flatten(2).amax(2) for g in grads]).amax(0)
+    spread = reduce.max(torch.stack([g.abs().flatten(2).amax(2) for g in grads]).amax(0))
     return step / spread.clamp_min(_tiny(spread))
 
 
-def _marginals(mask_x: torch.Tensor, mask_y: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    m_b = mask_y.sum(1, keepdim=True).to(dtype)
+def _marginals(
+    mask_x: torch.Tensor, mask_y: torch.Tensor, dtype: torch.dtype, reduce: Reducer
+) -> tuple[torch.Tensor, torch.Tensor]:
+    m_b = reduce.sum(mask_y.sum(1, keepdim=True)).to(dtype)
     return mask_x.to(dtype) / m_b, mask_y.to(dtype) / m_b
 
 
-def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step):
+def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce):
     # With two clusters a factor is one logit per point, Q = a * [sigmoid(u), sigmoid(-u)], and
     # C @ R[1] = C @ b - C @ R[0]: one thin product per candidate and step, against C @ b
     # computed once. The K candidates of a block share its operator as K columns.
-    a, b = _marginals(mask_x, mask_y, log_g.dtype)
+    a, b = _marginals(mask_x, mask_y, log_g.dtype, reduce)
     g = torch.exp(log_g)[:, None, :]  # (B, 1, 2)
     cb = op.apply(b[:, None, :]) / g[..., 1:]  # (B, 1, Wx)
     ca = op.apply_t(a[:, None, :]) / g[..., 1:]
@@ -89,16 +123,16 @@ def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step):
     def start(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.where(mask, logits[:, :, 0] - logits[:, :, 1], 0.0)
 
-    u_q = _project_binary(start(logits_q, mx), a, g)
-    u_r = _project_binary(start(logits_r, my), b, g)
+    u_q = _project_binary(start(logits_q, mx), a, g, reduce)
+    u_r = _project_binary(start(logits_r, my), b, g, reduce)
     for _ in range(n_iter):
         d_q = (op.apply(b * torch.sigmoid(u_r)) * both - cb) * mx
         d_r = (op.apply_t(a * torch.sigmoid(u_q)) * both - ca) * my
         # d is the difference of the two row-centred gradient entries (+-d/2), so this is the
         # general step rule.
-        gamma = 2.0 * _step_size(step, d_q, d_r)[..., None]
-        u_q = _project_binary(u_q - gamma * d_q, a, g)
-        u_r = _project_binary(u_r - gamma * d_r, b, g)
+        gamma = 2.0 * _step_size(step, d_q, d_r, reduce=reduce)[..., None]
+        u_q = _project_binary(u_q - gamma * d_q, a, g, reduce)
+        u_r = _project_binary(u_r - gamma * d_r, b, g, reduce)
 
     def logits(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 2)
@@ -107,7 +141,7 @@ def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step):
     return logits(u_q, mx), logits(u_r, my)
 
 
-def _sinkhorn(log_k, a, g, v, relaxed, n_inner, tol=1e-3, max_iter=50):
+def _sinkhorn(log_k, a, g, v, relaxed, n_inner, reduce, tol=1e-3, max_iter=50):
     """Scale ``K = exp(log_k)`` (B, K, r, W) to rows ``a`` (B, 1, W) and columns ``g`` (B, 1, r).
 
     Columns of ``relaxed`` blocks (B, 1, 1) only need to stay below ``g`` (a column under ``g``
@@ -121,22 +155,23 @@ def _sinkhorn(log_k, a, g, v, relaxed, n_inner, tol=1e-3, max_iter=50):
     while True:
         for _ in range(n_inner):
             u = a / (K * v[..., None]).sum(2).clamp_min(tiny)
-            ratio = g / (K * u[:, :, None, :]).sum(3).clamp_min(tiny)
+            ratio = g / reduce.sum((K * u[:, :, None, :]).sum(3)).clamp_min(tiny)
             v = torch.where(relaxed, ratio.clamp_max(1.0), ratio)
         done += n_inner
         u = a / (K * v[..., None]).sum(2).clamp_min(tiny)
-        excess = (K * u[:, :, None, :]).sum(3) * v - g
+        excess = reduce.sum((K * u[:, :, None, :]).sum(3)) * v - g
         excess = torch.where(relaxed, excess.clamp_min(0.0), excess.abs())
         if done >= max_iter or bool((excess <= tol * g).all()):
             return K * u[:, :, None, :] * v[..., None], v
 
 
-def _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner):
+def _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner, reduce):
     B, n_cand, r, _ = logits_q.shape
-    a, b = _marginals(mask_x, mask_y, log_g.dtype)
+    a, b = _marginals(mask_x, mask_y, log_g.dtype, reduce)
     a, b = a[:, None, :], b[:, None, :]
     g = torch.exp(log_g)[:, None, :]
-    relaxed = (mask_x.sum(1) < mask_y.sum(1))[:, None, None]
+    sizes = reduce.sum(torch.stack([mask_x.sum(1), mask_y.sum(1)]))
+    relaxed = (sizes[0] < sizes[1])[:, None, None]
     balanced = torch.zeros_like(relaxed)
     mx, my = mask_x[:, None, None, :], mask_y[:, None, None, :]
 
@@ -150,16 +185,16 @@ def _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inne
 
     log_kq, log_kr = shifted(logits_q, mx), shifted(logits_r, my)
     ones = torch.ones(B, n_cand, r, dtype=g.dtype, device=g.device)
-    Q, v_q = _sinkhorn(log_kq, a, g, ones, relaxed, n_inner)
-    R, v_r = _sinkhorn(log_kr, b, g, ones, balanced, n_inner)
+    Q, v_q = _sinkhorn(log_kq, a, g, ones, relaxed, n_inner, reduce)
+    R, v_r = _sinkhorn(log_kr, b, g, ones, balanced, n_inner, reduce)
     for _ in range(n_iter):
         grad_q = gradient(op.apply, R, mx)
         grad_r = gradient(op.apply_t, Q, my)
-        gamma = _step_size(step, grad_q, grad_r)[..., None, None]
+        gamma = _step_size(step, grad_q, grad_r, reduce=reduce)[..., None, None]
         log_kq = shifted(log_kq - gamma * grad_q, mx)
         log_kr = shifted(log_kr - gamma * grad_r, my)
-        Q, v_q = _sinkhorn(log_kq, a, g, v_q, relaxed, n_inner)
-        R, v_r = _sinkhorn(log_kr, b, g, v_r, balanced, n_inner)
+        Q, v_q = _sinkhorn(log_kq, a, g, v_q, relaxed, n_inner, reduce)
+        R, v_r = _sinkhorn(log_kr, b, g, v_r, balanced, n_inner, reduce)
     return log_kq + torch.log(v_q)[..., None], log_kr + torch.log(v_r)[..., None]
 
 
@@ -174,6 +209,7 @@ def mirror_descent(
     n_iter: int = 60,
     step: float = 1.0,
     n_inner: int = 5,
+    reduce: Reducer = LOCAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run mirror descent on a stack of low-rank OT problems.
 
@@ -196,6 +232,10 @@ def mirror_descent(
         entry of a log-factor by more than this.
     n_inner
         Sinkhorn steps per projection (``r > 2`` only; for ``r = 2`` the projection is exact).
+    reduce
+        How sums and maxima over a block's points are completed: the identity when all points
+        are in this process; an all-reduce when the points are spread over processes (then
+        ``op`` must reduce its products too, and the masks hold this process's points only).
 
     Returns
     -------
@@ -203,5 +243,5 @@ def mirror_descent(
     padding: scores for :func:`~hiref.engine.split.balanced_split`.
     """
     if log_g.shape[-1] == 2:
-        return _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step)
-    return _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner)
+        return _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)
+    return _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner, reduce)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from ._resources import peak_device_bytes, peak_rss_bytes
@@ -22,8 +23,9 @@ from ._validate import (
     resolve_device,
     resolve_dtype,
 )
-from .blocks import Blocks
+from .blocks import Blocks, Side
 from .costs import Cost, Transposed, get_cost
+from .distributed import connect
 from .leaves import mean_paired_cost, solve_leaves
 from .level import LevelOptions, Stack, split_level
 from .refine import refine_matching
@@ -31,6 +33,7 @@ from .schedule import check_schedule, rank_schedule
 
 if TYPE_CHECKING:
     from ._types import ArrayLike
+    from .distributed import Comm
 
 
 @dataclass
@@ -65,7 +68,16 @@ class Matching:
         With ``unbalanced="subsample"``: indices of the larger side's points left out before
         matching (into X if X was larger, else into Y); otherwise empty.
     refine_costs
-        Mean cost after each refinement pass (empty without refinement).
+        Mean cost after each refinement pass (empty without refinement, and in a distributed
+        run, where every process refines its own co-clusters).
+    n_y
+        Number of points of Y.
+    communication
+        In a distributed run (``distributed=...``), the bytes this process contributed to
+        collectives per stage (``"setup"``, ``"level_1"``, ..., ``"shard"``, ``"gather"``); empty
+        otherwise.
+    world_size
+        Number of processes that computed the matching (1 unless distributed).
     """
 
     perm: np.ndarray
@@ -80,6 +92,8 @@ class Matching:
     dropped: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
     refine_costs: list[float] = field(default_factory=list)
     n_y: int = -1
+    communication: dict[str, int] = field(default_factory=dict)
+    world_size: int = 1
 
     @property
     def n(self) -> int:
@@ -117,18 +131,20 @@ def _spread(values: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _sketch(
-    A: torch.Tensor, B: torch.Tensor, dim: int | None, dtype: torch.dtype, generator: torch.Generator
+def principal_axes(
+    take: Callable[[int, torch.Tensor], torch.Tensor],
+    sizes: tuple[int, int],
+    dim: int,
+    dtype: torch.dtype,
+    generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Working copies of both clouds, in ``dtype``; projected on ``dim`` principal axes if given.
+    """Centre and ``dim`` principal axes of both clouds, from a randomized SVD of a subsample.
 
-    The axes come from a randomized SVD of up to 8192 points of each cloud, centred together.
+    ``take(side, rows)`` returns rows of cloud ``side`` (0: A, 1: B), whose sizes are ``sizes``;
+    up to 8192 random points of each cloud are centred together.
     """
-    if dim is None:
-        return A.to(dtype), B.to(dtype)
-    pick_a = torch.randperm(A.shape[0], generator=generator)[:8192].to(A.device)
-    pick_b = torch.randperm(B.shape[0], generator=generator)[:8192].to(B.device)
-    sample = torch.cat([A[pick_a], B[pick_b]]).to(dtype)
+    picks = [torch.randperm(size, generator=generator)[:8192] for size in sizes]
+    sample = torch.cat([take(side, pick) for side, pick in enumerate(picks)]).to(dtype)
     centre = sample.mean(0)
     state = torch.random.get_rng_state()
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))  # svd_lowrank draws globally
@@ -136,13 +152,81 @@ def _sketch(
         _, _, V = torch.svd_lowrank(sample - centre, q=min(dim + 10, *sample.shape), niter=3)
     finally:
         torch.random.set_rng_state(state)
-    basis = V[:, :dim]
+    return centre, V[:, :dim]
 
-    def project(P: torch.Tensor) -> torch.Tensor:
-        rows = max(1, (1 << 24) // P.shape[1])
-        return torch.cat([(P[lo : lo + rows].to(dtype) - centre) @ basis for lo in range(0, P.shape[0], rows)])
 
-    return project(A), project(B)
+def project(P: torch.Tensor, centre: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``(P - centre) @ basis`` in the basis's precision, a chunk of rows at a time."""
+    rows = max(1, (1 << 24) // max(1, P.shape[1]))
+    parts = [(P[lo : lo + rows].to(basis.dtype) - centre) @ basis for lo in range(0, P.shape[0], rows)]
+    return torch.cat(parts) if parts else P.new_zeros((0, basis.shape[1]), dtype=basis.dtype)
+
+
+def _sketch(
+    A: torch.Tensor, B: torch.Tensor, dim: int | None, dtype: torch.dtype, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Working copies of both clouds, in ``dtype``; projected on ``dim`` principal axes if given."""
+    if dim is None:
+        return A.to(dtype), B.to(dtype)
+
+    def take(side: int, rows: torch.Tensor) -> torch.Tensor:
+        P = (A, B)[side]
+        return P[rows.to(P.device)]
+
+    centre, basis = principal_axes(take, (A.shape[0], B.shape[0]), dim, dtype, generator)
+    return project(A, centre, basis), project(B, centre, basis)
+
+
+Split = Callable[[Blocks, int], tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def local_split(
+    geometry: Cost, Aw: torch.Tensor, Bw: torch.Tensor, options: LevelOptions, generator: torch.Generator
+) -> Split:
+    """The level split of one process: every block's points are in ``Aw`` and ``Bw``."""
+
+    def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        side_a, side_b = blocks.padded()
+        stack = Stack(Aw[blocks.ix[side_a.pos]], Bw[blocks.iy[side_b.pos]], side_a.mask, side_b.mask)
+        return side_a, side_b, *split_level(geometry, stack, rank, generator, options)
+
+    return split
+
+
+def run_levels(
+    split: Split,
+    blocks: Blocks,
+    ranks: list[int],
+    *,
+    first_level: int,
+    timings: dict[str, float],
+    memory: dict[str, int],
+    bar: tqdm,
+    comm: Comm | None = None,
+    communication: dict[str, int] | None = None,
+) -> tuple[Blocks, list[torch.Tensor], list[torch.Tensor]]:
+    """Split ``blocks`` level after level; returns the last blocks and every level's labels.
+
+    Fills ``timings`` and ``memory`` (and ``communication`` with the bytes ``comm`` sent).
+    """
+    ids_a: list[torch.Tensor] = []
+    ids_b: list[torch.Tensor] = []
+    dev = blocks.ix.device
+    for level, rank in enumerate(ranks, start=first_level):
+        t0 = time.perf_counter()
+        sent = comm.sent if comm is not None else 0
+        bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
+        side_a, side_b, lab_a, lab_b, caps_a, caps_b = split(blocks, rank)
+        blocks = blocks.refine(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
+        level_a, level_b = blocks.labels()
+        ids_a.append(level_a)
+        ids_b.append(level_b)
+        timings[f"level_{level}"] = time.perf_counter() - t0
+        if comm is not None and communication is not None:
+            communication[f"level_{level}"] = comm.sent - sent
+        _record_memory(memory, f"level_{level}", dev)
+        bar.update()
+    return blocks, ids_a, ids_b
 
 
 def _hierarchy(
@@ -163,25 +247,12 @@ def _hierarchy(
 
     Needs ``len(A) <= len(B)``; fills ``timings`` and ``memory``.
     """
-    dev = A.device
-    blocks = Blocks.whole(A.shape[0], B.shape[0], dev)
-    ids_a: list[torch.Tensor] = []
-    ids_b: list[torch.Tensor] = []
     bar = tqdm(total=len(ranks) + 1, desc="hiref", unit="level", disable=not progress, leave=False)
-    for level, rank in enumerate(ranks, start=1):
-        t0 = time.perf_counter()
-        bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
-        side_a, side_b = blocks.padded()
-        stack = Stack(Aw[blocks.ix[side_a.pos]], Bw[blocks.iy[side_b.pos]], side_a.mask, side_b.mask)
-        lab_a, lab_b, caps_a, caps_b = split_level(geometry, stack, rank, generator, options)
-        del stack
-        blocks = blocks.refine(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
-        level_a, level_b = blocks.labels()
-        ids_a.append(level_a)
-        ids_b.append(level_b)
-        timings[f"level_{level}"] = time.perf_counter() - t0
-        _record_memory(memory, f"level_{level}", dev)
-        bar.update()
+    blocks, ids_a, ids_b = run_levels(
+        local_split(geometry, Aw, Bw, options, generator), Blocks.whole(A.shape[0], B.shape[0], A.device), ranks,
+        first_level=1, timings=timings, memory=memory, bar=bar,
+    )  # fmt: skip
+    dev = A.device
     t0 = time.perf_counter()
     bar.set_postfix_str(f"leaves: {blocks.n_blocks} exact problem(s)")
     perm = solve_leaves(geometry, A, B, blocks)
@@ -215,6 +286,7 @@ def solve(
     dtype: str | torch.dtype | None = None,
     seed: int = 0,
     progress: bool = True,
+    distributed: bool | dist.ProcessGroup = False,
 ) -> Matching:
     """Match two point clouds by Hierarchical Refinement.
 
@@ -289,7 +361,17 @@ def solve(
     seed
         Seed of every random choice; the same seed on the same device gives the same matching.
     progress
-        Show a progress bar over levels.
+        Show a progress bar over levels (on rank 0 only in a distributed run).
+    distributed
+        Run over the processes of a :mod:`torch.distributed` group: ``True`` for the default
+        group (started from ``torchrun``'s environment if needed: NCCL with CUDA, else gloo),
+        or a ``ProcessGroup``. Every process calls ``solve`` with its own contiguous slice of
+        the rows of X and of Y (rank 0 the first rows, and so on; see
+        :func:`hiref.engine.distributed.row_ranges`) and the same options; each gets the same
+        :class:`Matching` of the whole clouds. The top levels run data parallel with small
+        all-reduces; once the co-clusters can be shared out evenly, each process solves its
+        own co-clusters to the end (levels, leaves and refinement). Squared Euclidean cost and
+        ``unbalanced="partial"`` only. See the docs' "Distributed runs" page.
 
     Returns
     -------
@@ -304,32 +386,102 @@ def solve(
     True
     """
     t_start = time.perf_counter()
-    X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
-    check_features(X_in, Y_in)
-    check_choice(unbalanced, "unbalanced", ("partial", "subsample"))
-    dev = resolve_device(device)
-    work_dtype = resolve_dtype(dtype)
-    d = X_in.shape[1]
-    # Exact assignment is cheap on high-dimensional blocks and each split costs more there (more
-    # of the transport is noise that only an exact solve can use), so high dimensions get fewer,
-    # larger leaves.
-    if leaf_size is None:
-        leaf_size = 64 if d <= 4 else 512 if d <= 256 else 2048
-    leaf_size = check_positive_int(leaf_size, "leaf_size")
-    options = LevelOptions(
-        n_iter=check_positive_int(n_iter, "n_iter", minimum=0),
-        step=check_positive_float(step, "step"),
-        n_starts=check_positive_int(n_starts, "n_starts"),
-        restart_blocks=check_positive_int(restart_blocks, "restart_blocks", minimum=0),
-        coarse_size=check_positive_int(coarse_size, "coarse_size", minimum=2),
-    )
-    refine_passes = check_positive_int(refine_passes, "refine_passes", minimum=0)
-    if refine_window is None:
-        refine_window = min(2 * leaf_size, 1024)
-    refine_window = check_positive_int(refine_window, "refine_window", minimum=2)
-    if sketch_dim is not None:
-        sketch_dim = check_positive_int(sketch_dim, "sketch_dim")
-    geometry = get_cost(cost)
+    comm = None if distributed is False else connect(check_distributed(distributed))
+    error = None
+    try:
+        X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
+        check_features(X_in, Y_in)
+        settings = Settings.resolve(
+            d=X_in.shape[1], cost=cost, unbalanced=unbalanced, refine=refine, schedule=schedule,
+            max_rank=max_rank, leaf_size=leaf_size, n_iter=n_iter, step=step, n_starts=n_starts,
+            restart_blocks=restart_blocks, coarse_size=coarse_size, refine_passes=refine_passes,
+            refine_window=refine_window, sketch_dim=sketch_dim, dtype=dtype, progress=progress,
+        )  # fmt: skip
+        if comm is not None:
+            check_distributable(settings)
+        dev = resolve_device(device) if comm is None or device is not None else comm.device
+    except (TypeError, ValueError, NotImplementedError) as err:
+        if comm is None:
+            raise
+        error = err
+    if comm is not None:
+        comm.check(error)
+        from .solve_distributed import solve_sharded
+
+        return solve_sharded(X_in, Y_in, comm, settings, device=dev, seed=seed, t_start=t_start)
+    return _solve_local(X_in, Y_in, settings, device=dev, seed=seed, t_start=t_start)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked options of one :func:`solve` call (see there for their meaning)."""
+
+    geometry: Cost
+    unbalanced: str
+    refine: bool
+    schedule: list[int] | None
+    max_rank: int
+    leaf_size: int
+    options: LevelOptions
+    refine_passes: int
+    refine_window: int
+    sketch_dim: int | None
+    work_dtype: torch.dtype
+    progress: bool
+
+    @classmethod
+    def resolve(cls, *, d: int, **kw: object) -> Settings:
+        """Check every option and fill the defaults that depend on the dimension ``d``."""
+        check_choice(kw["unbalanced"], "unbalanced", ("partial", "subsample"))
+        # Exact assignment is cheap on high-dimensional blocks and each split costs more there
+        # (more of the transport is noise that only an exact solve can use), so high dimensions
+        # get fewer, larger leaves.
+        leaf_size = kw["leaf_size"]
+        if leaf_size is None:
+            leaf_size = 64 if d <= 4 else 512 if d <= 256 else 2048
+        leaf_size = check_positive_int(leaf_size, "leaf_size")
+        options = LevelOptions(
+            n_iter=check_positive_int(kw["n_iter"], "n_iter", minimum=0),
+            step=check_positive_float(kw["step"], "step"),
+            n_starts=check_positive_int(kw["n_starts"], "n_starts"),
+            restart_blocks=check_positive_int(kw["restart_blocks"], "restart_blocks", minimum=0),
+            coarse_size=check_positive_int(kw["coarse_size"], "coarse_size", minimum=2),
+        )
+        refine_window = kw["refine_window"]
+        if refine_window is None:
+            refine_window = min(2 * leaf_size, 1024)
+        sketch_dim = kw["sketch_dim"]
+        return cls(
+            geometry=get_cost(kw["cost"]),
+            unbalanced=kw["unbalanced"],
+            refine=bool(kw["refine"]),
+            schedule=kw["schedule"],
+            max_rank=kw["max_rank"],
+            leaf_size=leaf_size,
+            options=options,
+            refine_passes=check_positive_int(kw["refine_passes"], "refine_passes", minimum=0),
+            refine_window=check_positive_int(refine_window, "refine_window", minimum=2),
+            sketch_dim=None if sketch_dim is None else check_positive_int(sketch_dim, "sketch_dim"),
+            work_dtype=resolve_dtype(kw["dtype"]),
+            progress=bool(kw["progress"]),
+        )
+
+    def ranks(self, n_large: int) -> list[int]:
+        """Rank of every level for a larger cloud of ``n_large`` points."""
+        if self.schedule is None:
+            return rank_schedule(n_large, max_rank=self.max_rank, leaf_size=self.leaf_size, objective="work")
+        return check_schedule(n_large, self.schedule, self.leaf_size)
+
+    def sketched(self, d: int) -> bool:
+        """Whether the levels work on a principal-axes sketch of ``d``-dimensional data."""
+        return self.geometry.sketchable and self.sketch_dim is not None and d > self.sketch_dim
+
+
+def _solve_local(
+    X_in: torch.Tensor, Y_in: torch.Tensor, settings: Settings, *, device: torch.device, seed: int, t_start: float
+) -> Matching:
+    """:func:`solve` in one process."""
+    geometry = settings.geometry
     generator = torch.Generator(device="cpu").manual_seed(seed)
 
     # The engine matches a smaller (or equal) cloud into a larger one; swap if X is larger.
@@ -339,45 +491,96 @@ def solve(
     n, n_large = small.shape[0], large.shape[0]
     dropped = np.empty(0, dtype=np.int64)
     kept = None
-    if unbalanced == "subsample" and n < n_large:
+    if settings.unbalanced == "subsample" and n < n_large:
         order = torch.randperm(n_large, generator=generator)
         kept = torch.sort(order[:n]).values.numpy()
         dropped = torch.sort(order[n:]).values.numpy()
     # Exact computations (leaves, reported costs) read the inputs as given, in float64 a chunk
     # at a time; the levels work on one copy in the working precision.
-    A = small.to(dev)
-    B = large.to(dev)
+    A = small.to(device)
+    B = large.to(device)
     if kept is not None:
-        B = B[torch.as_tensor(kept, device=dev)]
-    ranks = (
-        rank_schedule(B.shape[0], max_rank=max_rank, leaf_size=leaf_size, objective="work")
-        if schedule is None
-        else check_schedule(B.shape[0], schedule, leaf_size)
-    )
+        B = B[torch.as_tensor(kept, device=device)]
+    ranks = settings.ranks(B.shape[0])
 
     t0 = time.perf_counter()
-    sketched = geometry.sketchable and sketch_dim is not None and A.shape[1] > sketch_dim
-    Aw, Bw = _sketch(A, B, sketch_dim if sketched else None, work_dtype, generator)
+    sketched = settings.sketched(A.shape[1])
+    Aw, Bw = _sketch(A, B, settings.sketch_dim if sketched else None, settings.work_dtype, generator)
     timings: dict[str, float] = {"sketch": time.perf_counter() - t0} if sketched else {}
     perm, labels_a, labels_b, level_costs = _hierarchy(
-        geometry_ab, A, B, Aw, Bw, ranks, options, generator, timings, memory := {}, progress=progress
-    )
+        geometry_ab, A, B, Aw, Bw, ranks, settings.options, generator, timings, memory := {},
+        progress=settings.progress,
+    )  # fmt: skip
     del Aw, Bw
     refine_costs: list[float] = []
-    if refine and refine_passes:
+    if settings.refine and settings.refine_passes:
         t0 = time.perf_counter()
         perm, refine_costs = refine_matching(
-            geometry_ab, A, B, perm, passes=refine_passes, window=refine_window, generator=generator,
-            work_dtype=work_dtype,
+            geometry_ab, A, B, perm, passes=settings.refine_passes, window=settings.refine_window,
+            generator=generator, work_dtype=settings.work_dtype,
         )  # fmt: skip
         timings["refine"] = time.perf_counter() - t0
     matched = mean_paired_cost(geometry_ab, A, B, perm)
     level_costs.append(matched)
-    if not math.isfinite(matched):
+    check_finite(matched)
+    return finish(
+        perm, labels_a, labels_b, kept=kept, swapped=swapped, n_large=n_large, cost=matched, ranks=ranks,
+        level_costs=level_costs, timings=timings, memory=memory, geometry=geometry, dropped=dropped,
+        refine_costs=refine_costs, n_y=int(Y_in.shape[0]), t_start=t_start,
+    )  # fmt: skip
+
+
+def check_finite(cost: float) -> None:
+    """Raise if the matching cost overflowed."""
+    if not math.isfinite(cost):
         msg = "the matching cost is not finite; check the scale of X and Y."
         raise FloatingPointError(msg)
 
-    # Back to the caller's numbering: undo the subsample, then the swap.
+
+def check_distributed(distributed: object) -> bool | dist.ProcessGroup:
+    """Return ``distributed`` after checking it is a bool or a process group."""
+    if isinstance(distributed, bool) or (dist.is_available() and isinstance(distributed, dist.ProcessGroup)):
+        return distributed
+    msg = f"`distributed` must be True, False or a torch.distributed ProcessGroup, got {type(distributed).__name__}."
+    raise TypeError(msg)
+
+
+def check_distributable(settings: Settings) -> None:
+    """Raise for the options that a distributed run does not support."""
+    if settings.geometry.name != "sqeuclidean":
+        msg = (
+            f"`distributed` runs support cost='sqeuclidean' only, got {settings.geometry.name!r}: "
+            "its exact factorization is what keeps the exchange per level small."
+        )
+        raise NotImplementedError(msg)
+    if settings.unbalanced == "subsample":
+        msg = "`distributed` runs support unbalanced='partial' only; subsample the larger cloud before sharding."
+        raise NotImplementedError(msg)
+
+
+def finish(
+    perm: np.ndarray,
+    labels_a: list[np.ndarray],
+    labels_b: list[np.ndarray],
+    *,
+    kept: np.ndarray | None,
+    swapped: bool,
+    n_large: int,
+    cost: float,
+    ranks: list[int],
+    level_costs: list[float],
+    timings: dict[str, float],
+    memory: dict[str, int],
+    geometry: Cost,
+    dropped: np.ndarray,
+    refine_costs: list[float],
+    n_y: int,
+    t_start: float,
+    communication: dict[str, int] | None = None,
+    world_size: int = 1,
+) -> Matching:
+    """The :class:`Matching` in the caller's numbering: undo the subsample, then the swap."""
+    n = perm.shape[0]
     if kept is not None:
         perm = kept[perm]
         labels_b = [_spread(lab, kept, n_large) for lab in labels_b]
@@ -387,7 +590,7 @@ def solve(
     timings["total"] = time.perf_counter() - t_start
     return Matching(
         perm=perm,
-        cost=matched,
+        cost=cost,
         schedule=ranks,
         labels_x=labels_a,
         labels_y=labels_b,
@@ -397,5 +600,7 @@ def solve(
         cost_name=geometry.name,
         dropped=dropped,
         refine_costs=refine_costs,
-        n_y=int(Y_in.shape[0]),
+        n_y=n_y,
+        communication=communication or {},
+        world_size=world_size,
     )

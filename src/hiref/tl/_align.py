@@ -16,6 +16,8 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import Keys
 from hiref._logging import logger
 from hiref.engine import Matching, solve
+from hiref.engine.distributed import connect, row_ranges
+from hiref.engine.solve import check_distributed
 
 from ._rep import representations
 
@@ -124,9 +126,16 @@ def compute_alignment(
                 "adata2; pass `spatial_key=None` or fix the coordinates."
             )
             raise ValueError(msg)
+    distributed = engine_options.pop("distributed", False)
+    if distributed is not False:
+        # Every process holds both objects; the engine takes each process's slice of the rows.
+        comm = connect(check_distributed(distributed))
+        R1 = R1[slice(*row_ranges(R1.shape[0], comm.world)[comm.rank])]
+        R2 = R2[slice(*row_ranges(R2.shape[0], comm.world)[comm.rank])]
+        distributed = comm.group if comm.group is not None else True
     matching: Matching = solve(
         R1, R2, cost=cost, unbalanced=unbalanced, refine=refine, seed=random_state, device=device,
-        progress=progress, **engine_options,
+        progress=progress, distributed=distributed, **engine_options,
     )  # fmt: skip
     runtime = time.perf_counter() - t0
     params = {
@@ -209,7 +218,11 @@ def align(
         Show progress bars.
     {copy}
     **engine_options
-        Passed to :func:`hiref.solve` (``leaf_size``, ``schedule``, ``n_starts``, ...).
+        Passed to :func:`hiref.solve` (``leaf_size``, ``schedule``, ``n_starts``, ...). With
+        ``distributed=True`` (under ``torchrun``), every process calls ``align`` on the same two
+        objects, the engine works on each process's slice of the cells, and every process
+        stores the same whole alignment (write the results from rank 0 only); see the docs'
+        "Distributed runs" page.
 
     Returns
     -------
