@@ -150,7 +150,7 @@ def main() -> None:
                   f"peak RSS per rank {rss} GB", flush=True)  # fmt: skip
     tables = summarize(results)
     print_table(tables["summary"], list(tables["summary"][0]), "Distributed HiRef (one row per rank)")
-    print_table(tables["seconds_per_stage"], columns_of(tables["seconds_per_stage"]), "Seconds per stage")
+    print_table(tables["seconds_per_stage"], list(tables["seconds_per_stage"][0]), "Seconds per stage")
     if tables["MB_sent_per_stage"]:
         print_table(tables["MB_sent_per_stage"], columns_of(tables["MB_sent_per_stage"]), "MB sent per stage")
     if args.json:
@@ -185,6 +185,10 @@ def summarize(results: list[dict]) -> dict[str, list[dict]]:
             seconds.append({**head, **{k: round(rec["timings"][k], 3) for k in _stages(rec["timings"])}})
             if res["world"] > 1:
                 sent.append({**head, **{k: round(v / 2**20, 3) for k, v in rec["communication"].items()}})
+    # One set of columns for every row, in stage order (runs differ in their number of levels).
+    head_keys = ("n", "processes", "rank")
+    stages = _stages({k: 0.0 for row in seconds for k in row if k not in head_keys})
+    seconds = [{**{k: row[k] for k in head_keys}, **{k: row.get(k) for k in stages}} for row in seconds]
     return {"summary": summary, "seconds_per_stage": seconds, "MB_sent_per_stage": sent}
 
 

@@ -165,3 +165,29 @@ def test_comm_reports_bytes(one_process_group):
     out = comm.sum(torch.ones(10, dtype=torch.float64))
     assert torch.equal(out, torch.ones(10, dtype=torch.float64))
     assert comm.sent - before == 80
+
+
+def test_cli_align_distributed(tmp_path):
+    import anndata as ad
+
+    a, b = hr.datasets.simulate_slices(n_obs=600, n_genes=20, missing=0.1, seed=1)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b.write_h5ad(tmp_path / "b.h5ad")
+    out = tmp_path / "out" / "a_aligned.h5ad"
+    out.parent.mkdir()
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "hiref.cli",
+        "align", str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad"), "--out", str(out), "--use-rep", "spatial",
+        "--distributed", "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**_env(), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("hiref align:") == 1  # rank 0 reports and writes, rank 1 does not
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a_aligned.h5ad", "a_aligned_b.h5ad"]
+    aligned = ad.read_h5ad(out)
+    partner = aligned.uns["hiref"]["partner"]
+    matched = partner >= 0
+    assert matched.sum() == min(a.n_obs, b.n_obs)
+    assert len(np.unique(partner[matched])) == matched.sum()
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    assert aligned.uns["hiref"]["cost"] <= 1.02 * a.uns["hiref"]["cost"]

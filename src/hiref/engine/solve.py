@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ._labels import LevelLabels
 from ._resources import peak_device_bytes, peak_rss_bytes
 from ._validate import (
     as_points,
@@ -51,7 +52,11 @@ class Matching:
         Rank of every level.
     labels_x, labels_y
         One ``int64`` array per level, of length n and m: the co-cluster of every point of X
-        and of Y after that level (equal labels on the two sides mean the same co-cluster).
+        and of Y after that level (equal labels on the two sides mean the same co-cluster;
+        ``-1`` for points left out with ``unbalanced="subsample"``). A list-like
+        :class:`~hiref.engine._labels.LevelLabels` that keeps only the deepest level and
+        computes the others on access, so the matching takes ``O(n)`` memory, not
+        ``O(n log n)``.
     level_costs
         Mean cost of the block coupling of every level (each point of the smaller cloud spread
         evenly over its co-cluster's points of the other), the initial single block first; the
@@ -83,8 +88,8 @@ class Matching:
     perm: np.ndarray
     cost: float
     schedule: list[int]
-    labels_x: list[np.ndarray] = field(repr=False)
-    labels_y: list[np.ndarray] = field(repr=False)
+    labels_x: Sequence[np.ndarray] = field(repr=False)
+    labels_y: Sequence[np.ndarray] = field(repr=False)
     level_costs: list[float]
     timings: dict[str, float]
     memory: dict[str, int] = field(default_factory=dict)
@@ -204,13 +209,11 @@ def run_levels(
     bar: tqdm,
     comm: Comm | None = None,
     communication: dict[str, int] | None = None,
-) -> tuple[Blocks, list[torch.Tensor], list[torch.Tensor]]:
-    """Split ``blocks`` level after level; returns the last blocks and every level's labels.
+) -> Blocks:
+    """Split ``blocks`` level after level; returns the co-clusters after the last one.
 
     Fills ``timings`` and ``memory`` (and ``communication`` with the bytes ``comm`` sent).
     """
-    ids_a: list[torch.Tensor] = []
-    ids_b: list[torch.Tensor] = []
     dev = blocks.ix.device
     for level, rank in enumerate(ranks, start=first_level):
         t0 = time.perf_counter()
@@ -218,15 +221,12 @@ def run_levels(
         bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
         side_a, side_b, lab_a, lab_b, caps_a, caps_b = split(blocks, rank)
         blocks = blocks.refine(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
-        level_a, level_b = blocks.labels()
-        ids_a.append(level_a)
-        ids_b.append(level_b)
         timings[f"level_{level}"] = time.perf_counter() - t0
         if comm is not None and communication is not None:
             communication[f"level_{level}"] = comm.sent - sent
         _record_memory(memory, f"level_{level}", dev)
         bar.update()
-    return blocks, ids_a, ids_b
+    return blocks
 
 
 def _hierarchy(
@@ -242,13 +242,13 @@ def _hierarchy(
     memory: dict[str, int],
     *,
     progress: bool,
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[float]]:
+) -> tuple[np.ndarray, LevelLabels, LevelLabels, list[float]]:
     """The level loop on the working copies ``Aw``, ``Bw`` and the exact leaves on ``A``, ``B``.
 
     Needs ``len(A) <= len(B)``; fills ``timings`` and ``memory``.
     """
     bar = tqdm(total=len(ranks) + 1, desc="hiref", unit="level", disable=not progress, leave=False)
-    blocks, ids_a, ids_b = run_levels(
+    blocks = run_levels(
         local_split(geometry, Aw, Bw, options, generator), Blocks.whole(A.shape[0], B.shape[0], A.device), ranks,
         first_level=1, timings=timings, memory=memory, bar=bar,
     )  # fmt: skip
@@ -260,8 +260,10 @@ def _hierarchy(
     _record_memory(memory, "leaves", dev)
     bar.update()
     bar.close()
-    level_costs = geometry.level_costs(A, B, ids_a, ids_b, generator)
-    return perm, [i.cpu().numpy() for i in ids_a], [i.cpu().numpy() for i in ids_b], level_costs
+    deep_a, deep_b = blocks.labels()
+    del blocks
+    level_costs = geometry.level_costs(A, B, LevelLabels(deep_a, ranks), LevelLabels(deep_b, ranks), generator)
+    return perm, LevelLabels(deep_a.cpu().numpy(), ranks), LevelLabels(deep_b.cpu().numpy(), ranks), level_costs
 
 
 def solve(
@@ -560,8 +562,8 @@ def check_distributable(settings: Settings) -> None:
 
 def finish(
     perm: np.ndarray,
-    labels_a: list[np.ndarray],
-    labels_b: list[np.ndarray],
+    labels_a: LevelLabels,
+    labels_b: LevelLabels,
     *,
     kept: np.ndarray | None,
     swapped: bool,
@@ -583,7 +585,7 @@ def finish(
     n = perm.shape[0]
     if kept is not None:
         perm = kept[perm]
-        labels_b = [_spread(lab, kept, n_large) for lab in labels_b]
+        labels_b = labels_b.map(lambda lab: _spread(lab, kept, n_large))
     if swapped:
         perm = _spread(np.arange(n), perm, n_large)
         labels_a, labels_b = labels_b, labels_a

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._labels import LevelLabels
 from .blocks import Blocks
 from .costs import Transposed
 from .leaves import mean_paired_cost, solve_leaves
@@ -112,21 +113,21 @@ def _working(
 def _data_parallel(
     geometry: Cost, shard: Shard, sizes: tuple[int, int], ranks: list[int], settings: Settings,
     generator: torch.Generator, comm: Comm, report: dict,
-) -> tuple[Blocks, list[torch.Tensor], list[torch.Tensor]]:  # fmt: skip
-    """Phase 1: levels solved by all processes together, until the co-clusters can be shared out."""
+) -> tuple[Blocks, int]:  # fmt: skip
+    """Phase 1: levels solved by all processes together, until the co-clusters can be shared out.
+
+    Returns the co-clusters and the number of levels done.
+    """
     blocks = Blocks.whole(*sizes, shard.X.device)
-    labels_a: list[torch.Tensor] = []
-    labels_b: list[torch.Tensor] = []
 
     def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return split_level_parallel(geometry, blocks, shard, rank, generator, settings.options, comm)
 
-    while len(labels_a) < len(ranks) and not _balanced(blocks, comm.world):
-        level = len(labels_a)
-        blocks, new_a, new_b = run_levels(split, blocks, ranks[level : level + 1], first_level=level + 1, **report)
-        labels_a += new_a
-        labels_b += new_b
-    return blocks, labels_a, labels_b
+    done = 0
+    while done < len(ranks) and not _balanced(blocks, comm.world):
+        blocks = run_levels(split, blocks, ranks[done : done + 1], first_level=done + 1, **report)
+        done += 1
+    return blocks, done
 
 
 def _own_blocks(
@@ -197,11 +198,10 @@ def solve_sharded(
         disable=not settings.progress or comm.rank != 0, leave=False,
     )  # fmt: skip
     report = {"timings": timings, "memory": memory, "bar": bar}
-    blocks, labels_a, labels_b = _data_parallel(
+    blocks, n_parallel = _data_parallel(
         geometry_ab, Shard(working(A), working(B), *los), (n, n_large), ranks, settings, generator, comm,
         {**report, "comm": comm, "communication": communication},
     )  # fmt: skip
-    n_parallel = len(labels_a)
 
     t0, sent = time.perf_counter(), comm.sent
     local, A_own, B_own, ids_a, ids_b, owned = _own_blocks(blocks, A, B, los, comm)
@@ -210,15 +210,12 @@ def solve_sharded(
     communication["shard"] = comm.sent - sent
 
     # Phase 2: the remaining levels, the leaves and the refinement of this process's co-clusters.
+    leaves = local
     if owned.numel():
         Aw, Bw = working(A_own), working(B_own)
         split = local_split(geometry_ab, Aw, Bw, settings.options, generator)
-        leaves, deep_a, deep_b = run_levels(split, local, ranks[n_parallel:], first_level=n_parallel + 1, **report)
+        leaves = run_levels(split, local, ranks[n_parallel:], first_level=n_parallel + 1, **report)
         del Aw, Bw, split
-    else:  # more processes than co-clusters: nothing to do here
-        leaves = local
-        deep_a = [ids_a.new_empty(0)] * (len(ranks) - n_parallel)
-        deep_b = [ids_b.new_empty(0)] * (len(ranks) - n_parallel)
     t0 = time.perf_counter()
     bar.set_postfix_str(f"leaves: {leaves.n_blocks} exact problem(s) on rank 0")
     perm = torch.as_tensor(solve_leaves(geometry_ab, A_own, B_own, leaves), device=device)
@@ -234,34 +231,22 @@ def solve_sharded(
         perm = torch.as_tensor(perm, device=device)
         timings["refine"] = time.perf_counter() - t0
 
-    # Gather the matching and every level's co-clusters, in single-process numbering. Blocks
-    # split parent-major, so a level's label is the deepest label divided by the product of
-    # the ranks below it: only the deepest labels travel.
+    # Gather the matching and the deepest co-clusters, in single-process numbering (every
+    # coarser level follows by integer division: see LevelLabels); sum the costs.
     t0, sent = time.perf_counter(), comm.sent
-    own_a = [lab[ids_a] for lab in labels_a]
-    own_b = [lab[ids_b] for lab in labels_b]
-    width = 1
-    for rank, lab_a, lab_b in zip(ranks[n_parallel:], deep_a, deep_b, strict=True):
-        width *= rank
-        own_a.append(_global_labels(lab_a, owned, width))
-        own_b.append(_global_labels(lab_b, owned, width))
-    del deep_a, deep_b
-    level_costs = geometry_ab.level_costs(A_own, B_own, own_a, own_b, generator, reduce=comm)
+    width = int(np.prod(ranks[n_parallel:], dtype=np.int64))
+    deep_a, deep_b = (_global_labels(lab, owned, width) for lab in leaves.labels())
+    del leaves
+    level_costs = geometry_ab.level_costs(
+        A_own, B_own, LevelLabels(deep_a, ranks), LevelLabels(deep_b, ranks), generator, reduce=comm
+    )
     own_total = mean_paired_cost(geometry_ab, A_own, B_own, perm) * A_own.shape[0] if A_own.shape[0] else 0.0
     matched = float(comm.sum(torch.tensor([own_total], dtype=torch.float64))) / n
     level_costs.append(matched)
     check_finite(matched)
     perm_all = comm.gather_values(ids_a, ids_b[perm], n).cpu().numpy()
-    labels_a = [lab.cpu().numpy() for lab in labels_a]
-    labels_b = [lab.cpu().numpy() for lab in labels_b]
-    if len(ranks) > n_parallel:
-        deepest_a = comm.gather_values(ids_a, own_a[-1], n).cpu().numpy()
-        deepest_b = comm.gather_values(ids_b, own_b[-1], n_large).cpu().numpy()
-        below = int(np.prod(ranks[n_parallel:]))
-        for rank in ranks[n_parallel:]:
-            below //= rank
-            labels_a.append(deepest_a // below)
-            labels_b.append(deepest_b // below)
+    labels_a = LevelLabels(comm.gather_values(ids_a, deep_a, n).cpu().numpy(), ranks)
+    labels_b = LevelLabels(comm.gather_values(ids_b, deep_b, n_large).cpu().numpy(), ranks)
     timings["gather"] = time.perf_counter() - t0
     communication["gather"] = comm.sent - sent
     return finish(
