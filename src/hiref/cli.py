@@ -377,7 +377,7 @@ def _run_align(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             **({"distributed": True} if args.distributed else {}),
         )
-    except (KeyError, ValueError, TypeError, NotImplementedError) as err:
+    except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata1": inputs[0], "adata2": inputs[1]}) from err
     except RuntimeError as err:
         if not args.distributed:

@@ -122,9 +122,9 @@ def test_one_process_group_equals_the_plain_engine(one_process_group):
 
 def test_unsupported_options_raise(one_process_group):
     X, Y = hr.datasets.halfmoon_scurve(300, seed=0)
-    with pytest.raises(NotImplementedError, match="sqeuclidean"):
+    with pytest.raises(ValueError, match="sqeuclidean"):
         hr.solve(X, Y, cost="euclidean", distributed=True, progress=False)
-    with pytest.raises(NotImplementedError, match="partial"):
+    with pytest.raises(ValueError, match="partial"):
         hr.solve(X, Y[:200], unbalanced="subsample", distributed=True, progress=False)
 
 

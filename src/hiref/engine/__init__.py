@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ._labels import LevelLabels
 from .costs import Cost, Custom, Power, SqEuclidean
+from .distributed import row_ranges
 from .schedule import rank_schedule
 from .solve import Matching, solve
 
-__all__ = ["Cost", "Custom", "Matching", "Power", "SqEuclidean", "rank_schedule", "solve"]
+__all__ = ["Cost", "Custom", "LevelLabels", "Matching", "Power", "SqEuclidean", "rank_schedule", "row_ranges", "solve"]

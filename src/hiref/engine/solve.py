@@ -54,7 +54,7 @@ class Matching:
         One ``int64`` array per level, of length n and m: the co-cluster of every point of X
         and of Y after that level (equal labels on the two sides mean the same co-cluster;
         ``-1`` for points left out with ``unbalanced="subsample"``). A list-like
-        :class:`~hiref.engine._labels.LevelLabels` that keeps only the deepest level and
+        :class:`~hiref.engine.LevelLabels` that keeps only the deepest level and
         computes the others on access, so the matching takes ``O(n)`` memory, not
         ``O(n log n)``.
     level_costs
@@ -120,7 +120,8 @@ class Matching:
         return out
 
 
-def _record_memory(memory: dict[str, int], stage: str, device: torch.device) -> None:
+def record_memory(memory: dict[str, int], stage: str, device: torch.device) -> None:
+    """Store the peak resident (and CUDA) memory so far under ``rss_<stage>`` (``cuda_<stage>``)."""
     rss = peak_rss_bytes()
     if rss is not None:
         memory[f"rss_{stage}"] = rss
@@ -224,7 +225,7 @@ def run_levels(
         timings[f"level_{level}"] = time.perf_counter() - t0
         if comm is not None and communication is not None:
             communication[f"level_{level}"] = comm.sent - sent
-        _record_memory(memory, f"level_{level}", dev)
+        record_memory(memory, f"level_{level}", dev)
         bar.update()
     return blocks
 
@@ -257,7 +258,7 @@ def _hierarchy(
     bar.set_postfix_str(f"leaves: {blocks.n_blocks} exact problem(s)")
     perm = solve_leaves(geometry, A, B, blocks)
     timings["leaves"] = time.perf_counter() - t0
-    _record_memory(memory, "leaves", dev)
+    record_memory(memory, "leaves", dev)
     bar.update()
     bar.close()
     deep_a, deep_b = blocks.labels()
@@ -369,7 +370,7 @@ def solve(
         group (started from ``torchrun``'s environment if needed: NCCL with CUDA, else gloo),
         or a ``ProcessGroup``. Every process calls ``solve`` with its own contiguous slice of
         the rows of X and of Y (rank 0 the first rows, and so on; see
-        :func:`hiref.engine.distributed.row_ranges`) and the same options; each gets the same
+        :func:`hiref.engine.row_ranges`) and the same options; each gets the same
         :class:`Matching` of the whole clouds. The top levels run data parallel with small
         all-reduces; once the co-clusters can be shared out evenly, each process solves its
         own co-clusters to the end (levels, leaves and refinement). Squared Euclidean cost and
@@ -402,7 +403,7 @@ def solve(
         if comm is not None:
             check_distributable(settings)
         dev = resolve_device(device) if comm is None or device is not None else comm.device
-    except (TypeError, ValueError, NotImplementedError) as err:
+    except (TypeError, ValueError) as err:
         if comm is None:
             raise
         error = err
@@ -554,10 +555,10 @@ def check_distributable(settings: Settings) -> None:
             f"`distributed` runs support cost='sqeuclidean' only, got {settings.geometry.name!r}: "
             "its exact factorization is what keeps the exchange per level small."
         )
-        raise NotImplementedError(msg)
+        raise ValueError(msg)
     if settings.unbalanced == "subsample":
         msg = "`distributed` runs support unbalanced='partial' only; subsample the larger cloud before sharding."
-        raise NotImplementedError(msg)
+        raise ValueError(msg)
 
 
 def finish(

@@ -33,7 +33,7 @@ from .costs import Transposed
 from .leaves import mean_paired_cost, solve_leaves
 from .level_parallel import Shard, split_level_parallel
 from .refine import refine_matching
-from .solve import check_finite, finish, local_split, principal_axes, project, run_levels
+from .solve import check_finite, finish, local_split, principal_axes, project, record_memory, run_levels
 
 if TYPE_CHECKING:
     from .blocks import Side
@@ -220,6 +220,7 @@ def solve_sharded(
     bar.set_postfix_str(f"leaves: {leaves.n_blocks} exact problem(s) on rank 0")
     perm = torch.as_tensor(solve_leaves(geometry_ab, A_own, B_own, leaves), device=device)
     timings["leaves"] = time.perf_counter() - t0
+    record_memory(memory, "leaves", device)
     bar.update()
     bar.close()
     if settings.refine and settings.refine_passes and A_own.shape[0]:
