@@ -3,8 +3,8 @@
 For every ``n`` in ``--log2n`` (default 20 and 22) and every process count in ``--world``
 (default 1 and 2), launches ``torchrun --nproc-per-node W`` on this script (gloo on CPU, NCCL
 with ``--device cuda``), where every rank builds only its own rows of the half-moon -> S-curve
-pair (d = 2; the rows come in 16 chunks with their own seeds, so the data do not depend on the
-process count) and calls ``hr.solve(..., distributed=True)``. ``W = 1`` runs the plain
+pair (d = 2, or ``--dim`` with noise coordinates; the rows come in 16 chunks with their own
+seeds, so the data do not depend on the process count) and calls ``hr.solve(..., distributed=True)``. ``W = 1`` runs the plain
 single-process engine (``distributed=False``) in one process. CPU threads are split evenly:
 ``--threads`` in total (default: all cores), ``threads // W`` per process.
 
@@ -17,6 +17,7 @@ Examples
 --------
     python benchmarks/distributed.py --json benchmarks/results/distributed_cpu.json
     python benchmarks/distributed.py --log2n 16 --world 1 2 3
+    python benchmarks/distributed.py --log2n 20 --dim 64 --json benchmarks/results/distributed_d64_cpu.json
 """
 
 from __future__ import annotations
@@ -45,14 +46,25 @@ def _vmhwm() -> int:
     return 0
 
 
-def _rows(n: int, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
-    """This rank's rows of the benchmark pair: chunks ``[rank * 16 / world, (rank + 1) * 16 / world)``."""
+def _rows(n: int, rank: int, world: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's rows of the benchmark pair: chunks ``[rank * 16 / world, (rank + 1) * 16 / world)``.
+
+    Above 2 dimensions, every point gets ``dim - 2`` more coordinates of Gaussian noise (sd 0.1).
+    """
     import hiref as hr
 
     bounds = [(n * k) // N_CHUNKS for k in range(N_CHUNKS + 1)]
     first, last = (rank * N_CHUNKS) // world, ((rank + 1) * N_CHUNKS) // world
-    parts = [hr.datasets.halfmoon_scurve(bounds[k + 1] - bounds[k], seed=1000 + k) for k in range(first, last)]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    xs, ys = [], []
+    for k in range(first, last):
+        X, Y = hr.datasets.halfmoon_scurve(bounds[k + 1] - bounds[k], seed=1000 + k)
+        if dim > 2:
+            rng = np.random.default_rng(2000 + k)
+            X = np.hstack([X, 0.1 * rng.standard_normal((len(X), dim - 2))])
+            Y = np.hstack([Y, 0.1 * rng.standard_normal((len(Y), dim - 2))])
+        xs.append(X)
+        ys.append(Y)
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -64,7 +76,7 @@ def worker(args: argparse.Namespace) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     torch.set_num_threads(max(1, args.threads // world))
-    X, Y = _rows(args.points, rank, world)
+    X, Y = _rows(args.points, rank, world, args.dim)
     warm = hr.datasets.halfmoon_scurve(512, seed=0)
     hr.solve(*warm, progress=False, device=args.device)  # imports and kernels, outside the timing
     t0 = time.perf_counter()
@@ -99,7 +111,7 @@ def run(n: int, world: int, args: argparse.Namespace) -> dict:
         out = Path(tmp) / "run.json"
         common = [
             __file__, "--worker", "--points", str(n), "--threads", str(args.threads), "--out", str(out),
-            "--device", args.device,
+            "--device", args.device, "--dim", str(args.dim),
         ] + (["--refine"] if args.refine else [])  # fmt: skip
         if world == 1:
             cmd = [sys.executable, *common]
@@ -116,6 +128,7 @@ def main() -> None:
     parser.add_argument("--world", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dim", type=int, default=2, help="dimensions (extra ones are small noise; default 2)")
     parser.add_argument("--refine", action="store_true")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--from-json", help="print (and with --json rewrite) the tables of an earlier run's JSON")
@@ -154,7 +167,7 @@ def main() -> None:
     if tables["MB_sent_per_stage"]:
         print_table(tables["MB_sent_per_stage"], columns_of(tables["MB_sent_per_stage"]), "MB sent per stage")
     if args.json:
-        write_json(args.json, {"threads": args.threads, **tables, "_runs": results})
+        write_json(args.json, {"threads": args.threads, "dim": args.dim, **tables, "_runs": results})
 
 
 def columns_of(rows: list[dict]) -> list[str]:
