@@ -4,9 +4,10 @@ For every ``n`` in ``--log2n`` (default 20 and 22) and every process count in ``
 (default 1 and 2), launches ``torchrun --nproc-per-node W`` on this script (gloo on CPU, NCCL
 with ``--device cuda``), where every rank builds only its own rows of the half-moon -> S-curve
 pair (d = 2, or ``--dim`` with noise coordinates; the rows come in 16 chunks with their own
-seeds, so the data do not depend on the process count) and calls ``hr.solve(..., distributed=True)``. ``W = 1`` runs the plain
-single-process engine (``distributed=False``) in one process. CPU threads are split evenly:
-``--threads`` in total (default: all cores), ``threads // W`` per process.
+seeds, so the data do not depend on the process count) and calls
+``hr.solve(..., distributed=True)``. ``W = 1`` runs the plain single-process engine
+(``distributed=False``) in one process. CPU threads are split evenly: ``--threads`` in total
+(default: all cores), ``threads // W`` per process.
 
 Reported per run: total time, cost and its difference to the single-process cost of the same
 ``n``; per rank: time and bytes exchanged per level (bytes this rank contributed to all-reduces
@@ -142,6 +143,7 @@ def main() -> None:
 
     from _common import print_table, write_json
 
+    raw: dict = {}
     if args.from_json:
         raw = json.loads(Path(args.from_json).read_text())
         results = raw.get("_runs", raw.get("runs"))
@@ -165,14 +167,11 @@ def main() -> None:
     print_table(tables["summary"], list(tables["summary"][0]), "Distributed HiRef (one row per rank)")
     print_table(tables["seconds_per_stage"], list(tables["seconds_per_stage"][0]), "Seconds per stage")
     if tables["MB_sent_per_stage"]:
-        print_table(tables["MB_sent_per_stage"], columns_of(tables["MB_sent_per_stage"]), "MB sent per stage")
+        print_table(tables["MB_sent_per_stage"], list(tables["MB_sent_per_stage"][0]), "MB sent per stage")
     if args.json:
-        write_json(args.json, {"threads": args.threads, "dim": args.dim, **tables, "_runs": results})
-
-
-def columns_of(rows: list[dict]) -> list[str]:
-    """Every key of ``rows``, in order of first appearance."""
-    return list(dict.fromkeys(k for r in rows for k in r))
+        # Rewritten tables keep the machine and settings of the run that measured them.
+        kept = {k: raw[k] for k in ("machine", "threads", "dim") if k in raw} if args.from_json else {}
+        write_json(args.json, {"threads": args.threads, "dim": args.dim, **kept, **tables, "_runs": results})
 
 
 def _stages(timings: dict[str, float]) -> list[str]:
@@ -202,6 +201,8 @@ def summarize(results: list[dict]) -> dict[str, list[dict]]:
     head_keys = ("n", "processes", "rank")
     stages = _stages({k: 0.0 for row in seconds for k in row if k not in head_keys})
     seconds = [{**{k: row[k] for k in head_keys}, **{k: row.get(k) for k in stages}} for row in seconds]
+    comm_stages = ["setup", *(k for k in stages if k in {s for row in sent for s in row})]
+    sent = [{**{k: row[k] for k in head_keys}, **{k: row.get(k) for k in comm_stages}} for row in sent]
     return {"summary": summary, "seconds_per_stage": seconds, "MB_sent_per_stage": sent}
 
 

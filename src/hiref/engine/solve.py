@@ -299,7 +299,7 @@ def solve(
 
     Memory: the inputs, a working copy in ``dtype`` and ``O((n + m) r)`` per level; nothing
     quadratic in ``n`` beyond ``leaf_size``, ``refine_window`` and the subsamples of
-    ``coarse_size`` points. On the CPU, ``n = 2**20`` points in 2-D peak at about 1.2 GB of
+    ``coarse_size`` points. On the CPU, ``n = 2**20`` points in 2-D peak at about 0.9 GB of
     resident memory.
 
     Parameters
