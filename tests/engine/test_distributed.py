@@ -191,3 +191,12 @@ def test_cli_align_distributed(tmp_path):
     assert len(np.unique(partner[matched])) == matched.sum()
     hr.tl.align(a, b, use_rep="spatial", progress=False)
     assert aligned.uns["hiref"]["cost"] <= 1.02 * a.uns["hiref"]["cost"]
+
+
+def test_local_device(one_process_group):
+    from hiref.engine.distributed import local_device
+
+    comm = Comm(one_process_group)
+    assert comm.device == torch.device("cpu")  # gloo
+    assert local_device(comm, None) == torch.device("cpu")
+    assert local_device(comm, torch.device("cpu")) == torch.device("cpu")

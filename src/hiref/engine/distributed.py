@@ -42,7 +42,7 @@ class Comm:
         self.rank = dist.get_rank(self.group)
         self.world = dist.get_world_size(self.group)
         backend = dist.get_backend(self.group)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        self.device = gpu_of_this_process() if backend == "nccl" else torch.device("cpu")
 
     def _reduce(self, t: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
         buf = t.detach().to(self.device, copy=True).contiguous()
@@ -151,16 +151,29 @@ def connect(distributed: bool | dist.ProcessGroup) -> Comm:  # noqa: FBT001
             raise RuntimeError(msg)
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(gpu_of_this_process())
         dist.init_process_group(backend)
     return Comm()
 
 
+def gpu_of_this_process() -> torch.device:
+    """The GPU of this process: ``cuda:$LOCAL_RANK`` under torchrun, else torch's current CUDA device."""
+    if "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % max(1, torch.cuda.device_count()))
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 def local_device(comm: Comm, device: torch.device | None) -> torch.device:
-    """The compute device of this process: ``device`` if given, else its own GPU under NCCL, else CPU."""
-    if device is not None:
-        return device
-    return comm.device
+    """The compute device of this process.
+
+    ``None``: its own GPU under NCCL, else the CPU; a bare ``cuda`` (no index) means this
+    process's GPU, not GPU 0 for everyone; anything else as given.
+    """
+    if device is None:
+        return comm.device
+    if device.type == "cuda" and device.index is None:
+        return gpu_of_this_process()
+    return device
 
 
 def row_ranges(n: int, world: int) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from ._validate import (
 )
 from .blocks import Blocks, Side
 from .costs import Cost, Transposed, get_cost
-from .distributed import connect
+from .distributed import connect, local_device
 from .leaves import mean_paired_cost, solve_leaves
 from .level import LevelOptions, Stack, split_level
 from .refine import refine_matching
@@ -402,7 +402,11 @@ def solve(
         )  # fmt: skip
         if comm is not None:
             check_distributable(settings)
-        dev = resolve_device(device) if comm is None or device is not None else comm.device
+        dev = (
+            resolve_device(device)
+            if comm is None
+            else local_device(comm, None if device is None else resolve_device(device))
+        )
     except (TypeError, ValueError) as err:
         if comm is None:
             raise
