@@ -54,7 +54,7 @@ def _tree_groups(
     return group
 
 
-def _windows(X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor, depth: int, generator: torch.Generator) -> Blocks:
+def pair_windows(X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor, depth: int, generator: torch.Generator) -> Blocks:
     """Blocks of pairs (and unmatched Y points) grouped by a random-projection tree."""
     n, m = X.shape[0], Y.shape[0]
     unmatched = torch.ones(m, dtype=torch.bool, device=perm.device)
@@ -116,7 +116,7 @@ def refine_matching(
     previous = mean_paired_cost(cost, X, Y, current)
     costs: list[float] = []
     for _ in range(passes):
-        blocks = _windows(Xw, Yw, current, depth, generator)
+        blocks = pair_windows(Xw, Yw, current, depth, generator)
         current = torch.as_tensor(solve_leaves(cost, X, Y, blocks), device=X.device)
         value = mean_paired_cost(cost, X, Y, current)
         costs.append(value)

@@ -29,6 +29,7 @@ from .costs import Cost, Transposed, get_cost
 from .distributed import connect, local_device
 from .leaves import mean_paired_cost, solve_leaves
 from .level import LevelOptions, Stack, split_level
+from .polish import polish_matching
 from .refine import refine_matching
 from .schedule import check_schedule, rank_schedule
 
@@ -274,6 +275,8 @@ def solve(
     cost: str | Cost | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
     refine: bool = False,
+    polish: bool = True,
+    polish_neighbours: int = 16,
     schedule: list[int] | None = None,
     max_rank: int = 2,
     leaf_size: int | None = None,
@@ -395,7 +398,8 @@ def solve(
         X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
         check_features(X_in, Y_in)
         settings = Settings.resolve(
-            d=X_in.shape[1], cost=cost, unbalanced=unbalanced, refine=refine, schedule=schedule,
+            d=X_in.shape[1], cost=cost, unbalanced=unbalanced, refine=refine, polish=polish,
+            polish_neighbours=polish_neighbours, schedule=schedule,
             max_rank=max_rank, leaf_size=leaf_size, n_iter=n_iter, step=step, n_starts=n_starts,
             restart_blocks=restart_blocks, coarse_size=coarse_size, refine_passes=refine_passes,
             refine_window=refine_window, sketch_dim=sketch_dim, dtype=dtype, progress=progress,
@@ -426,6 +430,8 @@ class Settings:
     geometry: Cost
     unbalanced: str
     refine: bool
+    polish: bool
+    polish_neighbours: int
     schedule: list[int] | None
     max_rank: int
     leaf_size: int
@@ -462,6 +468,8 @@ class Settings:
             geometry=get_cost(kw["cost"]),
             unbalanced=kw["unbalanced"],
             refine=bool(kw["refine"]),
+            polish=bool(kw["polish"]),
+            polish_neighbours=check_positive_int(kw["polish_neighbours"], "polish_neighbours"),
             schedule=kw["schedule"],
             max_rank=kw["max_rank"],
             leaf_size=leaf_size,
@@ -518,14 +526,22 @@ def _solve_local(
         geometry_ab, A, B, Aw, Bw, ranks, settings.options, generator, timings, memory := {},
         progress=settings.progress,
     )  # fmt: skip
-    del Aw, Bw
     refine_costs: list[float] = []
+    if settings.polish:
+        t0 = time.perf_counter()
+        perm, polish_costs = polish_matching(
+            geometry_ab, A, B, perm, Aw=Aw, Bw=Bw, neighbours=settings.polish_neighbours, generator=generator
+        )
+        refine_costs += polish_costs
+        timings["polish"] = time.perf_counter() - t0
+    del Aw, Bw
     if settings.refine and settings.refine_passes:
         t0 = time.perf_counter()
-        perm, refine_costs = refine_matching(
+        perm, window_costs = refine_matching(
             geometry_ab, A, B, perm, passes=settings.refine_passes, window=settings.refine_window,
             generator=generator, work_dtype=settings.work_dtype,
         )  # fmt: skip
+        refine_costs += window_costs
         timings["refine"] = time.perf_counter() - t0
     matched = mean_paired_cost(geometry_ab, A, B, perm)
     level_costs.append(matched)
