@@ -67,6 +67,20 @@ def check_finite(values: np.ndarray | sp.spmatrix, what: str) -> None:
         raise ValueError(msg)
 
 
+def str_array(values: object) -> np.ndarray:
+    """``values`` as a numpy array of Python-string dtype ``<U``.
+
+    Works for what anndata reads back from h5ad (object or bytes arrays) and zarr (numpy's
+    ``StringDType``, which ``.astype(str)`` cannot cast).
+    """
+    items = np.asarray(values)
+    if items.dtype.kind == "U":
+        return items
+    items = items.tolist() if items.ndim else [items.item()]
+    text = [v.decode() if isinstance(v, bytes) else str(v) for v in items]
+    return np.asarray(text, dtype=str) if text else np.empty(0, dtype=str)
+
+
 def actualize(adata: AnnData) -> AnnData:
     """Turn a view into an actual AnnData in place (what scanpy does before writing to one)."""
     if adata.is_view:
