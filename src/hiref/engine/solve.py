@@ -17,10 +17,12 @@ from ._labels import LevelLabels
 from ._resources import peak_device_bytes, peak_rss_bytes
 from ._validate import (
     as_points,
+    check_bool,
     check_choice,
     check_features,
     check_positive_float,
     check_positive_int,
+    check_seed,
     resolve_device,
     resolve_dtype,
 )
@@ -287,7 +289,7 @@ def solve(
     sketch_dim: int | None = 128,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    seed: int = 0,
+    seed: int | np.random.Generator | None = 0,
     progress: bool = True,
     distributed: bool | dist.ProcessGroup = False,
 ) -> Matching:
@@ -362,7 +364,9 @@ def solve(
         Working precision, ``"float32"`` (default) or ``"float64"``; leaves and reported costs
         always use float64.
     seed
-        Seed of every random choice; the same seed on the same device gives the same matching.
+        Seed of every random choice, an int in ``[0, 2**32)``; the same seed on the same device
+        gives the same matching. ``None`` draws a fresh seed, a :class:`numpy.random.Generator`
+        gives one.
     progress
         Show a progress bar over levels (on rank 0 only in a distributed run).
     distributed
@@ -392,6 +396,10 @@ def solve(
     comm = None if distributed is False else connect(check_distributed(distributed))
     error = None
     try:
+        if comm is not None and (seed is None or isinstance(seed, np.random.Generator)):
+            msg = "`seed` must be an int in a distributed run (every process needs the same seed)."
+            raise TypeError(msg)
+        seed = check_seed(seed, "seed")
         X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
         check_features(X_in, Y_in)
         settings = Settings.resolve(
@@ -461,7 +469,7 @@ class Settings:
         return cls(
             geometry=get_cost(kw["cost"]),
             unbalanced=kw["unbalanced"],
-            refine=bool(kw["refine"]),
+            refine=check_bool(kw["refine"], "refine"),
             schedule=kw["schedule"],
             max_rank=kw["max_rank"],
             leaf_size=leaf_size,
@@ -470,7 +478,7 @@ class Settings:
             refine_window=check_positive_int(refine_window, "refine_window", minimum=2),
             sketch_dim=None if sketch_dim is None else check_positive_int(sketch_dim, "sketch_dim"),
             work_dtype=resolve_dtype(kw["dtype"]),
-            progress=bool(kw["progress"]),
+            progress=check_bool(kw["progress"], "progress"),
         )
 
     def ranks(self, n_large: int) -> list[int]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from hiref._anndata import check_finite, expression, obsm_array
+from hiref._anndata import check_finite, check_var_names, expression, obsm_array
 from hiref._logging import logger
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ def joint_pca(
     import anndata as ad
     import scanpy as sc
 
+    check_var_names(adata1, "adata1")
+    check_var_names(adata2, "adata2")
     shared = adata1.var_names.intersection(adata2.var_names, sort=False)
     if len(shared) == 0:
         msg = "`adata1` and `adata2` share no genes (var_names), so no joint PCA can be computed; pass `use_rep=`."
