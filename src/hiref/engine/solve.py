@@ -27,12 +27,12 @@ from ._validate import (
     resolve_dtype,
 )
 from .blocks import Blocks, Side
-from .costs import Cost, Transposed, get_cost
+from .costs import Cost, Power, SqEuclidean, Transposed, get_cost
 from .distributed import connect, local_device
 from .leaves import mean_paired_cost, solve_leaves
 from .level import LevelOptions, Stack, split_level
 from .refine import refine_matching
-from .schedule import check_schedule, rank_schedule
+from .schedule import check_max_rank, check_schedule, rank_schedule
 
 if TYPE_CHECKING:
     from ._types import ArrayLike
@@ -329,9 +329,10 @@ def solve(
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never raises the cost;
         typically 2-3 times the unrefined time, and worth most in high dimension.
     schedule
-        Ranks of the levels; by default :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
+        Ranks of the levels, each from 2 to :data:`~hiref.engine.schedule.MAX_RANK` (64); by default
+        :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
     max_rank
-        Largest rank of the default schedule (which minimises the sum of ranks, the work of a
+        Largest rank of the default schedule, from 2 to 64 (which minimises the sum of ranks, the work of a
         batched level, so ``max_rank=2`` gives binary splits, the default and most accurate).
     leaf_size
         Largest co-cluster solved exactly at the end; by default 64 for ``d <= 4``, 512 up to
@@ -410,6 +411,8 @@ def solve(
         )  # fmt: skip
         if comm is not None:
             check_distributable(settings)
+        else:
+            X_in, Y_in = centred(X_in, Y_in, settings.geometry)
         dev = (
             resolve_device(device)
             if comm is None
@@ -425,6 +428,41 @@ def solve(
 
         return solve_sharded(X_in, Y_in, comm, settings, device=dev, seed=seed, t_start=t_start)
     return _solve_local(X_in, Y_in, settings, device=dev, seed=seed, t_start=t_start)
+
+
+#: Clouds whose joint mean lies further from the origin than this many times their spread are
+#: centred before solving (see :func:`centred`).
+CENTRE_RATIO = 8.0
+
+
+def centred(X: torch.Tensor, Y: torch.Tensor, geometry: Cost) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X`` and ``Y`` minus their joint mean, when the cost ignores translations and the offset is large.
+
+    A large common offset (coordinates around ``1e7``, say) costs precision in float32 and
+    nothing else for the Euclidean family of costs, which depend on ``x - y`` only; so those
+    clouds are centred, in float64, before the engine sees them (the matching and its reported
+    cost are unchanged in exact arithmetic). Clouds already within :data:`CENTRE_RATIO` spreads of
+    the origin, and custom costs, are returned as they are. Floating inputs keep their dtype,
+    integer inputs become float64.
+    """
+    if not isinstance(geometry, SqEuclidean | Power):
+        return X, Y
+    rows = max(1, (1 << 22) // max(1, X.shape[1]))
+    parts = [(P, lo) for P in (X, Y) for lo in range(0, P.shape[0], rows)]
+    total = sum(P[lo : lo + rows].to(torch.float64).sum(0) for P, lo in parts)
+    mean = total / (X.shape[0] + Y.shape[0])
+    spread2 = sum(((P[lo : lo + rows].to(torch.float64) - mean) ** 2).sum() for P, lo in parts)
+    spread = math.sqrt(float(spread2) / (X.shape[0] + Y.shape[0]))
+    if float(mean.norm()) <= CENTRE_RATIO * spread:
+        return X, Y
+
+    def shift(P: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(P.shape, dtype=P.dtype if P.is_floating_point() else torch.float64, device=P.device)
+        for lo in range(0, P.shape[0], rows):
+            out[lo : lo + rows] = (P[lo : lo + rows].to(torch.float64) - mean).to(out.dtype)
+        return out
+
+    return shift(X), shift(Y)
 
 
 @dataclass(frozen=True)
@@ -471,7 +509,7 @@ class Settings:
             unbalanced=kw["unbalanced"],
             refine=check_bool(kw["refine"], "refine"),
             schedule=kw["schedule"],
-            max_rank=kw["max_rank"],
+            max_rank=check_max_rank(kw["max_rank"]),
             leaf_size=leaf_size,
             options=options,
             refine_passes=check_positive_int(kw["refine_passes"], "refine_passes", minimum=0),
