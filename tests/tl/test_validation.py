@@ -149,3 +149,92 @@ def test_duplicate_var_names_are_named(slices):
         hr.tl.transfer(a, b, genes=[names[0]])
     with pytest.raises(ValueError, match=r"`adata` has duplicated var_names"):
         hr.tl.bin_spatial(a, genes=[names[0]])
+
+
+# ------------------------------------------------------------------------------------ seeds (item 8)
+
+
+@pytest.mark.parametrize("seed", [np.int64(3), None, np.random.default_rng(0)])
+def test_align_accepts_every_seed_kind_and_records_it(slices, seed):
+    a, b = slices
+    hr.tl.align(a, b, use_rep="spatial", random_state=seed, progress=False)
+    recorded = a.uns["hiref"]["params"]["random_state"]
+    assert isinstance(recorded, int)
+    assert 0 <= recorded < 2**32
+    if isinstance(seed, np.integer):
+        assert recorded == 3
+    a2, b2 = (x.copy() for x in slices)
+    hr.tl.align(a2, b2, use_rep="spatial", random_state=recorded, progress=False)
+    assert np.array_equal(a2.uns["hiref"]["partner"], a.uns["hiref"]["partner"])  # reproducible from .uns
+
+
+@pytest.mark.parametrize(("seed", "error"), [(-1, ValueError), (2**64, ValueError), (1.5, TypeError)])
+def test_bad_random_state_names_the_argument(slices, seed, error):
+    a, b = slices
+    with pytest.raises(error, match=r"`random_state` must be an int in \[0, 2\*\*32\)"):
+        hr.tl.align(a, b, random_state=seed, progress=False)
+    with pytest.raises(error, match=r"`random_state` must be an int in \[0, 2\*\*32\)"):
+        hr.pp.register(a, b, random_state=seed)
+    assert "hiref" not in a.uns
+
+
+# ------------------------------------------------------------------- messages that name the cause (item 9)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"n_pcs": 0}, ValueError, "`n_pcs` must be at least 1"),
+        ({"n_pcs": 2.5}, TypeError, "`n_pcs` must be an int"),
+        ({"refine": "no"}, TypeError, "`refine` must be True or False"),
+        ({"copy": "yes"}, TypeError, "`copy` must be True or False"),
+    ],
+)
+def test_align_option_messages(slices, options, error, message):
+    a, b = slices
+    with pytest.raises(error, match=message):
+        hr.tl.align(a, b, progress=False, **options)
+    assert "hiref" not in a.uns
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"n_sample": 0}, ValueError, "`n_sample` must be at least 2"),
+        ({"rep_weight": -1}, ValueError, "`rep_weight` must be a finite number > 0"),
+        ({"rep_weight": float("nan")}, ValueError, "`rep_weight` must be a finite number > 0"),
+        ({"angle": float("nan")}, ValueError, "`angle` must be None or a finite number"),
+    ],
+)
+def test_register_option_messages(slices, options, error, message):
+    a, b = slices
+    with pytest.raises(error, match=message):
+        hr.pp.register(a, b, **options)
+    assert "spatial_registered" not in b.obsm
+
+
+def test_coordinate_messages(slices):
+    a, b = slices
+    a.obsm["spatial"][3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`adata.obsm\['spatial'\]` contains 1 NaN"):
+        hr.tl.bin_spatial(a)
+    with pytest.raises(ValueError, match=r"`adata_pred.obsm\['spatial'\]` contains 1 NaN"):
+        hr.tl.cosine_similarity(a, b, genes=["gene1"])
+    a.obsm["line"] = np.zeros((a.n_obs, 1))
+    with pytest.raises(ValueError, match=r"`adata.obsm\['line'\]` must have at least 2 columns"):
+        hr.tl.bin_spatial(a, spatial_key="line")
+    for bins, error in (((3,), ValueError), ((3, 4, 5), ValueError), ("ab", TypeError), ((3, 2.5), TypeError)):
+        with pytest.raises(error, match="`bins` must be a positive int or a pair"):
+            hr.tl.bin_spatial(b, bins=bins)
+    with pytest.raises(ValueError, match="`extent` must be"):
+        hr.tl.bin_spatial(b, extent=(0, np.nan, 0, 1))
+
+
+def test_obsm_dataframe_with_strings_names_the_key(slices):
+    a, b = slices
+    for adata in (a, b):
+        adata.obsm["table"] = pd.DataFrame(
+            {"x": np.arange(adata.n_obs, dtype=float), "label": ["t"] * adata.n_obs}, index=adata.obs_names
+        )
+    with pytest.raises(TypeError, match=r"`adata1.obsm\['table'\]` must hold numbers"):
+        hr.tl.align(a, b, use_rep="table", progress=False)
