@@ -62,7 +62,10 @@ def joint_pca(
             steps = ["log1p"]
     n_comps = int(min(n_pcs, len(shared) - 1, joint.n_obs - 1))
     if n_comps < 1:
-        msg = f"a joint PCA needs at least 2 shared genes and 2 cells, got {len(shared)} and {joint.n_obs}."
+        msg = (
+            f"`use_rep`='X_pca' is missing, and a joint PCA of `adata1` and `adata2` needs at least 2 shared genes "
+            f"and 2 cells, got {len(shared)} and {joint.n_obs}; pass another `use_rep`."
+        )
         raise ValueError(msg)
     sc.pp.pca(joint, n_comps=n_comps, random_state=random_state)
     pcs = joint.obsm["X_pca"]
