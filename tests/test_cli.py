@@ -438,3 +438,20 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(hiref.cli, "_parser", interrupted)
     assert main(["align", "a.h5ad", "b.h5ad", "--out", "o.h5ad"]) == EXIT_INTERRUPTED
     assert capsys.readouterr().err.strip().splitlines() == ["hiref: interrupted"]
+
+
+def test_interrupt_while_importing_is_one_line(tmp_path):
+    """Ctrl-C while the `hiref` command imports the package (torch) prints one line, exit status 130."""
+    code = (
+        "import sys, importlib.abc\n"
+        "sys.argv[0] = '/usr/local/bin/hiref'\n"
+        "class Interrupt(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'hiref.tl':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from hiref.cli import main\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == EXIT_INTERRUPTED
+    assert result.stderr.strip().splitlines() == ["hiref: interrupted"]
