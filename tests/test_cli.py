@@ -341,3 +341,117 @@ def test_help_lists_options_with_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "transfer" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- issue 18 (CLI)
+
+
+@pytest.mark.parametrize("command", ["align", "demo"])
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range_names_the_option(inputs, tmp_path, capsys, command, seed):
+    _, a_in, b_in = inputs
+    files = [str(a_in), str(b_in)] if command == "align" else []
+    with pytest.raises(SystemExit) as info:
+        main([command, *files, "--out", str(tmp_path / "o.h5ad"), "--seed", seed])
+    assert info.value.code == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, command)
+    assert f"argument --seed: must be an int from 0 to {2**32 - 1}, got {seed}" in line
+
+
+def test_out_with_trailing_separator_is_refused(inputs, tmp_path, capsys):
+    _, a_in, b_in = inputs
+    out = f"{tmp_path / 'dirout'}/"
+    assert main(["align", str(a_in), str(b_in), "--out", out, "--use-rep", "spatial", "--quiet"]) == EXIT_ERROR
+    assert "ends with a path separator" in _one_line_error(capsys.readouterr().err, "align")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_transfer_explicit_spatial_key_must_exist(aligned, tmp_path, capsys):
+    _, _, out_a, out_b, _ = aligned
+    out = tmp_path / "pred.h5ad"
+    assert main(["transfer", str(out_a), str(out_b), "--out", str(out), "--spatial-key", "nope"]) == EXIT_ERROR
+    line = _one_line_error(capsys.readouterr().err, "transfer")
+    assert f"argument --spatial-key: {out_b} has no .obsm['nope']" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("out", ["folder/", "figure.nope", "{tmp}"])
+def test_demo_checks_out_before_computing(tmp_path, capsys, monkeypatch, out):
+    import hiref._demo
+
+    def never(*args, **kwargs):
+        msg = "computed before checking --out"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(hiref._demo, "solve", never)
+    assert main(["demo", "--n", "64", "--out", f"{tmp_path}/{out.format(tmp='')}", "--quiet"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert "--out" in _one_line_error(captured.err, "demo") or "folder" in captured.err
+    assert captured.out == ""
+
+
+def test_demo_figure_has_ordinary_permissions(tmp_path):
+    import os
+
+    out = tmp_path / "demo.png"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["demo", "--n", "64", "--no-exact", "--out", str(out), "--quiet"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.png"]
+
+
+def test_sigterm_during_write_leaves_no_output(inputs, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from hiref.cli import EXIT_TERMINATED
+
+    _, a_in, b_in = inputs
+    original = ad.AnnData.write_h5ad
+    calls = []
+
+    def killed(self, filename, **kwargs):
+        calls.append(filename)
+        original(self, filename, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", killed)
+    out = tmp_path / "new" / "sub" / "a.h5ad"
+    before = signal.getsignal(signal.SIGTERM)
+    assert (
+        main(["align", str(a_in), str(b_in), "--out", str(out), "--use-rep", "spatial", "--quiet"]) == EXIT_TERMINATED
+    )
+    assert len(calls) == 1
+    assert list(tmp_path.iterdir()) == []  # no output, temporary file or created folder
+    assert capsys.readouterr().err.strip().splitlines() == ["hiref align: terminated"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
+    import hiref.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hiref.cli, "_parser", interrupted)
+    assert main(["align", "a.h5ad", "b.h5ad", "--out", "o.h5ad"]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().splitlines() == ["hiref: interrupted"]
+
+
+def test_interrupt_while_importing_is_one_line(tmp_path):
+    """Ctrl-C while the `hiref` command imports the package (torch) prints one line, exit status 130."""
+    code = (
+        "import sys, importlib.abc\n"
+        "sys.argv[0] = '/usr/local/bin/hiref'\n"
+        "class Interrupt(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'hiref.tl':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from hiref.cli import main\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == EXIT_INTERRUPTED
+    assert result.stderr.strip().splitlines() == ["hiref: interrupted"]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import sys as _sys
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, engine, get, pl, pp, tl
-from .engine import Matching, rank_schedule, solve
+try:
+    from . import datasets, engine, get, pl, pp, tl
+    from .engine import Matching, rank_schedule, solve
+except KeyboardInterrupt:
+    # Ctrl-C while the `hiref` command starts (importing torch takes seconds): one line, as the
+    # command reports any other interruption, instead of a traceback through torch's imports.
+    if _sys.argv and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("hiref", "hiref.exe"):
+        _sys.stderr.write("hiref: interrupted\n")
+        raise SystemExit(130) from None
+    raise
 
 try:
     __version__ = version("hiref")

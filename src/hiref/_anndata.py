@@ -31,6 +31,16 @@ def check_adata(adata: object, name: str) -> AnnData:
     return adata
 
 
+def check_in_memory(adata: AnnData, name: str) -> None:
+    """Raise a ValueError if ``adata`` is backed by a file (``read_h5ad(..., backed="r")``)."""
+    if adata.isbacked:
+        msg = (
+            f"`{name}` is backed by {adata.filename} (read with `backed=`); hiref needs it in memory: pass "
+            f"`{name}.to_memory()` (or read it without `backed=`)."
+        )
+        raise ValueError(msg)
+
+
 def obsm_array(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.ndarray:
     """``adata.obsm[key]`` as a dense float array, with a clear error if it is missing."""
     if key not in adata.obsm:
@@ -38,11 +48,41 @@ def obsm_array(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.nda
         msg = f"`{name}` has no .obsm[{key!r}] (available: {available or 'none'}).{hint}"
         raise KeyError(msg)
     value = adata.obsm[key]
-    value = value.toarray() if sp.issparse(value) else np.asarray(value)
-    if value.ndim != 2:
-        msg = f"`{name}.obsm[{key!r}]` must be 2-D, got shape {value.shape}."
+    try:
+        value = value.toarray() if sp.issparse(value) else np.asarray(value)
+        if value.ndim != 2:
+            msg = f"`{name}.obsm[{key!r}]` must be 2-D, got shape {value.shape}."
+            raise ValueError(msg)
+        if value.dtype.kind not in "biufO":
+            msg = f"`{name}.obsm[{key!r}]` must hold numbers, got dtype {value.dtype}."
+            raise TypeError(msg)
+        return value.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as err:
+        if f"obsm[{key!r}]" in str(err):
+            raise
+        msg = f"`{name}.obsm[{key!r}]` must hold numbers only: {err}."
+        raise TypeError(msg) from err
+
+
+def coordinates(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.ndarray:
+    """The first two columns of ``adata.obsm[key]``, checked to exist and to be finite."""
+    coords = obsm_array(adata, key, name, hint=hint)
+    if coords.shape[1] < 2:
+        msg = f"`{name}.obsm[{key!r}]` must have at least 2 columns (x, y), got {coords.shape[1]}."
         raise ValueError(msg)
-    return value.astype(np.float64, copy=False)
+    check_finite(coords[:, :2], f"`{name}.obsm[{key!r}]`")
+    return coords[:, :2]
+
+
+def check_var_names(adata: AnnData, name: str) -> None:
+    """Raise a ValueError if ``adata``'s var_names are not unique (genes are looked up by name)."""
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()][:3].tolist()
+        msg = (
+            f"`{name}` has duplicated var_names (e.g. {dup}); genes are looked up by name, so they must be "
+            f"unique: call `{name}.var_names_make_unique()` first."
+        )
+        raise ValueError(msg)
 
 
 def expression(adata: AnnData, layer: str | None, name: str) -> np.ndarray | sp.spmatrix:
@@ -65,6 +105,20 @@ def check_finite(values: np.ndarray | sp.spmatrix, what: str) -> None:
         bad = int((~np.isfinite(data)).sum())
         msg = f"{what} contains {bad} NaN or infinite value(s); remove or impute them first."
         raise ValueError(msg)
+
+
+def str_array(values: object) -> np.ndarray:
+    """``values`` as a numpy array of Python-string dtype ``<U``.
+
+    Works for what anndata reads back from h5ad (object or bytes arrays) and zarr (numpy's
+    ``StringDType``, which ``.astype(str)`` cannot cast).
+    """
+    items = np.asarray(values)
+    if items.dtype.kind == "U":
+        return items
+    items = items.tolist() if items.ndim else [items.item()]
+    text = [v.decode() if isinstance(v, bytes) else str(v) for v in items]
+    return np.asarray(text, dtype=str) if text else np.empty(0, dtype=str)
 
 
 def actualize(adata: AnnData) -> AnnData:

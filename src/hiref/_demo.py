@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import datasets
+from ._io import atomic_outputs
 from .engine import Matching, solve
 
 PAIRS = {
@@ -65,15 +64,11 @@ def draw(
         ax.set_xlabel("x")
         ax.set_ylabel("y")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        Path(tmp).replace(path)
+        with atomic_outputs([path], overwrite=True) as (tmp,):
+            fig.savefig(tmp, dpi=110, format=path.suffix[1:].lower() or "png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def run(

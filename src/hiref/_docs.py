@@ -22,11 +22,14 @@ DOC = {
         plots); ``None`` if there are none.""",
     "key_added": """key_added
         Name under which results are stored (``.uns[key_added]``, ``.obs[f"{key_added}_match"]``,
-        ``.obsm[f"{key_added}_..."]``).""",
+        ``.obsm[f"{key_added}_..."]``). Entries of an earlier alignment under the same key are
+        replaced; a key whose entries hiref did not write is refused.""",
     "copy": """copy
         Return modified copies instead of writing into the inputs.""",
     "random_state": """random_state
-        Seed of every random choice; the same seed on the same device gives the same result.""",
+        Seed of every random choice, an int in ``[0, 2**32)``; the same seed on the same device gives
+        the same result. ``None`` draws a fresh seed (recorded in ``.uns``), a
+        :class:`numpy.random.Generator` gives one.""",
     "device": """device
         Torch device of the engine; ``None`` picks cuda when available, else cpu.""",
     "layer": """layer

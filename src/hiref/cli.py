@@ -2,7 +2,8 @@
 
 Every command validates its arguments and inputs before any expensive work, writes its outputs
 atomically (see :func:`hiref._io.atomic_outputs`) and reports an error as one line
-``hiref <command>: error: ...`` on stderr with exit status 2 (130 when interrupted).
+``hiref <command>: error: ...`` on stderr with exit status 2 (130 when interrupted, 143 on
+SIGTERM; either way no output, temporary file or created folder is left behind).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 EXIT_ERROR = 2
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: Exit status after SIGTERM (128 + SIGTERM), what schedulers and ``timeout`` send.
+EXIT_TERMINATED = 143
 
 _ALIGN_EPILOG = """\
 representation (--use-rep):
@@ -107,6 +112,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """Parse ``--seed``: an int in ``[0, 2**32)``, the rule of every hiref seed."""
+    from .engine._validate import SEED_LIMIT
+
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"invalid int value: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 0 <= value < SEED_LIMIT:
+        msg = f"must be an int from 0 to {SEED_LIMIT - 1}, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     from ._demo import PAIRS
@@ -117,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="align a built-in synthetic pair, report cost and time, write a figure")
     demo.add_argument("--dataset", choices=sorted(PAIRS), default="halfmoon_scurve", help="synthetic pair")
     demo.add_argument("--n", type=int, default=2048, help="points per side (default 2048)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default 0)")
     demo.add_argument("--out", default="hiref_demo.png", help="figure path (default hiref_demo.png)")
     demo.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     demo.add_argument("--no-exact", action="store_true", help="skip the exact solver used to report the gap")
@@ -172,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     opts.add_argument(
         "--n-pcs", type=_positive_int, default=50, metavar="N", help="PCs of a computed joint PCA (default: 50)"
     )
-    opts.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    opts.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
     opts.add_argument(
         "--device", default=None, help="torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
     )
@@ -210,7 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     transfer.add_argument("--layer", default=None, help="source expression layer (default: .X)")
     transfer.add_argument(
-        "--spatial-key", default="spatial", metavar="KEY", help="target coordinates to copy (default: spatial)"
+        "--spatial-key",
+        default=None,
+        metavar="KEY",
+        help="target coordinates to copy (default: spatial, skipped if TARGET lacks it; a key given explicitly "
+        "must exist)",
     )
     return parser
 
@@ -244,6 +268,9 @@ def _check_outputs(paths: Sequence[str], inputs: Sequence[Path], *, overwrite: b
     checked: list[Path] = []
     for text in paths:
         path = Path(text)
+        if text.endswith(("/", os.sep)) or (os.altsep and text.endswith(os.altsep)):
+            msg = f"output {text} ends with a path separator (a folder); give a file path"
+            raise CliError(msg)
         if any(_same_file(path, p) for p in inputs):
             msg = f"output {text} is an input file; write to another path (inputs are never overwritten)"
             raise CliError(msg)
@@ -423,6 +450,12 @@ def _run_transfer(args: argparse.Namespace) -> int:
     source, target = _read(inputs[0]), _read(inputs[1])
     _check_aligned(source, inputs[0], args)
     _check_aligned(target, inputs[1], args)
+    if args.spatial_key is not None and args.spatial_key not in target.obsm:
+        msg = (
+            f"argument --spatial-key: {inputs[1]} has no .obsm[{args.spatial_key!r}] "
+            f"(available: {sorted(target.obsm.keys()) or 'none'})"
+        )
+        raise CliError(msg)
     try:
         pred = transfer(
             source,
@@ -431,7 +464,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
             genes=args.genes,
             layer=args.layer,
             obs=args.obs,
-            spatial_key=args.spatial_key or None,
+            spatial_key=args.spatial_key or "spatial",
         )
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata_source": inputs[0], "adata_target": inputs[1]}) from err
@@ -445,8 +478,16 @@ def _run_transfer(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from matplotlib.backend_bases import FigureCanvasBase
+
     from ._demo import run
 
+    _check_outputs([args.out], [], overwrite=True)
+    fmt = Path(args.out).suffix[1:].lower() or "png"
+    if fmt not in FigureCanvasBase.get_supported_filetypes():
+        msg = f"argument --out: cannot write a figure as .{fmt} (use .png, .pdf or .svg)"
+        raise CliError(msg)
+    _check_device(args.device)
     try:
         run(
             dataset=args.dataset,
@@ -479,19 +520,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns
     -------
-    0 on success, 2 on an error (reported as one line on stderr), 130 when interrupted. Usage
+    0 on success, 2 on an error (reported as one line on stderr), 130 when interrupted (Ctrl-C,
+    also while starting up) and 143 on SIGTERM; interrupted runs leave no output, temporary file
+    or created folder behind. Usage
     errors found by argparse (unknown option, bad choice) raise :class:`SystemExit` with status 2.
     """
-    args = _parser().parse_args(argv)
+    prog = "hiref"
+    handler = signal.getsignal(signal.SIGTERM)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        # SIGTERM (schedulers, `timeout`) unwinds like Ctrl-C, so temporary outputs are removed.
+        signal.signal(signal.SIGTERM, _terminate)
     try:
+        args = _parser().parse_args(argv)
+        prog = f"hiref {args.command}"
         return _COMMANDS[args.command](args)
     except CliError as err:
         text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"hiref {args.command}: error: {text}", file=sys.stderr)
+        print(f"{prog}: error: {text}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"hiref {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, handler)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM while :func:`main` runs."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
 
 
 if __name__ == "__main__":

@@ -63,3 +63,13 @@ def test_align_series_errors():
         hr.tl.align_series(adatas, copy=True)
     with pytest.raises(KeyError, match=r"run hr\.tl\.align_series first"):
         hr.tl.transitions(adatas[0], obs="region")
+
+
+def test_align_series_draws_one_recorded_seed():
+    adatas = series()
+    hr.tl.align_series(adatas, use_rep="spatial", progress=False, random_state=None)
+    seeds = {adatas[1].uns[key]["params"]["random_state"] for key in ("hiref_0_1", "hiref_1_2")}
+    assert len(seeds) == 1
+    assert isinstance(seeds.pop(), int)
+    with pytest.raises(ValueError, match="`random_state` must be an int"):
+        hr.tl.align_series(series(), use_rep="spatial", progress=False, random_state=-1)

@@ -118,3 +118,38 @@ def check_positive_float(value: object, name: str) -> float:
         msg = f"`{name}` must be a finite number > 0, got {value}."
         raise ValueError(msg)
     return float(value)
+
+
+#: Seeds are integers in ``[0, SEED_LIMIT)``: what torch, numpy and scikit-learn (scanpy's PCA) all accept.
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """Return ``value`` as a seed: an int in ``[0, 2**32)``.
+
+    Accepts Python and numpy integers, ``None`` (fresh entropy from the operating system; the
+    drawn seed is returned so that the caller can record it) and a
+    :class:`numpy.random.Generator` (one integer is drawn from it).
+    """
+    if value is None:
+        return int(np.random.SeedSequence().entropy % SEED_LIMIT)
+    if isinstance(value, np.random.Generator):
+        return int(value.integers(SEED_LIMIT))
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        msg = (
+            f"`{name}` must be an int in [0, 2**32), None (a fresh random seed) or a numpy.random.Generator, "
+            f"got {type(value).__name__} {value!r}."
+        )
+        raise TypeError(msg)
+    if not 0 <= int(value) < SEED_LIMIT:
+        msg = f"`{name}` must be an int in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {value}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` after checking it is a bool (Python or numpy), not a truthy string or number."""
+    if not isinstance(value, bool | np.bool_):
+        msg = f"`{name}` must be True or False, got {type(value).__name__} {value!r}."
+        raise TypeError(msg)
+    return bool(value)

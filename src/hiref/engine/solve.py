@@ -17,21 +17,23 @@ from ._labels import LevelLabels
 from ._resources import peak_device_bytes, peak_rss_bytes
 from ._validate import (
     as_points,
+    check_bool,
     check_choice,
     check_features,
     check_positive_float,
     check_positive_int,
+    check_seed,
     resolve_device,
     resolve_dtype,
 )
 from .blocks import Blocks, Side
-from .costs import Cost, Transposed, get_cost
+from .costs import Cost, Power, SqEuclidean, Transposed, get_cost
 from .distributed import connect, local_device
 from .leaves import mean_paired_cost, solve_leaves
 from .level import LevelOptions, Stack, split_level
 from .polish import polish_matching
 from .refine import refine_matching
-from .schedule import check_schedule, rank_schedule
+from .schedule import check_max_rank, check_schedule, rank_schedule
 
 if TYPE_CHECKING:
     from ._types import ArrayLike
@@ -274,8 +276,8 @@ def solve(
     *,
     cost: str | Cost | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
-    refine: bool = False,
-    polish: bool = True,
+    refine: bool | None = None,
+    polish: bool | None = None,
     polish_neighbours: int = 16,
     schedule: list[int] | None = None,
     max_rank: int = 2,
@@ -290,7 +292,7 @@ def solve(
     sketch_dim: int | None = 128,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    seed: int = 0,
+    seed: int | np.random.Generator | None = 0,
     progress: bool = True,
     distributed: bool | dist.ProcessGroup = False,
 ) -> Matching:
@@ -330,9 +332,10 @@ def solve(
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never raises the cost;
         typically 2-3 times the unrefined time, and worth most in high dimension.
     schedule
-        Ranks of the levels; by default :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
+        Ranks of the levels, each from 2 to :data:`~hiref.engine.schedule.MAX_RANK` (64); by default
+        :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
     max_rank
-        Largest rank of the default schedule (which minimises the sum of ranks, the work of a
+        Largest rank of the default schedule, from 2 to 64 (which minimises the sum of ranks, the work of a
         batched level, so ``max_rank=2`` gives binary splits, the default and most accurate).
     leaf_size
         Largest co-cluster solved exactly at the end; by default 64 for ``d <= 4``, 512 up to
@@ -365,7 +368,9 @@ def solve(
         Working precision, ``"float32"`` (default) or ``"float64"``; leaves and reported costs
         always use float64.
     seed
-        Seed of every random choice; the same seed on the same device gives the same matching.
+        Seed of every random choice, an int in ``[0, 2**32)``; the same seed on the same device
+        gives the same matching. ``None`` draws a fresh seed, a :class:`numpy.random.Generator`
+        gives one.
     progress
         Show a progress bar over levels (on rank 0 only in a distributed run).
     distributed
@@ -395,6 +400,10 @@ def solve(
     comm = None if distributed is False else connect(check_distributed(distributed))
     error = None
     try:
+        if comm is not None and (seed is None or isinstance(seed, np.random.Generator)):
+            msg = "`seed` must be an int in a distributed run (every process needs the same seed)."
+            raise TypeError(msg)
+        seed = check_seed(seed, "seed")
         X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
         check_features(X_in, Y_in)
         settings = Settings.resolve(
@@ -406,6 +415,8 @@ def solve(
         )  # fmt: skip
         if comm is not None:
             check_distributable(settings)
+        else:
+            X_in, Y_in = centred(X_in, Y_in, settings.geometry)
         dev = (
             resolve_device(device)
             if comm is None
@@ -423,14 +434,54 @@ def solve(
     return _solve_local(X_in, Y_in, settings, device=dev, seed=seed, t_start=t_start)
 
 
+#: Largest working dimension in which ``polish=None`` polishes (and above which ``refine=None`` refines).
+POLISH_MAX_DIM = 16
+#: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
+AUTO_FINISH_MAX = 1 << 18
+
+#: Clouds whose joint mean lies further from the origin than this many times their spread are
+#: centred before solving (see :func:`centred`).
+CENTRE_RATIO = 8.0
+
+
+def centred(X: torch.Tensor, Y: torch.Tensor, geometry: Cost) -> tuple[torch.Tensor, torch.Tensor]:
+    """``X`` and ``Y`` minus their joint mean, when the cost ignores translations and the offset is large.
+
+    A large common offset (coordinates around ``1e7``, say) costs precision in float32 and
+    nothing else for the Euclidean family of costs, which depend on ``x - y`` only; so those
+    clouds are centred, in float64, before the engine sees them (the matching and its reported
+    cost are unchanged in exact arithmetic). Clouds already within :data:`CENTRE_RATIO` spreads of
+    the origin, and custom costs, are returned as they are. Floating inputs keep their dtype,
+    integer inputs become float64.
+    """
+    if not isinstance(geometry, SqEuclidean | Power):
+        return X, Y
+    rows = max(1, (1 << 22) // max(1, X.shape[1]))
+    parts = [(P, lo) for P in (X, Y) for lo in range(0, P.shape[0], rows)]
+    total = sum(P[lo : lo + rows].to(torch.float64).sum(0) for P, lo in parts)
+    mean = total / (X.shape[0] + Y.shape[0])
+    spread2 = sum(((P[lo : lo + rows].to(torch.float64) - mean) ** 2).sum() for P, lo in parts)
+    spread = math.sqrt(float(spread2) / (X.shape[0] + Y.shape[0]))
+    if float(mean.norm()) <= CENTRE_RATIO * spread:
+        return X, Y
+
+    def shift(P: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(P.shape, dtype=P.dtype if P.is_floating_point() else torch.float64, device=P.device)
+        for lo in range(0, P.shape[0], rows):
+            out[lo : lo + rows] = (P[lo : lo + rows].to(torch.float64) - mean).to(out.dtype)
+        return out
+
+    return shift(X), shift(Y)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The checked options of one :func:`solve` call (see there for their meaning)."""
 
     geometry: Cost
     unbalanced: str
-    refine: bool
-    polish: bool
+    refine: bool | None
+    polish: bool | None
     polish_neighbours: int
     schedule: list[int] | None
     max_rank: int
@@ -467,18 +518,18 @@ class Settings:
         return cls(
             geometry=get_cost(kw["cost"]),
             unbalanced=kw["unbalanced"],
-            refine=bool(kw["refine"]),
-            polish=bool(kw["polish"]),
+            refine=None if kw["refine"] is None else check_bool(kw["refine"], "refine"),
+            polish=None if kw["polish"] is None else check_bool(kw["polish"], "polish"),
             polish_neighbours=check_positive_int(kw["polish_neighbours"], "polish_neighbours"),
             schedule=kw["schedule"],
-            max_rank=kw["max_rank"],
+            max_rank=check_max_rank(kw["max_rank"]),
             leaf_size=leaf_size,
             options=options,
             refine_passes=check_positive_int(kw["refine_passes"], "refine_passes", minimum=0),
             refine_window=check_positive_int(refine_window, "refine_window", minimum=2),
             sketch_dim=None if sketch_dim is None else check_positive_int(sketch_dim, "sketch_dim"),
             work_dtype=resolve_dtype(kw["dtype"]),
-            progress=bool(kw["progress"]),
+            progress=check_bool(kw["progress"], "progress"),
         )
 
     def ranks(self, n_large: int) -> list[int]:
@@ -486,6 +537,19 @@ class Settings:
         if self.schedule is None:
             return rank_schedule(n_large, max_rank=self.max_rank, leaf_size=self.leaf_size, objective="work")
         return check_schedule(n_large, self.schedule, self.leaf_size)
+
+    def finishing(self, n_large: int, d: int) -> tuple[bool, bool]:
+        """Whether to refine by windows and whether to polish on a sparse graph (see :func:`solve`).
+
+        ``refine=None`` refines in more than :data:`POLISH_MAX_DIM` working dimensions, where
+        candidate neighbours say little and windows pay most; ``polish=None`` polishes up to that
+        dimension. Both automatic choices hold up to :data:`AUTO_FINISH_MAX` points.
+        """
+        work_d = self.sketch_dim if self.sketched(d) else d
+        small = n_large <= AUTO_FINISH_MAX
+        refine = self.refine if self.refine is not None else small and work_d > POLISH_MAX_DIM
+        polish = self.polish if self.polish is not None else small and work_d <= POLISH_MAX_DIM
+        return refine and self.refine_passes > 0, polish
 
     def sketched(self, d: int) -> bool:
         """Whether the levels work on a principal-axes sketch of ``d``-dimensional data."""
@@ -526,23 +590,8 @@ def _solve_local(
         geometry_ab, A, B, Aw, Bw, ranks, settings.options, generator, timings, memory := {},
         progress=settings.progress,
     )  # fmt: skip
-    refine_costs: list[float] = []
-    if settings.polish:
-        t0 = time.perf_counter()
-        perm, polish_costs = polish_matching(
-            geometry_ab, A, B, perm, Aw=Aw, Bw=Bw, neighbours=settings.polish_neighbours, generator=generator
-        )
-        refine_costs += polish_costs
-        timings["polish"] = time.perf_counter() - t0
+    perm, refine_costs = finish_matching(geometry_ab, A, B, Aw, Bw, perm, settings, generator, timings)
     del Aw, Bw
-    if settings.refine and settings.refine_passes:
-        t0 = time.perf_counter()
-        perm, window_costs = refine_matching(
-            geometry_ab, A, B, perm, passes=settings.refine_passes, window=settings.refine_window,
-            generator=generator, work_dtype=settings.work_dtype,
-        )  # fmt: skip
-        refine_costs += window_costs
-        timings["refine"] = time.perf_counter() - t0
     matched = mean_paired_cost(geometry_ab, A, B, perm)
     level_costs.append(matched)
     check_finite(matched)
@@ -551,6 +600,36 @@ def _solve_local(
         level_costs=level_costs, timings=timings, memory=memory, geometry=geometry, dropped=dropped,
         refine_costs=refine_costs, n_y=int(Y_in.shape[0]), t_start=t_start,
     )  # fmt: skip
+
+
+def finish_matching(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor, Bw: torch.Tensor, perm: np.ndarray,
+    settings: Settings, generator: torch.Generator, timings: dict[str, float],
+) -> tuple[np.ndarray, list[float]]:  # fmt: skip
+    """Refinement by windows, then polish on a sparse graph, as :meth:`Settings.finishing` decides.
+
+    ``A``, ``B`` are the exact points, ``Aw``, ``Bw`` their working copies (where neighbours are
+    sought); returns the matching and the mean cost after every pass of either.
+    """
+    refine, polish = settings.finishing(B.shape[0], A.shape[1])
+    costs: list[float] = []
+    if refine:
+        t0 = time.perf_counter()
+        perm, passes = refine_matching(
+            geometry, A, B, perm, passes=settings.refine_passes, window=settings.refine_window,
+            generator=generator, work_dtype=settings.work_dtype,
+        )  # fmt: skip
+        costs += passes
+        timings["refine"] = time.perf_counter() - t0
+    if polish:
+        t0 = time.perf_counter()
+        perm, passes = polish_matching(
+            geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=settings.polish_neighbours,
+            passes=max(1, min(4, (1 << 16) // max(1, B.shape[0]))), generator=generator,
+        )  # fmt: skip
+        costs += passes
+        timings["polish"] = time.perf_counter() - t0
+    return perm, costs
 
 
 def check_finite(cost: float) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hiref._anndata import check_adata
+from hiref._anndata import check_adata, str_array
 from hiref._keys import Keys
 from hiref.engine import Matching
 
@@ -34,7 +34,7 @@ def partners(adata: AnnData, other: AnnData, key: str, *, name: str = "adata", o
     """
     entry = stored(adata, key, name)
     partner = np.asarray(entry["partner"], dtype=np.int64)
-    names = np.asarray(entry["partner_names"]).astype(str)
+    names = str_array(entry["partner_names"])
     if partner.shape[0] != adata.n_obs:
         msg = (
             f"`{name}` has {adata.n_obs} cells but the alignment {key!r} was stored for {partner.shape[0]}: "
@@ -43,14 +43,51 @@ def partners(adata: AnnData, other: AnnData, key: str, *, name: str = "adata", o
         raise ValueError(msg)
     matched = partner >= 0
     if matched.any() and (partner.max() >= other.n_obs or not np.array_equal(
-        other.obs_names.to_numpy()[partner[matched]].astype(str), names[matched]
+        str_array(other.obs_names.to_numpy()[partner[matched]]), names[matched]
     )):  # fmt: skip
         msg = (
             f"the obs_names of `{other_name}` no longer match the partners stored in `{name}`.uns[{key!r}] "
             "(subset, reordered or renamed since hr.tl.align, or not the object it was aligned to); align again."
         )
         raise ValueError(msg)
+    _check_own_order(adata, other, key, partner, names, name=name, other_name=other_name)
     return partner
+
+
+def _check_own_order(
+    adata: AnnData, other: AnnData, key: str, partner: np.ndarray, names: np.ndarray, *, name: str, other_name: str
+) -> None:
+    """Raise if ``adata``'s own rows were reordered or renamed since the alignment.
+
+    ``uns[key]["partner"]`` does not follow a reordering of the rows while ``.obs`` does, so the
+    rows are checked against the ``.obs`` column of partner names and against the partner
+    names stored on ``other``.
+    """
+    msg = (
+        f"the obs_names of `{name}` no longer match the alignment stored under {key!r} (its rows were "
+        f"reordered, subset or renamed since hr.tl.align, or `{other_name}` is not the object it was aligned "
+        "to); align again."
+    )
+    column = Keys(key).match
+    if column in adata.obs.columns:
+        values = adata.obs[column]
+        present = values.notna().to_numpy()
+        if not np.array_equal(present, partner >= 0) or not np.array_equal(
+            str_array(values.to_numpy()[present]), names[present]
+        ):
+            raise ValueError(msg)
+    entry = other.uns.get(key)
+    if isinstance(entry, dict) and "partner" in entry and "partner_names" in entry:
+        back = np.asarray(entry["partner"], dtype=np.int64)
+        back_names = str_array(entry["partner_names"])
+        if back.shape[0] != other.n_obs or back_names.shape != back.shape:
+            return  # ``other``'s own check reports this
+        hit = back >= 0
+        if hit.any() and (
+            back.max() >= adata.n_obs
+            or not np.array_equal(str_array(adata.obs_names.to_numpy()[back[hit]]), back_names[hit])
+        ):
+            raise ValueError(msg)
 
 
 def matching(adata1: AnnData, adata2: AnnData, *, key: str = "hiref") -> Matching:

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hiref._anndata import actualize, check_adata, obsm_array
+from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
 from hiref._docs import DOC, doc_params
 from hiref._logging import logger
 from hiref.engine import solve
+from hiref.engine._validate import check_bool, check_positive_float, check_positive_int, check_seed
 from hiref.tl._rep import representations
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def register(
     n_angles: int = 24,
     n_sample: int = 1500,
     n_iter: int = 10,
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
     copy: bool = False,
 ) -> tuple[AnnData, AnnData] | None:
     """Rotate and shift a slice onto another, so that both share one coordinate frame.
@@ -127,6 +128,8 @@ def register(
     t0 = time.perf_counter()
     check_adata(adata_ref, "adata_ref")
     check_adata(adata_mov, "adata_mov")
+    check_in_memory(adata_ref, "adata_ref")
+    check_in_memory(adata_mov, "adata_mov")
     P = obsm_array(adata_ref, spatial_key, "adata_ref", hint=" Pass `spatial_key=`.")
     M = obsm_array(adata_mov, spatial_key, "adata_mov", hint=" Pass `spatial_key=`.")
     for name, X in (("adata_ref", P), ("adata_mov", M)):
@@ -141,6 +144,21 @@ def register(
         raise ValueError(msg)
     if isinstance(n_angles, bool) or not isinstance(n_angles, int) or n_angles < 1:
         msg = f"`n_angles` must be a positive int, got {n_angles!r}."
+        raise ValueError(msg)
+    n_sample = check_positive_int(n_sample, "n_sample", minimum=2)
+    n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
+    rep_weight = check_positive_float(rep_weight, "rep_weight")
+    random_state = check_seed(random_state, "random_state")
+    check_bool(copy, "copy")
+    if angle is not None and (
+        isinstance(angle, bool)
+        or not isinstance(angle, int | float | np.integer | np.floating)
+        or not np.isfinite(angle)
+    ):
+        msg = f"`angle` must be None or a finite number of degrees, got {angle!r}."
+        raise ValueError(msg)
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
 
     rng = np.random.default_rng(random_state)

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import actualize, check_adata, obsm_array
+from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
 from hiref._docs import DOC, doc_params
 from hiref._keys import Keys
 from hiref._logging import logger
 from hiref.engine import Matching, solve
+from hiref.engine._validate import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import connect, row_ranges
 from hiref.engine.solve import check_distributed
 
@@ -78,9 +79,47 @@ def _side(
     return Side(keys, uns, column, obsm)
 
 
+def _owned(adata: AnnData, keys: Keys) -> tuple[bool, set[str]]:
+    """Whether ``adata.uns[keys.uns]`` is an alignment of hiref's, and the obsm keys it lists."""
+    entry = adata.uns.get(keys.uns)
+    if not (isinstance(entry, dict) and "partner" in entry and "params" in entry):
+        return False, set()
+    listed = entry.get("obsm_keys", [])
+    return True, {str(k) for k in (list(listed) if not isinstance(listed, str) else [listed])}
+
+
+def check_key_added(adata: AnnData, keys: Keys, name: str, *, obsm: list[str]) -> None:
+    """Refuse ``key_added`` when its entries would overwrite content that hiref did not write.
+
+    ``obsm`` lists the ``.obsm`` keys the alignment may write. Entries of an earlier alignment
+    under the same key are hiref's and get replaced.
+    """
+    owned, listed = _owned(adata, keys)
+    clashes = []
+    if keys.uns in adata.uns and not owned:
+        clashes.append(f".uns[{keys.uns!r}]")
+    if keys.match in adata.obs.columns and not owned:
+        clashes.append(f".obs[{keys.match!r}]")
+    clashes += [f".obsm[{k!r}]" for k in obsm if k in adata.obsm and k not in listed]
+    if clashes:
+        msg = (
+            f"`key_added`={keys.key!r} would overwrite {', '.join(clashes)} of `{name}`, which hr.tl.align did not "
+            "write; pass another `key_added` (or remove those entries)."
+        )
+        raise ValueError(msg)
+
+
 def write_alignment(adata: AnnData, side: Side) -> None:
-    """Write one side of an alignment into ``adata`` (a view becomes an actual object)."""
+    """Write one side of an alignment into ``adata`` (a view becomes an actual object).
+
+    ``.obsm`` arrays of an earlier alignment under the same key that this one does not produce
+    are removed, so that ``uns[key]["obsm_keys"]`` lists exactly the arrays present.
+    """
     actualize(adata)
+    _, stale = _owned(adata, side.keys)
+    for name in stale - set(side.obsm):
+        if name in adata.obsm:
+            del adata.obsm[name]
     adata.uns[side.keys.uns] = side.uns
     adata.obs[side.keys.match] = side.column
     for name, value in side.obsm.items():
@@ -99,7 +138,7 @@ def compute_alignment(
     key_added: str = "hiref",
     layer: str | None = None,
     n_pcs: int = 50,
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
     **engine_options: Any,
@@ -108,10 +147,27 @@ def compute_alignment(
     t0 = time.perf_counter()
     check_adata(adata1, "adata1")
     check_adata(adata2, "adata2")
+    check_in_memory(adata1, "adata1")
+    check_in_memory(adata2, "adata2")
     if not isinstance(key_added, str) or not key_added:
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
+    if engine_options.get("distributed", False) is not False and (
+        random_state is None or isinstance(random_state, np.random.Generator)
+    ):
+        msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
+        raise TypeError(msg)
+    random_state = check_seed(random_state, "random_state")
+    n_pcs = check_positive_int(n_pcs, "n_pcs")
+    refine = check_bool(refine, "refine")
+    progress = check_bool(progress, "progress")
     keys = Keys(key_added)
+    weights = [use_rep] if isinstance(use_rep, str) else list(use_rep) if isinstance(use_rep, Mapping) else []
+    both_spatial = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
+    pca_missing = "X_pca" in weights and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm)
+    written = [keys.labels] + [keys.partner_spatial] * both_spatial + [keys.pca] * pca_missing
+    check_key_added(adata1, keys, "adata1", obsm=written)
+    check_key_added(adata2, keys, "adata2", obsm=written)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
     R1, R2, rep_info, pca = representations(
         adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
@@ -180,7 +236,7 @@ def align(
     key_added: str = "hiref",
     layer: str | None = None,
     n_pcs: int = 50,
-    random_state: int = 0,
+    random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
     copy: bool = False,
@@ -254,6 +310,7 @@ def align(
     >>> a.obs["hiref_match"].iloc[0] == b.obs_names[a.uns["hiref"]["partner"][0]]
     True
     """
+    check_bool(copy, "copy")
     sides = compute_alignment(
         adata1, adata2, use_rep=use_rep, spatial_key=spatial_key, cost=cost, unbalanced=unbalanced, refine=refine,
         key_added=key_added, layer=layer, n_pcs=n_pcs, random_state=random_state, device=device, progress=progress,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hiref._anndata import check_adata, expression, obsm_array
+from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates, expression
 from hiref._docs import DOC, doc_params
 
 if TYPE_CHECKING:
@@ -17,12 +17,33 @@ if TYPE_CHECKING:
 
 
 def _grid(bins: int | tuple[int, int]) -> tuple[int, int]:
-    nx, ny = (bins, bins) if isinstance(bins, int | np.integer) and not isinstance(bins, bool) else tuple(bins)
-    for v in (nx, ny):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            msg = f"`bins` must be a positive int or a pair of them, got {bins!r}."
+    msg = f"`bins` must be a positive int or a pair of them, got {bins!r}."
+    if isinstance(bins, int | np.integer) and not isinstance(bins, bool):
+        pair = (bins, bins)
+    elif isinstance(bins, str) or not isinstance(bins, Sequence | np.ndarray):
+        raise TypeError(msg)
+    else:
+        pair = tuple(bins)
+    if len(pair) != 2:
+        raise ValueError(msg)
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(msg)
+        if v < 1:
             raise ValueError(msg)
-    return int(nx), int(ny)
+    return int(pair[0]), int(pair[1])
+
+
+def check_extent(extent: object) -> tuple[float, float, float, float]:
+    """``extent`` as four floats, checked to be a finite, non-empty box."""
+    msg = f"`extent` must be (xmin, xmax, ymin, ymax) with finite xmin < xmax and ymin < ymax, got {extent!r}."
+    try:
+        values = tuple(float(v) for v in extent)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as err:
+        raise ValueError(msg) from err
+    if len(values) != 4 or not all(np.isfinite(values)) or not (values[1] > values[0] and values[3] > values[2]):
+        raise ValueError(msg)
+    return values  # type: ignore[return-value]
 
 
 def spatial_extent(*coords: np.ndarray) -> tuple[float, float, float, float]:
@@ -75,14 +96,10 @@ def bin_spatial(
     from anndata import AnnData
 
     check_adata(adata, "adata")
+    check_in_memory(adata, "adata")
     nx, ny = _grid(bins)
-    coords = obsm_array(adata, spatial_key, "adata", hint=" Pass `spatial_key=`.")[:, :2]
-    if extent is None:
-        extent = spatial_extent(coords)
-    if len(extent) != 4 or not extent[1] > extent[0] or not extent[3] > extent[2]:
-        msg = f"`extent` must be (xmin, xmax, ymin, ymax) with xmin < xmax and ymin < ymax, got {extent!r}."
-        raise ValueError(msg)
-    xmin, xmax, ymin, ymax = map(float, extent)
+    coords = coordinates(adata, spatial_key, "adata", hint=" Pass `spatial_key=`.")
+    xmin, xmax, ymin, ymax = check_extent(spatial_extent(coords) if extent is None else extent)
     keep = np.ones(adata.n_obs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if keep.shape != (adata.n_obs,):
         msg = f"`mask` must be a boolean array of length {adata.n_obs}, got shape {keep.shape}."
@@ -99,6 +116,9 @@ def bin_spatial(
     average = sp.csr_matrix((1.0 / counts[inverse], (inverse, cells)), shape=(len(used), adata.n_obs))
 
     X = expression(adata, layer, "adata")
+    if genes is not None:
+        check_var_names(adata, "adata")
+        genes = [genes] if isinstance(genes, str) else list(genes)
     gene_idx = np.arange(adata.n_vars) if genes is None else adata.var_names.get_indexer(list(genes))
     if (gene_idx < 0).any():
         missing = [g for g, i in zip(genes, gene_idx, strict=True) if i < 0]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import check_adata, obsm_array
+from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates
 from hiref._docs import DOC, doc_params
 
 from ._bin import bin_spatial, spatial_extent
@@ -66,17 +66,21 @@ def cosine_similarity(
     ``n_bins_true`` (non-empty bins). Writes nothing.
     """
     check_adata(adata_pred, "adata_pred")
+    check_in_memory(adata_pred, "adata_pred")
     check_adata(adata_true, "adata_true")
+    check_in_memory(adata_true, "adata_true")
     gene_list = [genes] if isinstance(genes, str) else list(genes)
     for name, adata in (("adata_pred", adata_pred), ("adata_true", adata_true)):
         missing = [g for g in gene_list if g not in adata.var_names]
         if missing:
             msg = f"`genes` not in {name}.var_names: {missing[:10]}."
             raise KeyError(msg)
+    check_var_names(adata_pred, "adata_pred")
+    check_var_names(adata_true, "adata_true")
+    coords_pred = coordinates(adata_pred, spatial_key, "adata_pred", hint=" Pass `spatial_key=`.")
+    coords_true = coordinates(adata_true, spatial_key, "adata_true", hint=" Pass `spatial_key=`.")
     if extent is None:
-        extent = spatial_extent(
-            obsm_array(adata_pred, spatial_key, "adata_pred"), obsm_array(adata_true, spatial_key, "adata_true")
-        )
+        extent = spatial_extent(coords_pred, coords_true)
     pred = bin_spatial(
         adata_pred, bins=bins, extent=extent, genes=gene_list, spatial_key=spatial_key, mask=_matched(adata_pred)
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from hiref._anndata import check_finite, expression, obsm_array
+from hiref._anndata import check_finite, check_var_names, expression, obsm_array
 from hiref._logging import logger
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ def joint_pca(
     import anndata as ad
     import scanpy as sc
 
+    check_var_names(adata1, "adata1")
+    check_var_names(adata2, "adata2")
     shared = adata1.var_names.intersection(adata2.var_names, sort=False)
     if len(shared) == 0:
         msg = "`adata1` and `adata2` share no genes (var_names), so no joint PCA can be computed; pass `use_rep=`."
@@ -60,7 +62,10 @@ def joint_pca(
             steps = ["log1p"]
     n_comps = int(min(n_pcs, len(shared) - 1, joint.n_obs - 1))
     if n_comps < 1:
-        msg = f"a joint PCA needs at least 2 shared genes and 2 cells, got {len(shared)} and {joint.n_obs}."
+        msg = (
+            f"`use_rep`='X_pca' is missing, and a joint PCA of `adata1` and `adata2` needs at least 2 shared genes "
+            f"and 2 cells, got {len(shared)} and {joint.n_obs}; pass another `use_rep`."
+        )
         raise ValueError(msg)
     sc.pp.pca(joint, n_comps=n_comps, random_state=random_state)
     pcs = joint.obsm["X_pca"]

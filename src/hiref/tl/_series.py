@@ -11,6 +11,7 @@ import pandas as pd
 
 from hiref._anndata import actualize, check_adata
 from hiref._logging import logger
+from hiref.engine._validate import check_seed
 from hiref.get._matching import partners
 
 from ._align import compute_alignment, write_alignment
@@ -79,6 +80,8 @@ def align_series(
         if forbidden in align_options:
             msg = f"`{forbidden}` cannot be passed to align_series."
             raise TypeError(msg)
+    if "random_state" in align_options:  # one drawn seed for every pair, recorded as given to each
+        align_options["random_state"] = check_seed(align_options["random_state"], "random_state")
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
         if len(adatas) < 2:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hiref._anndata import check_adata, expression
+from hiref._anndata import check_adata, check_in_memory, check_var_names, expression
 from hiref._docs import DOC, doc_params
 from hiref.get._matching import partners
 
@@ -28,6 +28,38 @@ def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
         msg = f"`{what}` must be a string or a list of strings, got {value!r}."
         raise TypeError(msg)
     return names
+
+
+def _nullable(dtype: np.dtype) -> str | np.dtype:
+    """The dtype that can hold missing values next to values of ``dtype`` (pandas' nullable types)."""
+    if dtype.kind == "b":
+        return "boolean"
+    if dtype.kind in "iu":
+        return f"{'U' if dtype.kind == 'u' else ''}Int{8 * dtype.itemsize}"
+    return dtype
+
+
+def _carried(values: pd.Series, rows: np.ndarray, matched: np.ndarray, index: pd.Index) -> pd.Series | pd.Categorical:
+    """The partners' ``values`` (missing for unmatched cells), keeping the dtype and missing values.
+
+    Categorical columns keep their categories; bool and int columns stay bool and int (pandas'
+    nullable ``boolean``/``Int64`` when some cells are unmatched); other columns (strings) become
+    categorical. Missing values (``None``, ``NaN``, ``pd.NA``) stay missing.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = np.where(matched, values.cat.codes.to_numpy()[rows], -1)
+        return pd.Categorical.from_codes(codes, categories=values.cat.categories)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        taken = values.iloc[rows].reset_index(drop=True)
+        taken.index = index
+        if not matched.all():
+            if isinstance(taken.dtype, np.dtype):
+                taken = taken.astype(_nullable(taken.dtype))
+            taken[~matched] = np.nan if taken.dtype.kind == "f" and isinstance(taken.dtype, np.dtype) else pd.NA
+        return taken
+    items = values.to_numpy(dtype=object)[rows]
+    present = matched & ~pd.isna(items)
+    return pd.Categorical(np.where(present, [str(v) for v in items], None))
 
 
 @doc_params(**DOC)
@@ -61,7 +93,9 @@ def transfer(
         Source genes to carry (default: all).
     {layer}
     obs
-        Source ``.obs`` columns to carry (categorical or numeric).
+        Source ``.obs`` columns to carry. Categorical, bool and numeric columns keep their dtype
+        (bool and int become pandas' nullable ``boolean``/``Int64`` when some target cells have no
+        partner); other columns become categorical. Missing values stay missing.
     spatial_key
         Target ``.obsm`` key of coordinates copied into the result (``None``: none).
 
@@ -94,6 +128,8 @@ def transfer(
     """
     check_adata(adata_source, "adata_source")
     check_adata(adata_target, "adata_target")
+    check_in_memory(adata_source, "adata_source")
+    check_in_memory(adata_target, "adata_target")
     partner = partners(adata_target, adata_source, key, name="adata_target", other_name="adata_source")
     matched = partner >= 0
     rows = np.maximum(partner, 0)
@@ -102,6 +138,7 @@ def transfer(
     if gene_list is None:
         gene_idx = np.arange(adata_source.n_vars)
     else:
+        check_var_names(adata_source, "adata_source")
         missing = [g for g in gene_list if g not in adata_source.var_names]
         if missing:
             msg = f"`genes` not in adata_source.var_names: {missing[:10]}{' ...' if len(missing) > 10 else ''}."
@@ -131,14 +168,7 @@ def transfer(
     source_names = adata_source.obs_names.to_numpy()[rows]
     frame[f"{key}_source"] = pd.Categorical(np.where(matched, source_names, None))
     for col in columns:
-        values = adata_source.obs[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            codes = np.where(matched, values.cat.codes.to_numpy()[rows], -1)
-            frame[col] = pd.Categorical.from_codes(codes, categories=values.cat.categories)
-        elif pd.api.types.is_numeric_dtype(values):
-            frame[col] = np.where(matched, values.to_numpy(dtype=float)[rows], np.nan)
-        else:
-            frame[col] = pd.Categorical(np.where(matched, values.astype(str).to_numpy()[rows], None))
+        frame[col] = _carried(adata_source.obs[col], rows, matched, frame.index)
 
     from anndata import AnnData
 
