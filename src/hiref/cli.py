@@ -184,7 +184,18 @@ def _parser() -> argparse.ArgumentParser:
         help="with different numbers of cells: leave out the cells the transport leaves out (partial) "
         "or random ones (subsample) (default: partial)",
     )
-    opts.add_argument("--refine", action="store_true", help="polish the matching by exact local re-solves (slower)")
+    opts.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-solve exactly over windows of neighbouring pairs (slower; default: only above 16 dimensions)",
+    )
+    opts.add_argument(
+        "--polish",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="polish exactly on a sparse graph of candidate partners (default: up to 16 dimensions)",
+    )
     opts.add_argument("--key-added", default="hiref", metavar="KEY", help="name of the alignment (default: hiref)")
     opts.add_argument(
         "--layer", default=None, metavar="LAYER", help="expression layer for use-rep X and a joint PCA (default: .X)"
@@ -360,6 +371,14 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+def _close_process_group() -> None:
+    # Left open, gloo's threads can outlive the interpreter and abort the process at exit.
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _default_out_b(out: str) -> str:
     path = Path(out)
     return str(path.with_name(f"{path.stem}_b{path.suffix or '.h5ad'}"))
@@ -403,6 +422,7 @@ def _run_align(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.quiet,
             **({"distributed": True} if args.distributed else {}),
+            **({} if args.polish is None else {"polish": args.polish}),
         )
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata1": inputs[0], "adata2": inputs[1]}) from err
@@ -410,8 +430,11 @@ def _run_align(args: argparse.Namespace) -> int:
         if not args.distributed:
             raise
         raise CliError(str(err)) from err
-    if args.distributed and _rank() != 0:
-        return 0  # every process holds the same alignment; rank 0 writes it
+    if args.distributed:
+        rank = _rank()
+        _close_process_group()
+        if rank != 0:
+            return 0  # every process holds the same alignment; rank 0 writes it
     _write([(adata1, outputs[0]), (adata2, outputs[1])], overwrite=args.overwrite)
     entry = adata1.uns[args.key_added]
     rep = use_rep if isinstance(use_rep, str) else json.dumps(use_rep)

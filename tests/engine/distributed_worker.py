@@ -51,6 +51,9 @@ def main(out: Path) -> None:
     except (ValueError, RuntimeError) as err:
         error = f"{type(err).__name__}: {err}"
     np.savez(out / f"nan_rank{rank}.npz", error=np.array(error))
+    import torch.distributed as dist
+
+    dist.destroy_process_group()  # left open, gloo's threads can abort the process at exit
 
 
 def _rank() -> tuple[int, int]:

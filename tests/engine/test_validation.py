@@ -39,8 +39,10 @@ def test_bad_seeds_name_the_argument(pair, seed, error):
         hr.solve(X, Y, seed=seed, progress=False)
 
 
-@pytest.mark.parametrize("name", ["refine", "progress"])
-@pytest.mark.parametrize("value", ["no", 1, None])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name in ("refine", "polish", "progress") for value in ("no", 1)] + [("progress", None)],
+)
 def test_booleans_are_checked(pair, name, value):
     X, Y = pair
     with pytest.raises(TypeError, match=f"`{name}` must be True or False"):

@@ -150,7 +150,7 @@ def polish_matching(
     Bw: torch.Tensor | None = None,
     neighbours: int = 16,
     passes: int = 4,
-    block: int = 65536,
+    block: int = 8192,
     generator: torch.Generator,
     tol: float = 1e-6,
 ) -> tuple[np.ndarray, list[float]]:

@@ -329,8 +329,23 @@ def solve(
     refine
         After the bijection, re-solve exactly over windows of neighbouring matched pairs
         (``refine_window`` pairs each, by default ``min(2 * leaf_size, 1024)``, from random
-        partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never raises the cost;
-        typically 2-3 times the unrefined time, and worth most in high dimension.
+        partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
+        raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
+        lowers the cost most) for clouds of at most 2**18 points, off otherwise.
+    polish
+        After the bijection (and the windows), solve the assignment exactly on a sparse graph
+        of candidate partners: every point may keep its partner or take one of its
+        ``polish_neighbours`` nearest points of the other cloud, of its partner's nearest
+        neighbours, or of its neighbours' partners (:mod:`hiref.engine.polish`; a cost-scaling
+        assignment solver from OR-Tools). Mass can move along co-cluster boundaries as far as it
+        needs to, which windows cannot do: on tissue sections (uniform densities, lattices,
+        unequal sizes) this takes the matching from tens of percent above the optimum to within
+        about 0.01 %. Never raises the cost; up to 4 passes (fewer on large clouds), in blocks of
+        8,192 neighbouring pairs beyond that size. ``None`` (default): on in at most 16 working
+        dimensions for clouds of at most 2**18 points (the solver's time grows faster than
+        ``n``); pass ``True`` to polish larger clouds too.
+    polish_neighbours
+        Candidate partners of each kind per point (see ``polish``).
     schedule
         Ranks of the levels, each from 2 to :data:`~hiref.engine.schedule.MAX_RANK` (64); by default
         :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
@@ -603,13 +618,13 @@ def _solve_local(
 
 
 def finish_matching(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor, Bw: torch.Tensor, perm: np.ndarray,
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None, perm: np.ndarray,
     settings: Settings, generator: torch.Generator, timings: dict[str, float],
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """Refinement by windows, then polish on a sparse graph, as :meth:`Settings.finishing` decides.
 
     ``A``, ``B`` are the exact points, ``Aw``, ``Bw`` their working copies (where neighbours are
-    sought); returns the matching and the mean cost after every pass of either.
+    sought; ``None``: ``A``, ``B``); returns the matching and the mean cost after every pass of either.
     """
     refine, polish = settings.finishing(B.shape[0], A.shape[1])
     costs: list[float] = []

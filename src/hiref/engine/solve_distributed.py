@@ -32,8 +32,7 @@ from .blocks import Blocks
 from .costs import Transposed
 from .leaves import mean_paired_cost, solve_leaves
 from .level_parallel import Shard, split_level_parallel
-from .refine import refine_matching
-from .solve import check_finite, finish, local_split, principal_axes, project, record_memory, run_levels
+from .solve import check_finite, finish, finish_matching, local_split, principal_axes, project, record_memory, run_levels
 
 if TYPE_CHECKING:
     from .blocks import Side
@@ -223,14 +222,10 @@ def solve_sharded(
     record_memory(memory, "leaves", device)
     bar.update()
     bar.close()
-    if settings.refine and settings.refine_passes and A_own.shape[0]:
-        t0 = time.perf_counter()
-        perm, _ = refine_matching(
-            geometry_ab, A_own, B_own, perm.cpu().numpy(), passes=settings.refine_passes,
-            window=settings.refine_window, generator=generator, work_dtype=settings.work_dtype,
-        )  # fmt: skip
+    if A_own.shape[0]:
+        # Every process finishes its own co-clusters (windows and polish stay inside them).
+        perm, _ = finish_matching(geometry_ab, A_own, B_own, None, None, perm.cpu().numpy(), settings, generator, timings)
         perm = torch.as_tensor(perm, device=device)
-        timings["refine"] = time.perf_counter() - t0
 
     # Gather the matching and the deepest co-clusters, in single-process numbering (every
     # coarser level follows by integer division: see LevelLabels); sum the costs.

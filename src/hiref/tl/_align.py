@@ -134,7 +134,7 @@ def compute_alignment(
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: str = "partial",
-    refine: bool = False,
+    refine: bool | None = None,
     key_added: str = "hiref",
     layer: str | None = None,
     n_pcs: int = 50,
@@ -159,7 +159,7 @@ def compute_alignment(
         raise TypeError(msg)
     random_state = check_seed(random_state, "random_state")
     n_pcs = check_positive_int(n_pcs, "n_pcs")
-    refine = check_bool(refine, "refine")
+    refine = None if refine is None else check_bool(refine, "refine")
     progress = check_bool(progress, "progress")
     keys = Keys(key_added)
     weights = [use_rep] if isinstance(use_rep, str) else list(use_rep) if isinstance(use_rep, Mapping) else []
@@ -198,7 +198,7 @@ def compute_alignment(
         **rep_info,
         "cost": matching.cost_name,
         "unbalanced": unbalanced,
-        "refine": bool(refine),
+        "refine": "auto" if refine is None else bool(refine),
         "random_state": int(random_state),
         "schedule": np.asarray(matching.schedule, dtype=np.int64),
         "spatial_key": spatial_key if spatial1 is not None else "",
@@ -232,7 +232,7 @@ def align(
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
-    refine: bool = False,
+    refine: bool | None = None,
     key_added: str = "hiref",
     layer: str | None = None,
     n_pcs: int = 50,
@@ -262,8 +262,10 @@ def align(
         dataset unmatched, chosen by the transport (cells without a counterpart); ``"subsample"``
         leaves out random ones. See :func:`hiref.solve`.
     refine
-        Polish the matching by exact re-solves over windows of neighbouring pairs (slower,
-        lower cost).
+        Re-solve the matching exactly over windows of neighbouring pairs (slower, lower cost);
+        ``None`` (default) does so above 16 dimensions, see :func:`hiref.solve`. The matching
+        is also polished on a sparse graph of candidate partners by default in low dimension
+        (``polish=`` among the engine options).
     {key_added}
     {layer}
     n_pcs
