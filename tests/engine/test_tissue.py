@@ -9,11 +9,12 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pytest
-from helpers import exact_matching, shared_data_dir
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 import hiref as hr
+
+from helpers import exact_matching, shared_data_dir
 
 
 def uniform_square(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,9 @@ def _tree_groups(
     return group
 
 
-def pair_windows(X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor, depth: int, generator: torch.Generator) -> Blocks:
+def pair_windows(
+    X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor, depth: int, generator: torch.Generator
+) -> Blocks:
     """Blocks of pairs (and unmatched Y points) grouped by a random-projection tree."""
     n, m = X.shape[0], Y.shape[0]
     unmatched = torch.ones(m, dtype=torch.bool, device=perm.device)

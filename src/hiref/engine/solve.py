@@ -618,8 +618,8 @@ def _solve_local(
 
 
 def finish_matching(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None, perm: np.ndarray,
-    settings: Settings, generator: torch.Generator, timings: dict[str, float],
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None,
+    perm: np.ndarray, settings: Settings, generator: torch.Generator, timings: dict[str, float],
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """Refinement by windows, then polish on a sparse graph, as :meth:`Settings.finishing` decides.
 

@@ -32,7 +32,16 @@ from .blocks import Blocks
 from .costs import Transposed
 from .leaves import mean_paired_cost, solve_leaves
 from .level_parallel import Shard, split_level_parallel
-from .solve import check_finite, finish, finish_matching, local_split, principal_axes, project, record_memory, run_levels
+from .solve import (
+    check_finite,
+    finish,
+    finish_matching,
+    local_split,
+    principal_axes,
+    project,
+    record_memory,
+    run_levels,
+)
 
 if TYPE_CHECKING:
     from .blocks import Side
@@ -224,7 +233,9 @@ def solve_sharded(
     bar.close()
     if A_own.shape[0]:
         # Every process finishes its own co-clusters (windows and polish stay inside them).
-        perm, _ = finish_matching(geometry_ab, A_own, B_own, None, None, perm.cpu().numpy(), settings, generator, timings)
+        perm, _ = finish_matching(
+            geometry_ab, A_own, B_own, None, None, perm.cpu().numpy(), settings, generator, timings
+        )
         perm = torch.as_tensor(perm, device=device)
 
     # Gather the matching and the deepest co-clusters, in single-process numbering (every
