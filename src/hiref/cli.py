@@ -194,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         "--polish",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="polish exactly on a sparse graph of candidate partners (default: up to 16 dimensions)",
+        help="polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)",
     )
     opts.add_argument("--key-added", default="hiref", metavar="KEY", help="name of the alignment (default: hiref)")
     opts.add_argument(

@@ -48,14 +48,17 @@ _TREE_MAX_DIM = 16
 _PRICE_RANGE = 2.0**62
 
 
-def _nearest(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices (q, k) of the ``k`` nearest ``points`` of every query (squared Euclidean)."""
+def _nearest(points: np.ndarray | cKDTree, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices (q, k) of the ``k`` nearest ``points`` (or points of a tree) of every query."""
+    if isinstance(points, cKDTree):
+        k = min(k, points.n)
+        _, idx = points.query(queries, k)
+        return np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
     k = min(k, points.shape[0])
     if k == 0:
         return np.empty((queries.shape[0], 0), dtype=np.int64)
     if points.shape[1] <= _TREE_MAX_DIM:
-        _, idx = cKDTree(points).query(queries, k)
-        return np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
+        return _nearest(cKDTree(points), queries, k)
     P = torch.from_numpy(points)
     pp = (P * P).sum(1)
     rows = max(1, (1 << 24) // max(1, points.shape[0]))
@@ -65,6 +68,38 @@ def _nearest(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
         D = pp[None, :] - 2.0 * Q @ P.T
         out.append(torch.topk(D, k, dim=1, largest=False).indices.numpy())
     return np.concatenate(out).astype(np.int64)
+
+
+class Neighbourhoods:
+    """What the candidate graphs of one block share from pass to pass: each cloud's neighbours.
+
+    Parameters
+    ----------
+    A, B
+        Coordinates in which neighbours are sought, (n, d) and (m, d), ``n <= m``.
+    k
+        Neighbours of each kind (see the module docstring).
+    """
+
+    def __init__(self, A: np.ndarray, B: np.ndarray, k: int) -> None:
+        self.n, self.m, self.k = A.shape[0], B.shape[0], k
+        self.B = cKDTree(B) if B.shape[1] <= _TREE_MAX_DIM else B
+        self.near_b = _nearest(self.B, A, k)  # (n, k) points of B near each point of A
+        self.near_a = _nearest(A, A, k)  # (n, k) points of A near each point of A
+        self.points_b = B
+
+    def arcs(self, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate pairs ``(i, j)`` under the current partners ``perm`` (n,), those pairs included.
+
+        Returns unique ``rows`` into A and ``cols`` into B.
+        """
+        ids = np.arange(self.n)
+        around_partner = _nearest(self.B, self.points_b[perm], self.k)
+        neighbours_partners = perm[self.near_a]
+        rows = [ids] + [np.repeat(ids, c.shape[1]) for c in (self.near_b, around_partner, neighbours_partners)]
+        cols = [perm, self.near_b.ravel(), around_partner.ravel(), neighbours_partners.ravel()]
+        key = np.unique(np.concatenate(rows) * self.m + np.concatenate(cols))
+        return key // self.m, key % self.m
 
 
 def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,17 +118,7 @@ def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tu
     -------
     Unique ``rows`` into A and ``cols`` into B.
     """
-    n, m = A.shape[0], B.shape[0]
-    ids = np.arange(n)
-    rows = [ids, np.repeat(ids, min(k, m)), np.repeat(ids, min(k, m)), np.repeat(ids, min(k, n))]
-    cols = [
-        perm,
-        _nearest(B, A, k).ravel(),
-        _nearest(B, B[perm], k).ravel(),
-        perm[_nearest(A, A, k)].ravel(),
-    ]
-    key = np.unique(np.concatenate(rows) * m + np.concatenate(cols))
-    return key // m, key % m
+    return Neighbourhoods(A, B, k).arcs(perm)
 
 
 def assign_sparse(
@@ -127,12 +152,11 @@ def assign_sparse(
 
 
 def _polish_block(
-    cost: Cost, A: torch.Tensor, B: torch.Tensor, Aw: np.ndarray, Bw: np.ndarray, perm: np.ndarray, k: int,
-    rng: np.random.Generator,
-) -> np.ndarray:  # fmt: skip
+    cost: Cost, A: torch.Tensor, B: torch.Tensor, near: Neighbourhoods, perm: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """One exact solve on the candidate graph of a block (all of ``A``, ``B`` given)."""
-    n, m = Aw.shape[0], Bw.shape[0]
-    rows, cols = candidate_arcs(Aw, Bw, perm, k)
+    n, m = near.n, near.m
+    rows, cols = near.arcs(perm)
     tr, tc = torch.as_tensor(rows, device=A.device), torch.as_tensor(cols, device=B.device)
     costs = cost.paired(A[tr].double(), B[tc].double()).cpu().numpy()
     free = np.ones(m, dtype=bool)
@@ -152,7 +176,7 @@ def polish_matching(
     passes: int = 4,
     block: int = 8192,
     generator: torch.Generator,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
 ) -> tuple[np.ndarray, list[float]]:
     """Polish a matching by exact solves over sparse graphs of candidate partners.
 
@@ -190,10 +214,11 @@ def polish_matching(
     previous = mean_paired_cost(cost, A, B, current)
     depth = max(0, math.ceil(math.log2(max(1, B.shape[0]) / block)))
     costs: list[float] = []
+    whole = Neighbourhoods(Aw, Bw, neighbours) if depth == 0 else None
     for _ in range(passes):
         proposal = current.copy()
-        if depth == 0:
-            proposal = _polish_block(cost, A, B, Aw, Bw, current, neighbours, rng)
+        if whole is not None:
+            proposal = _polish_block(cost, A, B, whole, current, rng)
         else:
             windows = pair_windows(torch.as_tensor(Aw), torch.as_tensor(Bw), torch.as_tensor(current), depth, generator)
             ix, iy = windows.ix.numpy(), windows.iy.numpy()
@@ -204,7 +229,8 @@ def polish_matching(
                 px, py = ix[ox[b] : ox[b] + sx[b]], iy[oy[b] : oy[b] + sy[b]]
                 local[py] = np.arange(py.shape[0])
                 tx, ty = torch.as_tensor(px, device=A.device), torch.as_tensor(py, device=B.device)
-                got = _polish_block(cost, A[tx], B[ty], Aw[px], Bw[py], local[current[px]], neighbours, rng)
+                near = Neighbourhoods(Aw[px], Bw[py], neighbours)
+                got = _polish_block(cost, A[tx], B[ty], near, local[current[px]], rng)
                 proposal[px] = py[got]
         value = mean_paired_cost(cost, A, B, proposal)
         if value > previous:  # integer rounding of arc costs; never accept a worse matching

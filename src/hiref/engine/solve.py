@@ -59,13 +59,15 @@ class Matching:
         ``-1`` for points left out with ``unbalanced="subsample"``). A list-like
         :class:`~hiref.engine.LevelLabels` that keeps only the deepest level and
         computes the others on access, so the matching takes ``O(n)`` memory, not
-        ``O(n log n)``.
+        ``O(n log n)``. These are the hierarchy's co-clusters: after ``polish`` or ``refine``
+        some pairs cross them (``polish=False, refine=False`` keeps every pair inside).
     level_costs
         Mean cost of the block coupling of every level (each point of the smaller cloud spread
         evenly over its co-cluster's points of the other), the initial single block first; the
         last entry is ``cost``. Exact for ``"sqeuclidean"``, a Monte-Carlo estimate otherwise.
     timings
-        Seconds per level (``"level_1"``, ...), on the leaves, in ``"refine"`` and in total.
+        Seconds per level (``"level_1"``, ...), on the leaves, in ``"refine"`` (windows), in
+        ``"polish"`` (sparse graph) and in total.
     memory
         Peak memory after every level, in bytes: ``"rss_level_1"``, ... (the process's peak
         resident memory so far) and, on CUDA, ``"cuda_level_1"``, ... (torch's peak
@@ -76,8 +78,8 @@ class Matching:
         With ``unbalanced="subsample"``: indices of the larger side's points left out before
         matching (into X if X was larger, else into Y); otherwise empty.
     refine_costs
-        Mean cost after each refinement pass (empty without refinement, and in a distributed
-        run, where every process refines its own co-clusters).
+        Mean cost after each pass of window refinement, then of polish (empty without either,
+        and in a distributed run, where every process finishes its own co-clusters).
     n_y
         Number of points of Y.
     communication
@@ -331,7 +333,8 @@ def solve(
         (``refine_window`` pairs each, by default ``min(2 * leaf_size, 1024)``, from random
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
         raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
-        lowers the cost most) for clouds of at most 2**18 points, off otherwise.
+        lowers the cost most, before the polish) for clouds of at most 2**18 points, off
+        otherwise.
     polish
         After the bijection (and the windows), solve the assignment exactly on a sparse graph
         of candidate partners: every point may keep its partner or take one of its
@@ -341,9 +344,9 @@ def solve(
         needs to, which windows cannot do: on tissue sections (uniform densities, lattices,
         unequal sizes) this takes the matching from tens of percent above the optimum to within
         about 0.01 %. Never raises the cost; up to 4 passes (fewer on large clouds), in blocks of
-        8,192 neighbouring pairs beyond that size. ``None`` (default): on in at most 16 working
-        dimensions for clouds of at most 2**18 points (the solver's time grows faster than
-        ``n``); pass ``True`` to polish larger clouds too.
+        8,192 neighbouring pairs beyond that size. ``None`` (default): on for clouds of at most
+        2**18 points (the solver's time grows faster than ``n``); pass ``True`` to polish
+        larger clouds too.
     polish_neighbours
         Candidate partners of each kind per point (see ``polish``).
     schedule
@@ -449,8 +452,8 @@ def solve(
     return _solve_local(X_in, Y_in, settings, device=dev, seed=seed, t_start=t_start)
 
 
-#: Largest working dimension in which ``polish=None`` polishes (and above which ``refine=None`` refines).
-POLISH_MAX_DIM = 16
+#: Working dimension above which ``refine=None`` refines by windows (before the polish).
+WINDOWS_MIN_DIM = 16
 #: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
 AUTO_FINISH_MAX = 1 << 18
 
@@ -556,14 +559,15 @@ class Settings:
     def finishing(self, n_large: int, d: int) -> tuple[bool, bool]:
         """Whether to refine by windows and whether to polish on a sparse graph (see :func:`solve`).
 
-        ``refine=None`` refines in more than :data:`POLISH_MAX_DIM` working dimensions, where
-        candidate neighbours say little and windows pay most; ``polish=None`` polishes up to that
-        dimension. Both automatic choices hold up to :data:`AUTO_FINISH_MAX` points.
+        ``refine=None`` refines in more than :data:`WINDOWS_MIN_DIM` working dimensions, where
+        nearest neighbours alone find few of the missing partners and windows pay most;
+        ``polish=None`` always polishes. Both automatic choices hold up to
+        :data:`AUTO_FINISH_MAX` points.
         """
         work_d = self.sketch_dim if self.sketched(d) else d
         small = n_large <= AUTO_FINISH_MAX
-        refine = self.refine if self.refine is not None else small and work_d > POLISH_MAX_DIM
-        polish = self.polish if self.polish is not None else small and work_d <= POLISH_MAX_DIM
+        refine = self.refine if self.refine is not None else small and work_d > WINDOWS_MIN_DIM
+        polish = self.polish if self.polish is not None else small
         return refine and self.refine_passes > 0, polish
 
     def sketched(self, d: int) -> bool:

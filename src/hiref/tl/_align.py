@@ -264,8 +264,8 @@ def align(
     refine
         Re-solve the matching exactly over windows of neighbouring pairs (slower, lower cost);
         ``None`` (default) does so above 16 dimensions, see :func:`hiref.solve`. The matching
-        is also polished on a sparse graph of candidate partners by default in low dimension
-        (``polish=`` among the engine options).
+        is also polished on a sparse graph of candidate partners by default (``polish=`` among
+        the engine options).
     {key_added}
     {layer}
     n_pcs
