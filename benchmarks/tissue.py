@@ -176,12 +176,8 @@ def main() -> None:
     for name in names:
         X, Y = {**CASES, **PAPER}[name]()
         rows.append(run_case(name, X, Y, args.seeds))
-        print(
-            f"{name}: gap max/median % hierarchy {rows[-1]['hierarchy_gap_max']:.3f}/{rows[-1]['hierarchy_gap_med']:.3f}"
-            f"  default {rows[-1]['default_gap_max']:.3f}/{rows[-1]['default_gap_med']:.3f}"
-            f"  strong {rows[-1]['strong_gap_max']:.3f}/{rows[-1]['strong_gap_med']:.3f}",
-            flush=True,
-        )
+        gaps = "  ".join(f"{s} {rows[-1][f'{s}_gap_max']:.3f}/{rows[-1][f'{s}_gap_med']:.3f}" for s in SETTINGS)
+        print(f"{name}: gap max/median % {gaps}", flush=True)
     columns = ["case", "n_x", "n_y", "d"]
     for setting in SETTINGS:
         columns += [f"{setting}_gap_max", f"{setting}_gap_med", f"{setting}_s"]
