@@ -22,6 +22,10 @@ times in the same run (exact / default, default / hierarchy). Cases (coordinates
 - the paper's three synthetic pairs at n = 1024 and 4096 (``--paper``; the exact solver needs
   30-120 s each at 4096).
 
+``--scale 16 18 20`` adds time and peak resident memory at 2**k points per side (a tissue-like
+pair: two uniform samples of the unit square, one stretched by 2 %), each setting in a fresh
+process, with its cost relative to the hierarchy's (no exact optimum at that size).
+
 Examples
 --------
     python benchmarks/tissue.py --json benchmarks/results/tissue_cpu.json
@@ -31,7 +35,9 @@ Examples
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -164,11 +170,45 @@ def run_case(name: str, X: np.ndarray, Y: np.ndarray, seeds: list[int]) -> dict:
     return row
 
 
+def _scale_child(log2n: int, options: dict, queue: mp.Queue) -> None:
+    rng = np.random.default_rng(0)
+    n = 1 << log2n
+    X, Y = rng.random((n, 2)), rng.random((n, 2)) * [1.02, 0.98]
+    t0 = time.perf_counter()
+    m = hr.solve(X, Y, seed=0, progress=False, **options)
+    seconds = time.perf_counter() - t0
+    queue.put({"seconds": seconds, "cost": m.cost, "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6})
+
+
+def run_scale(log2ns: list[int]) -> list[dict]:
+    rows = []
+    ctx = mp.get_context("spawn")
+    for log2n in log2ns:
+        row: dict = {"log2n": log2n}
+        settings = {**SETTINGS, "polish": {"polish": True}} if log2n > 18 else SETTINGS
+        for setting, options in settings.items():
+            queue = ctx.Queue()
+            child = ctx.Process(target=_scale_child, args=(log2n, options, queue))
+            child.start()
+            got = queue.get()
+            child.join()
+            row[f"{setting}_s"] = got["seconds"]
+            row[f"{setting}_rss_gb"] = got["rss_gb"]
+            row[f"{setting}_cost_vs_hierarchy_%"] = (
+                100 * (got["cost"] / row["hierarchy_cost"] - 1) if "hierarchy_cost" in row else 0.0
+            )
+            row.setdefault("hierarchy_cost", got["cost"])
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=[*CASES, *PAPER])
     parser.add_argument("--paper", action="store_true", help="add the paper's synthetic pairs at 1024 and 4096")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--scale", nargs="*", type=int, default=[], help="log2 sizes of the scale section")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
     names = list(args.cases) + (list(PAPER) if args.paper else [])
@@ -184,8 +224,12 @@ def main() -> None:
     print_table(
         rows, [*columns, "exact_s", "exact/default", "default/hierarchy"], f"gap to exact (%), seeds {args.seeds}"
     )
+    payload = {"seeds": args.seeds, "settings": SETTINGS, "rows": rows}
+    if args.scale:
+        payload["scale"] = run_scale(args.scale)
+        print_table(payload["scale"], list(payload["scale"][-1]), "time (s), peak RSS (GB), cost vs the hierarchy (%)")
     if args.json:
-        write_json(args.json, {"seeds": args.seeds, "settings": SETTINGS, "rows": rows})
+        write_json(args.json, payload)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,10 @@ class HirefArgparse(SphinxDirective):
         for action in actions:
             item = nodes.definition_list_item()
             term = nodes.term()
-            term += nodes.literal(text=invocation(parser, action))
+            for i, form in enumerate(invocation(parser, action).split(", ")):  # e.g. --refine, --no-refine
+                if i:
+                    term += nodes.Text(", ")
+                term += nodes.literal(text=form)
             item += term
             definition = nodes.definition()
             definition += _paragraph(_sentence(help_text(parser, action), capitalize=False))
