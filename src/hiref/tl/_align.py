@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -19,6 +19,8 @@ from hiref.engine import Matching, solve
 from hiref.engine.distributed import connect, row_ranges
 from hiref.engine.solve import check_distributed
 
+from ._auto import auto_representation
+from ._confidence import matched_cost, spatial_confidence
 from ._rep import representations
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class Side:
     uns: dict
     column: pd.Categorical
     obsm: dict[str, np.ndarray]
+    obs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _side(
@@ -83,6 +86,8 @@ def write_alignment(adata: AnnData, side: Side) -> None:
     actualize(adata)
     adata.uns[side.keys.uns] = side.uns
     adata.obs[side.keys.match] = side.column
+    for name, value in side.obs.items():
+        adata.obs[name] = value
     for name, value in side.obsm.items():
         adata.obsm[name] = value
 
@@ -91,7 +96,7 @@ def compute_alignment(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    use_rep: str | Mapping[str, float] = "X_pca",
+    use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: str = "partial",
@@ -113,9 +118,15 @@ def compute_alignment(
         raise ValueError(msg)
     keys = Keys(key_added)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
-    R1, R2, rep_info, pca = representations(
-        adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
-    )
+    if isinstance(use_rep, str) and use_rep == "auto":
+        R1, R2, rep_info, pca = auto_representation(
+            adata1, adata2, spatial_key=spatial_key, layer=layer, n_pcs=n_pcs, random_state=random_state,
+            device=device,
+        )  # fmt: skip
+    else:
+        R1, R2, rep_info, pca = representations(
+            adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
+        )
     spatial1 = spatial2 = None
     if spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm:
         spatial1 = obsm_array(adata1, spatial_key, "adata1")
@@ -160,6 +171,16 @@ def compute_alignment(
                   role="source", spatial=spatial2, pca=None if pca is None else pca[0])  # fmt: skip
     side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
                   role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
+    if distributed is False:
+        root = matching.cost_name == "euclidean"
+        for side, perm, (A, B), (own, other) in (
+            (side1, matching.perm, (R1, R2), (spatial1, spatial2)),
+            (side2, matching.perm_y, (R2, R1), (spatial2, spatial1)),
+        ):
+            side.obs[keys.cost] = matched_cost(A, B, perm, root=root)
+            if own is not None:
+                side.obs[keys.confidence] = spatial_confidence(own, other, perm)
+            side.uns["obs_keys"] = [keys.match, *sorted(side.obs)]
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
         runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
@@ -172,7 +193,7 @@ def align(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    use_rep: str | Mapping[str, float] = "X_pca",
+    use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
