@@ -38,7 +38,8 @@ def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tupl
         raise ValueError(msg)
     parts = []
     for name, adata in (("adata1", adata1), ("adata2", adata2)):
-        X = expression(adata[:, shared], layer, name)
+        view = adata if adata.var_names.equals(shared) else adata[:, shared]
+        X = expression(view, layer, name)
         check_finite(X, f"`{name}` expression")
         parts.append(sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32))
     stacked = sp.vstack(parts, format="csr") if any(sp.issparse(p) for p in parts) else np.concatenate(parts)
