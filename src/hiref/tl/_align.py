@@ -214,6 +214,20 @@ def align(
     :func:`hiref.solve` on the chosen representation and stored on both objects, so each
     stands alone and survives ``write_h5ad``/``read_h5ad``.
 
+    The default ``use_rep="auto"`` is the recipe for sections of one tissue in one frame (after
+    :func:`hiref.pp.register`): standardised coordinates next to expression PCs (a joint PCA
+    of the shared genes, fitted on at most 4,000 cells), the PCs weighted by
+    ``w = min(1, ((1 - rho) / rho) ** 2)``. ``rho`` is measured on at most 2,000 cells per
+    object: the genes are split in two halves, cells are matched by position alone and by the
+    first half's PCs alone, and ``rho`` is the share of expression's gain over a random
+    matching, in predicting the second half's PCs from the partner, that position already
+    gets. Where neighbouring cells look alike (adjacent Visium sections, ``rho`` about 0.9)
+    expression only breaks ties between spatially equivalent partners; where position tells
+    little about a cell (single-cell MERFISH sections, ``rho`` about 0.2) expression gets at
+    most an equal say, so partners stay spatially plausible. Without coordinates in both
+    objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
+    ``use_rep="X_pca"``).
+
     Parameters
     ----------
     {adata_pair}
@@ -251,13 +265,21 @@ def align(
 
     ``.uns[key_added]``
         ``params`` (``use_rep``, ``cost``, ``unbalanced``, ``refine``, ``random_state``,
-        ``schedule``, ``hiref_version``, ...), ``role`` (``"source"`` on adata1, ``"target"``
+        ``schedule``, ``hiref_version``, with ``"auto"`` also ``auto_weight`` and ``auto``: a
+        JSON string of the rule's measurements, ...), ``role`` (``"source"`` on adata1, ``"target"``
         on adata2), ``partner`` (int64 position of every cell's partner in the other object,
         ``-1`` if unmatched), ``partner_names`` (its obs name, ``""`` if unmatched), ``cost``
         (mean cost of the matched pairs), ``level_costs``, ``n_matched``, ``runtime`` (s), and
         the names of the entries below.
     ``.obs[f"{{key_added}}_match"]``
         The partner's obs name (missing if unmatched).
+    ``.obs[f"{{key_added}}_cost"]``
+        The cost of the cell's pair: its squared Euclidean distance to its partner on the
+        aligned representation (the distance for ``cost="euclidean"``); NaN if unmatched.
+    ``.obs[f"{{key_added}}_confidence"]``
+        With coordinates: the share of the cell's 8 nearest neighbours whose partners lie
+        within twice the typical 8-neighbour radius of its own partner (1: its neighbourhood
+        moved together; low: a doubtful partner). NaN if unmatched.
     ``.obsm[f"{{key_added}}_labels"]``
         Co-cluster of every cell at every level of the hierarchy (equal on both objects for
         cells of one co-cluster).
