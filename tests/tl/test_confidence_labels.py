@@ -107,3 +107,12 @@ def test_label_agreement_errors():
         hr.tl.label_agreement(a, b, obs="lab", key="other")
     with pytest.raises(ValueError, match="no longer match"):
         hr.tl.label_agreement(a[[1, 0, 2, 3]].copy(), b, obs="lab")
+
+
+def test_confidence_can_be_plotted(slices):
+    a, b = slices
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    ax = hr.pl.alignment(a, b, color="hiref_confidence", show=False)
+    values = [c.get_array() for c in ax.collections if c.get_array() is not None and len(c.get_array()) == a.n_obs]
+    assert values
+    assert np.allclose(np.asarray(values[0], dtype=float), a.obs["hiref_confidence"].to_numpy(), equal_nan=True)
