@@ -64,7 +64,9 @@ def align_series(
     key_added
         Name of the results (see Returns).
     **align_options
-        Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...).
+        Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...). ``use_rep``
+        defaults to ``"X_pca"`` here: stages of a time course share no coordinate frame, so
+        they are matched on expression alone.
 
     Returns
     -------
@@ -79,6 +81,7 @@ def align_series(
         if forbidden in align_options:
             msg = f"`{forbidden}` cannot be passed to align_series."
             raise TypeError(msg)
+    align_options.setdefault("use_rep", "X_pca")
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
         if len(adatas) < 2:
