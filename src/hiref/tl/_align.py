@@ -216,7 +216,7 @@ def align(
 
     The default ``use_rep="auto"`` is the recipe for sections of one tissue in one frame (after
     :func:`hiref.pp.register`): standardised coordinates next to expression PCs (a joint PCA
-    of the shared genes, fitted on at most 4,000 cells), the PCs weighted by
+    of the shared genes, fitted on at most 2,000 cells), the PCs weighted by
     ``w = min(1, ((1 - rho) / rho) ** 2)``. ``rho`` is measured on at most 2,000 cells per
     object: the genes are split in two halves, cells are matched by position alone and by the
     first half's PCs alone, and ``rho`` is the share of expression's gain over a random

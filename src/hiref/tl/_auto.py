@@ -53,7 +53,7 @@ def _pcs(X: np.ndarray | sp.spmatrix, n_pcs: int, seed: int) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     X = X - X.mean(0)
     if min(X.shape) > 500:
-        return TruncatedSVD(n, random_state=seed).fit_transform(X)
+        return TruncatedSVD(n, n_iter=3, random_state=seed).fit_transform(X)
     return PCA(n, random_state=seed).fit_transform(X)
 
 
@@ -66,7 +66,8 @@ def projected_pcs(X: np.ndarray | sp.spmatrix, n_fit: int, n_pcs: int, seed: int
     fit = X[rows]
     fit = np.asarray(fit.toarray() if sp.issparse(fit) else fit, dtype=np.float64)
     n = int(min(n_pcs, X.shape[1] - 1, len(rows) - 1))
-    pca = PCA(n, svd_solver="randomized" if min(fit.shape) > 500 else "full", random_state=seed).fit(fit)
+    solver = {"svd_solver": "randomized", "iterated_power": 3} if min(fit.shape) > 500 else {"svd_solver": "full"}
+    pca = PCA(n, random_state=seed, **solver).fit(fit)
     W = pca.components_.T
     out = np.asarray(X @ W) - pca.mean_ @ W
     return out, {"n_pcs": n, "fitted_on_cells": len(rows), "n_shared_genes": int(X.shape[1])}
@@ -83,7 +84,7 @@ def choose_weight(
     X: np.ndarray | sp.spmatrix,
     n1: int,
     *,
-    n_pcs: int = 30,
+    n_pcs: int = 20,
     random_state: int = 0,
     device: str | None = None,
 ) -> tuple[float, dict]:
@@ -125,7 +126,7 @@ def choose_weight(
     Eb = _unit(_pcs(Xs[:, half_b], n_pcs, random_state))
     k1 = len(i1)
     T1, T2 = Eb[:k1], Eb[k1:]
-    options = {"progress": False, "seed": random_state, "device": device}
+    options = {"progress": False, "seed": random_state, "device": device, "n_starts": 4}
     pos = solve(S1[i1], S2[i2], **options).perm_y
     expr = solve(Ea[:k1], Ea[k1:], **options).perm_y
     err_pos = _heldout_error(T1, T2, pos, inner)
@@ -184,7 +185,7 @@ def auto_representation(
     if "X_pca" in adata1.obsm and "X_pca" in adata2.obsm:
         E1, E2, _, computed = representations(adata1, adata2, "X_pca", layer=None, n_pcs=n_pcs, random_state=0)
     else:
-        E, pca_info = projected_pcs(prepared[0].X, 2 * MAX_CELLS, n_pcs, random_state)
+        E, pca_info = projected_pcs(prepared[0].X, MAX_CELLS, n_pcs, random_state)
         pca_info["preprocessing"] = prepared[1]
         E1, E2 = E[: adata1.n_obs], E[adata1.n_obs :]
         computed = (E1, E2)
