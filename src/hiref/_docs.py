@@ -11,7 +11,10 @@ DOC = {
     "adata_pair": """adata1, adata2
         The two datasets to align, e.g. two slices or two time points; cells are rows.""",
     "use_rep": """use_rep
-        What to compare cells by: an ``.obsm`` key (``"X_pca"``, ``"spatial"``, ...), ``"X"``
+        What to compare cells by. ``"auto"``: position (``spatial_key``) and expression PCs
+        together, the expression weight chosen from the data (see :func:`hiref.tl.align`);
+        expression PCs alone without coordinates. Or an ``.obsm`` key (``"X_pca"``,
+        ``"spatial"``, ...), ``"X"``
         (expression, or ``layer``), or a dict of those keys to weights, e.g.
         ``{"X_pca": 1.0, "spatial": 0.5}``: each part is centred and scaled to unit mean
         squared norm over both datasets, then weighted, so the cost adds up the parts'

@@ -41,3 +41,13 @@ class Keys:
     def pca(self) -> str:
         """``adata.obsm[...]``: the joint PCA computed when ``use_rep='X_pca'`` was missing."""
         return f"{self.key}_pca"
+
+    @property
+    def cost(self) -> str:
+        """``adata.obs[...]``: cost of every cell's pair on the aligned representation (NaN when unmatched)."""
+        return f"{self.key}_cost"
+
+    @property
+    def confidence(self) -> str:
+        """``adata.obs[...]``: share of a cell's spatial neighbours whose partners lie near its own partner."""
+        return f"{self.key}_confidence"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ._align import align
 from ._bin import bin_spatial
-from ._evaluate import cosine_similarity
+from ._evaluate import cosine_similarity, label_agreement
 from ._series import align_series, transitions
 from ._transfer import transfer
 
-__all__ = ["align", "align_series", "bin_spatial", "cosine_similarity", "transfer", "transitions"]
+__all__ = ["align", "align_series", "bin_spatial", "cosine_similarity", "label_agreement", "transfer", "transitions"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,6 +20,8 @@ from hiref.engine._validate import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import connect, row_ranges
 from hiref.engine.solve import check_distributed
 
+from ._auto import auto_representation
+from ._confidence import matched_cost, spatial_confidence
 from ._rep import representations
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class Side:
     uns: dict
     column: pd.Categorical
     obsm: dict[str, np.ndarray]
+    obs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _side(
@@ -122,6 +125,8 @@ def write_alignment(adata: AnnData, side: Side) -> None:
             del adata.obsm[name]
     adata.uns[side.keys.uns] = side.uns
     adata.obs[side.keys.match] = side.column
+    for name, value in side.obs.items():
+        adata.obs[name] = value
     for name, value in side.obsm.items():
         adata.obsm[name] = value
 
@@ -130,7 +135,7 @@ def compute_alignment(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    use_rep: str | Mapping[str, float] = "X_pca",
+    use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: str = "partial",
@@ -169,9 +174,15 @@ def compute_alignment(
     check_key_added(adata1, keys, "adata1", obsm=written)
     check_key_added(adata2, keys, "adata2", obsm=written)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
-    R1, R2, rep_info, pca = representations(
-        adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
-    )
+    if isinstance(use_rep, str) and use_rep == "auto":
+        R1, R2, rep_info, pca = auto_representation(
+            adata1, adata2, spatial_key=spatial_key, layer=layer, n_pcs=n_pcs, random_state=random_state,
+            device=device,
+        )  # fmt: skip
+    else:
+        R1, R2, rep_info, pca = representations(
+            adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
+        )
     spatial1 = spatial2 = None
     if spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm:
         spatial1 = obsm_array(adata1, spatial_key, "adata1")
@@ -216,6 +227,16 @@ def compute_alignment(
                   role="source", spatial=spatial2, pca=None if pca is None else pca[0])  # fmt: skip
     side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
                   role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
+    if distributed is False:
+        root = matching.cost_name == "euclidean"
+        for side, perm, (A, B), (own, other) in (
+            (side1, matching.perm, (R1, R2), (spatial1, spatial2)),
+            (side2, matching.perm_y, (R2, R1), (spatial2, spatial1)),
+        ):
+            side.obs[keys.cost] = matched_cost(A, B, perm, root=root)
+            if own is not None:
+                side.obs[keys.confidence] = spatial_confidence(own, other, perm)
+            side.uns["obs_keys"] = [keys.match, *sorted(side.obs)]
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
         runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
@@ -228,7 +249,7 @@ def align(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    use_rep: str | Mapping[str, float] = "X_pca",
+    use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
     cost: str | Callable = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
@@ -248,6 +269,20 @@ def align(
     both have the same size); see ``unbalanced`` for the rest. The matching is computed by
     :func:`hiref.solve` on the chosen representation and stored on both objects, so each
     stands alone and survives ``write_h5ad``/``read_h5ad``.
+
+    The default ``use_rep="auto"`` is the recipe for sections of one tissue in one frame (after
+    :func:`hiref.pp.register`): standardised coordinates next to expression PCs (a joint PCA
+    of the shared genes, fitted on at most 2,000 cells), the PCs weighted by
+    ``w = min(1, ((1 - rho) / rho) ** 2)``. ``rho`` is measured on at most 2,000 cells per
+    object: the genes are split in two halves, cells are matched by position alone and by the
+    first half's PCs alone, and ``rho`` is the share of expression's gain over a random
+    matching, in predicting the second half's PCs from the partner, that position already
+    gets. Where neighbouring cells look alike (adjacent Visium sections, ``rho`` about 0.9)
+    expression only breaks ties between spatially equivalent partners; where position tells
+    little about a cell (single-cell MERFISH sections, ``rho`` about 0.2) expression gets at
+    most an equal say, so partners stay spatially plausible. Without coordinates in both
+    objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
+    ``use_rep="X_pca"``).
 
     Parameters
     ----------
@@ -288,13 +323,21 @@ def align(
 
     ``.uns[key_added]``
         ``params`` (``use_rep``, ``cost``, ``unbalanced``, ``refine``, ``random_state``,
-        ``schedule``, ``hiref_version``, ...), ``role`` (``"source"`` on adata1, ``"target"``
+        ``schedule``, ``hiref_version``, with ``"auto"`` also ``auto_weight`` and ``auto``: a
+        JSON string of the rule's measurements, ...), ``role`` (``"source"`` on adata1, ``"target"``
         on adata2), ``partner`` (int64 position of every cell's partner in the other object,
         ``-1`` if unmatched), ``partner_names`` (its obs name, ``""`` if unmatched), ``cost``
         (mean cost of the matched pairs), ``level_costs``, ``n_matched``, ``runtime`` (s), and
         the names of the entries below.
     ``.obs[f"{{key_added}}_match"]``
         The partner's obs name (missing if unmatched).
+    ``.obs[f"{{key_added}}_cost"]``
+        The cost of the cell's pair: its squared Euclidean distance to its partner on the
+        aligned representation (the distance for ``cost="euclidean"``); NaN if unmatched.
+    ``.obs[f"{{key_added}}_confidence"]``
+        With coordinates: the share of the cell's 8 nearest neighbours whose partners lie
+        within twice the typical 8-neighbour radius of its own partner (1: its neighbourhood
+        moved together; low: a doubtful partner). NaN if unmatched.
     ``.obsm[f"{{key_added}}_labels"]``
         Co-cluster of every cell at every level of the hierarchy (equal on both objects for
         cells of one co-cluster).

@@ -95,3 +95,76 @@ def cosine_similarity(
         {"cosine_similarity": cosine, "n_bins_pred": pred.n_obs, "n_bins_true": true.n_obs},
         index=pd.Index(gene_list, name="gene"),
     )
+
+
+@doc_params(**DOC)
+def label_agreement(
+    adata_from: AnnData,
+    adata_to: AnnData,
+    *,
+    obs: str,
+    key: str = "hiref",
+    obs_to: str | None = None,
+    na: str | Sequence[str] | None = "NA",
+) -> pd.DataFrame:
+    """Share of cells whose partner carries the same label: the label-transfer score of an alignment.
+
+    For every cell of ``adata_to``, the label of its partner in ``adata_from`` (stored by
+    :func:`hiref.tl.align` under ``key``) is compared with its own. Cells whose own label is
+    ``na`` are left out; cells without a partner count as disagreeing (a one-to-one matching
+    of a smaller ``adata_from`` leaves some cells of ``adata_to`` without one). On the DLPFC
+    pair (layers of adjacent Visium sections) this is the layer accuracy that PASTE, PASTE2,
+    SLAT and moscot report.
+
+    Parameters
+    ----------
+    adata_from
+        The object whose labels are carried over (the ``adata1`` of the alignment, or ``adata2``).
+    adata_to
+        The object whose labels are the truth.
+    obs
+        ``.obs`` column of the labels (in ``adata_from``, and in ``adata_to`` unless ``obs_to``).
+    key
+        The ``key_added`` of the alignment.
+    obs_to
+        ``.obs`` column of ``adata_to``'s labels, if it differs from ``obs``.
+    na
+        Label(s) of ``adata_to`` left out of the score (e.g. unannotated spots); ``None`` keeps all.
+
+    Returns
+    -------
+    DataFrame indexed by label (``adata_to``'s, sorted) followed by ``"overall"``, with columns
+    ``agreement`` (share of the cells with that label whose partner has it too), ``n_cells``
+    and ``n_matched``. Writes nothing.
+
+    Examples
+    --------
+    >>> import hiref as hr
+    >>> a, b = hr.datasets.simulate_slices(n_obs=400, seed=0)
+    >>> hr.tl.align(a, b, progress=False)
+    >>> hr.tl.label_agreement(a, b, obs="region").loc["overall", "agreement"] > 0.5
+    True
+    """
+    from hiref.get._matching import partners
+
+    check_adata(adata_from, "adata_from")
+    check_adata(adata_to, "adata_to")
+    obs_to = obs if obs_to is None else obs_to
+    for name, adata, column in (("adata_from", adata_from, obs), ("adata_to", adata_to, obs_to)):
+        if column not in adata.obs:
+            msg = f"`{name}` has no .obs[{column!r}] (columns: {list(adata.obs.columns)[:20]}); pass `obs=`."
+            raise KeyError(msg)
+    partner = partners(adata_to, adata_from, key, name="adata_to", other_name="adata_from")
+    truth = adata_to.obs[obs_to].astype(str).to_numpy()
+    given = adata_from.obs[obs].astype(str).to_numpy()
+    matched = partner >= 0
+    same = matched & (given[np.maximum(partner, 0)] == truth)
+    skip = {na} if isinstance(na, str) else set(na or ())
+    keep = ~np.isin(truth, list(skip))
+    rows = {}
+    for label in [*sorted(set(truth[keep])), "overall"]:
+        sel = keep if label == "overall" else keep & (truth == label)
+        n = int(sel.sum())
+        rows[label] = {"agreement": float(same[sel].mean()) if n else np.nan, "n_cells": n,
+                       "n_matched": int(matched[sel].sum())}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(obs_to)

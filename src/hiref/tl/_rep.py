@@ -22,17 +22,12 @@ def _looks_like_counts(X: np.ndarray | sp.spmatrix) -> bool:
     return bool(sample.size) and bool((sample >= 0).all()) and bool(np.allclose(sample, np.round(sample)))
 
 
-def joint_pca(
-    adata1: AnnData, adata2: AnnData, *, n_pcs: int, layer: str | None, random_state: int
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """PCA of the genes both objects share, fitted on both together, the way scanpy would.
-
-    Raw counts are normalised to 10,000 per cell and log1p-transformed first; non-negative,
-    non-integer data with values above 20 are log1p-transformed; anything else is used as is.
+def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tuple[AnnData, list[str], int]:
+    """The shared genes of both objects stacked (adata1 first) and preprocessed as :func:`joint_pca` does.
 
     Returns
     -------
-    The PCs of adata1 and adata2, and a description of what was done.
+    The stacked AnnData, the preprocessing steps and the number of shared genes.
     """
     import anndata as ad
     import scanpy as sc
@@ -45,7 +40,8 @@ def joint_pca(
         raise ValueError(msg)
     parts = []
     for name, adata in (("adata1", adata1), ("adata2", adata2)):
-        X = expression(adata[:, shared], layer, name)
+        view = adata if adata.var_names.equals(shared) else adata[:, shared]
+        X = expression(view, layer, name)
         check_finite(X, f"`{name}` expression")
         parts.append(sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32))
     stacked = sp.vstack(parts, format="csr") if any(sp.issparse(p) for p in parts) else np.concatenate(parts)
@@ -60,19 +56,45 @@ def joint_pca(
         if data.size and data.min() >= 0 and data.max() > 20:
             sc.pp.log1p(joint)
             steps = ["log1p"]
-    n_comps = int(min(n_pcs, len(shared) - 1, joint.n_obs - 1))
+    return joint, steps, len(shared)
+
+
+def joint_pca(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    n_pcs: int,
+    layer: str | None,
+    random_state: int,
+    prepared: tuple[AnnData, list[str], int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """PCA of the genes both objects share, fitted on both together, the way scanpy would.
+
+    Raw counts are normalised to 10,000 per cell and log1p-transformed first; non-negative,
+    non-integer data with values above 20 are log1p-transformed; anything else is used as is.
+    ``prepared``: the output of :func:`joint_matrix`, if already computed.
+
+    Returns
+    -------
+    The PCs of adata1 and adata2, and a description of what was done.
+    """
+    import scanpy as sc
+
+    joint, steps, n_shared = prepared if prepared is not None else joint_matrix(adata1, adata2, layer=layer)
+    joint = joint.copy()
+    n_comps = int(min(n_pcs, n_shared - 1, joint.n_obs - 1))
     if n_comps < 1:
         msg = (
             f"`use_rep`='X_pca' is missing, and a joint PCA of `adata1` and `adata2` needs at least 2 shared genes "
-            f"and 2 cells, got {len(shared)} and {joint.n_obs}; pass another `use_rep`."
+            f"and 2 cells, got {n_shared} and {joint.n_obs}; pass another `use_rep`."
         )
         raise ValueError(msg)
     sc.pp.pca(joint, n_comps=n_comps, random_state=random_state)
     pcs = joint.obsm["X_pca"]
     logger.info(
-        "computed a joint PCA (%d PCs) of the %d shared genes (%s)", n_comps, len(shared), ", ".join(steps) or "as is"
+        "computed a joint PCA (%d PCs) of the %d shared genes (%s)", n_comps, n_shared, ", ".join(steps) or "as is"
     )
-    info = {"n_pcs": n_comps, "n_shared_genes": len(shared), "preprocessing": steps}
+    info = {"n_pcs": n_comps, "n_shared_genes": n_shared, "preprocessing": steps}
     return pcs[: adata1.n_obs], pcs[adata1.n_obs :], info
 
 

@@ -65,7 +65,9 @@ def align_series(
     key_added
         Name of the results (see Returns).
     **align_options
-        Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...).
+        Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...). ``use_rep``
+        defaults to ``"X_pca"`` here: stages of a time course share no coordinate frame, so
+        they are matched on expression alone.
 
     Returns
     -------
@@ -82,6 +84,7 @@ def align_series(
             raise TypeError(msg)
     if "random_state" in align_options:  # one drawn seed for every pair, recorded as given to each
         align_options["random_state"] = check_seed(align_options["random_state"], "random_state")
+    align_options.setdefault("use_rep", "X_pca")
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
         if len(adatas) < 2:

@@ -1,0 +1,63 @@
+"""The DLPFC pair (adjacent Visium sections 151673 -> 151674, manual layers) from ../shared/data."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import hiref as hr
+
+# Layer accuracy of the optimal one-to-one matching on position alone (scipy LSA), measured on
+# this pair (../shared/data/README.md); computing it here would take ~10 s.
+EXACT_POSITION_LSA = 0.856
+
+
+@pytest.fixture(scope="module")
+def dlpfc(shared_data):
+    a = ad.read_h5ad(shared_data / "dlpfc_151673.h5ad")
+    b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
+    genes = a.var_names.intersection(b.var_names)
+    return a[:, genes].copy(), b[:, genes].copy()
+
+
+def test_default_recipe_layer_accuracy(dlpfc):
+    a, b = (x.copy() for x in dlpfc)
+    hr.tl.align(a, b, progress=False)
+    params = b.uns["hiref"]["params"]
+    assert params["use_rep"] == "auto"
+    assert params["auto_weight"] < 0.1  # position leads on adjacent Visium sections
+    accuracy = hr.tl.label_agreement(a, b, obs="layer").loc["overall", "agreement"]
+    # At least the exact position-only optimum, up to the solver's noise (+-0.005 between seeds).
+    assert accuracy >= EXACT_POSITION_LSA - 0.005
+    conf = b.obs["hiref_confidence"].to_numpy()
+    assert np.nanmedian(conf) > 0.9
+
+
+def test_register_leaves_the_aligned_pair_alone(dlpfc):
+    a, b = (x.copy() for x in dlpfc)
+    hr.pp.register(a, b)
+    info = b.uns["spatial_registered"]
+    assert info["decision"] == "identity"
+    # The registered frame is the original one, so every alignment (and its accuracy) is unchanged.
+    np.testing.assert_array_equal(b.obsm["spatial_registered"], b.obsm["spatial"])
+
+
+def test_register_brings_back_a_rotated_mirrored_copy(dlpfc):
+    _, b = dlpfc
+    rng = np.random.default_rng(0)
+    moved = b[np.sort(rng.choice(b.n_obs, 2000, replace=False))].copy()
+    t = np.deg2rad(30)
+    motion = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ np.diag([1.0, -1.0])
+    moved.obsm["spatial"] = moved.obsm["spatial"] @ motion.T + np.array([800.0, -300.0])
+    ref = b.copy()
+    hr.pp.register(ref, moved)
+    info = moved.uns["spatial_registered"]
+    assert info["decision"] == "moved"
+    assert info["reflected"]
+    back = info["rotation"] @ motion
+    assert abs(np.rad2deg(np.arctan2(back[1, 0], back[0, 0]))) < 1.0
+    truth = ref.obsm["spatial"][ref.obs_names.get_indexer(moved.obs_names)]
+    spacing = 6.2  # Visium spot spacing in these coordinates
+    # Within about a spot (on a lattice, a shift by one spot is nearly as good a fit).
+    assert np.median(np.linalg.norm(moved.obsm["spatial_registered"] - truth, axis=1)) < 1.5 * spacing
