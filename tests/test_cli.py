@@ -151,7 +151,7 @@ def test_align_combined_representation_and_options(inputs, tmp_path, capsys):
 def test_use_rep_syntax():
     from hiref.cli import _rep, _use_rep
 
-    assert _use_rep(None) == "X_pca"
+    assert _use_rep(None) == "auto"  # the API default
     assert _use_rep([_rep("spatial")]) == "spatial"
     assert _use_rep([_rep("spatial=0.5")]) == {"spatial": 0.5}
     assert _use_rep([_rep("X_pca=2"), _rep("spatial")]) == {"X_pca": 2.0, "spatial": 1.0}

@@ -33,8 +33,12 @@ EXIT_TERMINATED = 143
 
 _ALIGN_EPILOG = """\
 representation (--use-rep):
-  KEY           align on .obsm[KEY] ("X" for the expression matrix); with the
-                default X_pca, a joint PCA of the shared genes is computed when
+  auto          the default: position (.obsm["spatial"]) and expression PCs of
+                the shared genes, expression weighted by how much it adds to
+                position (hr.tl.align's use_rep="auto"); expression only when a
+                file has no coordinates
+  KEY           align on .obsm[KEY] ("X" for the expression matrix); with
+                X_pca, a joint PCA of the shared genes is computed when
                 either file lacks .obsm["X_pca"]
   KEY=WEIGHT    repeat to combine representations, e.g.
                   --use-rep X_pca=1 --use-rep spatial=0.5
@@ -165,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         type=_rep,
         metavar="KEY[=WEIGHT]",
-        help="representation to align on; repeat with weights to combine (default: X_pca; see below)",
+        help="representation to align on; repeat with weights to combine (default: auto; see below)",
     )
     opts.add_argument(
         "--spatial-key",
@@ -354,7 +358,7 @@ def _api_error(err: Exception, names: dict[str, Path]) -> CliError:
 def _use_rep(items: Sequence[tuple[str, float | None]] | None) -> str | dict[str, float]:
     """``--use-rep`` values as ``hr.tl.align`` takes them: a key, or a dict of keys to weights."""
     if not items:
-        return "X_pca"
+        return "auto"
     keys = [key for key, _ in items]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})
     if duplicated:
