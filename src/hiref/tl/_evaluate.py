@@ -142,7 +142,7 @@ def label_agreement(
     >>> import hiref as hr
     >>> a, b = hr.datasets.simulate_slices(n_obs=400, seed=0)
     >>> hr.tl.align(a, b, progress=False)
-    >>> hr.tl.label_agreement(a, b, obs="region").loc["overall", "agreement"] > 0.5
+    >>> bool(hr.tl.label_agreement(a, b, obs="region").loc["overall", "agreement"] > 0.5)
     True
     """
     from hiref.get._matching import partners
