@@ -36,9 +36,11 @@ Examples
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import json
 import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -171,36 +173,41 @@ def run_case(name: str, X: np.ndarray, Y: np.ndarray, seeds: list[int]) -> dict:
     return row
 
 
-def _scale_child(log2n: int, options: dict, queue: mp.Queue) -> None:
+def _scale_child(log2n: int, setting: str) -> None:
+    """One solve at 2**log2n points in this (fresh) process; prints seconds, cost and peak RSS as JSON."""
     rng = np.random.default_rng(0)
     n = 1 << log2n
     X, Y = rng.random((n, 2)), rng.random((n, 2)) * [1.02, 0.98]
+    options = SCALE_SETTINGS[setting] if log2n > 18 and setting in SCALE_SETTINGS else SETTINGS[setting]
     t0 = time.perf_counter()
     m = hr.solve(X, Y, seed=0, progress=False, **options)
     seconds = time.perf_counter() - t0
-    queue.put({"seconds": seconds, "cost": m.cost, "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6})
+    print(json.dumps({"seconds": seconds, "cost": m.cost, "rss_gb": _peak_rss_gb()}))
+
+
+def _peak_rss_gb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+#: Beyond 2**18 the defaults skip the polish: the strong setting is the forced polish alone there
+#: (its window passes would take minutes).
+SCALE_SETTINGS = {"strong": {"polish": True}}
 
 
 def run_scale(log2ns: list[int]) -> list[dict]:
     rows = []
-    ctx = mp.get_context("spawn")
     for log2n in log2ns:
         row: dict = {"log2n": log2n}
-        # Beyond 2**18 the defaults skip the polish: time the forced one (the strong setting adds
-        # window passes that take minutes there).
-        settings = SETTINGS if log2n <= 18 else {**SETTINGS, "strong": {"polish": True}}
-        for setting, options in settings.items():
-            queue = ctx.Queue()
-            child = ctx.Process(target=_scale_child, args=(log2n, options, queue))
-            child.start()
-            got = queue.get()
-            child.join()
+        for setting in SETTINGS:
+            cmd = [sys.executable, __file__, "--scale-child", str(log2n), setting]
+            got = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             row[f"{setting}_s"] = got["seconds"]
             row[f"{setting}_rss_gb"] = got["rss_gb"]
-            row[f"{setting}_cost_vs_hierarchy_%"] = (
-                100 * (got["cost"] / row["hierarchy_cost"] - 1) if "hierarchy_cost" in row else 0.0
-            )
-            row.setdefault("hierarchy_cost", got["cost"])
+            base = row.setdefault("hierarchy_cost", got["cost"])
+            row[f"{setting}_cost_vs_hierarchy_%"] = 100 * (got["cost"] / base - 1)
         print(row, flush=True)
         rows.append(row)
     return rows
@@ -212,8 +219,12 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="add the paper's synthetic pairs at 1024 and 4096")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--scale", nargs="*", type=int, default=[], help="log2 sizes of the scale section")
+    parser.add_argument("--scale-child", nargs=2, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
+    if args.scale_child:
+        _scale_child(int(args.scale_child[0]), args.scale_child[1])
+        return
     names = list(args.cases) + (list(PAPER) if args.paper else [])
     rows = []
     for name in names:
@@ -227,7 +238,7 @@ def main() -> None:
     print_table(
         rows, [*columns, "exact_s", "exact/default", "default/hierarchy"], f"gap to exact (%), seeds {args.seeds}"
     )
-    payload = {"seeds": args.seeds, "settings": SETTINGS, "rows": rows}
+    payload = {"seeds": args.seeds, "settings": SETTINGS, "rows": rows} if rows else {}
     if args.scale:
         payload["scale"] = run_scale(args.scale)
         print_table(payload["scale"], list(payload["scale"][-1]), "time (s), peak RSS (GB), cost vs the hierarchy (%)")
