@@ -6,7 +6,7 @@ in the same run. Then, over seeds 0-4 (``--seeds``), three settings of ``hr.solv
 
 - ``hierarchy``: ``polish=False, refine=False``, the engine before polishing (the old default);
 - ``default``: the defaults (polish up to 16 dimensions, windows above);
-- ``strong``: ``polish=True, refine=True``.
+- ``strong``: ``polish=True, refine=True, polish_neighbours=32``.
 
 It prints the max and median gap (%) of each setting, its median time, and the ratio of
 times in the same run (exact / default, default / hierarchy). Cases (coordinates centred):
@@ -57,7 +57,7 @@ from _common import print_table, write_json
 SETTINGS = {
     "hierarchy": {"polish": False, "refine": False},
     "default": {},
-    "strong": {"polish": True, "refine": True},
+    "strong": {"polish": True, "refine": True, "polish_neighbours": 32},
 }
 
 

@@ -348,7 +348,10 @@ def solve(
         2**18 points (the solver's time grows faster than ``n``); pass ``True`` to polish
         larger clouds too.
     polish_neighbours
-        Candidate partners of each kind per point (see ``polish``).
+        Candidate partners of each kind per point (see ``polish``). The strongest setting is
+        ``refine=True, polish_neighbours=32``: in 32 dimensions (30 expression PCs and
+        position of a MERFISH pair) it takes the gap to the exact optimum from 0.35 % to
+        0.17 % at a third more time.
     schedule
         Ranks of the levels, each from 2 to :data:`~hiref.engine.schedule.MAX_RANK` (64); by default
         :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.
