@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 import hiref as hr
 from hiref.engine.distributed import Comm, row_ranges
-from hiref.engine.solve_distributed import assign_blocks
+from hiref.engine.sharding import assign_blocks
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 

@@ -6,6 +6,8 @@ from ._labels import LevelLabels
 from .costs import Cost, Custom, Power, SqEuclidean
 from .distributed import row_ranges
 from .schedule import rank_schedule
-from .solve import Matching, solve
+from .matching import Matching
+from .options import SolveOptions
+from .solve import solve
 
-__all__ = ["Cost", "Custom", "LevelLabels", "Matching", "Power", "SqEuclidean", "rank_schedule", "row_ranges", "solve"]
+__all__ = ["Cost", "Custom", "LevelLabels", "Matching", "Power", "SolveOptions", "SqEuclidean", "rank_schedule", "row_ranges", "solve"]

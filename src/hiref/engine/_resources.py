@@ -25,3 +25,13 @@ def peak_device_bytes(device: torch.device) -> int | None:
     if device.type != "cuda":
         return None
     return int(torch.cuda.max_memory_allocated(device))
+
+
+def record_memory(memory: dict[str, int], stage: str, device: torch.device) -> None:
+    """Store the peak resident (and CUDA) memory so far under ``rss_<stage>`` (``cuda_<stage>``)."""
+    rss = peak_rss_bytes()
+    if rss is not None:
+        memory[f"rss_{stage}"] = rss
+    gpu = peak_device_bytes(device)
+    if gpu is not None:
+        memory[f"cuda_{stage}"] = gpu

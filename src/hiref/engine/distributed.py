@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from .lowrank import Local
+
 
 @dataclass
 class Comm:
@@ -128,6 +130,36 @@ class Comm:
         )
         recv = recv.reshape(recv.shape[0], *rows.shape[1:])
         return recv.to(rows.device)
+
+
+class SingleProcess(Local):
+    """The collectives of a world of one process: every one is the identity (see :class:`Comm`)."""
+
+    group = None
+    sent = 0
+    device = torch.device("cpu")
+
+    def sizes(self, count: int) -> list[int]:
+        """``[count]``."""
+        return [count]
+
+    def check(self, error: BaseException | None) -> None:
+        """Raise ``error`` if there is one."""
+        if error is not None:
+            raise error
+
+    def fetch(self, P: torch.Tensor, lo: int, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of a matrix whose rows ``[lo, lo + len(P))`` are ``P`` (0 where ``valid`` is False)."""
+        out = torch.zeros((*ids.shape, P.shape[1]), dtype=P.dtype, device=P.device)
+        out[valid] = P[ids[valid] - lo]
+        return out
+
+
+#: The collectives of :func:`hiref.solve` in one process.
+SINGLE = SingleProcess()
+
+#: What the driver needs of a world of processes, one or several.
+Collectives = Comm | SingleProcess
 
 
 def connect(distributed: bool | dist.ProcessGroup) -> Comm:  # noqa: FBT001

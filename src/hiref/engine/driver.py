@@ -1,0 +1,319 @@
+"""The one driver of Hierarchical Refinement (HiRef paper, Algorithm 1), for one process or several.
+
+A single process is a world of size one (:data:`~hiref.engine.distributed.SINGLE`, whose
+collectives are the identity); :func:`run` is the same sequence for both:
+
+1. **Arrange**: match the smaller cloud A into the larger B (swap if needed; with
+   ``unbalanced="subsample"`` draw B's kept points).
+2. **Working copies** of both clouds in the working precision, projected on principal axes in
+   high dimension (:mod:`~hiref.engine.sketch`).
+3. **Levels**: split every co-cluster into ``r`` children, all co-clusters of a level in one
+   batched call (:func:`~hiref.engine.level.split_level`). In a world of several processes the
+   top levels run data parallel (:func:`~hiref.engine.level_parallel.split_level_parallel`)
+   until the co-clusters can be shared out evenly; then every point moves once to the process
+   that owns its co-cluster (:mod:`~hiref.engine.sharding`), which runs the remaining levels
+   alone.
+4. **Leaves**: exact assignment inside every final co-cluster.
+5. **Finish**: window refinement and the sparse-graph polish (each process on its own
+   co-clusters), then the exact cost; in a world of several processes the matching and labels
+   are gathered on every process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ._labels import LevelLabels
+from ._resources import record_memory
+from .blocks import Blocks, Side
+from .costs import Transposed
+from .leaves import mean_paired_cost, solve_leaves
+from .level import Stack, split_level
+from .level_parallel import Shard, split_level_parallel
+from .matching import Arrangement, Matching, Outcome, caller_matching
+from .polish import polish_matching
+from .refine import refine_matching
+from .sharding import Owned, balanced, global_labels, own_blocks
+from .sketch import working_copy
+
+if TYPE_CHECKING:
+    from .costs import Cost
+    from .distributed import Collectives
+    from .level import LevelOptions
+    from .options import Plan
+
+#: One level's split of a set of blocks: padded sides, child labels and child sizes of both sides.
+Split = Callable[[Blocks, int], tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Report:
+    """What a run records as it goes: seconds, peak memory and bytes sent per stage, and the progress bar."""
+
+    bar: tqdm
+    timings: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    communication: dict[str, int] = field(default_factory=dict)
+
+
+def run(
+    X: torch.Tensor, Y: torch.Tensor, plan: Plan, comm: Collectives, *, device: torch.device, seed: int,
+    progress: bool, t_start: float,
+) -> Matching:  # fmt: skip
+    """:func:`hiref.solve` on checked inputs: this process's rows ``X``, ``Y`` of the clouds."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    problem = _Problem.arrange(X, Y, plan, comm, generator, device)
+    ranks = plan.ranks(problem.n_large)
+    world = comm.world > 1
+    bar = tqdm(
+        total=len(ranks) + 1, desc=f"hiref ({comm.world} processes)" if world else "hiref", unit="level",
+        disable=not progress or comm.rank != 0, leave=False,
+    )  # fmt: skip
+    report = Report(bar)
+    if world:
+        report.communication["setup"] = comm.sent
+    t0, sent = time.perf_counter(), comm.sent
+    working = working_copy(
+        problem.A, problem.B, los=problem.los, sizes=(problem.n, problem.n_large),
+        dim=plan.options.sketch_dim if plan.sketched else None, dtype=plan.work_dtype, comm=comm,
+        generator=generator,
+    )  # fmt: skip
+    if plan.sketched:
+        report.timings["sketch"] = time.perf_counter() - t0
+        if world:
+            report.communication["sketch"] = comm.sent - sent
+    out = _Run(problem, plan, comm, generator, report).solve(working, ranks)
+    return caller_matching(out, problem.arrangement, cost_name=plan.geometry.name, t_start=t_start)
+
+
+@dataclass
+class _Problem:
+    """The engine's problem on this process: rows of A (smaller) into rows of B (larger)."""
+
+    A: torch.Tensor
+    B: torch.Tensor
+    n: int
+    n_large: int
+    los: tuple[int, int]
+    geometry: Cost
+    arrangement: Arrangement
+
+    @classmethod
+    def arrange(
+        cls, X: torch.Tensor, Y: torch.Tensor, plan: Plan, comm: Collectives, generator: torch.Generator,
+        device: torch.device,
+    ) -> _Problem:  # fmt: skip
+        sizes_x, sizes_y = comm.sizes(X.shape[0]), comm.sizes(Y.shape[0])
+        swapped = sum(sizes_x) > sum(sizes_y)
+        small, large = (Y, X) if swapped else (X, Y)
+        sizes_a, sizes_b = (sizes_y, sizes_x) if swapped else (sizes_x, sizes_y)
+        geometry = plan.geometry
+        geometry_ab = Transposed(geometry) if swapped and not geometry.symmetric else geometry
+        n, n_large = sum(sizes_a), sum(sizes_b)
+        arrangement = Arrangement(swapped=swapped, n_large=n_large, n_y=sum(sizes_y))
+        if plan.options.unbalanced == "subsample" and n < n_large:
+            order = torch.randperm(n_large, generator=generator)
+            arrangement.kept = torch.sort(order[:n]).values.numpy()
+            arrangement.dropped = torch.sort(order[n:]).values.numpy()
+        # Exact computations (leaves, reported costs) read the inputs as given, in float64 a chunk
+        # at a time; the levels work on one copy in the working precision.
+        A, B = small.to(device), large.to(device)
+        if arrangement.kept is not None:
+            B = B[torch.as_tensor(arrangement.kept, device=device)]
+            n_large = n
+        los = (sum(sizes_a[: comm.rank]), sum(sizes_b[: comm.rank]))
+        return cls(A, B, n, n_large, los, geometry_ab, arrangement)
+
+
+@dataclass
+class _Run:
+    """One run of the level loop, the leaves and the finish (see the module's docstring)."""
+
+    problem: _Problem
+    plan: Plan
+    comm: Collectives
+    generator: torch.Generator
+    report: Report
+
+    @property
+    def world(self) -> bool:
+        return self.comm.world > 1
+
+    def solve(self, working: Callable[[torch.Tensor], torch.Tensor], ranks: list[int]) -> Outcome:
+        p = self.problem
+        if self.world:
+            blocks, done = self.data_parallel(Shard(working(p.A), working(p.B), *p.los), ranks)
+            t0, sent = time.perf_counter(), self.comm.sent
+            own = own_blocks(blocks, p.A, p.B, p.los, self.comm)
+            del blocks
+            self.report.timings["shard"] = time.perf_counter() - t0
+            self.report.communication["shard"] = self.comm.sent - sent
+        else:
+            done, own = 0, Owned(Blocks.whole(p.n, p.n_large, p.A.device), p.A, p.B)
+        del p.A, p.B  # the owned points are all this process needs from here on
+        Aw = Bw = None
+        leaves = own.blocks
+        if own.owned is None or own.owned.numel():
+            Aw, Bw = working(own.A), working(own.B)
+            split = local_split(p.geometry, Aw, Bw, self.plan.level, self.generator)
+            leaves = self.levels(split, own.blocks, ranks[done:], first_level=done + 1)
+        perm = self.leaves(own, leaves)
+        width = int(np.prod(ranks[done:], dtype=np.int64))
+        deep_a, deep_b = (global_labels(lab, own.owned, width) if self.world else lab for lab in leaves.labels())
+        del leaves
+        level_costs = self.level_costs(own, deep_a, deep_b, ranks)
+        refine_costs: list[float] = []
+        if own.A.shape[0]:
+            # Every process finishes its own co-clusters (windows and polish stay inside them);
+            # neighbours are sought on the working copies in one process.
+            keep = not self.world
+            perm, refine_costs = finish_matching(
+                p.geometry, own.A, own.B, Aw if keep else None, Bw if keep else None, perm, self.plan,
+                self.generator, self.report.timings,
+            )  # fmt: skip
+        del Aw, Bw
+        cost = self.matched_cost(own, perm)
+        level_costs.append(cost)
+        return self.outcome(own, perm, deep_a, deep_b, cost=cost, ranks=ranks, level_costs=level_costs,
+                            refine_costs=refine_costs)  # fmt: skip
+
+    def data_parallel(self, shard: Shard, ranks: list[int]) -> tuple[Blocks, int]:
+        """The top levels, solved by all processes together until the co-clusters can be shared out.
+
+        Returns the co-clusters and the number of levels done.
+        """
+        p, comm = self.problem, self.comm
+        blocks = Blocks.whole(p.n, p.n_large, shard.X.device)
+
+        def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            return split_level_parallel(p.geometry, blocks, shard, rank, self.generator, self.plan.level, comm)
+
+        done = 0
+        while done < len(ranks) and not balanced(blocks, comm.world):
+            blocks = self.levels(split, blocks, ranks[done : done + 1], first_level=done + 1)
+            done += 1
+        return blocks, done
+
+    def levels(self, split: Split, blocks: Blocks, ranks: list[int], *, first_level: int) -> Blocks:
+        """Split ``blocks`` level after level; returns the co-clusters after the last one."""
+        report, dev = self.report, blocks.ix.device
+        for level, rank in enumerate(ranks, start=first_level):
+            t0, sent = time.perf_counter(), self.comm.sent
+            report.bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
+            side_a, side_b, lab_a, lab_b, caps_a, caps_b = split(blocks, rank)
+            blocks = blocks.refine(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
+            report.timings[f"level_{level}"] = time.perf_counter() - t0
+            if self.world:
+                report.communication[f"level_{level}"] = self.comm.sent - sent
+            record_memory(report.memory, f"level_{level}", dev)
+            report.bar.update()
+        return blocks
+
+    def leaves(self, own: Owned, leaves: Blocks) -> np.ndarray:
+        """Exact assignment inside every final co-cluster: the partner in ``own.B`` of every point of ``own.A``."""
+        report = self.report
+        t0 = time.perf_counter()
+        where = " on rank 0" if self.world else ""
+        report.bar.set_postfix_str(f"leaves: {leaves.n_blocks} exact problem(s){where}")
+        perm = solve_leaves(self.problem.geometry, own.A, own.B, leaves)
+        report.timings["leaves"] = time.perf_counter() - t0
+        record_memory(report.memory, "leaves", own.A.device)
+        report.bar.update()
+        report.bar.close()
+        return perm
+
+    def level_costs(self, own: Owned, deep_a: torch.Tensor, deep_b: torch.Tensor, ranks: list[int]) -> list[float]:
+        """Block-coupling cost of every level (summed over processes)."""
+        labels_a, labels_b = LevelLabels(deep_a, ranks), LevelLabels(deep_b, ranks)
+        geometry = self.problem.geometry
+        if self.world:
+            return geometry.level_costs(own.A, own.B, labels_a, labels_b, self.generator, reduce=self.comm)
+        return geometry.level_costs(own.A, own.B, labels_a, labels_b, self.generator)
+
+    def matched_cost(self, own: Owned, perm: np.ndarray) -> float:
+        """Mean cost of the matched pairs, exactly in float64 (over all processes)."""
+        geometry = self.problem.geometry
+        if not self.world:
+            cost = mean_paired_cost(geometry, own.A, own.B, perm)
+        else:
+            own_total = mean_paired_cost(geometry, own.A, own.B, perm) * own.A.shape[0] if own.A.shape[0] else 0.0
+            cost = float(self.comm.sum(torch.tensor([own_total], dtype=torch.float64))) / self.problem.n
+        if not math.isfinite(cost):
+            msg = "the matching cost is not finite; check the scale of X and Y."
+            raise FloatingPointError(msg)
+        return cost
+
+    def outcome(
+        self, own: Owned, perm: np.ndarray, deep_a: torch.Tensor, deep_b: torch.Tensor, **result: object
+    ) -> Outcome:
+        """The run's result on this process; in a world of several, the whole matching gathered from all."""
+        ranks = result["ranks"]
+        report = self.report
+        if not self.world:
+            labels_a = LevelLabels(deep_a.cpu().numpy(), ranks)
+            labels_b = LevelLabels(deep_b.cpu().numpy(), ranks)
+            return Outcome(perm, labels_a, labels_b, timings=report.timings, memory=report.memory, **result)
+        comm, n, n_large = self.comm, self.problem.n, self.problem.n_large
+        t0, sent = time.perf_counter(), comm.sent
+        perm_t = torch.as_tensor(perm, device=own.A.device)
+        perm = comm.gather_values(own.ids_a, own.ids_b[perm_t], n).cpu().numpy()
+        labels_a = LevelLabels(comm.gather_values(own.ids_a, deep_a, n).cpu().numpy(), ranks)
+        labels_b = LevelLabels(comm.gather_values(own.ids_b, deep_b, n_large).cpu().numpy(), ranks)
+        report.timings["gather"] = time.perf_counter() - t0
+        report.communication["gather"] = comm.sent - sent
+        result["refine_costs"] = []
+        return Outcome(
+            perm, labels_a, labels_b, timings=report.timings, memory=report.memory,
+            communication=report.communication, world_size=comm.world, **result,
+        )  # fmt: skip
+
+
+def local_split(
+    geometry: Cost, Aw: torch.Tensor, Bw: torch.Tensor, options: LevelOptions, generator: torch.Generator
+) -> Split:
+    """The level split of one process: every block's points are in ``Aw`` and ``Bw``."""
+
+    def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        side_a, side_b = blocks.padded()
+        stack = Stack(Aw[blocks.ix[side_a.pos]], Bw[blocks.iy[side_b.pos]], side_a.mask, side_b.mask)
+        return side_a, side_b, *split_level(geometry, stack, rank, generator, options)
+
+    return split
+
+
+def finish_matching(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None,
+    perm: np.ndarray, plan: Plan, generator: torch.Generator, timings: dict[str, float],
+) -> tuple[np.ndarray, list[float]]:  # fmt: skip
+    """Refinement by windows, then polish on a sparse graph, as :meth:`Plan.finishing` decides.
+
+    ``A``, ``B`` are the exact points, ``Aw``, ``Bw`` their working copies (where neighbours are
+    sought; ``None``: ``A``, ``B``); returns the matching and the mean cost after every pass of either.
+    """
+    refine, polish = plan.finishing(B.shape[0])
+    costs: list[float] = []
+    if refine:
+        t0 = time.perf_counter()
+        perm, passes = refine_matching(
+            geometry, A, B, perm, passes=plan.options.refine_passes, window=plan.refine_window,
+            generator=generator, work_dtype=plan.work_dtype,
+        )  # fmt: skip
+        costs += passes
+        timings["refine"] = time.perf_counter() - t0
+    if polish:
+        t0 = time.perf_counter()
+        perm, passes = polish_matching(
+            geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=plan.options.polish_neighbours,
+            passes=max(1, min(4, (1 << 16) // max(1, B.shape[0]))), generator=generator,
+        )  # fmt: skip
+        costs += passes
+        timings["polish"] = time.perf_counter() - t0
+    return perm, costs

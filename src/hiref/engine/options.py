@@ -1,0 +1,207 @@
+"""The options of a solve: :class:`SolveOptions` (public, typed, frozen) and the :class:`Plan` of one problem.
+
+:class:`SolveOptions` holds every algorithmic option of :func:`hiref.solve` and checks them once,
+when it is made; :func:`hiref.solve`, :func:`hiref.tl.align` and the ``hiref align`` command all
+take one. Options that depend on the problem (the leaf size, the window size, whether to refine
+and polish) are resolved for its dimension and size by :meth:`SolveOptions.plan`.
+
+Each field's ``metadata`` holds its one-line ``help`` (shown by ``hiref align --help``) and whether
+the command line offers it (``cli``); the command's flags are generated from the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ._validate import check_bool, check_choice, check_positive_float, check_positive_int, resolve_dtype
+from .costs import Cost, get_cost
+from .level import LevelOptions
+from .schedule import check_max_rank, check_schedule, rank_schedule
+
+#: Working dimension above which ``refine=None`` refines by windows (before the polish).
+WINDOWS_MIN_DIM = 16
+#: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
+AUTO_FINISH_MAX = 1 << 18
+
+
+def _option(default: Any, help: str, *, cli: bool = True) -> Any:  # noqa: A002
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Every algorithmic option of :func:`hiref.solve`, checked once when made.
+
+    Frozen: derive a variant with :meth:`replace` (``opts.replace(leaf_size=256)``). Equal
+    options give the same matching for the same data, seed and device. The parameters are
+    described in :func:`hiref.solve`.
+
+    Examples
+    --------
+    >>> import hiref as hr
+    >>> opts = hr.engine.SolveOptions(leaf_size=256, polish=False)
+    >>> opts.replace(n_starts=8).n_starts
+    8
+    """
+
+    cost: str | Cost | Callable = _option("sqeuclidean", "ground cost: sqeuclidean or euclidean")
+    unbalanced: str = _option(
+        "partial",
+        "with different numbers of points: leave out the points the transport leaves out (partial) or random ones "
+        "(subsample)",
+    )
+    refine: bool | None = _option(
+        None, "re-solve exactly over windows of neighbouring pairs (default: above 16 dimensions)"
+    )
+    polish: bool | None = _option(
+        None, "polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)"
+    )
+    polish_neighbours: int = _option(16, "candidate partners per point and kind in the polish")
+    schedule: tuple[int, ...] | None = _option(None, "rank of every level (default: chosen for the size)")
+    max_rank: int = _option(2, "largest rank of a level when the schedule is chosen")
+    leaf_size: int | None = _option(None, "largest co-cluster solved exactly (default: 64, 512 or 2048 by dimension)")
+    n_iter: int = _option(60, "mirror-descent iterations per level")
+    step: float = _option(1.0, "mirror-descent step size", cli=False)
+    n_starts: int = _option(16, "random starts of the coarse search per level")
+    restart_blocks: int = _option(4, "restarts for at most this many blocks per level", cli=False)
+    coarse_size: int = _option(8192, "subsample size of the coarse search per block")
+    refine_passes: int = _option(8, "most passes of window refinement")
+    refine_window: int | None = _option(None, "pairs per refinement window (default: min(2 * leaf size, 1024))")
+    sketch_dim: int | None = _option(128, "work on this many principal axes above it (None: never)")
+    dtype: str | torch.dtype | None = _option(None, "working precision: float32 (default) or float64")
+
+    def __post_init__(self) -> None:
+        check_choice(self.unbalanced, "unbalanced", ("partial", "subsample"))
+        get_cost(self.cost)
+        for name in ("refine", "polish"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_bool(value, name))
+        check_positive_int(self.polish_neighbours, "polish_neighbours")
+        if self.schedule is not None:
+            if isinstance(self.schedule, str) or not hasattr(self.schedule, "__iter__"):
+                msg = f"`schedule` must be a list of ints (one rank per level), got {type(self.schedule).__name__}."
+                raise TypeError(msg)
+            ranks = tuple(check_positive_int(r, "schedule entries", minimum=2) for r in self.schedule)
+            object.__setattr__(self, "schedule", ranks)
+        check_max_rank(self.max_rank)
+        for name, minimum in (("leaf_size", 1), ("refine_window", 2), ("sketch_dim", 1)):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name, minimum=minimum)
+        for name, minimum in (("n_iter", 0), ("n_starts", 1), ("restart_blocks", 0), ("coarse_size", 2)):
+            check_positive_int(getattr(self, name), name, minimum=minimum)
+        check_positive_float(self.step, "step")
+        check_positive_int(self.refine_passes, "refine_passes", minimum=0)
+        if self.refine is True and self.refine_passes == 0:
+            msg = "`refine=True` needs `refine_passes` of at least 1, got 0; pass refine=False to skip the windows."
+            raise ValueError(msg)
+        resolve_dtype(self.dtype)
+
+    @classmethod
+    def make(cls, options: SolveOptions | Mapping[str, Any] | None = None, **overrides: Any) -> SolveOptions:
+        """Options from ``options`` (a :class:`SolveOptions`, a mapping of its fields, or ``None``) and ``overrides``.
+
+        Unknown names raise a :class:`TypeError` that lists the valid ones.
+        """
+        if options is None:
+            base: dict[str, Any] = {}
+        elif isinstance(options, SolveOptions):
+            base = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls)}
+        elif isinstance(options, Mapping):
+            base = dict(options)
+        else:
+            msg = f"`options` must be a SolveOptions, a dict of its fields or None, got {type(options).__name__}."
+            raise TypeError(msg)
+        merged = {**base, **overrides}
+        unknown = sorted(set(merged) - set(cls.names()))
+        if unknown:
+            msg = f"unknown solver option(s) {unknown}; valid options are {cls.names()}."
+            raise TypeError(msg)
+        return cls(**merged)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The option names, in the order of the fields."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> SolveOptions:
+        """A copy with ``changes`` applied (and checked)."""
+        return SolveOptions.make(self, **changes)
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults, by name."""
+        default = SolveOptions()
+        return {name: getattr(self, name) for name in self.names() if getattr(self, name) != getattr(default, name)}
+
+    def plan(self, d: int) -> Plan:
+        """These options resolved for ``d``-dimensional points."""
+        # Exact assignment is cheap on high-dimensional blocks and each split costs more there
+        # (more of the transport is noise that only an exact solve can use), so high dimensions
+        # get fewer, larger leaves.
+        leaf_size = self.leaf_size if self.leaf_size is not None else 64 if d <= 4 else 512 if d <= 256 else 2048
+        window = self.refine_window if self.refine_window is not None else min(2 * leaf_size, 1024)
+        level = LevelOptions(
+            n_iter=self.n_iter, step=float(self.step), n_starts=self.n_starts,
+            restart_blocks=self.restart_blocks, coarse_size=self.coarse_size,
+        )  # fmt: skip
+        return Plan(
+            options=self, geometry=get_cost(self.cost), d=d, leaf_size=int(leaf_size), refine_window=int(window),
+            level=level, work_dtype=resolve_dtype(self.dtype),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """:class:`SolveOptions` resolved for one problem's dimension ``d``: what the driver reads."""
+
+    options: SolveOptions
+    geometry: Cost
+    d: int
+    leaf_size: int
+    refine_window: int
+    level: LevelOptions
+    work_dtype: torch.dtype
+
+    @property
+    def sketched(self) -> bool:
+        """Whether the levels work on a principal-axes sketch of the data."""
+        dim = self.options.sketch_dim
+        return self.geometry.sketchable and dim is not None and self.d > dim
+
+    def ranks(self, n_large: int) -> list[int]:
+        """Rank of every level for a larger cloud of ``n_large`` points."""
+        if self.options.schedule is None:
+            return rank_schedule(n_large, max_rank=self.options.max_rank, leaf_size=self.leaf_size, objective="work")
+        return check_schedule(n_large, list(self.options.schedule), self.leaf_size)
+
+    def finishing(self, n_large: int) -> tuple[bool, bool]:
+        """Whether to refine by windows and whether to polish on a sparse graph (see :func:`hiref.solve`).
+
+        ``refine=None`` refines in more than :data:`WINDOWS_MIN_DIM` working dimensions, where
+        nearest neighbours alone find few of the missing partners and windows pay most;
+        ``polish=None`` always polishes. Both automatic choices hold up to
+        :data:`AUTO_FINISH_MAX` points.
+        """
+        opts = self.options
+        work_d = opts.sketch_dim if self.sketched else self.d
+        small = n_large <= AUTO_FINISH_MAX
+        refine = opts.refine if opts.refine is not None else small and work_d > WINDOWS_MIN_DIM
+        polish = opts.polish if opts.polish is not None else small
+        return refine and opts.refine_passes > 0, polish
+
+    def check_distributable(self) -> None:
+        """Raise for the options that a distributed run does not support."""
+        if self.geometry.name != "sqeuclidean":
+            msg = (
+                f"`distributed` runs support cost='sqeuclidean' only, got {self.geometry.name!r}: "
+                "its exact factorization is what keeps the exchange per level small."
+            )
+            raise ValueError(msg)
+        if self.options.unbalanced == "subsample":
+            msg = "`distributed` runs support unbalanced='partial' only; subsample the larger cloud before sharding."
+            raise ValueError(msg)
