@@ -455,3 +455,53 @@ def test_interrupt_while_importing_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == EXIT_INTERRUPTED
     assert result.stderr.strip().splitlines() == ["hiref: interrupted"]
+
+
+def test_every_solver_option_has_a_flag_that_reaches_the_engine(inputs, tmp_path, monkeypatch):
+    import dataclasses
+
+    from hiref.engine import SolveOptions
+
+    flags = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(SolveOptions) if f.metadata["cli"]}
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+        main(["align", "--help"])
+    missing = [flag for flag in flags.values() if flag not in help_text.getvalue()]
+    assert not missing, f"flags missing from `hiref align --help`: {missing}"
+
+    seen = {}
+    real_solve = hr.tl._align.solve
+
+    def spy(X, Y, *args, **kwargs):
+        seen.update(kwargs)
+        return real_solve(X, Y, *args, **kwargs)
+
+    monkeypatch.setattr(hr.tl._align, "solve", spy)
+    _, a_in, b_in = inputs
+    args = ["align", str(a_in), str(b_in), "--out", str(tmp_path / "A.h5ad"), "--use-rep", "spatial", "--quiet"]
+    args += ["--leaf-size", "32", "--n-starts", "3", "--sketch-dim", "none", "--no-polish", "--schedule", "2", "2"]
+    args += ["--schedule", "2", "2", "2", "2", "2"]
+    assert main(args) == 0
+    assert seen["leaf_size"] == 32
+    assert seen["n_starts"] == 3
+    assert seen["sketch_dim"] is None
+    assert seen["polish"] is False
+    assert list(seen["schedule"]) == [2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--leaf-size", "0"], "argument --leaf-size: `--leaf-size` must be at least 1"),
+        (["--refine", "--refine-passes", "0"], "argument --refine-passes"),
+        (["--n-starts", "x"], "invalid int value"),
+    ],
+)
+def test_solver_flag_errors_name_the_flag(inputs, tmp_path, capsys, extra, message):
+    _, a_in, b_in = inputs
+    status = None
+    with contextlib.suppress(SystemExit):
+        status = main(["align", str(a_in), str(b_in), "--out", str(tmp_path / "o.h5ad"), "--quiet", *extra])
+    assert status in (None, EXIT_ERROR)
+    assert message in _one_line_error(capsys.readouterr().err, "align")
+    assert list(tmp_path.iterdir()) == []

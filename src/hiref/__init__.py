@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 try:
     from . import datasets, engine, get, pl, pp, tl
-    from .engine import Matching, rank_schedule, solve
+    from .engine import Matching, SolveOptions, rank_schedule, solve
 except KeyboardInterrupt:
     # Ctrl-C while the `hiref` command starts (importing torch takes seconds): one line, as the
     # command reports any other interruption, instead of a traceback through torch's imports.
@@ -21,4 +21,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["Matching", "__version__", "datasets", "engine", "get", "pl", "pp", "rank_schedule", "solve", "tl"]
+__all__ = [
+    "Matching",
+    "SolveOptions",
+    "__version__",
+    "datasets",
+    "engine",
+    "get",
+    "pl",
+    "pp",
+    "rank_schedule",
+    "solve",
+    "tl",
+]

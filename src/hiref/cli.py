@@ -118,7 +118,7 @@ def _positive_int(text: str) -> int:
 
 def _seed(text: str) -> int:
     """Parse ``--seed``: an int in ``[0, 2**32)``, the rule of every hiref seed."""
-    from .engine._validate import SEED_LIMIT
+    from .engine.checks import SEED_LIMIT
 
     try:
         value = int(text)
@@ -178,28 +178,6 @@ def _parser() -> argparse.ArgumentParser:
         help="obsm key of the coordinates copied to the partner as .obsm[KEY_partner_spatial] "
         "(default: spatial, skipped if a file lacks it; a key given explicitly must exist)",
     )
-    opts.add_argument(
-        "--cost", choices=["sqeuclidean", "euclidean"], default="sqeuclidean", help="ground cost (default: sqeuclidean)"
-    )
-    opts.add_argument(
-        "--unbalanced",
-        choices=["partial", "subsample"],
-        default="partial",
-        help="with different numbers of cells: leave out the cells the transport leaves out (partial) "
-        "or random ones (subsample) (default: partial)",
-    )
-    opts.add_argument(
-        "--refine",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="re-solve exactly over windows of neighbouring pairs (slower; default: only above 16 dimensions)",
-    )
-    opts.add_argument(
-        "--polish",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)",
-    )
     opts.add_argument("--key-added", default="hiref", metavar="KEY", help="name of the alignment (default: hiref)")
     opts.add_argument(
         "--layer", default=None, metavar="LAYER", help="expression layer for use-rep X and a joint PCA (default: .X)"
@@ -212,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default=None, help="torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
     )
     opts.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_solver_options(align.add_argument_group("solver options (hr.engine.SolveOptions)"))
     opts.add_argument(
         "--distributed",
         action="store_true",
@@ -306,8 +285,64 @@ def _check_outputs(paths: Sequence[str], inputs: Sequence[Path], *, overwrite: b
     return checked
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _int_or_none(text: str) -> int | str:
+    """An int, or ``"none"`` (which :func:`_solver` turns into ``None``)."""
+    if text.lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"expected an integer or 'none', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _add_solver_options(group: argparse._ArgumentGroup) -> None:
+    """One flag per command-line field of :class:`hiref.engine.SolveOptions`, e.g. ``--leaf-size``."""
+    import dataclasses
+
+    from .engine import SolveOptions
+
+    for f in dataclasses.fields(SolveOptions):
+        meta = f.metadata
+        if not meta.get("cli"):
+            continue
+        text = meta["help"] if "default:" in meta["help"] else f"{meta['help']} (default: {f.default})"
+        kwargs: dict = {"default": None, "help": text}
+        if meta["choices"]:
+            kwargs["choices"] = list(meta["choices"])
+        elif isinstance(f.default, bool) or f.type == "bool | None":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name == "schedule":
+            kwargs.update(nargs="+", type=int, metavar="RANK")
+        elif f.default is None or f.name == "sketch_dim":
+            kwargs.update(type=_int_or_none, metavar="N")
+        else:
+            kwargs.update(type=type(f.default), metavar="N" if isinstance(f.default, int) else "X")
+        group.add_argument(_flag(f.name), dest=f"solver_{f.name}", **kwargs)
+
+
+def _solver(args: argparse.Namespace) -> dict[str, object]:
+    """The solver options given on the command line, checked; errors name the flag."""
+    from .engine import SolveOptions
+
+    given = {name: getattr(args, f"solver_{name}") for name in SolveOptions.names() if hasattr(args, f"solver_{name}")}
+    given = {name: None if value == "none" else value for name, value in given.items() if value is not None}
+    try:
+        SolveOptions(**given)
+    except (TypeError, ValueError) as err:
+        text = re.sub(r"`([a-z_]+)`", lambda m: f"`{_flag(m.group(1))}`", str(err))
+        name = next((n for n in given if f"`{_flag(n)}`" in text), None)
+        msg = f"argument {_flag(name)}: {text}" if name else text
+        raise CliError(msg) from err
+    return given
+
+
 def _check_device(device: str | None) -> None:
-    from .engine._validate import resolve_device
+    from .engine.checks import resolve_device
 
     try:
         resolve_device(device)
@@ -400,6 +435,7 @@ def _run_align(args: argparse.Namespace) -> int:
     inputs = _check_inputs([args.adata1, args.adata2])
     outputs = _check_outputs([args.out, out_b], inputs, overwrite=args.overwrite)
     _check_device(args.device)
+    solver = _solver(args)
     adata1, adata2 = _read(inputs[0]), _read(inputs[1])
     spatial_key = "spatial" if args.spatial_key is None else args.spatial_key
     if args.spatial_key is not None:
@@ -416,9 +452,6 @@ def _run_align(args: argparse.Namespace) -> int:
             adata2,
             use_rep=use_rep,
             spatial_key=spatial_key,
-            cost=args.cost,
-            unbalanced=args.unbalanced,
-            refine=args.refine,
             key_added=args.key_added,
             layer=args.layer,
             n_pcs=args.n_pcs,
@@ -426,7 +459,7 @@ def _run_align(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.quiet,
             **({"distributed": True} if args.distributed else {}),
-            **({} if args.polish is None else {"polish": args.polish}),
+            **solver,
         )
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata1": inputs[0], "adata2": inputs[1]}) from err
@@ -443,7 +476,7 @@ def _run_align(args: argparse.Namespace) -> int:
     entry = adata1.uns[args.key_added]
     rep = use_rep if isinstance(use_rep, str) else json.dumps(use_rep)
     print(f"hiref align: {inputs[0]} ({adata1.n_obs} cells) with {inputs[1]} ({adata2.n_obs} cells)")
-    print(f"  use_rep {rep}   cost {args.cost}   seed {args.seed}")
+    print(f"  use_rep {rep}   cost {entry['params']['cost']}   seed {args.seed}")
     print(
         f"  matched {entry['n_matched']} pairs   mean cost {entry['cost']:.6g}   "
         f"time {entry['runtime']:.2f} s (total {time.perf_counter() - t0:.2f} s)"

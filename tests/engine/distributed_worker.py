@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import hiref as hr
-from hiref.engine.distributed import row_ranges
+from hiref.engine.distributed.comm import row_ranges
 
 
 def cases() -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:

@@ -8,9 +8,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from hiref.engine.blocks import Blocks, child_capacities
-from hiref.engine.consistency import broken_pairs
-from hiref.engine.costs import SqEuclidean
-from hiref.engine.leaves import solve_leaves
+from hiref.engine.finish.leaves import solve_leaves
+from hiref.engine.geometry.costs import SqEuclidean
+from hiref.engine.split.consistency import broken_pairs
 
 from helpers import exact_matching
 

@@ -8,7 +8,7 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.datasets import checkerboard, gaussian_mixtures, halfmoon_scurve, maf_moons_rings
 from hiref.engine import Custom, Power
-from hiref.engine.costs import SqEuclidean, Transposed, get_cost
+from hiref.engine.geometry.costs import SqEuclidean, Transposed, get_cost
 
 from helpers import exact_matching
 

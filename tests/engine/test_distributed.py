@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 
 import hiref as hr
-from hiref.engine.distributed import Comm, row_ranges
-from hiref.engine.sharding import assign_blocks
+from hiref.engine.distributed.comm import Comm, row_ranges
+from hiref.engine.distributed.sharding import assign_blocks
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -194,7 +194,7 @@ def test_cli_align_distributed(tmp_path):
 
 
 def test_local_device(one_process_group):
-    from hiref.engine.distributed import local_device
+    from hiref.engine.distributed.comm import local_device
 
     comm = Comm(one_process_group)
     assert comm.device == torch.device("cpu")  # gloo

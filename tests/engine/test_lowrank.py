@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hiref.engine.costs import SqEuclidean
-from hiref.engine.init import joint_cloud
-from hiref.engine.lowrank import mirror_descent
+from hiref.engine.geometry.costs import SqEuclidean
+from hiref.engine.split.lowrank import mirror_descent
+from hiref.engine.split.starts import joint_cloud
 
 
 def blocks(B=3, W=50, d=2, seed=0):

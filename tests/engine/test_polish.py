@@ -8,8 +8,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
-from hiref.engine.costs import SqEuclidean
-from hiref.engine.polish import assign_sparse, candidate_arcs, polish_matching
+from hiref.engine.finish.polish import assign_sparse, candidate_arcs, polish_matching
+from hiref.engine.geometry.costs import SqEuclidean
 
 
 @pytest.mark.parametrize(("n", "m"), [(40, 40), (35, 48)])

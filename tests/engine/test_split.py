@@ -6,7 +6,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from hiref.engine.blocks import child_capacities
-from hiref.engine.split import balanced_split
+from hiref.engine.split.balance import balanced_split
 
 
 def random_problem(B, W, r, seed):

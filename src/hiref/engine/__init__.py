@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from ._labels import LevelLabels
-from .costs import Cost, Custom, Power, SqEuclidean
-from .distributed import row_ranges
-from .schedule import rank_schedule
-from .matching import Matching
-from .options import SolveOptions
-from .solve import solve
+from hiref.engine.distributed.comm import row_ranges
+from hiref.engine.geometry.costs import Cost, Custom, Power, SqEuclidean
+from hiref.engine.labels import LevelLabels
+from hiref.engine.matching import Matching
+from hiref.engine.options import SolveOptions
+from hiref.engine.schedule import rank_schedule
+from hiref.engine.solve import solve
 
-__all__ = ["Cost", "Custom", "LevelLabels", "Matching", "Power", "SolveOptions", "SqEuclidean", "rank_schedule", "row_ranges", "solve"]
+__all__ = [
+    "Cost",
+    "Custom",
+    "LevelLabels",
+    "Matching",
+    "Power",
+    "SolveOptions",
+    "SqEuclidean",
+    "rank_schedule",
+    "row_ranges",
+    "solve",
+]

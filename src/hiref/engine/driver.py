@@ -1,17 +1,17 @@
 """The one driver of Hierarchical Refinement (HiRef paper, Algorithm 1), for one process or several.
 
-A single process is a world of size one (:data:`~hiref.engine.distributed.SINGLE`, whose
+A single process is a world of size one (:data:`~hiref.engine.distributed.comm.SINGLE`, whose
 collectives are the identity); :func:`run` is the same sequence for both:
 
 1. **Arrange**: match the smaller cloud A into the larger B (swap if needed; with
    ``unbalanced="subsample"`` draw B's kept points).
 2. **Working copies** of both clouds in the working precision, projected on principal axes in
-   high dimension (:mod:`~hiref.engine.sketch`).
+   high dimension (:mod:`~hiref.engine.geometry.sketch`).
 3. **Levels**: split every co-cluster into ``r`` children, all co-clusters of a level in one
-   batched call (:func:`~hiref.engine.level.split_level`). In a world of several processes the
-   top levels run data parallel (:func:`~hiref.engine.level_parallel.split_level_parallel`)
+   batched call (:func:`~hiref.engine.split.level.split_level`). In a world of several processes the
+   top levels run data parallel (:func:`~hiref.engine.split.data_parallel.split_level_parallel`)
    until the co-clusters can be shared out evenly; then every point moves once to the process
-   that owns its co-cluster (:mod:`~hiref.engine.sharding`), which runs the remaining levels
+   that owns its co-cluster (:mod:`~hiref.engine.distributed.sharding`), which runs the remaining levels
    alone.
 4. **Leaves**: exact assignment inside every final co-cluster.
 5. **Finish**: window refinement and the sparse-graph polish (each process on its own
@@ -31,24 +31,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ._labels import LevelLabels
-from ._resources import record_memory
-from .blocks import Blocks, Side
-from .costs import Transposed
-from .leaves import mean_paired_cost, solve_leaves
-from .level import Stack, split_level
-from .level_parallel import Shard, split_level_parallel
-from .matching import Arrangement, Matching, Outcome, caller_matching
-from .polish import polish_matching
-from .refine import refine_matching
-from .sharding import Owned, balanced, global_labels, own_blocks
-from .sketch import working_copy
+from hiref.engine._resources import record_memory
+from hiref.engine.blocks import Blocks, Side
+from hiref.engine.distributed.sharding import Owned, balanced, global_labels, own_blocks
+from hiref.engine.finish.leaves import mean_paired_cost, solve_leaves
+from hiref.engine.finish.polish import polish_matching
+from hiref.engine.finish.windows import refine_matching
+from hiref.engine.geometry.costs import Transposed
+from hiref.engine.geometry.sketch import working_copy
+from hiref.engine.labels import LevelLabels
+from hiref.engine.matching import Arrangement, Matching, Outcome, caller_matching
+from hiref.engine.split.data_parallel import Shard, split_level_parallel
+from hiref.engine.split.level import Stack, split_level
 
 if TYPE_CHECKING:
-    from .costs import Cost
-    from .distributed import Collectives
-    from .level import LevelOptions
-    from .options import Plan
+    from hiref.engine.distributed.comm import Collectives
+    from hiref.engine.geometry.costs import Cost
+    from hiref.engine.options import Plan
+    from hiref.engine.split.level import LevelOptions
 
 #: One level's split of a set of blocks: padded sides, child labels and child sizes of both sides.
 Split = Callable[[Blocks, int], tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -193,7 +193,9 @@ class _Run:
         p, comm = self.problem, self.comm
         blocks = Blocks.whole(p.n, p.n_large, shard.X.device)
 
-        def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        def split(
+            blocks: Blocks, rank: int
+        ) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
             return split_level_parallel(p.geometry, blocks, shard, rank, self.generator, self.plan.level, comm)
 
         done = 0

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._labels import LevelLabels
+from hiref.engine.labels import LevelLabels
 
 
 @dataclass

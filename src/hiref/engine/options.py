@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from ._validate import check_bool, check_choice, check_positive_float, check_positive_int, resolve_dtype
-from .costs import Cost, get_cost
-from .level import LevelOptions
-from .schedule import check_max_rank, check_schedule, rank_schedule
+from hiref.engine.checks import check_bool, check_choice, check_positive_float, check_positive_int, resolve_dtype
+from hiref.engine.geometry.costs import Cost, get_cost
+from hiref.engine.schedule import check_max_rank, check_schedule, rank_schedule
+from hiref.engine.split.level import LevelOptions
 
 #: Working dimension above which ``refine=None`` refines by windows (before the polish).
 WINDOWS_MIN_DIM = 16
@@ -29,8 +29,9 @@ WINDOWS_MIN_DIM = 16
 AUTO_FINISH_MAX = 1 << 18
 
 
-def _option(default: Any, help: str, *, cli: bool = True) -> Any:  # noqa: A002
-    return field(default=default, metadata={"help": help, "cli": cli})
+def _help(text: str, *, cli: bool = True, choices: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A field's metadata: its one-line ``help``, whether the command line offers it, its string choices."""
+    return {"help": text, "cli": cli, "choices": choices}
 
 
 @dataclass(frozen=True)
@@ -49,31 +50,49 @@ class SolveOptions:
     8
     """
 
-    cost: str | Cost | Callable = _option("sqeuclidean", "ground cost: sqeuclidean or euclidean")
-    unbalanced: str = _option(
-        "partial",
-        "with different numbers of points: leave out the points the transport leaves out (partial) or random ones "
-        "(subsample)",
+    cost: str | Cost | Callable = field(
+        default="sqeuclidean", metadata=_help("ground cost", choices=("sqeuclidean", "euclidean"))
     )
-    refine: bool | None = _option(
-        None, "re-solve exactly over windows of neighbouring pairs (default: above 16 dimensions)"
+    unbalanced: str = field(
+        default="partial",
+        metadata=_help(
+            "with different numbers of points: leave out the points the transport leaves out (partial) or random ones "
+            "(subsample)",
+            choices=("partial", "subsample"),
+        ),
     )
-    polish: bool | None = _option(
-        None, "polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)"
+    refine: bool | None = field(
+        default=None,
+        metadata=_help("re-solve exactly over windows of neighbouring pairs (default: above 16 dimensions)"),
     )
-    polish_neighbours: int = _option(16, "candidate partners per point and kind in the polish")
-    schedule: tuple[int, ...] | None = _option(None, "rank of every level (default: chosen for the size)")
-    max_rank: int = _option(2, "largest rank of a level when the schedule is chosen")
-    leaf_size: int | None = _option(None, "largest co-cluster solved exactly (default: 64, 512 or 2048 by dimension)")
-    n_iter: int = _option(60, "mirror-descent iterations per level")
-    step: float = _option(1.0, "mirror-descent step size", cli=False)
-    n_starts: int = _option(16, "random starts of the coarse search per level")
-    restart_blocks: int = _option(4, "restarts for at most this many blocks per level", cli=False)
-    coarse_size: int = _option(8192, "subsample size of the coarse search per block")
-    refine_passes: int = _option(8, "most passes of window refinement")
-    refine_window: int | None = _option(None, "pairs per refinement window (default: min(2 * leaf size, 1024))")
-    sketch_dim: int | None = _option(128, "work on this many principal axes above it (None: never)")
-    dtype: str | torch.dtype | None = _option(None, "working precision: float32 (default) or float64")
+    polish: bool | None = field(
+        default=None,
+        metadata=_help("polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)"),
+    )
+    polish_neighbours: int = field(default=16, metadata=_help("candidate partners per point and kind in the polish"))
+    schedule: tuple[int, ...] | None = field(
+        default=None, metadata=_help("rank of every level (default: chosen for the size by the schedule)")
+    )
+    max_rank: int = field(default=2, metadata=_help("largest rank of a level when the schedule is chosen"))
+    leaf_size: int | None = field(
+        default=None, metadata=_help("largest co-cluster solved exactly (default: 64, 512 or 2048 by dimension)")
+    )
+    n_iter: int = field(default=60, metadata=_help("mirror-descent iterations per level"))
+    step: float = field(default=1.0, metadata=_help("mirror-descent step size", cli=False))
+    n_starts: int = field(default=16, metadata=_help("random starts of the coarse search per level"))
+    restart_blocks: int = field(default=4, metadata=_help("restarts for at most this many blocks per level", cli=False))
+    coarse_size: int = field(default=8192, metadata=_help("subsample size of the coarse search per block"))
+    refine_passes: int = field(default=8, metadata=_help("most passes of window refinement"))
+    refine_window: int | None = field(
+        default=None, metadata=_help("pairs per refinement window (default: min(2 * leaf size, 1024))")
+    )
+    sketch_dim: int | None = field(
+        default=128, metadata=_help("levels work on this many principal axes of higher-dimensional data (none: never)")
+    )
+    dtype: str | torch.dtype | None = field(
+        default=None,
+        metadata=_help("working precision of the levels (default: float32)", choices=("float32", "float64")),
+    )
 
     def __post_init__(self) -> None:
         check_choice(self.unbalanced, "unbalanced", ("partial", "subsample"))

@@ -12,7 +12,7 @@ import math
 from functools import cache
 from typing import Literal
 
-from ._validate import check_positive_int
+from hiref.engine.checks import check_positive_int
 
 
 def block_sizes(n: int, schedule: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:

@@ -14,15 +14,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ._validate import as_points, check_bool, check_features, check_seed, resolve_device
-from .distributed import SINGLE, connect, local_device
-from .driver import run
-from .options import SolveOptions
-from .sketch import centred
+from hiref.engine.checks import as_points, check_bool, check_features, check_seed, resolve_device
+from hiref.engine.distributed.comm import SINGLE, connect, local_device
+from hiref.engine.driver import run
+from hiref.engine.geometry.sketch import centred
+from hiref.engine.options import SolveOptions
 
 if TYPE_CHECKING:
-    from ._types import ArrayLike
-    from .matching import Matching
+    from hiref.engine._types import ArrayLike
+    from hiref.engine.matching import Matching
 
 
 def solve(
@@ -80,7 +80,7 @@ def solve(
         After the bijection (and the windows), solve the assignment exactly on a sparse graph
         of candidate partners: every point may keep its partner or take one of its
         ``polish_neighbours`` nearest points of the other cloud, of its partner's nearest
-        neighbours, or of its neighbours' partners (:mod:`hiref.engine.polish`; a cost-scaling
+        neighbours, or of its neighbours' partners (:mod:`hiref.engine.finish.polish`; a cost-scaling
         assignment solver from OR-Tools). Mass can move along co-cluster boundaries as far as it
         needs to, which windows cannot do: on tissue sections (uniform densities, lattices,
         unequal sizes) this takes the matching from tens of percent above the optimum to within

@@ -12,7 +12,7 @@ from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
 from hiref._docs import DOC, doc_params
 from hiref._logging import logger
 from hiref.engine import solve
-from hiref.engine._validate import check_bool, check_positive_float, check_positive_int, check_seed
+from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed
 from hiref.tl._rep import representations
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import Keys
 from hiref._logging import logger
 from hiref.engine import Matching, solve
-from hiref.engine._validate import check_bool, check_positive_int, check_seed
-from hiref.engine.distributed import connect, row_ranges
+from hiref.engine.checks import check_bool, check_positive_int, check_seed
+from hiref.engine.distributed.comm import connect, row_ranges
 from hiref.engine.solve import check_distributed
 
 from ._auto import auto_representation

@@ -11,7 +11,7 @@ import pandas as pd
 
 from hiref._anndata import actualize, check_adata
 from hiref._logging import logger
-from hiref.engine._validate import check_seed
+from hiref.engine.checks import check_seed
 from hiref.get._matching import partners
 
 from ._align import compute_alignment, write_alignment

@@ -1,4 +1,7 @@
-"""Input checks for the engine: every message names the argument, what was expected and what came."""
+"""Argument checks of the engine, shared by the AnnData layer and the command line.
+
+Every message names the argument, what was expected and what came.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from ._types import ArrayLike
+    from hiref.engine._types import ArrayLike
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from .lowrank import Local
+from hiref.engine.reducer import Local
 
 
 @dataclass

@@ -4,13 +4,14 @@ Used for the top levels of a distributed run, where blocks hold points of every 
 process keeps its own rows of X and Y; all processes hold the same block bookkeeping (one
 integer per point) and the same random generator, so every random choice agrees. Per block:
 
-1. The coarse search (:func:`~hiref.engine.level.split_level` logic) runs on the same uniform
+1. The coarse search (:func:`~hiref.engine.split.level.split_level` logic) runs on the same uniform
    subsample of at most ``coarse_size`` points on every process: the sampled rows are
    assembled by one all-reduce of ``coarse_size * d`` numbers, then every process solves the
    identical small problem. Blocks no larger than ``coarse_size`` are assembled whole.
-2. The polish on the whole block is mirror descent on each process's own rows; the squared
+2. The descent on the whole block (:func:`~hiref.engine.split.level.descend_whole`) is mirror
+   descent on each process's own rows; the squared
    Euclidean factorization needs only sums of (r, d + 2) moments per product, plus a few
-   scalars per projection (:class:`~hiref.engine.lowrank.Reducer`).
+   scalars per projection (:class:`~hiref.engine.split.lowrank.Reducer`).
 3. The scores (r numbers per point) are collected on every process, which all run the same
    exactly balanced split, so the labels agree without another exchange.
 """
@@ -22,13 +23,21 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .blocks import Blocks, Side, child_capacities
-from .level import LevelOptions, Stack, _candidates, _one_hot_factor, coarse_rows, polish, split_level
-from .split import balanced_split
+from hiref.engine.blocks import Blocks, Side, child_capacities
+from hiref.engine.split.balance import balanced_split
+from hiref.engine.split.level import (
+    LevelOptions,
+    Stack,
+    candidates,
+    coarse_rows,
+    descend_whole,
+    one_hot_factor,
+    split_level,
+)
 
 if TYPE_CHECKING:
-    from .costs import Cost
-    from .distributed import Comm
+    from hiref.engine.distributed.comm import Comm
+    from hiref.engine.geometry.costs import Cost
 
 
 @dataclass
@@ -75,7 +84,7 @@ def split_level_parallel(
     Parameters
     ----------
     geometry
-        Cost geometry; the polish needs :class:`~hiref.engine.costs.SqEuclidean`.
+        Cost geometry; the whole-block descent needs :class:`~hiref.engine.geometry.costs.SqEuclidean`.
     blocks
         The level's co-clusters, in global indices, the same on every process.
     shard
@@ -91,7 +100,7 @@ def split_level_parallel(
 
     Returns
     -------
-    The padded sides of ``blocks``, then, as :func:`~hiref.engine.level.split_level`, the
+    The padded sides of ``blocks``, then, as :func:`~hiref.engine.split.level.split_level`, the
     child labels (B, Wx), (B, Wy) and child sizes (B, rank) of X and Y; identical on every
     process.
     """
@@ -113,7 +122,7 @@ def split_level_parallel(
     n_starts = opts.n_starts if blocks.n_blocks <= opts.restart_blocks else 1
     (rows_x, valid_x), (rows_y, valid_y) = coarse_rows(mx, my, opts.coarse_size, generator)
     sub = Stack(fetch_x(ids_x.gather(1, rows_x), valid_x), fetch_y(ids_y.gather(1, rows_y), valid_y), valid_x, valid_y)
-    sub_x, sub_y = _candidates(geometry, sub, child_capacities(valid_y.sum(1), rank), generator, opts, n_starts)
+    sub_x, sub_y = candidates(geometry, sub, child_capacities(valid_y.sum(1), rank), generator, opts, n_starts)
 
     cols_x, local_x, own_x = _local_columns(ids_x, mx, shard.lo_x, shard.X.shape[0])
     cols_y, local_y, own_y = _local_columns(ids_y, my, shard.lo_y, shard.Y.shape[0])
@@ -121,10 +130,10 @@ def split_level_parallel(
     dtype = shard.X.dtype
 
     def factor(labels: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor, cols: torch.Tensor, width: int):
-        full = _one_hot_factor(labels, rows, valid, width, rank, dtype)
+        full = one_hot_factor(labels, rows, valid, width, rank, dtype)
         return full.gather(2, cols[:, None, :].expand(-1, rank, -1))
 
-    log_q, log_r = polish(
+    log_q, log_r = descend_whole(
         op, own_x, own_y, caps_y,
         factor(sub_x, rows_x, valid_x, cols_x, mx.shape[1]), factor(sub_y, rows_y, valid_y, cols_y, my.shape[1]),
         opts, reduce=comm,

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .blocks import Blocks
-from .leaves import mean_paired_cost, solve_leaves
+from hiref.engine.blocks import Blocks
+from hiref.engine.finish.leaves import mean_paired_cost, solve_leaves
 
 if TYPE_CHECKING:
-    from .costs import Cost
+    from hiref.engine.geometry.costs import Cost
 
 
 def _tree_groups(

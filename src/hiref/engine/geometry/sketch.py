@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .costs import Cost, Power, SqEuclidean
+from hiref.engine.geometry.costs import Cost, Power, SqEuclidean
 
 if TYPE_CHECKING:
-    from .distributed import Collectives
+    from hiref.engine.distributed.comm import Collectives
 
 #: Clouds whose joint mean lies further from the origin than this many times their spread are
 #: centred before solving (see :func:`centred`).

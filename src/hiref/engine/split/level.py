@@ -3,9 +3,9 @@
 All blocks of a level are solved together as stacked tensors. For each block:
 
 1. Candidates: mirror descent on the low-rank problem (:mod:`.lowrank`) from ``n_starts``
-   starts (:mod:`.init`: the joint principal axis, then random directions), all stacked in one
+   starts (:mod:`.starts`: the joint principal axis, then random directions), all stacked in one
    batch; with several starts, also ``n_raw`` straight cuts along random directions.
-2. Hard splits of every candidate (:mod:`.split`): the Y side into children of exactly
+2. Hard splits of every candidate (:mod:`.balance`): the Y side into children of exactly
    ``floor``/``ceil`` of its size over ``r``; the X side into the same sizes for a one-to-one
    matching, or at most those sizes when the block has fewer X than Y points.
 3. With several candidates, the one that separates the fewest exactly matched pairs of a
@@ -18,7 +18,7 @@ Blocks larger than ``coarse_size`` are first solved on a uniform subsample of th
 winner's co-clusters then seed the whole block through the low-rank gradient they induce (the
 cost of every point to every co-cluster of the other side), and a few mirror-descent steps on
 the whole block finish the split. The work of a level is thus ``O(coarse_size)`` for the
-search and ``O(n)`` for a short polish, however large the blocks.
+search and ``O(n)`` for a short descent on the whole block, however large the blocks.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import init as _init
-from .blocks import child_capacities
-from .consistency import broken_pairs
-from .lowrank import LOCAL, BlockOperator, Reducer, mirror_descent
-from .split import balanced_split
+from hiref.engine.blocks import child_capacities
+from hiref.engine.reducer import LOCAL, Reducer
+from hiref.engine.split import starts
+from hiref.engine.split.balance import balanced_split
+from hiref.engine.split.consistency import broken_pairs
+from hiref.engine.split.lowrank import BlockOperator, mirror_descent
 
 if TYPE_CHECKING:
-    from .costs import Cost
+    from hiref.engine.geometry.costs import Cost
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ def _starts(
     s: Stack, rank: int, generator: torch.Generator, count: int, *, principal_first: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` starting log-factors per block, (B, count, r, W) for each side."""
-    return _init.joint_cloud(s.X, s.Y, s.mask_x, s.mask_y, rank, generator, count=count, principal=principal_first)
+    return starts.joint_cloud(s.X, s.Y, s.mask_x, s.mask_y, rank, generator, count=count, principal=principal_first)
 
 
-def _candidates(
+def candidates(
     geometry: Cost, s: Stack, caps_y: torch.Tensor, generator: torch.Generator, opts: LevelOptions, n_starts: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best of several candidate splits per block; returns hard labels (B, Wx), (B, Wy)."""
@@ -113,7 +114,7 @@ def _candidates(
     return lab_x[batch, best], lab_y[batch, best]
 
 
-def _one_hot_factor(
+def one_hot_factor(
     labels: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor, width: int, rank: int, dtype: torch.dtype
 ) -> torch.Tensor:
     """Uniform factor of hard clusters of sampled rows, scattered into (B, rank, width)."""
@@ -129,12 +130,12 @@ def coarse_rows(
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Uniform subsamples of at most ``coarse_size`` Y points per block, and as many X in proportion.
 
-    Returns ``(rows, valid)`` for X and for Y, as :func:`~hiref.engine.init.sample_rows`.
+    Returns ``(rows, valid)`` for X and for Y, as :func:`~hiref.engine.split.starts.sample_rows`.
     """
     size_x, size_y = mask_x.sum(1), mask_y.sum(1)
     take_y = torch.clamp(size_y, max=coarse_size)
     take_x = torch.div(size_x * take_y, size_y.clamp_min(1), rounding_mode="floor")  # same ratio
-    return _init.sample_rows(mask_x, take_x, generator), _init.sample_rows(mask_y, take_y, generator)
+    return starts.sample_rows(mask_x, take_x, generator), starts.sample_rows(mask_y, take_y, generator)
 
 
 def _seed_from_coarse(
@@ -156,17 +157,17 @@ def _seed_from_coarse(
         valid_x,
         valid_y,
     )
-    sub_x, sub_y = _candidates(geometry, sub, child_capacities(valid_y.sum(1), rank), generator, opts, n_starts)
+    sub_x, sub_y = candidates(geometry, sub, child_capacities(valid_y.sum(1), rank), generator, opts, n_starts)
 
     op = geometry.block_operator(s.X, s.Y, s.mask_x, s.mask_y, generator)
-    factor_y = _one_hot_factor(sub_y, rows_y, valid_y, Wy, rank, s.X.dtype)
-    factor_x = _one_hot_factor(sub_x, rows_x, valid_x, Wx, rank, s.X.dtype)
-    log_q, log_r = polish(op, s.mask_x, s.mask_y, caps_y, factor_x, factor_y, opts)
+    factor_y = one_hot_factor(sub_y, rows_y, valid_y, Wy, rank, s.X.dtype)
+    factor_x = one_hot_factor(sub_x, rows_x, valid_x, Wx, rank, s.X.dtype)
+    log_q, log_r = descend_whole(op, s.mask_x, s.mask_y, caps_y, factor_x, factor_y, opts)
     lab_x, lab_y = _split(log_q, log_r, s, caps_y)
     return lab_x[:, 0], lab_y[:, 0]
 
 
-def polish(
+def descend_whole(
     op: BlockOperator,
     mask_x: torch.Tensor,
     mask_y: torch.Tensor,
@@ -227,7 +228,7 @@ def split_level(
     caps_y = child_capacities(stack.mask_y.sum(1), rank)
     n_starts = opts.n_starts if stack.X.shape[0] <= opts.restart_blocks else 1
     if stack.Y.shape[1] <= opts.coarse_size:
-        lab_x, lab_y = _candidates(geometry, stack, caps_y, generator, opts, n_starts)
+        lab_x, lab_y = candidates(geometry, stack, caps_y, generator, opts, n_starts)
     else:
         lab_x, lab_y = _seed_from_coarse(geometry, stack, caps_y, generator, opts, n_starts)
     caps_x = torch.nn.functional.one_hot(torch.where(stack.mask_x, lab_x, rank), rank + 1)[..., :rank].sum(1)

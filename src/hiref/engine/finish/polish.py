@@ -3,7 +3,7 @@
 The hierarchy gets the large scale right but, on near-uniform clouds (tissue sections, lattices),
 every split cuts through a band of optimal pairs, and the two sides of a cut never quite
 correspond; the damage adds up level by level. Windows of neighbouring pairs
-(:mod:`.refine`) repair what lies inside a window, but not a surplus on one stretch of a
+(:mod:`.windows`) repair what lies inside a window, but not a surplus on one stretch of a
 boundary that must flow along it to a deficit elsewhere.
 
 Polishing solves the assignment problem *exactly on a sparse graph*: every point ``x`` of the
@@ -18,7 +18,7 @@ Kennedy 1995, in OR-Tools), so mass can move along a boundary as far as it needs
 current matching is one of the graph's solutions, so a pass never raises the cost; passes
 repeat with the new partners' neighbourhoods until the gain is negligible. Clouds larger than
 ``block`` points are polished in blocks of neighbouring pairs (a random-projection tree, as in
-:mod:`.refine`), with new blocks every pass.
+:mod:`.windows`), with new blocks every pass.
 
 Unmatched points of the larger cloud are handled by dummy points of zero cost: each point of
 the larger cloud can be left out through a few random dummies, and the currently unmatched
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .leaves import mean_paired_cost
-from .refine import pair_windows
+from hiref.engine.finish.leaves import mean_paired_cost
+from hiref.engine.finish.windows import pair_windows
 
 if TYPE_CHECKING:
-    from .costs import Cost
+    from hiref.engine.geometry.costs import Cost
 
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
 #: computed in chunks (a tree degrades to a scan there anyway).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .costs import masked_mean
+from hiref.engine.geometry.costs import masked_mean
 
 
 def _centred(Z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ._assign import assign_many
+from hiref.engine._assign import assign_many
 
 if TYPE_CHECKING:
-    from .blocks import Blocks
-    from .costs import Cost
+    from hiref.engine.blocks import Blocks
+    from hiref.engine.geometry.costs import Cost
 
 # Dense leaf costs are built this many entries at a time (float64: 8 bytes each).
 _CHUNK_ENTRIES = 1 << 23

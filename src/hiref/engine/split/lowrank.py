@@ -26,36 +26,7 @@ from typing import Protocol
 
 import torch
 
-
-class Reducer(Protocol):
-    """Sums and maxima over the point axis when a block's points are spread over processes.
-
-    In one process both are the identity; :class:`hiref.engine.distributed.Comm` all-reduces.
-    """
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Elementwise sum of ``t`` over the processes."""
-
-    def max(self, t: torch.Tensor) -> torch.Tensor:
-        """Elementwise maximum of ``t`` over the processes."""
-
-
-class Local:
-    """The :class:`Reducer` of a single process: every point is here, nothing to combine."""
-
-    rank = 0
-    world = 1
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Return ``t``."""
-        return t
-
-    def max(self, t: torch.Tensor) -> torch.Tensor:
-        """Return ``t``."""
-        return t
-
-
-LOCAL = Local()
+from hiref.engine.reducer import LOCAL, Reducer
 
 
 class BlockOperator(Protocol):
@@ -240,7 +211,7 @@ def mirror_descent(
     Returns
     -------
     Log-factors ``log_q`` and ``log_r`` up to a per-point constant, (B, K, r, W), ``-inf`` on
-    padding: scores for :func:`~hiref.engine.split.balanced_split`.
+    padding: scores for :func:`~hiref.engine.split.balance.balanced_split`.
     """
     if log_g.shape[-1] == 2:
         return _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .blocks import Blocks
+from hiref.engine.blocks import Blocks
 
 if TYPE_CHECKING:
-    from .distributed import Comm
+    from hiref.engine.distributed.comm import Comm
 
 #: The data-parallel phase ends once the most loaded process would get at most this many times
 #: the mean load.
@@ -41,6 +41,7 @@ def assign_blocks(loads: torch.Tensor, world: int) -> torch.Tensor:
 
 
 def balanced(blocks: Blocks, world: int) -> bool:
+    """Whether the co-clusters can be shared out among ``world`` processes within :data:`BALANCE`."""
     loads = (blocks.sizes_x + blocks.sizes_y).cpu()
     owner = assign_blocks(loads, world)
     per_rank = torch.zeros(world, dtype=loads.dtype).index_add_(0, owner, loads)
@@ -74,7 +75,7 @@ def global_labels(local: torch.Tensor, owned: torch.Tensor, width: int) -> torch
 
 @dataclass
 class Owned:
-    """This process's co-clusters after sharding.
+    """The co-clusters of this process after sharding.
 
     Attributes
     ----------
@@ -114,5 +115,3 @@ def own_blocks(blocks: Blocks, A: torch.Tensor, B: torch.Tensor, los: tuple[int,
         blocks.sizes_y[owned_dev],
     )
     return Owned(local, A_own, B_own, ids_a, ids_b, owned)
-
-

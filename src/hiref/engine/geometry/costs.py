@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .lowrank import LOCAL, Reducer
+from hiref.engine.reducer import LOCAL, Reducer
 
 
 def masked_mean(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

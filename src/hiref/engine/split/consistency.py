@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from ._assign import assign_many
-from .init import sample_rows
+from hiref.engine._assign import assign_many
+from hiref.engine.split.starts import sample_rows
 
 
 def broken_pairs(
