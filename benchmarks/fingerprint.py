@@ -115,8 +115,9 @@ def main() -> None:
         args.json.write_text(json.dumps(prints, indent=1) + "\n")
     if args.compare is not None:
         old = json.loads(args.compare.read_text())
-        differ = [k for k in old if old[k] != prints.get(k)]
-        print("identical" if not differ else f"DIFFERENT: {differ}")
+        differ = [k for k in old if k in prints and old[k] != prints[k]]
+        skipped = sorted(set(old) - set(prints))
+        print(("identical" if not differ else f"DIFFERENT: {differ}") + (f" (not run: {skipped})" if skipped else ""))
         sys.exit(1 if differ else 0)
 
 

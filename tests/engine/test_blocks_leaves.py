@@ -28,7 +28,7 @@ def test_refine_groups_children_contiguously():
     assert side_x.mask.sum().item() == 10
     lab = torch.tensor([[1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 0]])
     caps = torch.tensor([[3, 3], [2, 2]])
-    child = blocks.refine(side_x, side_y, lab, lab, caps, caps)
+    child = blocks.split(side_x, side_y, lab, lab, caps, caps)
     assert child.sizes_x.tolist() == [3, 3, 2, 2]
     assert child.ix.tolist() == [1, 3, 5, 0, 2, 4, 6, 9, 7, 8]
     lx, ly = child.labels()

@@ -34,7 +34,7 @@ def _regroup(
 
 
 @dataclass
-class Side:
+class PaddedSide:
     """One side (X or Y) of a level's blocks, padded for batched work.
 
     Attributes
@@ -47,6 +47,11 @@ class Side:
 
     pos: torch.Tensor
     mask: torch.Tensor
+
+
+#: One level's split of a set of blocks: both padded sides, the child labels of X and Y
+#: (B, Wx) and (B, Wy), and the child sizes of X and Y (B, r).
+LevelSplit = tuple[PaddedSide, PaddedSide, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -81,9 +86,9 @@ class Blocks:
         """Number of blocks."""
         return int(self.sizes_x.numel())
 
-    def padded(self) -> tuple[Side, Side]:
+    def padded(self) -> tuple[PaddedSide, PaddedSide]:
         """Both sides padded to their largest block."""
-        return Side(*_padded(self.sizes_x)), Side(*_padded(self.sizes_y))
+        return PaddedSide(*_padded(self.sizes_x)), PaddedSide(*_padded(self.sizes_y))
 
     def labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Block of every point of X (n,) and of Y (m,), in point order."""
@@ -94,10 +99,10 @@ class Blocks:
         ly[self.iy] = torch.repeat_interleave(ids, self.sizes_y)
         return lx, ly
 
-    def refine(
+    def split(
         self,
-        side_x: Side,
-        side_y: Side,
+        side_x: PaddedSide,
+        side_y: PaddedSide,
         labels_x: torch.Tensor,
         labels_y: torch.Tensor,
         caps_x: torch.Tensor,

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from hiref.engine._resources import record_memory
-from hiref.engine.blocks import Blocks, Side
+from hiref.engine.blocks import Blocks, LevelSplit
 from hiref.engine.distributed.sharding import Owned, balanced, global_labels, own_blocks
 from hiref.engine.finish.leaves import mean_paired_cost, solve_leaves
 from hiref.engine.finish.polish import polish_matching
@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from hiref.engine.options import Plan
     from hiref.engine.split.level import LevelOptions
 
-#: One level's split of a set of blocks: padded sides, child labels and child sizes of both sides.
-Split = Callable[[Blocks, int], tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+#: How one level is split: a function of the blocks and the rank.
+Split = Callable[[Blocks, int], LevelSplit]
 
 
 @dataclass
@@ -193,9 +193,7 @@ class _Run:
         p, comm = self.problem, self.comm
         blocks = Blocks.whole(p.n, p.n_large, shard.X.device)
 
-        def split(
-            blocks: Blocks, rank: int
-        ) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        def split(blocks: Blocks, rank: int) -> LevelSplit:
             return split_level_parallel(p.geometry, blocks, shard, rank, self.generator, self.plan.level, comm)
 
         done = 0
@@ -211,7 +209,7 @@ class _Run:
             t0, sent = time.perf_counter(), self.comm.sent
             report.bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
             side_a, side_b, lab_a, lab_b, caps_a, caps_b = split(blocks, rank)
-            blocks = blocks.refine(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
+            blocks = blocks.split(side_a, side_b, lab_a, lab_b, caps_a, caps_b)
             report.timings[f"level_{level}"] = time.perf_counter() - t0
             if self.world:
                 report.communication[f"level_{level}"] = self.comm.sent - sent
@@ -283,7 +281,7 @@ def local_split(
 ) -> Split:
     """The level split of one process: every block's points are in ``Aw`` and ``Bw``."""
 
-    def split(blocks: Blocks, rank: int) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split(blocks: Blocks, rank: int) -> LevelSplit:
         side_a, side_b = blocks.padded()
         stack = Stack(Aw[blocks.ix[side_a.pos]], Bw[blocks.iy[side_b.pos]], side_a.mask, side_b.mask)
         return side_a, side_b, *split_level(geometry, stack, rank, generator, options)

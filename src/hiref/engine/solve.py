@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from hiref.engine.checks import as_points, check_bool, check_features, check_seed, resolve_device
-from hiref.engine.distributed.comm import SINGLE, connect, local_device
+from hiref.engine.distributed.comm import SINGLE, check_distributed, connect, local_device
 from hiref.engine.driver import run
 from hiref.engine.geometry.sketch import centred
 from hiref.engine.options import SolveOptions
@@ -182,11 +182,3 @@ def solve(
         error = err
     comm.check(error)
     return run(X_in, Y_in, plan, comm, device=dev, seed=seed, progress=progress, t_start=t_start)
-
-
-def check_distributed(distributed: object) -> bool | dist.ProcessGroup:
-    """Return ``distributed`` after checking it is a bool or a process group."""
-    if isinstance(distributed, bool) or (dist.is_available() and isinstance(distributed, dist.ProcessGroup)):
-        return distributed
-    msg = f"`distributed` must be True, False or a torch.distributed ProcessGroup, got {type(distributed).__name__}."
-    raise TypeError(msg)

@@ -17,8 +17,7 @@ from hiref._keys import Keys
 from hiref._logging import logger
 from hiref.engine import Matching, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
-from hiref.engine.distributed.comm import connect, row_ranges
-from hiref.engine.solve import check_distributed
+from hiref.engine.distributed import this_process_rows
 
 from ._auto import auto_representation
 from ._confidence import matched_cost, spatial_confidence
@@ -193,13 +192,8 @@ def compute_alignment(
                 "adata2; pass `spatial_key=None` or fix the coordinates."
             )
             raise ValueError(msg)
-    distributed = engine_options.pop("distributed", False)
-    if distributed is not False:
-        # Every process holds both objects; the engine takes each process's slice of the rows.
-        comm = connect(check_distributed(distributed))
-        R1 = R1[slice(*row_ranges(R1.shape[0], comm.world)[comm.rank])]
-        R2 = R2[slice(*row_ranges(R2.shape[0], comm.world)[comm.rank])]
-        distributed = comm.group if comm.group is not None else True
+    # Every process holds both objects; the engine takes each process's slice of the rows.
+    distributed, (R1, R2) = this_process_rows(R1, R2, distributed=engine_options.pop("distributed", False))
     matching: Matching = solve(
         R1, R2, cost=cost, unbalanced=unbalanced, refine=refine, seed=random_state, device=device,
         progress=progress, distributed=distributed, **engine_options,

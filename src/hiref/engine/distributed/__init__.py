@@ -6,6 +6,6 @@ itself is :mod:`hiref.engine.driver`, the same for one process and several.
 
 from __future__ import annotations
 
-from hiref.engine.distributed.comm import SINGLE, Comm, SingleProcess, connect, row_ranges
+from hiref.engine.distributed.comm import SINGLE, Comm, SingleProcess, connect, row_ranges, this_process_rows
 
-__all__ = ["SINGLE", "Comm", "SingleProcess", "connect", "row_ranges"]
+__all__ = ["SINGLE", "Comm", "SingleProcess", "connect", "row_ranges", "this_process_rows"]

@@ -11,6 +11,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -160,6 +161,30 @@ SINGLE = SingleProcess()
 
 #: What the driver needs of a world of processes, one or several.
 Collectives = Comm | SingleProcess
+
+
+def check_distributed(distributed: object) -> bool | dist.ProcessGroup:
+    """Return ``distributed`` after checking it is a bool or a process group."""
+    if isinstance(distributed, bool) or (dist.is_available() and isinstance(distributed, dist.ProcessGroup)):
+        return distributed
+    msg = f"`distributed` must be True, False or a torch.distributed ProcessGroup, got {type(distributed).__name__}."
+    raise TypeError(msg)
+
+
+def this_process_rows(
+    *clouds: np.ndarray | torch.Tensor, distributed: bool | dist.ProcessGroup
+) -> tuple[bool | dist.ProcessGroup, list[np.ndarray | torch.Tensor]]:
+    """The rows of every cloud that this process works on: a contiguous slice (see :func:`row_ranges`).
+
+    For callers that hold whole clouds on every process (the AnnData layer) and pass each
+    process's rows to :func:`hiref.solve`; also returns the ``distributed`` value to pass on
+    (the process group, connected). ``distributed=False`` returns the clouds as they are.
+    """
+    if distributed is False:
+        return False, list(clouds)
+    comm = connect(check_distributed(distributed))
+    rows = [P[slice(*row_ranges(P.shape[0], comm.world)[comm.rank])] for P in clouds]
+    return (comm.group if comm.group is not None else True), rows
 
 
 def connect(distributed: bool | dist.ProcessGroup) -> Comm:  # noqa: FBT001

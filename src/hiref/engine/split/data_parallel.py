@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hiref.engine.blocks import Blocks, Side, child_capacities
+from hiref.engine.blocks import Blocks, LevelSplit, child_capacities
 from hiref.engine.split.balance import balanced_split
 from hiref.engine.split.level import (
     LevelOptions,
@@ -78,7 +78,7 @@ def split_level_parallel(
     generator: torch.Generator,
     opts: LevelOptions,
     comm: Comm,
-) -> tuple[Side, Side, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> LevelSplit:
     """Split every block of a level into ``rank`` co-clusters, the points being spread over processes.
 
     Parameters
