@@ -138,8 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hiref", description="One-to-one alignment by Hierarchical Refinement.")
     parser.add_argument("--version", action="version", version=f"hiref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,align,transfer}")
+    _add_demo(sub, PAIRS)
+    _add_align(sub)
+    _add_transfer(sub)
+    return parser
+
+
+def _add_demo(sub: argparse._SubParsersAction, pairs: dict) -> None:
     demo = sub.add_parser("demo", help="align a built-in synthetic pair, report cost and time, write a figure")
-    demo.add_argument("--dataset", choices=sorted(PAIRS), default="halfmoon_scurve", help="synthetic pair")
+    demo.add_argument("--dataset", choices=sorted(pairs), default="halfmoon_scurve", help="synthetic pair")
     demo.add_argument("--n", type=int, default=2048, help="points per side (default 2048)")
     demo.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default 0)")
     demo.add_argument("--out", default="hiref_demo.png", help="figure path (default hiref_demo.png)")
@@ -147,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-exact", action="store_true", help="skip the exact solver used to report the gap")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+def _add_align(sub: argparse._SubParsersAction) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     align = sub.add_parser(
         "align",
@@ -198,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
         "rank 0 writes the outputs",
     )
 
+
+def _add_transfer(sub: argparse._SubParsersAction) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
     transfer = sub.add_parser(
         "transfer",
         help="predict TARGET's cells from their partners in SOURCE (hr.tl.transfer)",
@@ -230,7 +242,6 @@ def _parser() -> argparse.ArgumentParser:
         help="target coordinates to copy (default: spatial, skipped if TARGET lacks it; a key given explicitly "
         "must exist)",
     )
-    return parser
 
 
 # ---------------------------------------------------------------------------------------- checks
