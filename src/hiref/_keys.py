@@ -164,3 +164,17 @@ class RegisterKeys:
     def uns(self) -> str:
         """``adata_mov.uns[...]``: the motion, the search and ``params``."""
         return self.key
+
+
+@dataclass(frozen=True)
+class SimulatedKeys:
+    """The entries of the slices made by :func:`hiref.datasets.simulate_slices` (fixed names)."""
+
+    #: ``adata.obs[...]``: the region (cell type), categorical.
+    region = "region"
+    #: ``adata.obs[...]``: which slice, categorical.
+    slice = "slice"
+    #: ``adata2.obs[...]``: the obs name of the same cell in slice 1.
+    true_match = "true_match"
+    #: ``adata.obsm[...]``: the coordinates.
+    spatial = "spatial"

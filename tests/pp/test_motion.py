@@ -51,4 +51,5 @@ def test_register_search_matches_one_by_one():
     expected = one_by_one(sample, angles, [False, True])
     np.testing.assert_array_equal(info["candidate_scores"], expected)
     best = int(np.argmin(expected))
-    assert info["candidate_angles"][best] == 300.0 and not info["candidate_reflected"][best]
+    assert info["candidate_angles"][best] == 300.0
+    assert not info["candidate_reflected"][best]

@@ -379,13 +379,14 @@ def align(
     ``.uns[key_added]``
         ``params`` (``use_rep``, ``cost``, ``unbalanced``, ``refine``, ``random_state``,
         ``schedule``, ``hiref_version``, with ``"auto"`` also ``auto_weight`` and ``auto``: a
-        JSON string of the rule's measurements, ...), ``role`` (``"source"`` on adata1, ``"target"``
+        JSON string of the rule's measurements, ...; stored by one rule for all tools, dicts as
+        JSON strings and ``None`` as ``""``), ``role`` (``"source"`` on adata1, ``"target"``
         on adata2), ``partner`` (int64 position of every cell's partner in the other object,
-        ``-1`` if unmatched), ``partner_names`` (its obs name, ``""`` if unmatched), ``cost``
-        (mean cost of the matched pairs), ``level_costs``, ``n_matched``, ``runtime`` (s), and
-        the names of the entries below.
+        ``-1`` if unmatched), ``cost`` (mean cost of the matched pairs), ``level_costs``,
+        ``n_matched``, ``runtime`` (s), and the names of the entries below.
     ``.obs[f"{{key_added}}_match"]``
-        The partner's obs name (missing if unmatched).
+        The partner's obs name (missing if unmatched); the only place partner names are
+        stored, so that ``hr.get.matching`` can tell a subset or reordered object.
     ``.obs[f"{{key_added}}_cost"]``
         The cost of the cell's pair: its squared Euclidean distance to its partner on the
         aligned representation (the distance for ``cost="euclidean"``); NaN if unmatched.

@@ -18,6 +18,7 @@ from hiref.get._matching import partners
 if TYPE_CHECKING:
     from anndata import AnnData
 
+
 def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
