@@ -140,3 +140,16 @@ def test_series_roundtrip(tmp_path, fmt):
     image1 = hr.pl.transitions(joint, obs="region", pair="day0 -> day1", show=False).images[0].get_array()
     image2 = hr.pl.transitions(joint2, obs="region", pair="day0 -> day1", show=False).images[0].get_array()
     np.testing.assert_array_equal(image1, image2)
+
+
+def test_alignment_written_the_old_way_still_reads(registered_and_aligned):
+    """Before partner names were stored once, they were also in .uns[key]["partner_names"]."""
+    a, b = (x.copy() for x in registered_and_aligned)
+    expected = hr.get.matching(a, b).perm
+    for x, y in ((a, b), (b, a)):
+        partner = x.uns["hiref"]["partner"]
+        x.uns["hiref"]["partner_names"] = np.where(partner >= 0, y.obs_names.to_numpy()[np.maximum(partner, 0)], "")
+        del x.obs["hiref_match"]
+    np.testing.assert_array_equal(hr.get.matching(a, b).perm, expected)
+    with pytest.raises(ValueError, match="reordered"):
+        hr.get.matching(a[::-1].copy(), b)

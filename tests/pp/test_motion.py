@@ -31,7 +31,7 @@ def test_batched_search_equals_one_by_one(monkeypatch):
     sample = _motion.Sample(P, M, rng.normal(size=(300, 3)), rng.normal(size=(300, 3)))
     angles = list(np.arange(24) * 15.0)
     monkeypatch.setattr(_motion, "CHAMFER_BLOCK", 5 * 300 * 300)  # several batches of 5 candidates
-    found = _motion.search(sample, angles, [False, True])
+    found = _motion.search_motions(sample, angles, [False, True])
     expected = one_by_one(sample, angles, [False, True])
     np.testing.assert_array_equal(found.scores, expected)
     assert found.best == int(np.argmin(expected))

@@ -16,7 +16,7 @@ from hiref.engine import solve
 
 #: Cells per slice scored by the search.
 SEARCH_SAMPLE = 500
-#: Nearest-neighbour rounds before the one-to-one matchings of :func:`refine`.
+#: Nearest-neighbour rounds before the one-to-one matchings of :func:`refine_motion`.
 NN_ROUNDS = 10
 #: Most entries of the (candidates, cells, cells) distance block evaluated at once by :func:`chamfer_scores`.
 CHAMFER_BLOCK = 2**23
@@ -55,7 +55,7 @@ class Sample:
 
 @dataclass(frozen=True)
 class Search:
-    """Result of :func:`search`.
+    """Result of :func:`search_motions`.
 
     Attributes
     ----------
@@ -144,7 +144,7 @@ def _margin(angles: np.ndarray, reflected: np.ndarray, scores: np.ndarray, order
     return float(scores[far[0]] / scores[best]) if far and scores[best] > 0 else float("inf")
 
 
-def search(sample: Sample, angles: list[float], reflects: list[bool]) -> Search:
+def search_motions(sample: Sample, angles: list[float], reflects: list[bool]) -> Search:
     """Score every rotation about the centroids (then centroid onto centroid) at once; keep the best.
 
     Parameters
@@ -198,7 +198,7 @@ def _step(sample: Sample, R: np.ndarray, t: np.ndarray, i: int, tree: cKDTree, s
     return Ms[perm], Ps
 
 
-def refine(
+def refine_motion(
     sample: Sample, R: np.ndarray, t: np.ndarray, *, reflect: bool, n_iter: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Alternate matchings and Procrustes fits from ``(R, t)`` until the motion settles.
@@ -221,7 +221,7 @@ def refine(
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether the motion found is worth applying, from :func:`decide`.
+    """Whether the motion found is worth applying, from :func:`decide_motion`.
 
     Attributes
     ----------
@@ -239,7 +239,9 @@ class Decision:
     gain: float
 
 
-def decide(sample: Sample, R: np.ndarray, t: np.ndarray, *, min_gain: float, forced: bool, seed: int) -> Decision:
+def decide_motion(
+    sample: Sample, R: np.ndarray, t: np.ndarray, *, min_gain: float, forced: bool, seed: int
+) -> Decision:
     """Keep the motion only if its matching cost beats leaving the slice put by a significant margin.
 
     Significant: the drop exceeds twice its standard error and is at least ``min_gain`` of the

@@ -19,7 +19,7 @@ from hiref._params import params_record
 from hiref._rep import representations
 from hiref.engine._validate import check_bool, check_positive_float, check_positive_int, check_seed
 
-from ._motion import Decision, Sample, Search, decide, refine, search
+from ._motion import Decision, Sample, Search, decide_motion, refine_motion, search_motions
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -117,8 +117,9 @@ def _motion_record(
     }
 
 
-def _write(adata_ref: AnnData, adata_mov: AnnData, keys: RegisterKeys, P: np.ndarray, registered: np.ndarray,
-           record: dict) -> None:  # fmt: skip
+def _write_registration(
+    adata_ref: AnnData, adata_mov: AnnData, keys: RegisterKeys, P: np.ndarray, registered: np.ndarray, record: dict
+) -> None:
     """Write the registered coordinates on both slices and the motion on the moving one."""
     actualize(adata_ref)
     actualize(adata_mov)
@@ -243,10 +244,10 @@ def register(
                      random_state=random_state)  # fmt: skip
     reflects = [False, True] if reflection is None else [bool(reflection)]
     angles = [float(angle)] if angle is not None else list(np.arange(n_angles) * 360.0 / n_angles)
-    found = search(sample, angles, reflects)
+    found = search_motions(sample, angles, reflects)
     reflect = bool(found.reflected[found.best])
-    R, t = refine(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state)
-    decision = decide(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state)
+    R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state)
+    decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state)
     if not decision.moved:
         R, t, reflect = np.eye(2), np.zeros(2), False
     params = {"spatial_key": spatial_key, "n_angles": n_angles, "n_sample": sample.k, "random_state": random_state,
@@ -255,7 +256,7 @@ def register(
     record = _motion_record(R, t, found, decision, reflect=reflect, runtime=time.perf_counter() - t0, params=params)
     if copy:
         adata_ref, adata_mov = adata_ref.copy(), adata_mov.copy()
-    _write(adata_ref, adata_mov, RegisterKeys(key_added), P, M @ R.T + t, record)
+    _write_registration(adata_ref, adata_mov, RegisterKeys(key_added), P, M @ R.T + t, record)
     logger.info(
         "finished (%.1f s): rotation %.2f degrees%s, translation %s; added .obsm[%r] on both, .uns[%r] on adata_mov",
         time.perf_counter() - t0, record["angle"], " (reflected)" if reflect else "", np.round(t, 3), key_added,
