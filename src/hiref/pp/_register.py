@@ -25,33 +25,42 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def _coordinates(adata: AnnData, spatial_key: str, name: str) -> np.ndarray:
-    """``adata.obsm[spatial_key]``, checked to hold finite 2-D coordinates."""
-    X = obsm_array(adata, spatial_key, name, hint=" Pass `spatial_key=`.")
-    if X.shape[1] != 2:
-        msg = f"`{name}.obsm[{spatial_key!r}]` must hold 2-D coordinates, got {X.shape[1]} columns."
-        raise ValueError(msg)
-    if not np.isfinite(X).all():
-        msg = f"`{name}.obsm[{spatial_key!r}]` contains NaN or infinite coordinates."
-        raise ValueError(msg)
-    return X
+def _coordinates(adata_ref: AnnData, adata_mov: AnnData, spatial_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both slices' ``.obsm[spatial_key]``, checked to exist, then to hold finite 2-D coordinates."""
+    P = obsm_array(adata_ref, spatial_key, "adata_ref", hint=" Pass `spatial_key=`.")
+    M = obsm_array(adata_mov, spatial_key, "adata_mov", hint=" Pass `spatial_key=`.")
+    for name, X in (("adata_ref", P), ("adata_mov", M)):
+        if X.shape[1] != 2:
+            msg = f"`{name}.obsm[{spatial_key!r}]` must hold 2-D coordinates, got {X.shape[1]} columns."
+            raise ValueError(msg)
+        if not np.isfinite(X).all():
+            msg = f"`{name}.obsm[{spatial_key!r}]` contains NaN or infinite coordinates."
+            raise ValueError(msg)
+    return P, M
 
 
 def _is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
 
 
-def _check_options(*, angle: object, reflection: object, n_angles: object, min_gain: object, key_added: object) -> None:
-    """Raise a ValueError naming the first option of :func:`register` (not checked elsewhere) that is wrong."""
+def _check_search(*, reflection: object, n_angles: object) -> None:
+    """Raise a ValueError if ``reflection`` or ``n_angles`` of :func:`register` is wrong."""
     if reflection not in (True, False, None):
         msg = f"`reflection` must be True, False or None, got {reflection!r}."
         raise ValueError(msg)
     if isinstance(n_angles, bool) or not isinstance(n_angles, int) or n_angles < 1:
         msg = f"`n_angles` must be a positive int, got {n_angles!r}."
         raise ValueError(msg)
+
+
+def _check_min_gain(min_gain: object) -> None:
     if not _is_number(min_gain) or min_gain < 0:
         msg = f"`min_gain` must be a number >= 0 (a share of the cost), got {min_gain!r}."
         raise ValueError(msg)
+
+
+def _check_angle_and_key(*, angle: object, key_added: object) -> None:
+    """Raise a ValueError if ``angle`` or ``key_added`` of :func:`register` is wrong."""
     if angle is not None and (not _is_number(angle) or not np.isfinite(angle)):
         msg = f"`angle` must be None or a finite number of degrees, got {angle!r}."
         raise ValueError(msg)
@@ -231,14 +240,15 @@ def register(
     check_adata(adata_mov, "adata_mov")
     check_in_memory(adata_ref, "adata_ref")
     check_in_memory(adata_mov, "adata_mov")
-    P = _coordinates(adata_ref, spatial_key, "adata_ref")
-    M = _coordinates(adata_mov, spatial_key, "adata_mov")
-    _check_options(angle=angle, reflection=reflection, n_angles=n_angles, min_gain=min_gain, key_added=key_added)
+    P, M = _coordinates(adata_ref, adata_mov, spatial_key)
+    _check_search(reflection=reflection, n_angles=n_angles)
     n_sample = check_positive_int(n_sample, "n_sample", minimum=2)
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
     rep_weight = check_positive_float(rep_weight, "rep_weight")
+    _check_min_gain(min_gain)
     random_state = check_seed(random_state, "random_state")
     check_bool(copy, "copy")
+    _check_angle_and_key(angle=angle, key_added=key_added)
 
     sample = _sample(adata_ref, adata_mov, P, M, n_sample=n_sample, use_rep=use_rep, rep_weight=rep_weight,
                      random_state=random_state)  # fmt: skip
