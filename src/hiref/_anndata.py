@@ -70,7 +70,7 @@ def coordinates(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.nd
     if coords.shape[1] < 2:
         msg = f"`{name}.obsm[{key!r}]` must have at least 2 columns (x, y), got {coords.shape[1]}."
         raise ValueError(msg)
-    check_finite(coords[:, :2], f"`{name}.obsm[{key!r}]`")
+    require_finite(coords[:, :2], f"`{name}.obsm[{key!r}]`")
     return coords[:, :2]
 
 
@@ -98,13 +98,23 @@ def expression(adata: AnnData, layer: str | None, name: str) -> np.ndarray | sp.
     return adata.layers[layer]
 
 
-def check_finite(values: np.ndarray | sp.spmatrix, what: str) -> None:
+def require_finite(values: np.ndarray | sp.spmatrix, what: str) -> None:
     """Raise a ValueError naming ``what`` if ``values`` holds NaN or infinity."""
     data = values.data if sp.issparse(values) else np.asarray(values)
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         msg = f"{what} contains {bad} NaN or infinite value(s); remove or impute them first."
         raise ValueError(msg)
+
+
+def spatial_extent(*coords: np.ndarray) -> tuple[float, float, float, float]:
+    """``(xmin, xmax, ymin, ymax)`` covering every set of 2-D coordinates given."""
+    allc = np.concatenate([c[:, :2] for c in coords])
+    xmin, ymin = allc.min(0)
+    xmax, ymax = allc.max(0)
+    pad_x = (xmax - xmin) * 1e-9 or 1.0
+    pad_y = (ymax - ymin) * 1e-9 or 1.0
+    return float(xmin), float(xmax + pad_x), float(ymin), float(ymax + pad_y)
 
 
 def str_array(values: object) -> np.ndarray:

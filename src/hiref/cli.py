@@ -497,7 +497,9 @@ def _run_align(args: argparse.Namespace) -> int:
 
 
 def _check_aligned(adata: AnnData, path: Path, args: argparse.Namespace) -> None:
-    entry = adata.uns.get(args.key)
+    from ._keys import Keys
+
+    entry = adata.uns.get(Keys(args.key).uns)
     if isinstance(entry, dict) and "partner" in entry:
         return
     found = sorted(k for k, v in adata.uns.items() if isinstance(v, dict) and "partner" in v)
@@ -511,6 +513,7 @@ def _check_aligned(adata: AnnData, path: Path, args: argparse.Namespace) -> None
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
+    from ._keys import TransferKeys
     from .tl import transfer
 
     inputs = _check_inputs([args.source, args.target])
@@ -540,7 +543,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata_source": inputs[0], "adata_target": inputs[1]}) from err
     _write([(pred, output)], overwrite=args.overwrite)
-    matched = int(pred.obs[f"{args.key}_matched"].sum())
+    matched = int(pred.obs[TransferKeys(args.key).matched].sum())
     print(f"hiref transfer: {pred.n_obs} cells of {inputs[1]} predicted from {inputs[0]}")
     extra = f" and {len(args.obs)} obs column(s)" if args.obs else ""
     print(f"  {pred.n_vars} genes{extra}   {matched} of {pred.n_obs} cells matched")

@@ -14,8 +14,8 @@ import requests
 import scipy.sparse as sp
 
 import hiref as hr
-from hiref.datasets import _real
-from hiref.datasets._real import DownloadError
+from hiref.datasets import _downloads
+from hiref.datasets._downloads import DownloadError
 
 MERFISH_SHAPES = {0.26: (5584, 161), 0.21: (5578, 161)}
 PASTE_SHAPES = {1: (254, 7998), 2: (251, 7713), 3: (264, 7453), 4: (262, 7571)}
@@ -403,7 +403,7 @@ def test_real_pooch_failure_leaves_no_file(cache_dir, monkeypatch):
     url = f"http://127.0.0.1:{port}/mosta.h5ad"
     monkeypatch.undo()  # restore the real pooch.retrieve ...
     monkeypatch.setenv("HIREF_DATA_DIR", str(cache_dir))  # ... but keep the cache isolated
-    monkeypatch.setitem(_real._REGISTRY, "mosta", dataclasses.replace(_real._REGISTRY["mosta"], url=url))
+    monkeypatch.setitem(_downloads._REGISTRY, "mosta", dataclasses.replace(_downloads._REGISTRY["mosta"], url=url))
     with pytest.raises(DownloadError, match=rf"127\.0\.0\.1:{port}"):
         hr.datasets.mosta(progress=False)
     assert not cache_dir.exists() or not any(cache_dir.iterdir())

@@ -7,10 +7,10 @@ datasets downloaded once with pooch (:func:`mosta`, :func:`merfish`) and a reade
 
 from __future__ import annotations
 
-from ._real import merfish, mosta, vizgen_receptor_map
-from ._shared import merfish_hypothalamus, paste_breast
-from ._simulate import simulate_slices
-from ._synthetic import checkerboard, gaussian_mixtures, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
+from ._downloads import merfish, mosta, vizgen_receptor_map
+from ._point_clouds import checkerboard, gaussian_mixtures, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
+from ._shared_data import merfish_hypothalamus, paste_breast
+from ._simulated_slices import simulate_slices
 
 __all__ = [
     "checkerboard",

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hiref._anndata import check_adata, str_array
-from hiref._keys import Keys
+from hiref._keys import ALIGN_KEY, Keys
+from hiref._params import read_params
 from hiref.engine import Matching
 
 if TYPE_CHECKING:
@@ -27,70 +28,102 @@ def stored(adata: AnnData, key: str, name: str) -> dict:
     return entry
 
 
+def partner_names(adata: AnnData, keys: Keys) -> np.ndarray | None:
+    """The partner's obs name of every cell (``""`` if unmatched), or None if none are stored.
+
+    Read from ``.obs[keys.match]``; alignments stored by hiref before 0.2 also kept them as
+    ``.uns[key]["partner_names"]``, read when the column is missing.
+    """
+    if keys.match in adata.obs.columns:
+        values = adata.obs[keys.match]
+        present = values.notna().to_numpy()
+        names = np.full(adata.n_obs, "", dtype=object)
+        names[present] = str_array(values.to_numpy()[present]).astype(object)
+        return names.astype(str) if adata.n_obs else np.empty(0, dtype=str)
+    entry = adata.uns.get(keys.uns)
+    if isinstance(entry, dict) and "partner_names" in entry:
+        return str_array(entry["partner_names"])
+    return None
+
+
+def _moved_message(key: str, name: str, other_name: str) -> str:
+    """The error for objects whose rows no longer match their alignment.
+
+    Partner names are stored once, in ``.obs`` (which follows a reordering of the rows) next to
+    positions in ``.uns`` (which do not), so either object may be the one that changed.
+    """
+    return (
+        f"the obs_names of `{name}` and `{other_name}` no longer match the alignment stored under {key!r}: one "
+        "of them was subset, reordered or renamed since hr.tl.align, or they are not the objects that were "
+        "aligned; align again."
+    )
+
+
+def _names_match(partner: np.ndarray, names: np.ndarray | None, other: AnnData) -> bool:
+    """Whether ``other``'s obs names at ``partner`` are ``names`` (where matched; True without names)."""
+    matched = partner >= 0
+    if not matched.any():
+        return True
+    if partner.max() >= other.n_obs:
+        return False
+    if names is None:
+        return True
+    if names.shape != partner.shape:
+        return False
+    return np.array_equal(str_array(other.obs_names.to_numpy()[partner[matched]]), names[matched])
+
+
 def partners(adata: AnnData, other: AnnData, key: str, *, name: str = "adata", other_name: str = "other") -> np.ndarray:
     """Position in ``other`` of every cell's partner (``-1`` if unmatched), checked by obs name.
 
-    Raises a ValueError if either object was subset or reordered since the alignment.
+    Raises a ValueError if either object was subset, reordered or renamed since the alignment.
     """
     entry = stored(adata, key, name)
     partner = np.asarray(entry["partner"], dtype=np.int64)
-    names = str_array(entry["partner_names"])
     if partner.shape[0] != adata.n_obs:
         msg = (
             f"`{name}` has {adata.n_obs} cells but the alignment {key!r} was stored for {partner.shape[0]}: "
             "the object was subset or extended since hr.tl.align; align again."
         )
         raise ValueError(msg)
-    matched = partner >= 0
-    if matched.any() and (partner.max() >= other.n_obs or not np.array_equal(
-        str_array(other.obs_names.to_numpy()[partner[matched]]), names[matched]
-    )):  # fmt: skip
-        msg = (
-            f"the obs_names of `{other_name}` no longer match the partners stored in `{name}`.uns[{key!r}] "
-            "(subset, reordered or renamed since hr.tl.align, or not the object it was aligned to); align again."
-        )
-        raise ValueError(msg)
-    _check_own_order(adata, other, key, partner, names, name=name, other_name=other_name)
+    if not _names_match(partner, partner_names(adata, Keys(key)), other):
+        raise ValueError(_moved_message(key, name, other_name))
+    _check_own_order(adata, other, key, name=name, other_name=other_name)
     return partner
 
 
-def _check_own_order(
-    adata: AnnData, other: AnnData, key: str, partner: np.ndarray, names: np.ndarray, *, name: str, other_name: str
-) -> None:
+def _check_own_order(adata: AnnData, other: AnnData, key: str, *, name: str, other_name: str) -> None:
     """Raise if ``adata``'s own rows were reordered or renamed since the alignment.
 
-    ``uns[key]["partner"]`` does not follow a reordering of the rows while ``.obs`` does, so the
-    rows are checked against the ``.obs`` column of partner names and against the partner
-    names stored on ``other``.
+    ``uns[key]["partner"]`` does not follow a reordering of the rows while ``.obs`` does; the
+    partner names stored on ``other`` tell whether ``adata``'s rows are still where they were
+    (this also catches a reordered ``adata`` whose own column of partner names was removed).
     """
-    msg = (
-        f"the obs_names of `{name}` no longer match the alignment stored under {key!r} (its rows were "
-        f"reordered, subset or renamed since hr.tl.align, or `{other_name}` is not the object it was aligned "
-        "to); align again."
-    )
-    column = Keys(key).match
-    if column in adata.obs.columns:
-        values = adata.obs[column]
-        present = values.notna().to_numpy()
-        if not np.array_equal(present, partner >= 0) or not np.array_equal(
-            str_array(values.to_numpy()[present]), names[present]
-        ):
-            raise ValueError(msg)
     entry = other.uns.get(key)
-    if isinstance(entry, dict) and "partner" in entry and "partner_names" in entry:
-        back = np.asarray(entry["partner"], dtype=np.int64)
-        back_names = str_array(entry["partner_names"])
-        if back.shape[0] != other.n_obs or back_names.shape != back.shape:
-            return  # ``other``'s own check reports this
-        hit = back >= 0
-        if hit.any() and (
-            back.max() >= adata.n_obs
-            or not np.array_equal(str_array(adata.obs_names.to_numpy()[back[hit]]), back_names[hit])
-        ):
-            raise ValueError(msg)
+    if not (isinstance(entry, dict) and "partner" in entry):
+        return
+    back = np.asarray(entry["partner"], dtype=np.int64)
+    back_names = partner_names(other, Keys(key))
+    if back.shape[0] != other.n_obs or (back_names is not None and back_names.shape != back.shape):
+        return  # ``other``'s own check reports this
+    if not _names_match(back, back_names, adata):
+        raise ValueError(_moved_message(key, name, other_name))
 
 
-def matching(adata1: AnnData, adata2: AnnData, *, key: str = "hiref") -> Matching:
+def level_labels(adata: AnnData, keys: Keys) -> list[np.ndarray]:
+    """The co-cluster of every cell at every level (``.obsm[keys.labels]``), one array per level."""
+    if keys.labels not in adata.obsm:
+        return []
+    values = np.asarray(adata.obsm[keys.labels])
+    return [values[:, j].astype(np.int64) for j in range(values.shape[1])]
+
+
+def stored_params(adata: AnnData, key: str, name: str = "adata") -> dict:
+    """The ``params`` of the alignment under ``key``, decoded by :func:`hiref._params.read_params`."""
+    return read_params(stored(adata, key, name).get("params"))
+
+
+def matching(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY) -> Matching:
     """Rebuild the :class:`~hiref.Matching` that :func:`hiref.tl.align` stored on two objects.
 
     Parameters
@@ -119,21 +152,15 @@ def matching(adata1: AnnData, adata2: AnnData, *, key: str = "hiref") -> Matchin
     entry = adata1.uns[key]
     keys = Keys(key)
 
-    def labels(adata: AnnData) -> list[np.ndarray]:
-        if keys.labels not in adata.obsm:
-            return []
-        values = np.asarray(adata.obsm[keys.labels])
-        return [values[:, j].astype(np.int64) for j in range(values.shape[1])]
-
-    params = entry.get("params", {})
+    params = read_params(entry.get("params"))
     return Matching(
         perm=perm,
         cost=float(entry["cost"]),
-        schedule=[int(r) for r in np.asarray(params.get("schedule", []))],
-        labels_x=labels(adata1),
-        labels_y=labels(adata2),
+        schedule=[int(r) for r in np.asarray(params.get("schedule", []), dtype=np.int64)],
+        labels_x=level_labels(adata1, keys),
+        labels_y=level_labels(adata2, keys),
         level_costs=[float(c) for c in np.asarray(entry.get("level_costs", []))],
         timings={"total": float(entry.get("runtime", np.nan))},
-        cost_name=str(params.get("cost", "")),
+        cost_name=str(params.get("cost") or ""),
         n_y=adata2.n_obs,
     )

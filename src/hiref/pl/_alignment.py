@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from hiref._docs import DOC, doc_params
-from hiref.get._matching import partners, stored
+from hiref._keys import ALIGN_KEY
+from hiref.get._matching import partners, stored_params
 
-from ._utils import category_colors, color_values, finish, new_axes, spatial, spatial_axes
+from ._utils import category_colors, color_values, new_axes, save_or_show, spatial, spatial_axes
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -22,8 +23,7 @@ def stored_spatial_key(adata: AnnData, key: str, spatial_key: str | None) -> str
     """The coordinates to draw: ``spatial_key``, else the one the alignment used, else ``"spatial"``."""
     if spatial_key is not None:
         return spatial_key
-    params = stored(adata, key, "adata1").get("params", {})
-    return str(params.get("spatial_key") or "spatial")
+    return str(stored_params(adata, key, "adata1").get("spatial_key") or "spatial")
 
 
 def matched_positions(
@@ -85,7 +85,7 @@ def alignment(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     color: str | None = None,
     n_lines: int = 300,
     spatial_key: str | None = None,
@@ -152,7 +152,7 @@ def alignment(
     ax.add_collection(lines)
     spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
     ax.set_title(f"{key}: {len(matched)} matched pairs ({len(pick)} drawn)")
-    return finish(ax, show=show, save=save, ax_given=ax_given)
+    return save_or_show(ax, show=show, save=save, ax_given=ax_given)
 
 
 @doc_params(**DOC)
@@ -160,7 +160,7 @@ def displacement(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     spatial_key: str | None = None,
     n_arrows: int = 400,
     grid: int | None = None,
@@ -226,4 +226,4 @@ def displacement(
     ax.figure.colorbar(q, ax=ax, label=f"displacement ({spatial_key} units)", shrink=0.8)
     spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
     ax.set_title(f"{key}: cell to partner" + (f", mean over a {grid}x{grid} grid" if grid else ""))
-    return finish(ax, show=show, save=save, ax_given=ax_given)
+    return save_or_show(ax, show=show, save=save, ax_given=ax_given)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hiref._docs import DOC, doc_params
-from hiref._keys import Keys
-from hiref.get._matching import partners, stored
+from hiref._keys import ALIGN_KEY, Keys
+from hiref.get._matching import partners, stored, stored_params
 
 from ._alignment import _size, stored_spatial_key
-from ._utils import finish, palette, spatial, spatial_axes
+from ._utils import palette, save_or_show, spatial, spatial_axes
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -34,7 +34,7 @@ def hierarchy(
     adata1: AnnData,
     adata2: AnnData,
     *,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     level: int | None = None,
     spatial_key: str | None = None,
     size: float | None = None,
@@ -105,14 +105,14 @@ def hierarchy(
         a.scatter(*P.T, s=size, c=c, linewidths=0, rasterized=len(P) > 10_000, **scatter_kwargs)
         spatial_axes(a, f"{spatial_key} 1", f"{spatial_key} 2")
         a.set_title(f"{name}: {n_clusters} co-clusters after level {level} of {n_levels}")
-    return finish(axes, show=show, save=save, ax_given=ax_given)
+    return save_or_show(axes, show=show, save=save, ax_given=ax_given)
 
 
 @doc_params(**DOC)
 def level_costs(
     adata: AnnData,
     *,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -144,7 +144,8 @@ def level_costs(
     check_adata(adata, "adata")
     entry = stored(adata, key, "adata")
     costs = np.asarray(entry["level_costs"], dtype=float)
-    schedule = [int(r) for r in np.asarray(entry["params"]["schedule"])]
+    params = stored_params(adata, key, "adata")
+    schedule = [int(r) for r in np.asarray(params["schedule"])]
     ax_given = ax is not None
     ax = new_axes(ax, figsize=(6.0, 4.0))
     levels = np.arange(len(costs) - 1)
@@ -155,8 +156,8 @@ def level_costs(
     ticks = ["0\n(all)"] + [f"{i + 1}\n(r={r})" for i, r in enumerate(schedule)] + ["leaves"]
     ax.set_xticks(np.arange(len(costs)), ticks[: len(costs)])
     ax.set_xlabel("level (rank)")
-    ax.set_ylabel(f"mean cost ({entry['params']['cost']})")
+    ax.set_ylabel(f"mean cost ({params['cost']})")
     ax.set_title(f"{key}: cost per refinement level")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3, which="both")
-    return finish(ax, show=show, save=save, ax_given=ax_given)
+    return save_or_show(ax, show=show, save=save, ax_given=ax_given)

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hiref._anndata import spatial_extent
 from hiref._docs import DOC, doc_params
-from hiref.tl._bin import bin_spatial, spatial_extent
-from hiref.tl._evaluate import _matched, cosine_similarity
+from hiref.get._transfer import bin_grid, matched_mask
+from hiref.tl import bin_spatial, cosine_similarity
 
-from ._utils import color_values, finish, spatial, spatial_axes
+from ._utils import color_values, save_or_show, spatial, spatial_axes
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
 
 def _panel_size(n: int, size: float | None) -> float:
     return float(np.clip(30_000 / max(n, 1), 0.5, 20.0)) if size is None else size
-
-
-def _grid_image(binned: AnnData, gene: str) -> np.ndarray:
-    nx, ny = (int(v) for v in binned.uns["bin_spatial"]["bins"])
-    image = np.full((ny, nx), np.nan)
-    values = np.asarray(binned[:, gene].X).ravel()
-    image[binned.obs["bin_y"].to_numpy(), binned.obs["bin_x"].to_numpy()] = values
-    return image
 
 
 @doc_params(**DOC)
@@ -80,7 +73,7 @@ def transfer(
     fig, axes = plt.subplots(
         len(gene_list), 2, figsize=(9.0, 4.0 * len(gene_list)), layout="constrained", squeeze=False
     )
-    keep = _matched(adata_pred)
+    keep = matched_mask(adata_pred)
     keep = np.ones(adata_pred.n_obs, dtype=bool) if keep is None else keep
     if bins:
         extent = spatial_extent(P1, P2)
@@ -97,8 +90,8 @@ def transfer(
         for col, (title, P, vals) in enumerate((("predicted", P1[keep], values[0]), ("measured", P2, values[1]))):
             ax = axes[row, col]
             if bins:
-                image = _grid_image(binned[col], gene)
-                vmax_b = float(np.nanmax([np.nanmax(_grid_image(b, gene)) for b in binned])) or 1.0
+                image = bin_grid(binned[col], gene)
+                vmax_b = float(np.nanmax([np.nanmax(bin_grid(b, gene)) for b in binned])) or 1.0
                 art = ax.imshow(image, origin="lower", extent=extent, cmap=cmap, vmin=0, vmax=vmax_b, aspect="equal",
                                 interpolation="nearest")  # fmt: skip
             else:
@@ -110,4 +103,4 @@ def transfer(
             art, ax=axes[row, :].tolist(), label=f"{gene} expression" + (" (bin mean)" if bins else ""), shrink=0.8
         )
         axes[row, 0].set_title(f"{gene}, predicted (cosine {cosine.loc[gene, 'cosine_similarity']:.3f})")
-    return finish(axes.ravel().tolist(), show=show, save=save, ax_given=False)
+    return save_or_show(axes.ravel().tolist(), show=show, save=save, ax_given=False)

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hiref._docs import DOC, doc_params
-from hiref.tl._series import transitions as transition_tables
+from hiref._keys import ALIGN_KEY
+from hiref.tl import transitions as transition_tables
 
-from ._utils import finish
+from ._utils import save_or_show
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -23,7 +24,7 @@ def transitions(
     data: Sequence[AnnData] | AnnData,
     *,
     obs: str,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     pair: str | None = None,
     normalize: bool = True,
     cmap: str = "Blues",
@@ -93,4 +94,4 @@ def transitions(
                     a.text(j, i, text, ha="center", va="center", fontsize=7,
                            color="white" if v > 0.6 * np.nanmax(values) else "black")  # fmt: skip
         a.figure.colorbar(image, ax=a, label="fraction of earlier type" if normalize else "cells", shrink=0.8)
-    return finish(axes if len(axes) > 1 else axes[0], show=show, save=save, ax_given=ax_given)
+    return save_or_show(axes if len(axes) > 1 else axes[0], show=show, save=save, ax_given=ax_given)

@@ -81,7 +81,7 @@ def new_axes(ax: Axes | None, *, figsize: tuple[float, float] = (6.0, 5.0)) -> A
     return plt.subplots(figsize=figsize, layout="constrained")[1]
 
 
-def finish(
+def save_or_show(
     axes: Axes | list[Axes], *, show: bool | None, save: str | Path | None, ax_given: bool
 ) -> Axes | list[Axes] | None:
     """Save and show as scanpy does: return the Axes unless they were shown."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,15 +12,16 @@ import pandas as pd
 
 from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
 from hiref._docs import DOC, doc_params
-from hiref._keys import Keys
+from hiref._keys import ALIGN_KEY, Keys
 from hiref._logging import logger
+from hiref._params import params_record
+from hiref._rep import representations
 from hiref.engine import Matching, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
 from ._auto import auto_representation
 from ._confidence import matched_cost, spatial_confidence
-from ._rep import representations
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -34,7 +34,7 @@ def _version() -> str:
 
 
 @dataclass
-class Side:
+class AlignedSide:
     """What an alignment writes on one object (computed before anything is written)."""
 
     keys: Keys
@@ -55,7 +55,7 @@ def _side(
     role: str,
     spatial: np.ndarray | None,
     pca: np.ndarray | None,
-) -> Side:
+) -> AlignedSide:
     """Everything to write on one object: its ``uns`` entry, ``obs`` column and ``obsm`` arrays."""
     matched = matching_perm >= 0
     names = np.where(matched, other.obs_names.to_numpy()[np.maximum(matching_perm, 0)], "")
@@ -72,13 +72,12 @@ def _side(
         "params": params,
         "role": role,
         "partner": matching_perm.astype(np.int64),
-        "partner_names": names.astype(str),
         "obs_key": keys.match,
         "obsm_keys": sorted(obsm),
         **results,
     }
     column = pd.Categorical(np.where(matched, names, None))
-    return Side(keys, uns, column, obsm)
+    return AlignedSide(keys, uns, column, obsm)
 
 
 def _owned(adata: AnnData, keys: Keys) -> tuple[bool, set[str]]:
@@ -111,7 +110,7 @@ def check_key_added(adata: AnnData, keys: Keys, name: str, *, obsm: list[str]) -
         raise ValueError(msg)
 
 
-def write_alignment(adata: AnnData, side: Side) -> None:
+def write_alignment(adata: AnnData, side: AlignedSide) -> None:
     """Write one side of an alignment into ``adata`` (a view becomes an actual object).
 
     ``.obsm`` arrays of an earlier alignment under the same key that this one does not produce
@@ -130,6 +129,104 @@ def write_alignment(adata: AnnData, side: Side) -> None:
         adata.obsm[name] = value
 
 
+def _checked_options(
+    adata1: AnnData,
+    adata2: AnnData,
+    *,
+    key_added: str,
+    random_state: int | np.random.Generator | None,
+    n_pcs: int,
+    refine: bool | None,
+    progress: bool,
+    distributed: object,
+) -> tuple[int, int, bool | None, bool]:
+    """Check both objects and the options of :func:`compute_alignment`; return the checked values."""
+    check_adata(adata1, "adata1")
+    check_adata(adata2, "adata2")
+    check_in_memory(adata1, "adata1")
+    check_in_memory(adata2, "adata2")
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+        raise ValueError(msg)
+    if distributed is not False and (random_state is None or isinstance(random_state, np.random.Generator)):
+        msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
+        raise TypeError(msg)
+    random_state = check_seed(random_state, "random_state")
+    n_pcs = check_positive_int(n_pcs, "n_pcs")
+    refine = None if refine is None else check_bool(refine, "refine")
+    return random_state, n_pcs, refine, check_bool(progress, "progress")
+
+
+def _check_keys_free(
+    adata1: AnnData, adata2: AnnData, keys: Keys, *, use_rep: str | Mapping[str, float], spatial_key: str | None
+) -> None:
+    """Refuse ``keys`` on either object if the alignment would overwrite entries hiref did not write."""
+    weights = [use_rep] if isinstance(use_rep, str) else list(use_rep) if isinstance(use_rep, Mapping) else []
+    both_spatial = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
+    pca_missing = "X_pca" in weights and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm)
+    written = [keys.labels] + [keys.partner_spatial] * both_spatial + [keys.pca] * pca_missing
+    check_key_added(adata1, keys, "adata1", obsm=written)
+    check_key_added(adata2, keys, "adata2", obsm=written)
+
+
+def _spatial_pair(
+    adata1: AnnData, adata2: AnnData, spatial_key: str | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Both objects' coordinates, or ``(None, None)`` unless both have ``spatial_key``."""
+    if spatial_key is None or spatial_key not in adata1.obsm or spatial_key not in adata2.obsm:
+        return None, None
+    spatial1 = obsm_array(adata1, spatial_key, "adata1")
+    spatial2 = obsm_array(adata2, spatial_key, "adata2")
+    if spatial1.shape[1] != spatial2.shape[1]:
+        msg = (
+            f"`.obsm[{spatial_key!r}]` has {spatial1.shape[1]} columns in adata1 but {spatial2.shape[1]} in "
+            "adata2; pass `spatial_key=None` or fix the coordinates."
+        )
+        raise ValueError(msg)
+    return spatial1, spatial2
+
+
+def _params(
+    rep_info: dict,
+    matching: Matching,
+    *,
+    unbalanced: str,
+    refine: bool | None,
+    random_state: int,
+    spatial_key: str | None,
+    layer: str | None,
+    engine_options: Mapping[str, Any],
+) -> dict:
+    """The ``params`` record of an alignment (see :func:`hiref._params.params_record`)."""
+    return params_record({
+        **rep_info,
+        "cost": matching.cost_name,
+        "unbalanced": unbalanced,
+        "refine": "auto" if refine is None else bool(refine),
+        "random_state": int(random_state),
+        "schedule": np.asarray(matching.schedule, dtype=np.int64),
+        "spatial_key": spatial_key,
+        "layer": layer,
+        "engine_options": dict(engine_options),
+        "hiref_version": _version(),
+    })  # fmt: skip
+
+
+def _add_quality(
+    side: AlignedSide,
+    perm: np.ndarray,
+    reps: tuple[np.ndarray, np.ndarray],
+    coords: tuple[np.ndarray | None, np.ndarray | None],
+    *,
+    root: bool,
+) -> None:
+    """Add the per-cell cost and, with coordinates, the spatial confidence to one side's ``obs``."""
+    side.obs[side.keys.cost] = matched_cost(*reps, perm, root=root)
+    if coords[0] is not None:
+        side.obs[side.keys.confidence] = spatial_confidence(*coords, perm)
+    side.uns["obs_keys"] = [side.keys.match, *sorted(side.obs)]
+
+
 def compute_alignment(
     adata1: AnnData,
     adata2: AnnData,
@@ -139,39 +236,22 @@ def compute_alignment(
     cost: str | Callable = "sqeuclidean",
     unbalanced: str = "partial",
     refine: bool | None = None,
-    key_added: str = "hiref",
+    key_added: str = ALIGN_KEY,
     layer: str | None = None,
     n_pcs: int = 50,
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
     **engine_options: Any,
-) -> tuple[Side, Side]:
+) -> tuple[AlignedSide, AlignedSide]:
     """Validate, solve and prepare both sides of an alignment; writes nothing (see :func:`align`)."""
     t0 = time.perf_counter()
-    check_adata(adata1, "adata1")
-    check_adata(adata2, "adata2")
-    check_in_memory(adata1, "adata1")
-    check_in_memory(adata2, "adata2")
-    if not isinstance(key_added, str) or not key_added:
-        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
-        raise ValueError(msg)
-    if engine_options.get("distributed", False) is not False and (
-        random_state is None or isinstance(random_state, np.random.Generator)
-    ):
-        msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
-        raise TypeError(msg)
-    random_state = check_seed(random_state, "random_state")
-    n_pcs = check_positive_int(n_pcs, "n_pcs")
-    refine = None if refine is None else check_bool(refine, "refine")
-    progress = check_bool(progress, "progress")
+    random_state, n_pcs, refine, progress = _checked_options(
+        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, refine=refine, progress=progress,
+        distributed=engine_options.get("distributed", False),
+    )  # fmt: skip
     keys = Keys(key_added)
-    weights = [use_rep] if isinstance(use_rep, str) else list(use_rep) if isinstance(use_rep, Mapping) else []
-    both_spatial = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
-    pca_missing = "X_pca" in weights and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm)
-    written = [keys.labels] + [keys.partner_spatial] * both_spatial + [keys.pca] * pca_missing
-    check_key_added(adata1, keys, "adata1", obsm=written)
-    check_key_added(adata2, keys, "adata2", obsm=written)
+    _check_keys_free(adata1, adata2, keys, use_rep=use_rep, spatial_key=spatial_key)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
     if isinstance(use_rep, str) and use_rep == "auto":
         R1, R2, rep_info, pca = auto_representation(
@@ -182,16 +262,7 @@ def compute_alignment(
         R1, R2, rep_info, pca = representations(
             adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
         )
-    spatial1 = spatial2 = None
-    if spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm:
-        spatial1 = obsm_array(adata1, spatial_key, "adata1")
-        spatial2 = obsm_array(adata2, spatial_key, "adata2")
-        if spatial1.shape[1] != spatial2.shape[1]:
-            msg = (
-                f"`.obsm[{spatial_key!r}]` has {spatial1.shape[1]} columns in adata1 but {spatial2.shape[1]} in "
-                "adata2; pass `spatial_key=None` or fix the coordinates."
-            )
-            raise ValueError(msg)
+    spatial1, spatial2 = _spatial_pair(adata1, adata2, spatial_key)
     # Every process holds both objects; the engine takes each process's slice of the rows.
     distributed, (R1, R2) = this_process_rows(R1, R2, distributed=engine_options.pop("distributed", False))
     matching: Matching = solve(
@@ -199,18 +270,9 @@ def compute_alignment(
         progress=progress, distributed=distributed, **engine_options,
     )  # fmt: skip
     runtime = time.perf_counter() - t0
-    params = {
-        **rep_info,
-        "cost": matching.cost_name,
-        "unbalanced": unbalanced,
-        "refine": "auto" if refine is None else bool(refine),
-        "random_state": int(random_state),
-        "schedule": np.asarray(matching.schedule, dtype=np.int64),
-        "spatial_key": spatial_key if spatial1 is not None else "",
-        "layer": layer or "",
-        "engine_options": json.dumps(dict(engine_options), default=str),
-        "hiref_version": _version(),
-    }
+    params = _params(rep_info, matching, unbalanced=unbalanced, refine=refine, random_state=random_state,
+                     spatial_key=spatial_key if spatial1 is not None else None, layer=layer,
+                     engine_options=engine_options)  # fmt: skip
     results = {
         "cost": float(matching.cost),
         "level_costs": np.asarray(matching.level_costs, dtype=np.float64),
@@ -222,15 +284,8 @@ def compute_alignment(
     side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
                   role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
     if distributed is False:
-        root = matching.cost_name == "euclidean"
-        for side, perm, (A, B), (own, other) in (
-            (side1, matching.perm, (R1, R2), (spatial1, spatial2)),
-            (side2, matching.perm_y, (R2, R1), (spatial2, spatial1)),
-        ):
-            side.obs[keys.cost] = matched_cost(A, B, perm, root=root)
-            if own is not None:
-                side.obs[keys.confidence] = spatial_confidence(own, other, perm)
-            side.uns["obs_keys"] = [keys.match, *sorted(side.obs)]
+        _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=matching.cost_name == "euclidean")
+        _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=matching.cost_name == "euclidean")
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
         runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
@@ -248,7 +303,7 @@ def align(
     cost: str | Callable = "sqeuclidean",
     unbalanced: Literal["partial", "subsample"] = "partial",
     refine: bool | None = None,
-    key_added: str = "hiref",
+    key_added: str = ALIGN_KEY,
     layer: str | None = None,
     n_pcs: int = 50,
     random_state: int | np.random.Generator | None = 0,
@@ -318,13 +373,14 @@ def align(
     ``.uns[key_added]``
         ``params`` (``use_rep``, ``cost``, ``unbalanced``, ``refine``, ``random_state``,
         ``schedule``, ``hiref_version``, with ``"auto"`` also ``auto_weight`` and ``auto``: a
-        JSON string of the rule's measurements, ...), ``role`` (``"source"`` on adata1, ``"target"``
+        JSON string of the rule's measurements, ...; stored by one rule for all tools, dicts as
+        JSON strings and ``None`` as ``""``), ``role`` (``"source"`` on adata1, ``"target"``
         on adata2), ``partner`` (int64 position of every cell's partner in the other object,
-        ``-1`` if unmatched), ``partner_names`` (its obs name, ``""`` if unmatched), ``cost``
-        (mean cost of the matched pairs), ``level_costs``, ``n_matched``, ``runtime`` (s), and
-        the names of the entries below.
+        ``-1`` if unmatched), ``cost`` (mean cost of the matched pairs), ``level_costs``,
+        ``n_matched``, ``runtime`` (s), and the names of the entries below.
     ``.obs[f"{{key_added}}_match"]``
-        The partner's obs name (missing if unmatched).
+        The partner's obs name (missing if unmatched); the only place partner names are
+        stored, so that ``hr.get.matching`` can tell a subset or reordered object.
     ``.obs[f"{{key_added}}_cost"]``
         The cost of the cell's pair: its squared Euclidean distance to its partner on the
         aligned representation (the distance for ``cost="euclidean"``); NaN if unmatched.

@@ -21,7 +21,6 @@ The rule, measured on a subsample with held-out genes (so that matching on noise
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -168,7 +167,7 @@ def auto_representation(
     Without coordinates in both objects this is expression alone (the joint PCA, or
     ``.obsm["X_pca"]`` when both have it), the recipe for time courses.
     """
-    from ._rep import joint_matrix, representations
+    from hiref._rep import joint_matrix, representations
 
     have_space = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
     if not have_space:
@@ -176,7 +175,7 @@ def auto_representation(
             adata1, adata2, "X_pca", layer=layer, n_pcs=n_pcs, random_state=random_state
         )
         info["use_rep"] = "auto"
-        info["auto"] = json.dumps({"rule": "no coordinates in both objects: expression PCs only"})
+        info["auto"] = {"rule": "no coordinates in both objects: expression PCs only"}
         return R1, R2, info, computed
     S1, S2, info, _ = representations(adata1, adata2, spatial_key, layer=None, n_pcs=n_pcs, random_state=random_state)
     centre = np.concatenate([S1, S2]).mean(0)
@@ -192,11 +191,11 @@ def auto_representation(
         pca_info["preprocessing"] = prepared[1]
         E1, E2 = E[: adata1.n_obs], E[adata1.n_obs :]
         computed = (E1, E2)
-        info["joint_pca"] = json.dumps(pca_info)
+        info["joint_pca"] = pca_info
     E = _unit(np.concatenate([E1, E2]))
     R1 = np.concatenate([S1, np.sqrt(weight) * E[: len(S1)]], 1)
     R2 = np.concatenate([S2, np.sqrt(weight) * E[len(S1) :]], 1)
     info["use_rep"] = "auto"
-    info["auto"] = json.dumps({**auto, "weight": weight, "spatial_key": spatial_key})
+    info["auto"] = {**auto, "weight": weight, "spatial_key": spatial_key}
     info["auto_weight"] = float(weight)
     return R1, R2, info, computed

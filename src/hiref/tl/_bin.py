@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates, expression
+from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates, expression, spatial_extent
 from hiref._docs import DOC, doc_params
+from hiref._keys import BinKeys
+from hiref._params import params_record
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -44,16 +46,6 @@ def check_extent(extent: object) -> tuple[float, float, float, float]:
     if len(values) != 4 or not all(np.isfinite(values)) or not (values[1] > values[0] and values[3] > values[2]):
         raise ValueError(msg)
     return values  # type: ignore[return-value]
-
-
-def spatial_extent(*coords: np.ndarray) -> tuple[float, float, float, float]:
-    """``(xmin, xmax, ymin, ymax)`` covering every set of 2-D coordinates given."""
-    allc = np.concatenate([c[:, :2] for c in coords])
-    xmin, ymin = allc.min(0)
-    xmax, ymax = allc.max(0)
-    pad_x = (xmax - xmin) * 1e-9 or 1.0
-    pad_y = (ymax - ymin) * 1e-9 or 1.0
-    return float(xmin), float(xmax + pad_x), float(ymin), float(ymax + pad_y)
 
 
 @doc_params(**DOC)
@@ -129,16 +121,16 @@ def bin_spatial(
     binned = np.asarray(binned.todense()) if sp.issparse(binned) else np.asarray(binned)
     bx, by = used // ny, used % ny
     obs = pd.DataFrame(
-        {"bin_x": bx, "bin_y": by, "n_cells": counts.astype(np.int64)},
+        {BinKeys.bin_x: bx, BinKeys.bin_y: by, BinKeys.n_cells: counts.astype(np.int64)},
         index=[f"{i}_{j}" for i, j in zip(bx, by, strict=True)],
     )
     out = AnnData(X=binned, obs=obs, var=adata.var.iloc[gene_idx].copy())
-    out.obsm["spatial"] = np.column_stack(
+    out.obsm[BinKeys.spatial] = np.column_stack(
         [xmin + (bx + 0.5) * (xmax - xmin) / nx, ymin + (by + 0.5) * (ymax - ymin) / ny]
     )
-    out.uns["bin_spatial"] = {
+    out.uns[BinKeys.uns] = params_record({
         "bins": np.array([nx, ny]),
         "extent": np.array([xmin, xmax, ymin, ymax]),
         "spatial_key": spatial_key,
-    }
+    })  # fmt: skip
     return out

@@ -8,21 +8,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates
+from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates, spatial_extent
 from hiref._docs import DOC, doc_params
+from hiref._keys import ALIGN_KEY
+from hiref.get._matching import partners
+from hiref.get._transfer import matched_mask
 
-from ._bin import bin_spatial, spatial_extent
-from ._transfer import TRANSFER_KEY
+from ._bin import bin_spatial
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-
-def _matched(adata: AnnData) -> np.ndarray | None:
-    info = adata.uns.get(TRANSFER_KEY)
-    if isinstance(info, dict) and info.get("matched_key") in adata.obs:
-        return adata.obs[info["matched_key"]].to_numpy(dtype=bool)
-    return None
 
 
 @doc_params(**DOC)
@@ -82,7 +77,7 @@ def cosine_similarity(
     if extent is None:
         extent = spatial_extent(coords_pred, coords_true)
     pred = bin_spatial(
-        adata_pred, bins=bins, extent=extent, genes=gene_list, spatial_key=spatial_key, mask=_matched(adata_pred)
+        adata_pred, bins=bins, extent=extent, genes=gene_list, spatial_key=spatial_key, mask=matched_mask(adata_pred)
     )
     true = bin_spatial(adata_true, bins=bins, extent=extent, genes=gene_list, layer=layer, spatial_key=spatial_key)
     names = pred.obs_names.union(true.obs_names)
@@ -103,7 +98,7 @@ def label_agreement(
     adata_to: AnnData,
     *,
     obs: str,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     obs_to: str | None = None,
     na: str | Sequence[str] | None = "NA",
 ) -> pd.DataFrame:
@@ -145,8 +140,6 @@ def label_agreement(
     >>> bool(hr.tl.label_agreement(a, b, obs="region").loc["overall", "agreement"] > 0.5)
     True
     """
-    from hiref.get._matching import partners
-
     check_adata(adata_from, "adata_from")
     check_adata(adata_to, "adata_to")
     obs_to = obs if obs_to is None else obs_to

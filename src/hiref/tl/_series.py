@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from hiref._anndata import actualize, check_adata
+from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
+from hiref._params import params_record
 from hiref.engine.checks import check_seed
 from hiref.get._matching import partners
 
@@ -18,11 +20,6 @@ from ._align import compute_alignment, write_alignment
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-
-def pair_key(key: str, i: int) -> str:
-    """Key of the alignment of items ``i`` and ``i + 1`` of a list."""
-    return f"{key}_{i}_{i + 1}"
 
 
 def _stages(adata: AnnData, time_key: str, order: Sequence | None) -> list:
@@ -48,7 +45,7 @@ def align_series(
     *,
     time_key: str | None = None,
     order: Sequence | None = None,
-    key_added: str = "hiref",
+    key_added: str = ALIGN_KEY,
     **align_options: Any,
 ) -> list[str] | None:
     """Align consecutive time points (or slices) of a series.
@@ -93,19 +90,24 @@ def align_series(
         for i, adata in enumerate(adatas):
             check_adata(adata, f"data[{i}]")
         sides = [
-            compute_alignment(adatas[i], adatas[i + 1], key_added=pair_key(key_added, i), **align_options)
+            compute_alignment(adatas[i], adatas[i + 1], key_added=SeriesKeys(key_added).pair(i), **align_options)
             for i in range(len(adatas) - 1)
         ]
         for i, (first, second) in enumerate(sides):
             write_alignment(adatas[i], first)
             write_alignment(adatas[i + 1], second)
-        return [pair_key(key_added, i) for i in range(len(adatas) - 1)]
+        return [SeriesKeys(key_added).pair(i) for i in range(len(adatas) - 1)]
 
     adata = check_adata(data, "data")
     if time_key is None:
         msg = "`time_key` is required when `data` is a single AnnData."
         raise ValueError(msg)
-    stages = _stages(adata, time_key, order)
+    _align_stages(adata, time_key, _stages(adata, time_key, order), SeriesKeys(key_added), align_options)
+    return None
+
+
+def _align_stages(adata: AnnData, time_key: str, stages: list, keys: SeriesKeys, align_options: dict) -> None:
+    """Align consecutive stages of one AnnData, then write the partners and a summary (see :func:`align_series`)."""
     column = adata.obs[time_key]
     subsets = [adata[(column == s).to_numpy()].copy() for s in stages]
     next_name = pd.Series(pd.NA, index=adata.obs_names, dtype="object")
@@ -114,8 +116,8 @@ def align_series(
     for i in range(len(stages) - 1):
         first, second = compute_alignment(subsets[i], subsets[i + 1], key_added="pair", **align_options)
         for side, subset, target in ((first, subsets[i], next_name), (second, subsets[i + 1], prev_name)):
-            names = np.asarray(side.uns["partner_names"])
-            target.loc[subset.obs_names] = np.where(names != "", names, pd.NA)
+            names = side.column.astype(object)
+            target.loc[subset.obs_names] = np.where(pd.isna(names), pd.NA, names)
         pairs[str(i)] = {
             "from": str(stages[i]),
             "to": str(stages[i + 1]),
@@ -125,18 +127,17 @@ def align_series(
         }
         logger.info("aligned %s -> %s", stages[i], stages[i + 1])
     actualize(adata)
-    adata.obs[f"{key_added}_next"] = pd.Categorical(next_name.to_numpy())
-    adata.obs[f"{key_added}_prev"] = pd.Categorical(prev_name.to_numpy())
-    adata.uns[key_added] = {"time_key": time_key, "order": [str(s) for s in stages], "pairs": pairs,
-                            "params": {k: str(v) for k, v in align_options.items()}}  # fmt: skip
-    return None
+    adata.obs[keys.next] = pd.Categorical(next_name.to_numpy())
+    adata.obs[keys.prev] = pd.Categorical(prev_name.to_numpy())
+    adata.uns[keys.uns] = {"time_key": time_key, "order": [str(s) for s in stages], "pairs": pairs,
+                           "params": params_record(align_options)}  # fmt: skip
 
 
 def transitions(
     data: Sequence[AnnData] | AnnData,
     *,
     obs: str,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     normalize: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Cell-type transitions between consecutive time points, from an aligned series.
@@ -164,7 +165,7 @@ def transitions(
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
         for i in range(len(adatas) - 1):
-            k = pair_key(key, i)
+            k = SeriesKeys(key).pair(i)
             for j in (i, i + 1):
                 _column(adatas[j], obs, f"data[{j}]")
             perm = partners(adatas[i], adatas[i + 1], k, name=f"data[{i}]", other_name=f"data[{i + 1}]")
@@ -177,7 +178,7 @@ def transitions(
     info = stored_series(adata, key)
     column = _column(adata, obs, "data")
     time = adata.obs[info["time_key"]].astype(str)
-    nxt = adata.obs[f"{key}_next"]
+    nxt = adata.obs[SeriesKeys(key).next]
     position = pd.Series(np.arange(adata.n_obs), index=adata.obs_names)
     order = list(info["order"])
     for a, b in itertools.pairwise(order):
@@ -189,8 +190,9 @@ def transitions(
 
 def stored_series(adata: AnnData, key: str) -> dict:
     """``adata.uns[key]`` written by :func:`align_series` on one AnnData."""
-    entry = adata.uns.get(key)
-    if not isinstance(entry, dict) or "order" not in entry or f"{key}_next" not in adata.obs:
+    keys = SeriesKeys(key)
+    entry = adata.uns.get(keys.uns)
+    if not isinstance(entry, dict) or "order" not in entry or keys.next not in adata.obs:
         msg = f"`data` has no aligned series under key {key!r}: run hr.tl.align_series first."
         raise KeyError(msg)
     return entry

@@ -11,13 +11,12 @@ import scipy.sparse as sp
 
 from hiref._anndata import check_adata, check_in_memory, check_var_names, expression
 from hiref._docs import DOC, doc_params
+from hiref._keys import ALIGN_KEY, TransferKeys
+from hiref._params import params_record
 from hiref.get._matching import partners
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-#: ``.uns`` key of a transferred AnnData; tells evaluation which cells had no partner.
-TRANSFER_KEY = "hiref_transfer"
 
 
 def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
@@ -67,7 +66,7 @@ def transfer(
     adata_source: AnnData,
     adata_target: AnnData,
     *,
-    key: str = "hiref",
+    key: str = ALIGN_KEY,
     genes: str | Sequence[str] | None = None,
     layer: str | None = None,
     obs: str | Sequence[str] | None = None,
@@ -164,9 +163,10 @@ def transfer(
             X[~matched] = np.nan
 
     frame = pd.DataFrame(index=adata_target.obs_names.copy())
-    frame[f"{key}_matched"] = matched
+    keys = TransferKeys(key)
+    frame[keys.matched] = matched
     source_names = adata_source.obs_names.to_numpy()[rows]
-    frame[f"{key}_source"] = pd.Categorical(np.where(matched, source_names, None))
+    frame[keys.source] = pd.Categorical(np.where(matched, source_names, None))
     for col in columns:
         frame[col] = _carried(adata_source.obs[col], rows, matched, frame.index)
 
@@ -175,5 +175,5 @@ def transfer(
     out = AnnData(X=X, obs=frame, var=adata_source.var.iloc[gene_idx].copy())
     if spatial_key is not None and spatial_key in adata_target.obsm:
         out.obsm[spatial_key] = np.asarray(adata_target.obsm[spatial_key]).copy()
-    out.uns[TRANSFER_KEY] = {"key": key, "layer": layer or "", "matched_key": f"{key}_matched"}
+    out.uns[keys.uns] = params_record({"key": key, "layer": layer, "matched_key": keys.matched})
     return out

@@ -77,7 +77,7 @@ def shared_data_dir(data_dir: str | os.PathLike[str] | None, files: Sequence[str
     raise FileNotFoundError(msg)
 
 
-def _read(path: Path) -> AnnData:
+def _read_slice(path: Path) -> AnnData:
     import anndata as ad
 
     adata = ad.read_h5ad(path)
@@ -162,7 +162,7 @@ def merfish_hypothalamus(
         raise ValueError(msg)
     files = [_merfish_file(b) for b in picked]
     folder = shared_data_dir(data_dir, files)
-    return [_read(folder / f) for f in files]
+    return [_read_slice(folder / f) for f in files]
 
 
 def paste_breast(
@@ -209,4 +209,4 @@ def paste_breast(
         raise ValueError(msg)
     files = [_paste_file(s) for s in picked]
     folder = shared_data_dir(data_dir, files)
-    return [_read(folder / f) for f in files]
+    return [_read_slice(folder / f) for f in files]

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from hiref._keys import SimulatedKeys
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -112,16 +114,16 @@ def simulate_slices(
     def make(counts: np.ndarray, coords: np.ndarray, rows: np.ndarray, prefix: str, label: str) -> AnnData:
         obs = pd.DataFrame(
             {
-                "region": pd.Categorical(np.array(categories)[region[rows]], categories=categories),
-                "slice": pd.Categorical([label] * len(rows)),
+                SimulatedKeys.region: pd.Categorical(np.array(categories)[region[rows]], categories=categories),
+                SimulatedKeys.slice: pd.Categorical([label] * len(rows)),
             },
             index=[f"{prefix}{i}" for i in rows],
         )
         adata = AnnData(X=sp.csr_matrix(counts[rows]), obs=obs, var=pd.DataFrame(index=genes))
-        adata.obsm["spatial"] = coords[rows]
+        adata.obsm[SimulatedKeys.spatial] = coords[rows]
         return adata
 
     adata1 = make(counts1, pos, np.arange(n_obs), "cell", "slice1")
     adata2 = make(counts2, pos2, keep, "b_cell", "slice2")
-    adata2.obs["true_match"] = names1[keep]
+    adata2.obs[SimulatedKeys.true_match] = names1[keep]
     return adata1, adata2

@@ -1,15 +1,18 @@
-"""The representation cells are compared by, read from (or computed for) two AnnData objects."""
+"""The representation cells are compared by, read from (or computed for) two AnnData objects.
+
+Shared by ``hr.pp`` and ``hr.tl``; the description it returns goes into ``params`` through
+:func:`hiref._params.params_record` (mappings become JSON strings there).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from hiref._anndata import check_finite, check_var_names, expression, obsm_array
+from hiref._anndata import check_var_names, expression, obsm_array, require_finite
 from hiref._logging import logger
 
 if TYPE_CHECKING:
@@ -42,7 +45,7 @@ def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tupl
     for name, adata in (("adata1", adata1), ("adata2", adata2)):
         view = adata if adata.var_names.equals(shared) else adata[:, shared]
         X = expression(view, layer, name)
-        check_finite(X, f"`{name}` expression")
+        require_finite(X, f"`{name}` expression")
         parts.append(sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32))
     stacked = sp.vstack(parts, format="csr") if any(sp.issparse(p) for p in parts) else np.concatenate(parts)
     joint = ad.AnnData(X=stacked)
@@ -155,19 +158,19 @@ def representations(
             raise ValueError(msg)
     pieces1, pieces2 = [], []
     computed = None
-    info: dict = {"use_rep": json.dumps(weights) if len(weights) > 1 else next(iter(weights))}
+    info: dict = {"use_rep": weights if len(weights) > 1 else next(iter(weights))}
     for key, w in weights.items():
         if key == "X_pca" and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm):
             R1, R2, pca_info = joint_pca(adata1, adata2, n_pcs=n_pcs, layer=layer, random_state=random_state)
             computed = (R1, R2)
-            info["joint_pca"] = json.dumps(pca_info)
+            info["joint_pca"] = pca_info
         else:
             R1, R2 = _one(adata1, key, layer, "adata1"), _one(adata2, key, layer, "adata2")
         if R1.shape[1] != R2.shape[1]:
             msg = f"`use_rep` {key!r} has {R1.shape[1]} columns in adata1 but {R2.shape[1]} in adata2."
             raise ValueError(msg)
-        check_finite(R1, f"`adata1` representation {key!r}")
-        check_finite(R2, f"`adata2` representation {key!r}")
+        require_finite(R1, f"`adata1` representation {key!r}")
+        require_finite(R2, f"`adata2` representation {key!r}")
         if len(weights) > 1:
             R1, R2 = _standardised(R1, R2)
             R1, R2 = np.sqrt(w) * R1, np.sqrt(w) * R2

@@ -1,0 +1,55 @@
+"""The registration's search scores every candidate motion in one batch, as one by one would."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import hiref as hr
+from hiref.pp import _motion
+
+
+def one_by_one(sample, angles, reflects):
+    """The search's scores, evaluating one candidate motion at a time."""
+    cP, cM = sample.P.mean(0), sample.M.mean(0)
+    q = min(sample.k, _motion.SEARCH_SAMPLE)
+    De = sample.expression_distances(q)
+    scores = []
+    for f in reflects:
+        for a in angles:
+            R = _motion.rotation(a, reflect=f)
+            moved = (sample.M[:q] @ R.T + (cP - R @ cM))[None]
+            scores.append(_motion.chamfer_scores(sample.P[:q], moved, De)[0])
+    return np.array(scores)
+
+
+def test_batched_search_equals_one_by_one(monkeypatch):
+    rng = np.random.default_rng(7)
+    P = rng.uniform(-50, 50, (300, 2))
+    theta = np.deg2rad(40)
+    R = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    M = P[rng.permutation(300)] @ R.T + np.array([5.0, -3.0]) + rng.normal(0, 0.5, (300, 2))
+    sample = _motion.Sample(P, M, rng.normal(size=(300, 3)), rng.normal(size=(300, 3)))
+    angles = list(np.arange(24) * 15.0)
+    monkeypatch.setattr(_motion, "CHAMFER_BLOCK", 5 * 300 * 300)  # several batches of 5 candidates
+    found = _motion.search_motions(sample, angles, [False, True])
+    expected = one_by_one(sample, angles, [False, True])
+    np.testing.assert_array_equal(found.scores, expected)
+    assert found.best == int(np.argmin(expected))
+    assert abs(found.angles[found.best] - 315.0) < 1e-9  # undoes the 40 degree rotation, to the nearest 15
+    assert not found.reflected[found.best]
+
+
+def test_register_search_matches_one_by_one():
+    ref, mov = hr.datasets.simulate_slices(n_obs=400, n_genes=20, rotation=60, deformation=0, seed=4)
+    hr.pp.register(ref, mov, n_sample=400, use_rep=None)
+    info = mov.uns["spatial_registered"]
+    rng = np.random.default_rng(0)  # register's default random_state draws the same sample
+    pick_p = rng.choice(ref.n_obs, 400, replace=False)
+    pick_m = rng.choice(mov.n_obs, 400, replace=False)
+    sample = _motion.Sample(ref.obsm["spatial"][pick_p], mov.obsm["spatial"][pick_m])
+    angles = list(np.arange(24) * 15.0)
+    expected = one_by_one(sample, angles, [False, True])
+    np.testing.assert_array_equal(info["candidate_scores"], expected)
+    best = int(np.argmin(expected))
+    assert info["candidate_angles"][best] == 300.0
+    assert not info["candidate_reflected"][best]
