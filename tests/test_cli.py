@@ -472,9 +472,9 @@ def test_every_solver_option_has_a_flag_that_reaches_the_engine(inputs, tmp_path
     seen = {}
     real_solve = hr.tl._align.solve
 
-    def spy(X, Y, *args, **kwargs):
-        seen.update(kwargs)
-        return real_solve(X, Y, *args, **kwargs)
+    def spy(X, Y, options, **kwargs):
+        seen.update({name: getattr(options, name) for name in options.names()})
+        return real_solve(X, Y, options, **kwargs)
 
     monkeypatch.setattr(hr.tl._align, "solve", spy)
     _, a_in, b_in = inputs

@@ -469,8 +469,8 @@ def _run_align(args: argparse.Namespace) -> int:
             random_state=args.seed,
             device=args.device,
             progress=not args.quiet,
+            solver=solver,
             **({"distributed": True} if args.distributed else {}),
-            **solver,
         )
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata1": inputs[0], "adata2": inputs[1]}) from err

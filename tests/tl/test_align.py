@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -140,3 +142,21 @@ def test_wrong_types():
     frame = pd.DataFrame(index=["a", "b"])
     with pytest.raises(TypeError):
         hr.tl.align(frame, frame)
+
+
+def test_solver_options_object_dict_and_keywords_agree():
+    a, b = hr.datasets.simulate_slices(n_obs=600, seed=4)
+    opts = hr.engine.SolveOptions(leaf_size=32, n_starts=4, polish=False)
+    by_object = hr.tl.align(a, b, use_rep="spatial", solver=opts, progress=False, copy=True)[0]
+    by_dict = hr.tl.align(a, b, use_rep="spatial", solver={"leaf_size": 32, "n_starts": 4, "polish": False},
+                          progress=False, copy=True)[0]  # fmt: skip
+    by_keywords = hr.tl.align(a, b, use_rep="spatial", leaf_size=32, n_starts=4, polish=False, progress=False,
+                              copy=True)[0]  # fmt: skip
+    overridden = hr.tl.align(a, b, use_rep="spatial", solver=opts.replace(leaf_size=64), leaf_size=32, progress=False,
+                             copy=True)[0]  # fmt: skip
+    for other in (by_dict, by_keywords, overridden):
+        np.testing.assert_array_equal(other.uns["hiref"]["partner"], by_object.uns["hiref"]["partner"])
+    stored = json.loads(by_object.uns["hiref"]["params"]["engine_options"])
+    assert stored == {"polish": False, "leaf_size": 32, "n_starts": 4}
+    with pytest.raises(TypeError, match="unknown solver option"):
+        hr.tl.align(a, b, use_rep="spatial", leafsize=32, progress=False, copy=True)

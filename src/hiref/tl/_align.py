@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from hiref._keys import ALIGN_KEY, Keys
 from hiref._logging import logger
 from hiref._params import params_record
 from hiref._rep import representations
-from hiref.engine import Matching, solve
+from hiref.engine import Matching, SolveOptions, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
@@ -136,10 +136,9 @@ def _checked_options(
     key_added: str,
     random_state: int | np.random.Generator | None,
     n_pcs: int,
-    refine: bool | None,
     progress: bool,
     distributed: object,
-) -> tuple[int, int, bool | None, bool]:
+) -> tuple[int, int, bool]:
     """Check both objects and the options of :func:`compute_alignment`; return the checked values."""
     check_adata(adata1, "adata1")
     check_adata(adata2, "adata2")
@@ -153,8 +152,7 @@ def _checked_options(
         raise TypeError(msg)
     random_state = check_seed(random_state, "random_state")
     n_pcs = check_positive_int(n_pcs, "n_pcs")
-    refine = None if refine is None else check_bool(refine, "refine")
-    return random_state, n_pcs, refine, check_bool(progress, "progress")
+    return random_state, n_pcs, check_bool(progress, "progress")
 
 
 def _check_keys_free(
@@ -190,24 +188,27 @@ def _params(
     rep_info: dict,
     matching: Matching,
     *,
-    unbalanced: str,
-    refine: bool | None,
+    solver: SolveOptions,
     random_state: int,
     spatial_key: str | None,
     layer: str | None,
-    engine_options: Mapping[str, Any],
 ) -> dict:
-    """The ``params`` record of an alignment (see :func:`hiref._params.params_record`)."""
+    """The ``params`` record of an alignment (see :func:`hiref._params.params_record`).
+
+    ``engine_options`` holds the solver options that differ from their defaults, other than
+    ``cost``, ``unbalanced`` and ``refine``, which have entries of their own.
+    """
+    engine_options = {k: v for k, v in solver.changed().items() if k not in ("cost", "unbalanced", "refine")}
     return params_record({
         **rep_info,
         "cost": matching.cost_name,
-        "unbalanced": unbalanced,
-        "refine": "auto" if refine is None else bool(refine),
+        "unbalanced": solver.unbalanced,
+        "refine": "auto" if solver.refine is None else bool(solver.refine),
         "random_state": int(random_state),
         "schedule": np.asarray(matching.schedule, dtype=np.int64),
         "spatial_key": spatial_key,
         "layer": layer,
-        "engine_options": dict(engine_options),
+        "engine_options": engine_options,
         "hiref_version": _version(),
     })  # fmt: skip
 
@@ -233,23 +234,23 @@ def compute_alignment(
     *,
     use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
-    cost: str | Callable = "sqeuclidean",
-    unbalanced: str = "partial",
-    refine: bool | None = None,
     key_added: str = ALIGN_KEY,
     layer: str | None = None,
     n_pcs: int = 50,
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
+    solver: SolveOptions | Mapping[str, Any] | None = None,
     **engine_options: Any,
 ) -> tuple[AlignedSide, AlignedSide]:
     """Validate, solve and prepare both sides of an alignment; writes nothing (see :func:`align`)."""
     t0 = time.perf_counter()
-    random_state, n_pcs, refine, progress = _checked_options(
-        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, refine=refine, progress=progress,
-        distributed=engine_options.get("distributed", False),
+    distributed = engine_options.pop("distributed", False)
+    random_state, n_pcs, progress = _checked_options(
+        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, progress=progress,
+        distributed=distributed,
     )  # fmt: skip
+    solver = SolveOptions.make(solver, **engine_options)
     keys = Keys(key_added)
     _check_keys_free(adata1, adata2, keys, use_rep=use_rep, spatial_key=spatial_key)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
@@ -264,15 +265,13 @@ def compute_alignment(
         )
     spatial1, spatial2 = _spatial_pair(adata1, adata2, spatial_key)
     # Every process holds both objects; the engine takes each process's slice of the rows.
-    distributed, (R1, R2) = this_process_rows(R1, R2, distributed=engine_options.pop("distributed", False))
+    distributed, (R1, R2) = this_process_rows(R1, R2, distributed=distributed)
     matching: Matching = solve(
-        R1, R2, cost=cost, unbalanced=unbalanced, refine=refine, seed=random_state, device=device,
-        progress=progress, distributed=distributed, **engine_options,
-    )  # fmt: skip
+        R1, R2, solver, seed=random_state, device=device, progress=progress, distributed=distributed
+    )
     runtime = time.perf_counter() - t0
-    params = _params(rep_info, matching, unbalanced=unbalanced, refine=refine, random_state=random_state,
-                     spatial_key=spatial_key if spatial1 is not None else None, layer=layer,
-                     engine_options=engine_options)  # fmt: skip
+    params = _params(rep_info, matching, solver=solver, random_state=random_state,
+                     spatial_key=spatial_key if spatial1 is not None else None, layer=layer)  # fmt: skip
     results = {
         "cost": float(matching.cost),
         "level_costs": np.asarray(matching.level_costs, dtype=np.float64),
@@ -300,15 +299,13 @@ def align(
     *,
     use_rep: str | Mapping[str, float] = "auto",
     spatial_key: str | None = "spatial",
-    cost: str | Callable = "sqeuclidean",
-    unbalanced: Literal["partial", "subsample"] = "partial",
-    refine: bool | None = None,
     key_added: str = ALIGN_KEY,
     layer: str | None = None,
     n_pcs: int = 50,
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
+    solver: SolveOptions | Mapping[str, Any] | None = None,
     copy: bool = False,
     **engine_options: Any,
 ) -> tuple[AnnData, AnnData] | None:
@@ -338,18 +335,6 @@ def align(
     {adata_pair}
     {use_rep}
     {spatial_key}
-    cost
-        Ground cost on the representation: ``"sqeuclidean"``, ``"euclidean"``, or see
-        :func:`hiref.solve`.
-    unbalanced
-        With different numbers of cells: ``"partial"`` leaves the extra cells of the larger
-        dataset unmatched, chosen by the transport (cells without a counterpart); ``"subsample"``
-        leaves out random ones. See :func:`hiref.solve`.
-    refine
-        Re-solve the matching exactly over windows of neighbouring pairs (slower, lower cost);
-        ``None`` (default) does so above 16 dimensions, see :func:`hiref.solve`. The matching
-        is also polished on a sparse graph of candidate partners by default (``polish=`` among
-        the engine options).
     {key_added}
     {layer}
     n_pcs
@@ -358,13 +343,22 @@ def align(
     {device}
     progress
         Show progress bars.
+    solver
+        The engine's options, a :class:`~hiref.engine.SolveOptions` or a dict of its fields
+        (see :func:`hiref.solve`); ``None``: the defaults. Any of them may also be passed as a
+        keyword (below), which wins over ``solver``.
     {copy}
     **engine_options
-        Passed to :func:`hiref.solve` (``leaf_size``, ``schedule``, ``n_starts``, ...). With
-        ``distributed=True`` (under ``torchrun``), every process calls ``align`` on the same two
-        objects, the engine works on each process's slice of the cells, and every process
-        stores the same whole alignment (write the results from rank 0 only); see the docs'
-        "Distributed runs" page.
+        Solver options by name, e.g. ``cost="euclidean"`` (the ground cost on the
+        representation), ``unbalanced="subsample"`` (with different numbers of cells, leave
+        out random cells instead of those the transport leaves out), ``refine=True`` (exact
+        re-solves over windows of neighbouring pairs; by default above 16 dimensions),
+        ``polish=False`` (skip the exact polish on a sparse graph of candidate partners, on by
+        default up to 2**18 cells), ``leaf_size``, ``schedule``, ``n_starts``; unknown names
+        raise a :class:`TypeError` listing the valid ones. With ``distributed=True`` (under
+        ``torchrun``), every process calls ``align`` on the same two objects, the engine works
+        on each process's slice of the cells, and every process stores the same whole
+        alignment (write the results from rank 0 only); see the docs' "Distributed runs" page.
 
     Returns
     -------
@@ -407,9 +401,8 @@ def align(
     """
     check_bool(copy, "copy")
     sides = compute_alignment(
-        adata1, adata2, use_rep=use_rep, spatial_key=spatial_key, cost=cost, unbalanced=unbalanced, refine=refine,
-        key_added=key_added, layer=layer, n_pcs=n_pcs, random_state=random_state, device=device, progress=progress,
-        **engine_options,
+        adata1, adata2, use_rep=use_rep, spatial_key=spatial_key, key_added=key_added, layer=layer, n_pcs=n_pcs,
+        random_state=random_state, device=device, progress=progress, solver=solver, **engine_options,
     )  # fmt: skip
     if copy:
         adata1, adata2 = adata1.copy(), adata2.copy()
