@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 _CHUNK_ENTRIES = 1 << 23
 
 
-def solve_leaves(cost: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
+def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
     """Match every leaf co-cluster exactly and return the global matching.
 
     Each leaf's dense cost is built in float64 and solved with
@@ -27,7 +27,7 @@ def solve_leaves(cost: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -
 
     Parameters
     ----------
-    cost
+    geometry
         The cost geometry.
     X, Y
         All points, (n, d) and (m, d), ``n <= m``.
@@ -54,16 +54,16 @@ def solve_leaves(cost: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -
             px, py = ix[pos_x[lo : lo + per_chunk]], iy[pos_y[lo : lo + per_chunk]]
             tx = torch.as_tensor(px, device=X.device)
             ty = torch.as_tensor(py, device=Y.device)
-            C = cost.dense(X[tx].double(), Y[ty].double()).cpu().numpy()
+            C = geometry.dense(X[tx].double(), Y[ty].double()).cpu().numpy()
             perm[px] = np.take_along_axis(py, assign_many(C), 1)
     return perm
 
 
-def mean_paired_cost(cost: Cost, X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor | np.ndarray) -> float:
+def mean_paired_cost(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, perm: torch.Tensor | np.ndarray) -> float:
     """Exact mean cost of the pairs ``(X[i], Y[perm[i]])``, in float64, a chunk of rows at a time."""
     perm = torch.as_tensor(perm, device=X.device)
     rows = max(1, _CHUNK_ENTRIES // max(1, X.shape[1]))
     total = 0.0
     for lo in range(0, X.shape[0], rows):
-        total += float(cost.paired(X[lo : lo + rows].double(), Y[perm[lo : lo + rows]].double()).sum())
+        total += float(geometry.paired(X[lo : lo + rows].double(), Y[perm[lo : lo + rows]].double()).sum())
     return total / X.shape[0]

@@ -152,20 +152,20 @@ def assign_sparse(
 
 
 def _polish_block(
-    cost: Cost, A: torch.Tensor, B: torch.Tensor, near: Neighbourhoods, perm: np.ndarray, rng: np.random.Generator
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, near: Neighbourhoods, perm: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     """One exact solve on the candidate graph of a block (all of ``A``, ``B`` given)."""
     n, m = near.n, near.m
     rows, cols = near.arcs(perm)
     tr, tc = torch.as_tensor(rows, device=A.device), torch.as_tensor(cols, device=B.device)
-    costs = cost.paired(A[tr].double(), B[tc].double()).cpu().numpy()
+    costs = geometry.paired(A[tr].double(), B[tc].double()).cpu().numpy()
     free = np.ones(m, dtype=bool)
     free[perm] = False
     return assign_sparse(rows, cols, costs - costs.min(initial=0.0), n, m, np.flatnonzero(free), rng)
 
 
 def polish_matching(
-    cost: Cost,
+    geometry: Cost,
     A: torch.Tensor,
     B: torch.Tensor,
     perm: np.ndarray,
@@ -182,7 +182,7 @@ def polish_matching(
 
     Parameters
     ----------
-    cost
+    geometry
         The cost geometry (arc costs are exact, in float64).
     A, B
         All points, (n, d) and (m, d), ``n <= m``.
@@ -211,14 +211,14 @@ def polish_matching(
     Bw = (B if Bw is None else Bw).double().cpu().numpy()
     rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
     current = np.asarray(perm, dtype=np.int64).copy()
-    previous = mean_paired_cost(cost, A, B, current)
+    previous = mean_paired_cost(geometry, A, B, current)
     depth = max(0, math.ceil(math.log2(max(1, B.shape[0]) / block)))
     costs: list[float] = []
     whole = Neighbourhoods(Aw, Bw, neighbours) if depth == 0 else None
     for _ in range(passes):
         proposal = current.copy()
         if whole is not None:
-            proposal = _polish_block(cost, A, B, whole, current, rng)
+            proposal = _polish_block(geometry, A, B, whole, current, rng)
         else:
             windows = pair_windows(torch.as_tensor(Aw), torch.as_tensor(Bw), torch.as_tensor(current), depth, generator)
             ix, iy = windows.ix.numpy(), windows.iy.numpy()
@@ -230,9 +230,9 @@ def polish_matching(
                 local[py] = np.arange(py.shape[0])
                 tx, ty = torch.as_tensor(px, device=A.device), torch.as_tensor(py, device=B.device)
                 near = Neighbourhoods(Aw[px], Bw[py], neighbours)
-                got = _polish_block(cost, A[tx], B[ty], near, local[current[px]], rng)
+                got = _polish_block(geometry, A[tx], B[ty], near, local[current[px]], rng)
                 proposal[px] = py[got]
-        value = mean_paired_cost(cost, A, B, proposal)
+        value = mean_paired_cost(geometry, A, B, proposal)
         if value > previous:  # integer rounding of arc costs; never accept a worse matching
             break
         current = proposal

@@ -75,7 +75,7 @@ def pair_windows(
 
 
 def refine_matching(
-    cost: Cost,
+    geometry: Cost,
     X: torch.Tensor,
     Y: torch.Tensor,
     perm: np.ndarray,
@@ -90,7 +90,7 @@ def refine_matching(
 
     Parameters
     ----------
-    cost
+    geometry
         The cost geometry.
     X, Y
         All points, (n, d) and (m, d), ``n <= m``.
@@ -115,12 +115,12 @@ def refine_matching(
     depth = max(0, math.ceil(math.log2(max(1, m) / window)))
     Xw, Yw = X.to(work_dtype), Y.to(work_dtype)
     current = torch.as_tensor(perm, device=X.device)
-    previous = mean_paired_cost(cost, X, Y, current)
+    previous = mean_paired_cost(geometry, X, Y, current)
     costs: list[float] = []
     for _ in range(passes):
         blocks = pair_windows(Xw, Yw, current, depth, generator)
-        current = torch.as_tensor(solve_leaves(cost, X, Y, blocks), device=X.device)
-        value = mean_paired_cost(cost, X, Y, current)
+        current = torch.as_tensor(solve_leaves(geometry, X, Y, blocks), device=X.device)
+        value = mean_paired_cost(geometry, X, Y, current)
         costs.append(value)
         if previous - value <= tol * abs(previous):
             break
