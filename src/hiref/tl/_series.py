@@ -138,6 +138,7 @@ def transitions(
     obs: str,
     key: str = "hiref",
     normalize: bool = True,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Cell-type transitions between consecutive time points, from an aligned series.
 
@@ -154,15 +155,21 @@ def transitions(
         The ``key_added`` of :func:`hiref.tl.align_series`.
     normalize
         Fractions of each earlier type (rows sum to 1) instead of counts.
+    pairs
+        For a list: the sections ``(i, j)`` to compare, any two (``(0, 3)``, or ``(3, 0)``
+        backwards), through the composed consecutive matchings (see :func:`hiref.tl.trace`;
+        cells whose chain breaks on the way are left out). Default: the consecutive pairs.
 
     Returns
     -------
-    One DataFrame per consecutive pair, keyed ``"<earlier> -> <later>"`` (the stage names, or
+    One DataFrame per pair (consecutive, or of ``pairs``), keyed ``"<earlier> -> <later>"`` (the stage names, or
     the list positions): rows are the earlier types, columns the later ones. Writes nothing.
     """
     tables = {}
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
+        if pairs is not None:
+            return _traced_tables(adatas, pairs, obs=obs, key=key, normalize=normalize)
         for i in range(len(adatas) - 1):
             k = pair_key(key, i)
             for j in (i, i + 1):
@@ -174,6 +181,9 @@ def transitions(
             tables[f"{i} -> {i + 1}"] = _table(early, late, normalize, obs)
         return tables
     adata = check_adata(data, "data")
+    if pairs is not None:
+        msg = "`pairs` needs the list of sections (hr.tl.align_series on a list), not one AnnData."
+        raise TypeError(msg)
     info = stored_series(adata, key)
     column = _column(adata, obs, "data")
     time = adata.obs[info["time_key"]].astype(str)
@@ -184,6 +194,29 @@ def transitions(
         cells = (time == a).to_numpy() & nxt.notna().to_numpy()
         late = column.to_numpy()[position.loc[nxt[cells].astype(str)].to_numpy()]
         tables[f"{a} -> {b}"] = _table(column.to_numpy()[cells], late, normalize, obs)
+    return tables
+
+
+def _traced_tables(
+    adatas: list[AnnData], pairs: Sequence[tuple[int, int]], *, obs: str, key: str, normalize: bool
+) -> dict[str, pd.DataFrame]:
+    from ._trace import check_sections, traced_pair
+
+    if (
+        isinstance(pairs, str)
+        or not isinstance(pairs, Sequence)
+        or not all(isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in pairs)
+    ):
+        msg = f"`pairs` must be a list of (i, j) section positions, got {pairs!r}."
+        raise TypeError(msg)
+    tables = {}
+    for pair in pairs:
+        i, j = check_sections(list(pair), len(adatas), "pairs")
+        perm = traced_pair(adatas, i, j, key=key)
+        early_col = _column(adatas[i], obs, f"data[{i}]").to_numpy()
+        late_col = _column(adatas[j], obs, f"data[{j}]").to_numpy()
+        matched = perm >= 0
+        tables[f"{i} -> {j}"] = _table(early_col[matched], late_col[perm[matched]], normalize, obs)
     return tables
 
 
