@@ -32,6 +32,16 @@ class SeriesKeys:
         return f"{self.series}_{i}_{i + 1}"
 
     @property
+    def series_next(self) -> str:
+        """``adata.obs[...]`` of a series on one AnnData: the partner's obs name in the next time point."""
+        return f"{self.series}_next"
+
+    @property
+    def series_prev(self) -> str:
+        """``adata.obs[...]`` of a series on one AnnData: the partner's obs name in the previous time point."""
+        return f"{self.series}_prev"
+
+    @property
     def trace_uns(self) -> str:
         """``adata.uns[...]`` of the start section: what was traced, and the columns written."""
         return self.trace

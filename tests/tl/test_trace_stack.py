@@ -129,8 +129,10 @@ def test_trace_errors_write_nothing(chain):
         hr.tl.trace(sections, sections="1")
     with pytest.raises(ValueError, match="`keys` must hold one key per consecutive pair"):
         hr.tl.trace(sections, keys=["hiref_0_1"])
-    with pytest.raises(TypeError, match="`data`"):
-        hr.tl.trace(sections[0])
+    with pytest.raises(KeyError, match=r"no aligned series.*run hr\.tl\.align_series first"):
+        hr.tl.trace(sections[0])  # one AnnData: a series stored on it is needed
+    with pytest.raises(TypeError, match="`data` must be the list of sections"):
+        hr.tl.trace("sections")
     with pytest.raises(KeyError, match=r"'other_0_1'.*align_series"):
         hr.tl.trace(sections, key="other")
     del sections[3].uns["hiref_3_4"]  # the last step is missing: fails after three steps, writes nothing
@@ -271,3 +273,52 @@ def test_series_keys_survive_writing(chain, tmp_path, fmt):
     pd.testing.assert_frame_equal(again, hr.tl.trace(sections, start=0, inplace=False), check_categorical=False)
     ax = hr.pl.stack(back, trace_key="hiref_trace", n_lines=10, show=False)
     assert ax.name == "3d"
+
+
+def test_trace_on_one_anndata_follows_the_next_columns():
+    parts = []
+    for t in range(3):
+        a, _ = hr.datasets.simulate_slices(n_obs=90 + 15 * t, n_genes=8, n_regions=3, seed=t)
+        a.obs_names = [f"t{t}_{n}" for n in a.obs_names]
+        a.obs["stage"] = f"E{t}"
+        parts.append(a)
+    joint = ad.concat(parts)
+    joint.obs["stage"] = pd.Categorical(joint.obs["stage"], categories=["E2", "E1", "E0"])
+    hr.tl.align_series(joint, time_key="stage", order=["E0", "E1", "E2"], use_rep="spatial", progress=False)
+    table = hr.tl.trace(joint)
+    nxt = joint.obs["hiref_next"]
+    first = joint.obs_names[(joint.obs["stage"] == "E0").to_numpy()]
+    for j, hops in ((1, 1), (2, 2)):
+        expected = []
+        for cell in first:
+            here = cell
+            for _ in range(hops):
+                here = nxt[here] if isinstance(here, str) else None
+                here = here if isinstance(here, str) else None
+            expected.append(here)
+        rows = table[table["section"] == j]
+        assert rows["cell"].astype(str).tolist() == first.tolist()
+        assert rows["partner"].tolist() == expected
+        hit = rows["matched"].to_numpy()
+        assert joint.obs_names[rows["partner_index"].to_numpy()[hit]].tolist() == [e for e in expected if e]
+        column = joint.obs[f"hiref_trace_{j}"]
+        assert column[first].astype(object).where(column[first].notna(), None).tolist() == expected
+        assert column[~joint.obs_names.isin(first)].isna().all()
+    assert list(joint.uns["hiref_trace"]["order"]) == ["E0", "E1", "E2"]
+    back = hr.tl.trace(joint, start=-1, sections=[0], inplace=False)  # E2 back to E0
+    prev = joint.obs["hiref_prev"]
+    last = joint.obs_names[(joint.obs["stage"] == "E2").to_numpy()]
+    hops = [prev[prev[c]] if isinstance(prev[c], str) else None for c in last]
+    assert back["partner"].tolist() == [h if isinstance(h, str) else None for h in hops]
+    consecutive = hr.tl.transitions(joint, obs="region", normalize=False)
+    traced = hr.tl.transitions(joint, obs="region", normalize=False, pairs=[(0, 1), (0, 2)])
+    assert list(traced) == ["E0 -> E1", "E0 -> E2"]
+    pd.testing.assert_frame_equal(traced["E0 -> E1"], consecutive["E0 -> E1"])
+    hit = table[(table["section"] == 2) & table["matched"]]
+    early = joint.obs.loc[hit["cell"].astype(str), "region"].to_numpy()
+    late = joint.obs["region"].to_numpy()[hit["partner_index"].to_numpy()]
+    assert np.array_equal(traced["E0 -> E2"].to_numpy(), pd.crosstab(early, late).to_numpy())
+    with pytest.raises(TypeError, match="`keys`"):
+        hr.tl.trace(joint, keys=["a", "b"])
+    with pytest.raises(KeyError, match=r"run hr\.tl\.align_series first"):
+        hr.tl.trace(joint, key="other")

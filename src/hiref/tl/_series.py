@@ -156,9 +156,10 @@ def transitions(
     normalize
         Fractions of each earlier type (rows sum to 1) instead of counts.
     pairs
-        For a list: the sections ``(i, j)`` to compare, any two (``(0, 3)``, or ``(3, 0)``
+        The sections ``(i, j)`` to compare, any two (``(0, 3)``, or ``(3, 0)``
         backwards), through the composed consecutive matchings (see :func:`hiref.tl.trace`;
-        cells whose chain breaks on the way are left out). Default: the consecutive pairs.
+        cells whose chain breaks on the way are left out); for one AnnData, positions of its
+        time points in the series' order. Default: the consecutive pairs.
 
     Returns
     -------
@@ -182,8 +183,7 @@ def transitions(
         return tables
     adata = check_adata(data, "data")
     if pairs is not None:
-        msg = "`pairs` needs the list of sections (hr.tl.align_series on a list), not one AnnData."
-        raise TypeError(msg)
+        return _traced_tables(adata, pairs, obs=obs, key=key, normalize=normalize)
     info = stored_series(adata, key)
     column = _column(adata, obs, "data")
     time = adata.obs[info["time_key"]].astype(str)
@@ -198,9 +198,9 @@ def transitions(
 
 
 def _traced_tables(
-    adatas: list[AnnData], pairs: Sequence[tuple[int, int]], *, obs: str, key: str, normalize: bool
+    data: list[AnnData] | AnnData, pairs: Sequence[tuple[int, int]], *, obs: str, key: str, normalize: bool
 ) -> dict[str, pd.DataFrame]:
-    from ._trace import check_sections, traced_pair
+    from ._trace import check_sections, compose, single_series, traced_pair
 
     if (
         isinstance(pairs, str)
@@ -210,6 +210,17 @@ def _traced_tables(
         msg = f"`pairs` must be a list of (i, j) section positions, got {pairs!r}."
         raise TypeError(msg)
     tables = {}
+    if not isinstance(data, list):  # one AnnData: the time points of its stored series
+        order, members, step_of = single_series(data, key)
+        column = _column(data, obs, "data").to_numpy()
+        for pair in pairs:
+            i, j = check_sections(list(pair), len(order), "pairs")
+            perm = compose(len(members[i]), i, [j], step_of)[j]
+            matched = perm >= 0
+            early, late = column[members[i][matched]], column[members[j][perm[matched]]]
+            tables[f"{order[i]} -> {order[j]}"] = _table(early, late, normalize, obs)
+        return tables
+    adatas = data
     for pair in pairs:
         i, j = check_sections(list(pair), len(adatas), "pairs")
         perm = traced_pair(adatas, i, j, key=key)

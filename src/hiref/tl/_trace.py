@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,13 +99,15 @@ def step(adata: AnnData, other: AnnData, key: str, *, name: str, other_name: str
     return partner
 
 
-def compose(adatas: list[AnnData], start: int, targets: Sequence[int], keys: list[str]) -> dict[int, np.ndarray]:
-    """Partner of every cell of ``adatas[start]`` in each target section (``-1``: lost on the way).
+def compose(
+    n: int, start: int, targets: Sequence[int], step_of: Callable[[int, int], np.ndarray]
+) -> dict[int, np.ndarray]:
+    """Partner of each of the ``n`` cells of section ``start`` in each target section (``-1``: lost on the way).
 
-    Walks once forward and once backward from ``start``, composing the consecutive matchings as
-    integer index arrays: O(n) memory per step.
+    ``step_of(k, j)`` is the matching of section ``k`` to its neighbour ``j`` (position in ``j``
+    of every cell of ``k``, ``-1``: none). Walks once forward and once backward from ``start``,
+    composing the matchings as integer index arrays: O(n) memory per step.
     """
-    n = adatas[start].n_obs
     out: dict[int, np.ndarray] = {}
     if start in targets:
         out[start] = np.arange(n, dtype=np.int64)
@@ -114,8 +116,7 @@ def compose(adatas: list[AnnData], start: int, targets: Sequence[int], keys: lis
         k = start
         while (k < last) if direction == 1 else (k > last):
             j = k + direction
-            key = keys[min(k, j)]
-            perm = step(adatas[k], adatas[j], key, name=f"data[{k}]", other_name=f"data[{j}]")
+            perm = step_of(k, j)
             alive = current >= 0
             nxt = np.full(n, -1, dtype=np.int64)
             nxt[alive] = perm[current[alive]]
@@ -124,6 +125,56 @@ def compose(adatas: list[AnnData], start: int, targets: Sequence[int], keys: lis
             if k in targets:
                 out[k] = current
     return {j: out[j] for j in targets}
+
+
+def _list_steps(adatas: list[AnnData], keys: list[str]) -> Callable[[int, int], np.ndarray]:
+    def step_of(k: int, j: int) -> np.ndarray:
+        return step(adatas[k], adatas[j], keys[min(k, j)], name=f"data[{k}]", other_name=f"data[{j}]")
+
+    return step_of
+
+
+def single_series(adata: AnnData, key: str) -> tuple[list[str], list[np.ndarray], Callable[[int, int], np.ndarray]]:
+    """Stages, rows of every stage, and the step function of a series stored on one AnnData by align_series."""
+    from ._series import stored_series
+
+    info = stored_series(adata, key)
+    names = SeriesKeys(series=key)
+    order = [str(s) for s in np.atleast_1d(np.asarray(info["order"], dtype=object))]
+    time_key = str(info["time_key"])
+    if time_key not in adata.obs.columns:
+        msg = f"`data` has no .obs[{time_key!r}] (the time column of the series stored under {key!r})."
+        raise KeyError(msg)
+    stage = adata.obs[time_key].astype(str).to_numpy()
+    members = [np.flatnonzero(stage == s) for s in order]
+    local = np.full(adata.n_obs, -1, dtype=np.int64)
+    for rows in members:
+        local[rows] = np.arange(len(rows))
+
+    def positions(column: str) -> np.ndarray:
+        values = adata.obs[column]
+        present = values.notna().to_numpy()
+        found = np.full(adata.n_obs, -1, dtype=np.int64)
+        found[present] = adata.obs_names.get_indexer(values[present].astype(str).to_numpy())
+        if (found[present] < 0).any():
+            msg = (
+                f"`data`.obs[{column!r}] names cells that are no longer in `data` (subset or renamed since "
+                "hr.tl.align_series); align again."
+            )
+            raise ValueError(msg)
+        return found
+
+    forward, backward = positions(names.series_next), positions(names.series_prev)
+
+    def step_of(k: int, j: int) -> np.ndarray:
+        target = (forward if j > k else backward)[members[k]]
+        hit = target >= 0
+        if (stage[target[hit]] != order[j]).any():
+            msg = f"`data`.obs partners of stage {order[k]!r} are not all in stage {order[j]!r}; align again."
+            raise ValueError(msg)
+        return np.where(hit, local[np.maximum(target, 0)], -1)
+
+    return order, members, step_of
 
 
 def check_sections(value: object, n_sections: int, name: str) -> list[int]:
@@ -145,7 +196,7 @@ def check_sections(value: object, n_sections: int, name: str) -> list[int]:
 
 
 def trace(
-    data: Sequence[AnnData],
+    data: Sequence[AnnData] | AnnData,
     *,
     start: int = 0,
     sections: int | Sequence[int] | None = None,
@@ -167,18 +218,22 @@ def trace(
     Parameters
     ----------
     data
-        The list of sections that :func:`hiref.tl.align_series` aligned, in order.
+        What :func:`hiref.tl.align_series` aligned: the list of sections in order, or the one
+        AnnData holding every time point (then the "sections" are its time points, in the
+        series' ``order``, and everything is written on it).
     start
-        Position of the section whose cells are followed (negative: from the end).
+        Position of the section (time point) whose cells are followed (negative: from the end).
     sections
         Positions of the sections to trace to (later or earlier ones); default every other
         section.
     key
-        The ``key_added`` of :func:`hiref.tl.align_series`: the pair ``i, i + 1`` is read from
-        ``f"{key}_{i}_{i+1}"``.
+        The ``key_added`` of :func:`hiref.tl.align_series`: the pair ``i, i + 1`` of a list is
+        read from ``f"{key}_{i}_{i+1}"``; one AnnData's series from ``.uns[key]`` and
+        ``.obs[f"{key}_next"]`` / ``.obs[f"{key}_prev"]``.
     keys
-        Or the pair keys themselves, one per consecutive pair (what ``align_series`` returned,
-        or any alignments stored with :func:`hiref.tl.align` / :func:`hiref.tl.store_matching`).
+        For a list: the pair keys themselves, one per consecutive pair (what ``align_series``
+        returned, or any alignments stored with :func:`hiref.tl.align` /
+        :func:`hiref.tl.store_matching`).
     key_added
         Prefix of the ``.obs`` columns written on the start section, and its ``.uns`` key.
     inplace
@@ -190,15 +245,17 @@ def trace(
     A tidy table, one row per cell of the start section and target section, ordered by
     section then cell: ``cell`` (obs name in the start section), ``section`` (position of the
     target section), ``partner`` (obs name of the traced partner there; missing if unmatched),
-    ``partner_index`` (its position, ``-1`` if unmatched) and ``matched``. With ``inplace=True``
-    also writes on ``data[start]``:
+    ``partner_index`` (its position there, ``-1`` if unmatched; for one AnnData its row in it)
+    and ``matched``. With ``inplace=True`` also writes on ``data[start]`` (on ``data`` for one
+    AnnData):
 
     ``.obs[f"{key_added}_{j}"]``
         For every target section ``j``: the traced partner's obs name there (categorical,
-        missing if unmatched).
+        missing if unmatched, and for one AnnData on the rows of other time points).
     ``.uns[key_added]``
-        ``start``, ``sections``, ``keys`` (the pair keys composed), ``n_matched`` (per target
-        section) and ``obs_keys`` (the columns above).
+        ``start``, ``sections``, ``keys`` (the pair keys composed; for one AnnData ``[key]``),
+        ``n_matched`` (per target section), ``obs_keys`` (the columns above) and, for one
+        AnnData, ``order`` (the time points).
 
     Examples
     --------
@@ -211,21 +268,37 @@ def trace(
     >>> sorted(table["section"].unique().tolist()), "hiref_trace_2" in sections[0].obs
     ([1, 2], True)
     """
+    from anndata import AnnData
+
     t0 = time.perf_counter()
-    adatas = sections_of(data)
     check_bool(inplace, "inplace")
-    start = check_sections(start, len(adatas), "start")[0]
-    targets = [j for j in range(len(adatas)) if j != start] if sections is None else check_sections(
-        sections, len(adatas), "sections"
+    single = isinstance(data, AnnData)
+    if single:
+        home = check_adata(data, "data")
+        if keys is not None:
+            msg = "`keys` applies to a list of sections; for one AnnData the series is read from `key`."
+            raise TypeError(msg)
+        order, members, step_of = single_series(home, key)
+        n_sections, pairs = len(order), [str(key)]
+    else:
+        adatas = sections_of(data)
+        n_sections = len(adatas)
+        pairs = pair_keys(n_sections, keys, key)
+        step_of = _list_steps(adatas, pairs)
+    start = check_sections(start, n_sections, "start")[0]
+    targets = [j for j in range(n_sections) if j != start] if sections is None else check_sections(
+        sections, n_sections, "sections"
     )  # fmt: skip
     targets = list(dict.fromkeys(targets))
-    pairs = pair_keys(len(adatas), keys, key)
+    if not single:
+        home = adatas[start]
+        members = [np.arange(a.n_obs) for a in adatas]
     if not isinstance(key_added, str) or not key_added:
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
     names = SeriesKeys(trace=key_added)
     columns = {j: names.trace_partner(j) for j in targets}
-    home = adatas[start]
+    where = "`data`" if single else f"`data[{start}]`"
     previous = home.uns.get(names.trace_uns)
     owned = isinstance(previous, dict) and "obs_keys" in previous and "start" in previous
     stale = [str(c) for c in np.atleast_1d(np.asarray(previous["obs_keys"], dtype=object))] if owned else []
@@ -234,25 +307,31 @@ def trace(
         clashes += [f".uns[{names.trace_uns!r}]"] if names.trace_uns in home.uns and not owned else []
         if clashes:
             msg = (
-                f"`key_added`={key_added!r} would overwrite {', '.join(clashes)} of `data[{start}]`, which "
+                f"`key_added`={key_added!r} would overwrite {', '.join(clashes)} of {where}, which "
                 "hr.tl.trace did not write; pass another `key_added`."
             )
             raise ValueError(msg)
-    logger.info("tracing %d cells of section %d to sections %s", home.n_obs, start, targets)
-    traced = compose(adatas, start, targets, pairs)
+    n = len(members[start])
+    logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
+    traced = compose(n, start, targets, step_of)
 
-    n = home.n_obs
+    def obs_names(j: int) -> pd.Index:
+        return home.obs_names if single else adatas[j].obs_names
+
     cell_dtype = pd.CategoricalDtype(home.obs_names)
     partner_parts = []
     for j in targets:
         perm = traced[j]
-        values = adatas[j].obs_names.to_numpy()[np.maximum(perm, 0)]
+        values = obs_names(j).to_numpy()[members[j][np.maximum(perm, 0)]] if len(members[j]) else np.full(n, None)
         values[perm < 0] = None
         partner_parts.append(values)
-    index = np.concatenate([traced[j] for j in targets])
+    rows = {
+        j: np.where(traced[j] >= 0, members[j][np.maximum(traced[j], 0)], -1) if single else traced[j] for j in targets
+    }
+    index = np.concatenate([rows[j] for j in targets])
     table = pd.DataFrame(
         {
-            "cell": pd.Categorical.from_codes(np.tile(np.arange(n, dtype=np.int64), len(targets)), dtype=cell_dtype),
+            "cell": pd.Categorical.from_codes(np.tile(members[start], len(targets)), dtype=cell_dtype),
             "section": np.repeat(np.asarray(targets, dtype=np.int64), n),
             "partner": np.concatenate(partner_parts) if partner_parts else np.empty(0, dtype=object),
             "partner_index": index,
@@ -265,18 +344,24 @@ def trace(
             if column in home.obs.columns and column not in columns.values():
                 del home.obs[column]
         for j, column in columns.items():
-            home.obs[column] = pd.Categorical.from_codes(traced[j], dtype=pd.CategoricalDtype(adatas[j].obs_names))
+            if single:  # partners among the object's own cells; other stages' rows stay missing
+                codes = np.full(home.n_obs, -1, dtype=np.int64)
+                codes[members[start]] = rows[j]
+            else:
+                codes = rows[j]
+            home.obs[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
         home.uns[names.trace_uns] = {
             "start": start,
             "sections": np.asarray(targets, dtype=np.int64),
             "keys": list(pairs),
             "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
             "obs_keys": list(columns.values()),
+            **({"order": order} if single else {}),
         }
     logger.info(
         "finished (%.1f s)%s",
         time.perf_counter() - t0,
-        f": added .obs{list(columns.values())} and .uns[{names.trace_uns!r}] on data[{start}]" if inplace else "",
+        f": added .obs{list(columns.values())} and .uns[{names.trace_uns!r}] on {where}" if inplace else "",
     )
     return table
 
@@ -285,4 +370,4 @@ def traced_pair(data: Sequence[AnnData], i: int, j: int, *, key: str, keys: Sequ
     """Partner in section ``j`` of every cell of section ``i`` (``-1``: none), through the consecutive matchings."""
     adatas = sections_of(data)
     i, j = check_sections([i, j], len(adatas), "pairs")
-    return compose(adatas, i, [j], pair_keys(len(adatas), keys, key))[j]
+    return compose(adatas[i].n_obs, i, [j], _list_steps(adatas, pair_keys(len(adatas), keys, key)))[j]
