@@ -126,3 +126,14 @@ def test_mosta_tutorial_runs(tmp_path, shared_data, monkeypatch):
     for pair, agreement in results["agreement"].items():
         assert agreement["cells with a partner (%)"] > 90, pair
         assert agreement["same annotation as partner (%)"] > 40, pair
+    # hr.tl.trace: every cell of the first section, traced to the three others; chains break rarely
+    assert results["trace_rows"] == 254 * 3
+    assert results["trace_sections"] == [1, 2, 3]
+    assert results["followed"]["n_cells"] > 20
+    assert all(90 < pct <= 100 for pct in results["followed"]["with_partner_pct"])
+    assert results["distant_transition_row_sums"] == pytest.approx([1.0] * 6)
+    # hr.tl.stack: z from the spacing; the stacked frame brings partners of the rotated slice 3 closer
+    assert results["stack_z"] == [0.0, 6.0, 12.0, 18.0]
+    raw, stacked = results["partner_distance"]["raw"], results["partner_distance"]["stacked"]
+    assert stacked[1] < 0.75 * raw[1]
+    assert sum(stacked) < sum(raw)

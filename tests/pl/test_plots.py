@@ -134,3 +134,62 @@ def test_plots_need_an_alignment():
             fn(a, b, show=False)
     with pytest.raises(KeyError, match=r"run hr\.tl\.align first"):
         hr.pl.level_costs(a, show=False)
+
+
+@pytest.fixture(scope="module")
+def stacked():
+    sections = []
+    for s in range(3):
+        a, _ = hr.datasets.simulate_slices(n_obs=150, n_genes=10, n_regions=4, rotation=25 * s, seed=s)
+        a.obs_names = [f"s{s}_{n}" for n in a.obs_names]
+        sections.append(a)
+    keys = hr.tl.align_series(sections, use_rep="spatial", leaf_size=32, progress=False)
+    hr.tl.trace(sections, keys=keys)
+    hr.tl.stack(sections, spacing=0.4, register_options={"use_rep": None, "n_sample": 150})
+    return sections
+
+
+def test_stack_3d(stacked, tmp_path):
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    ax = hr.pl.stack(stacked, color="region", trace_key="hiref_trace", n_lines=20, show=False)
+    assert ax.name == "3d"
+    assert len([c for c in ax.collections if isinstance(c, PathCollection)]) == 3
+    assert all(c.get_rasterized() for c in ax.collections if isinstance(c, PathCollection))
+    lines = [c for c in ax.collections if isinstance(c, Line3DCollection)]
+    assert len(lines) == 1
+    ax.figure.canvas.draw()  # a 3-D collection holds its projected segments once drawn
+    assert 20 <= len(lines[0].get_segments()) <= 2 * 20
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == list(stacked[0].obs["region"].cat.categories)
+    check_image(ax.figure, "stack_3d", tmp_path)
+    gene = hr.pl.stack(stacked, color="gene1", show=False)
+    assert len(gene.figure.axes) == 2  # the colour bar
+    with pytest.raises(ValueError, match="3-D Axes"):
+        hr.pl.stack(stacked, ax=plt.subplots()[1], show=False)
+    with pytest.raises(KeyError, match=r"run hr\.tl\.stack first"):
+        hr.pl.stack(stacked, basis="nope", show=False)
+    with pytest.raises(KeyError, match=r"run hr\.tl\.trace first"):
+        hr.pl.stack(stacked, trace_key="nope", show=False)
+    few = hr.pl.stack(stacked, trace_key="hiref_trace", trace_cells=stacked[0].obs_names[:3], n_lines=50, show=False)
+    few.figure.canvas.draw()
+    drawn = next(c for c in few.collections if isinstance(c, Line3DCollection)).get_segments()
+    assert 3 <= len(drawn) <= 6
+    with pytest.raises(KeyError, match="`trace_cells`"):
+        hr.pl.stack(stacked, trace_key="hiref_trace", trace_cells=["nope"], show=False)
+
+
+def test_stack_panels(stacked, tmp_path):
+    axes = hr.pl.stack(stacked, kind="panels", color="region", names=["a", "b", "c"], save=tmp_path / "p.png",
+                       show=False)  # fmt: skip
+    assert (tmp_path / "p.png").exists()
+    assert [a.get_title() for a in axes] == ["a", "b", "c"]
+    assert all(a.get_xlim() == axes[0].get_xlim() for a in axes)  # one frame
+    assert axes[0].get_aspect() == 1.0
+    check_image(axes[0].figure, "stack_panels", tmp_path)
+    _, given = plt.subplots(1, 3)
+    assert hr.pl.stack(stacked, kind="panels", ax=list(given)) == list(given)
+    with pytest.raises(ValueError, match="one Axes per section"):
+        hr.pl.stack(stacked, kind="panels", ax=list(given[:2]), show=False)
+    with pytest.raises(ValueError, match="`kind`"):
+        hr.pl.stack(stacked, kind="flat", show=False)

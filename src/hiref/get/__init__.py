@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._coupling import coupling
 from ._matching import matching
 
-__all__ = ["matching"]
+__all__ = ["coupling", "matching"]

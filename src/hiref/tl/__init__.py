@@ -6,6 +6,20 @@ from ._align import align
 from ._bin import bin_spatial
 from ._evaluate import cosine_similarity, label_agreement
 from ._series import align_series, transitions
+from ._stack import stack
+from ._store import store_matching
+from ._trace import trace
 from ._transfer import transfer
 
-__all__ = ["align", "align_series", "bin_spatial", "cosine_similarity", "label_agreement", "transfer", "transitions"]
+__all__ = [
+    "align",
+    "align_series",
+    "bin_spatial",
+    "cosine_similarity",
+    "label_agreement",
+    "stack",
+    "store_matching",
+    "trace",
+    "transfer",
+    "transitions",
+]

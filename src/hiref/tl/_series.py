@@ -139,6 +139,7 @@ def transitions(
     obs: str,
     key: str = ALIGN_KEY,
     normalize: bool = True,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Cell-type transitions between consecutive time points, from an aligned series.
 
@@ -155,15 +156,22 @@ def transitions(
         The ``key_added`` of :func:`hiref.tl.align_series`.
     normalize
         Fractions of each earlier type (rows sum to 1) instead of counts.
+    pairs
+        The sections ``(i, j)`` to compare, any two (``(0, 3)``, or ``(3, 0)``
+        backwards), through the composed consecutive matchings (see :func:`hiref.tl.trace`;
+        cells whose chain breaks on the way are left out); for one AnnData, positions of its
+        time points in the series' order. Default: the consecutive pairs.
 
     Returns
     -------
-    One DataFrame per consecutive pair, keyed ``"<earlier> -> <later>"`` (the stage names, or
+    One DataFrame per pair (consecutive, or of ``pairs``), keyed ``"<earlier> -> <later>"`` (the stage names, or
     the list positions): rows are the earlier types, columns the later ones. Writes nothing.
     """
     tables = {}
     if isinstance(data, Sequence) and not isinstance(data, str):
         adatas = list(data)
+        if pairs is not None:
+            return _traced_tables(adatas, pairs, obs=obs, key=key, normalize=normalize)
         for i in range(len(adatas) - 1):
             k = SeriesKeys(key).pair(i)
             for j in (i, i + 1):
@@ -175,6 +183,8 @@ def transitions(
             tables[f"{i} -> {i + 1}"] = _table(early, late, normalize, obs)
         return tables
     adata = check_adata(data, "data")
+    if pairs is not None:
+        return _traced_tables(adata, pairs, obs=obs, key=key, normalize=normalize)
     info = stored_series(adata, key)
     column = _column(adata, obs, "data")
     time = adata.obs[info["time_key"]].astype(str)
@@ -185,6 +195,40 @@ def transitions(
         cells = (time == a).to_numpy() & nxt.notna().to_numpy()
         late = column.to_numpy()[position.loc[nxt[cells].astype(str)].to_numpy()]
         tables[f"{a} -> {b}"] = _table(column.to_numpy()[cells], late, normalize, obs)
+    return tables
+
+
+def _traced_tables(
+    data: list[AnnData] | AnnData, pairs: Sequence[tuple[int, int]], *, obs: str, key: str, normalize: bool
+) -> dict[str, pd.DataFrame]:
+    from ._trace import check_sections, compose, single_series, traced_pair
+
+    if (
+        isinstance(pairs, str)
+        or not isinstance(pairs, Sequence)
+        or not all(isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2 for p in pairs)
+    ):
+        msg = f"`pairs` must be a list of (i, j) section positions, got {pairs!r}."
+        raise TypeError(msg)
+    tables = {}
+    if not isinstance(data, list):  # one AnnData: the time points of its stored series
+        order, members, step_of = single_series(data, key)
+        column = _column(data, obs, "data").to_numpy()
+        for pair in pairs:
+            i, j = check_sections(list(pair), len(order), "pairs")
+            perm = compose(len(members[i]), i, [j], step_of)[j]
+            matched = perm >= 0
+            early, late = column[members[i][matched]], column[members[j][perm[matched]]]
+            tables[f"{order[i]} -> {order[j]}"] = _table(early, late, normalize, obs)
+        return tables
+    adatas = data
+    for pair in pairs:
+        i, j = check_sections(list(pair), len(adatas), "pairs")
+        perm = traced_pair(adatas, i, j, key=key)
+        early_col = _column(adatas[i], obs, f"data[{i}]").to_numpy()
+        late_col = _column(adatas[j], obs, f"data[{j}]").to_numpy()
+        matched = perm >= 0
+        tables[f"{i} -> {j}"] = _table(early_col[matched], late_col[perm[matched]], normalize, obs)
     return tables
 
 
