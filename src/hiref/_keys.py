@@ -19,6 +19,10 @@ from dataclasses import dataclass
 ALIGN_KEY = "hiref"
 #: Default ``key_added`` of :func:`hiref.pp.register`.
 REGISTER_KEY = "spatial_registered"
+#: Default ``key_added`` of :func:`hiref.tl.trace`.
+TRACE_KEY = "hiref_trace"
+#: Default ``key_added`` of :func:`hiref.tl.stack`.
+STACK_KEY = "spatial_3d"
 
 
 @dataclass(frozen=True)
@@ -178,3 +182,48 @@ class SimulatedKeys:
     true_match = "true_match"
     #: ``adata.obsm[...]``: the coordinates.
     spatial = "spatial"
+
+
+@dataclass(frozen=True)
+class TraceKeys:
+    """The entries written by :func:`hiref.tl.trace` on the start section under ``key``.
+
+    Attributes
+    ----------
+    key
+        The ``key_added`` of :func:`hiref.tl.trace`.
+    """
+
+    key: str
+
+    @property
+    def uns(self) -> str:
+        """``adata.uns[...]`` of the start section: what was traced, and the columns written."""
+        return self.key
+
+    def partner(self, section: int) -> str:
+        """``adata.obs[...]`` of the start section: the traced partner's obs name in ``section``."""
+        return f"{self.key}_{section}"
+
+
+@dataclass(frozen=True)
+class StackKeys:
+    """The entries written by :func:`hiref.tl.stack` on every section under ``key``.
+
+    Attributes
+    ----------
+    key
+        The ``key_added`` of :func:`hiref.tl.stack`.
+    """
+
+    key: str
+
+    @property
+    def obsm(self) -> str:
+        """``adata.obsm[...]``: the (x, y, z) coordinates in the first section's frame."""
+        return self.key
+
+    @property
+    def uns(self) -> str:
+        """``adata.uns[...]``: the motion of the section into the first one's frame, and its z."""
+        return self.key

@@ -11,10 +11,10 @@ import numpy as np
 
 from hiref._anndata import check_adata
 from hiref._docs import DOC, doc_params
-from hiref._series_keys import DEFAULT, SeriesKeys
+from hiref._keys import STACK_KEY, TraceKeys
 
 from ._alignment import _size
-from ._utils import category_colors, color_values, finish
+from ._utils import category_colors, color_values, save_or_show
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -67,12 +67,12 @@ def _trace_lines(
     adatas: list[AnnData], points: list[np.ndarray], trace_key: str, n_lines: int, seed: int, cells: object
 ) -> list:
     """Segments joining a sample of traced cells to their partners, section after section."""
-    keys = SeriesKeys(trace=trace_key)
-    home = next((i for i, a in enumerate(adatas) if isinstance(a.uns.get(keys.trace_uns), dict)), None)
+    keys = TraceKeys(trace_key)
+    home = next((i for i, a in enumerate(adatas) if isinstance(a.uns.get(keys.uns), dict)), None)
     if home is None:
-        msg = f"no section has .uns[{keys.trace_uns!r}]: run hr.tl.trace first (or pass `trace_key=None`)."
+        msg = f"no section has .uns[{keys.uns!r}]: run hr.tl.trace first (or pass `trace_key=None`)."
         raise KeyError(msg)
-    info = adatas[home].uns[keys.trace_uns]
+    info = adatas[home].uns[keys.uns]
     start = int(info["start"])
     sections = sorted({start, *(int(s) for s in np.atleast_1d(info["sections"]))})
     pool = np.arange(adatas[start].n_obs)
@@ -89,7 +89,7 @@ def _trace_lines(
         if j == start:
             position[j] = rows
             continue
-        column = adatas[start].obs[keys.trace_partner(j)].to_numpy()[rows]
+        column = adatas[start].obs[keys.partner(j)].to_numpy()[rows]
         found = adatas[j].obs_names.get_indexer(np.where(column == column, column, "\0").astype(object))
         position[j] = found
     segments = []
@@ -105,7 +105,7 @@ def _trace_lines(
 def stack(
     data: Sequence[AnnData],
     *,
-    basis: str = DEFAULT.stack,
+    basis: str = STACK_KEY,
     color: str | None = None,
     kind: Literal["3d", "panels"] = "3d",
     trace_key: str | None = None,
@@ -251,7 +251,7 @@ def stack(
             fig.colorbar(sc, ax=axes, label=color, shrink=0.8)
         elif mode == "category":
             legend(fig, fig_level=True)
-        return finish(axes, show=show, save=save, ax_given=ax_given)
+        return save_or_show(axes, show=show, save=save, ax_given=ax_given)
 
     if ax is None:
         fig = plt.figure(figsize=(7.5, 6.0), layout="constrained")
@@ -285,4 +285,4 @@ def stack(
     if segments:
         title += f", {len(segments)} links of traced cells"
     ax.set_title(title)
-    return finish(ax, show=show, save=save, ax_given=ax_given)
+    return save_or_show(ax, show=show, save=save, ax_given=ax_given)

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hiref._anndata import actualize, check_in_memory, coordinates
+from hiref._keys import STACK_KEY, StackKeys
 from hiref._logging import logger
-from hiref._series_keys import DEFAULT, SeriesKeys
-from hiref.engine._validate import check_bool
+from hiref.engine.checks import check_bool
 
 from ._trace import sections_of
 
@@ -87,7 +87,7 @@ def stack(
     spacing: float | None = None,
     z: Sequence[float] | None = None,
     spatial_key: str = "spatial",
-    key_added: str = DEFAULT.stack,
+    key_added: str = STACK_KEY,
     register_options: Mapping[str, Any] | None = None,
     inplace: bool = True,
 ) -> list[dict[str, np.ndarray | float]]:
@@ -170,12 +170,12 @@ def stack(
             msg = f"`data[{i}].obsm[{spatial_key!r}]` must hold 2-D coordinates, got {width} columns."
             raise ValueError(msg)
         xys.append(xy)
-    names = SeriesKeys(stack=key_added)
+    names = StackKeys(key_added)
     if inplace:
         for i, adata in enumerate(adatas):
-            entry = adata.uns.get(names.stack_uns)
+            entry = adata.uns.get(names.uns)
             ours = isinstance(entry, dict) and "section" in entry and "rotation" in entry
-            if (names.stack_uns in adata.uns or names.stack_obsm in adata.obsm) and not ours:
+            if (names.uns in adata.uns or names.obsm in adata.obsm) and not ours:
                 msg = (
                     f"`key_added`={key_added!r} would overwrite entries of `data[{i}]` that hr.tl.stack did not "
                     "write; pass another `key_added`."
@@ -190,8 +190,8 @@ def stack(
     for k in range(len(adatas) - 1):
         ref = _proxy(adatas[k], xys[k], spatial_key, use_rep)
         mov = _proxy(adatas[k + 1], xys[k + 1], spatial_key, use_rep)
-        register(ref, mov, spatial_key=spatial_key, key_added=names.stack_uns, **options)
-        motion = mov.uns[names.stack_uns]
+        register(ref, mov, spatial_key=spatial_key, key_added=names.uns, **options)
+        motion = mov.uns[names.uns]
         steps.append(
             (np.asarray(motion["rotation"], dtype=np.float64), np.asarray(motion["translation"], dtype=np.float64))
         )
@@ -210,10 +210,10 @@ def stack(
                 }  # fmt: skip
             coords = np.column_stack([xys[i] @ R.T + t, np.full(len(xys[i]), heights[i])])
             actualize(adata)
-            adata.obsm[names.stack_obsm] = coords
-            adata.uns[names.stack_uns] = entry
+            adata.obsm[names.obsm] = coords
+            adata.uns[names.uns] = entry
     logger.info(
         "finished (%.1f s)%s", time.perf_counter() - t0,
-        f": added .obsm[{names.stack_obsm!r}] and .uns[{names.stack_uns!r}] on every section" if inplace else "",
+        f": added .obsm[{names.obsm!r}] and .uns[{names.uns!r}] on every section" if inplace else "",
     )  # fmt: skip
     return result

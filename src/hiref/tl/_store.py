@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
 from hiref._keys import Keys
 from hiref._logging import logger
-from hiref.engine._validate import check_bool
+from hiref.engine.checks import check_bool
 
 from ._align import _side, check_key_added, write_alignment
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from hiref._anndata import actualize, check_adata, str_array
-from hiref._keys import Keys
+from hiref._keys import ALIGN_KEY, TRACE_KEY, Keys, SeriesKeys, TraceKeys
 from hiref._logging import logger
-from hiref._series_keys import DEFAULT, SeriesKeys
-from hiref.engine._validate import check_bool
+from hiref.engine.checks import check_bool
+from hiref.get._matching import partner_names
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -41,7 +41,7 @@ def sections_of(data: object) -> list[AnnData]:
 def pair_keys(n_sections: int, keys: Sequence[str] | None, key: str) -> list[str]:
     """Key of every consecutive pair: ``keys`` as given (align_series' return value), or derived from ``key``."""
     if keys is None:
-        return [SeriesKeys(series=key).pair(i) for i in range(n_sections - 1)]
+        return [SeriesKeys(key).pair(i) for i in range(n_sections - 1)]
     if isinstance(keys, str) or not isinstance(keys, Sequence) or not all(isinstance(k, str) for k in keys):
         msg = f"`keys` must be a list of strings (what hr.tl.align_series returned), got {keys!r}."
         raise TypeError(msg)
@@ -90,7 +90,8 @@ def step(adata: AnnData, other: AnnData, key: str, *, name: str, other_name: str
             raise ValueError(changed)
         own = column.cat.categories.to_numpy()[codes[matched]]
     else:
-        own = _as_objects(entry["partner_names"])
+        names = partner_names(adata, Keys(key))  # files written before the column was the only copy
+        own = _as_objects(names if names is not None else np.empty(0))
         if own.shape != partner.shape:
             raise ValueError(changed)
         own = own[matched]
@@ -139,7 +140,7 @@ def single_series(adata: AnnData, key: str) -> tuple[list[str], list[np.ndarray]
     from ._series import stored_series
 
     info = stored_series(adata, key)
-    names = SeriesKeys(series=key)
+    names = SeriesKeys(key)
     order = [str(s) for s in np.atleast_1d(np.asarray(info["order"], dtype=object))]
     time_key = str(info["time_key"])
     if time_key not in adata.obs.columns:
@@ -164,7 +165,7 @@ def single_series(adata: AnnData, key: str) -> tuple[list[str], list[np.ndarray]
             raise ValueError(msg)
         return found
 
-    forward, backward = positions(names.series_next), positions(names.series_prev)
+    forward, backward = positions(names.next), positions(names.prev)
 
     def step_of(k: int, j: int) -> np.ndarray:
         target = (forward if j > k else backward)[members[k]]
@@ -200,9 +201,9 @@ def trace(
     *,
     start: int = 0,
     sections: int | Sequence[int] | None = None,
-    key: str = DEFAULT.series,
+    key: str = ALIGN_KEY,
     keys: Sequence[str] | None = None,
-    key_added: str = DEFAULT.trace,
+    key_added: str = TRACE_KEY,
     inplace: bool = True,
 ) -> pd.DataFrame:
     """Follow every cell of one section to its partner in every other section of a series.
@@ -296,15 +297,15 @@ def trace(
     if not isinstance(key_added, str) or not key_added:
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
-    names = SeriesKeys(trace=key_added)
-    columns = {j: names.trace_partner(j) for j in targets}
+    names = TraceKeys(key_added)
+    columns = {j: names.partner(j) for j in targets}
     where = "`data`" if single else f"`data[{start}]`"
-    previous = home.uns.get(names.trace_uns)
+    previous = home.uns.get(names.uns)
     owned = isinstance(previous, dict) and "obs_keys" in previous and "start" in previous
     stale = [str(c) for c in np.atleast_1d(np.asarray(previous["obs_keys"], dtype=object))] if owned else []
     if inplace:
         clashes = [f".obs[{c!r}]" for c in columns.values() if c in home.obs.columns and c not in stale]
-        clashes += [f".uns[{names.trace_uns!r}]"] if names.trace_uns in home.uns and not owned else []
+        clashes += [f".uns[{names.uns!r}]"] if names.uns in home.uns and not owned else []
         if clashes:
             msg = (
                 f"`key_added`={key_added!r} would overwrite {', '.join(clashes)} of {where}, which "
@@ -350,7 +351,7 @@ def trace(
             else:
                 codes = rows[j]
             home.obs[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
-        home.uns[names.trace_uns] = {
+        home.uns[names.uns] = {
             "start": start,
             "sections": np.asarray(targets, dtype=np.int64),
             "keys": list(pairs),
@@ -361,7 +362,7 @@ def trace(
     logger.info(
         "finished (%.1f s)%s",
         time.perf_counter() - t0,
-        f": added .obs{list(columns.values())} and .uns[{names.trace_uns!r}] on {where}" if inplace else "",
+        f": added .obs{list(columns.values())} and .uns[{names.uns!r}] on {where}" if inplace else "",
     )
     return table
 
