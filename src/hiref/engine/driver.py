@@ -59,6 +59,7 @@ class Report:
     """What a run records as it goes: seconds, peak memory and bytes sent per stage, and the progress bar."""
 
     bar: tqdm
+    adjust: Callable[[], None] = lambda: None
     timings: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
     communication: dict[str, int] = field(default_factory=dict)
@@ -66,7 +67,7 @@ class Report:
 
 def run(
     X: torch.Tensor, Y: torch.Tensor, plan: Plan, comm: Collectives, *, device: torch.device, seed: int,
-    progress: bool, t_start: float,
+    progress: bool, t_start: float, adjust: Callable[[], None] = lambda: None,
 ) -> Matching:  # fmt: skip
     """:func:`hiref.solve` on checked inputs: this process's rows ``X``, ``Y`` of the clouds."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -77,7 +78,7 @@ def run(
         total=len(ranks) + 1, desc=f"hiref ({comm.world} processes)" if world else "hiref", unit="level",
         disable=not progress or comm.rank != 0, leave=False,
     )  # fmt: skip
-    report = Report(bar)
+    report = Report(bar, adjust)
     if world:
         report.communication["setup"] = comm.sent
     t0, sent = time.perf_counter(), comm.sent
@@ -175,6 +176,7 @@ class _Run:
             # Every process finishes its own co-clusters (windows and polish stay inside them);
             # neighbours are sought on the working copies in one process.
             keep = not self.world
+            self.report.adjust()
             perm, refine_costs = finish_matching(
                 p.geometry, own.A, own.B, Aw if keep else None, Bw if keep else None, perm, self.plan,
                 self.generator, self.report.timings,
@@ -206,6 +208,7 @@ class _Run:
         """Split ``blocks`` level after level; returns the co-clusters after the last one."""
         report, dev = self.report, blocks.ix.device
         for level, rank in enumerate(ranks, start=first_level):
+            report.adjust()
             t0, sent = time.perf_counter(), self.comm.sent
             report.bar.set_postfix_str(f"level {level}: {blocks.n_blocks} block(s) -> rank {rank}")
             side_a, side_b, lab_a, lab_b, caps_a, caps_b = split(blocks, rank)
@@ -220,6 +223,7 @@ class _Run:
     def leaves(self, own: Owned, leaves: Blocks) -> np.ndarray:
         """Exact assignment inside every final co-cluster: the partner in ``own.B`` of every point of ``own.A``."""
         report = self.report
+        report.adjust()
         t0 = time.perf_counter()
         where = " on rank 0" if self.world else ""
         report.bar.set_postfix_str(f"leaves: {leaves.n_blocks} exact problem(s){where}")

@@ -19,6 +19,7 @@ from hiref.engine.distributed.comm import SINGLE, check_distributed, connect, lo
 from hiref.engine.driver import run
 from hiref.engine.geometry.sketch import centred
 from hiref.engine.options import SolveOptions
+from hiref.engine.threads import engine_threads, fixed_threads
 
 if TYPE_CHECKING:
     from hiref.engine._types import ArrayLike
@@ -34,6 +35,7 @@ def solve(
     seed: int | np.random.Generator | None = 0,
     progress: bool = True,
     distributed: bool | dist.ProcessGroup = False,
+    threads: int | None = None,
     **overrides: Any,
 ) -> Matching:
     """Match two point clouds by Hierarchical Refinement.
@@ -145,6 +147,15 @@ def solve(
         all-reduces; once the co-clusters can be shared out evenly, each process solves its
         own co-clusters to the end (levels, leaves and refinement). Squared Euclidean cost and
         ``unbalanced="partial"`` only. See the docs' "Distributed runs" page.
+    threads
+        CPU threads (torch's intra-op threads) for the solve; ``None`` (default): the environment
+        variable ``HIREF_NUM_THREADS`` if set, else torch's setting, lowered at the start of
+        every level to the cores that other work leaves free, so that concurrent processes do
+        not slow each other down by an order of magnitude (a distributed run: the cores of the
+        node shared among its processes). Restored on return. See :mod:`hiref.engine.threads`.
+    **overrides
+        Any option of :class:`~hiref.engine.SolveOptions` by name (the parameters above from
+        ``cost`` to ``dtype``), applied on top of ``options``.
 
     Returns
     -------
@@ -170,6 +181,7 @@ def solve(
         X_in, Y_in = as_points(X, "X"), as_points(Y, "Y")
         check_features(X_in, Y_in)
         plan = SolveOptions.make(options, **overrides).plan(X_in.shape[1])
+        fixed_threads(threads)
         if comm is SINGLE:
             X_in, Y_in = centred(X_in, Y_in, plan.geometry)
             dev = resolve_device(device)
@@ -181,4 +193,5 @@ def solve(
             raise
         error = err
     comm.check(error)
-    return run(X_in, Y_in, plan, comm, device=dev, seed=seed, progress=progress, t_start=t_start)
+    with engine_threads(threads, distributed=comm is not SINGLE) as adjust:
+        return run(X_in, Y_in, plan, comm, device=dev, seed=seed, progress=progress, t_start=t_start, adjust=adjust)

@@ -63,12 +63,16 @@ def principal_axes(
     picks = [torch.randperm(size, generator=generator)[:8192] for size in sizes]
     sample = torch.cat([take(side, pick) for side, pick in enumerate(picks)]).to(dtype)
     centre = sample.mean(0)
-    state = torch.random.get_rng_state()
+    state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))  # svd_lowrank draws globally
+    # One thread: the axes (and so every later step) must not depend on how many threads the
+    # engine was given (see hiref.engine.threads); the sample is small.
+    torch.set_num_threads(1)
     try:
         _, _, V = torch.svd_lowrank(sample - centre, q=min(dim + 10, *sample.shape), niter=3)
     finally:
         torch.random.set_rng_state(state)
+        torch.set_num_threads(threads)
     return centre, V[:, :dim]
 
 

@@ -1,0 +1,107 @@
+"""The engine's thread policy: applied during a solve, restored after it, overridable, no global side effects."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import hiref as hr
+from hiref.engine import threads as policy
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _seen_during_solve(monkeypatch, **kwargs) -> list[int]:
+    """Thread counts torch had at every stage of a solve (recorded through the driver's stage hook)."""
+    seen: list[int] = []
+    real = policy.engine_threads
+
+    def recording(*args, **kw):
+        context = real(*args, **kw)
+
+        class Wrapper:
+            def __enter__(self):
+                adjust = context.__enter__()
+
+                def hook():
+                    adjust()
+                    seen.append(torch.get_num_threads())
+
+                return hook
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+
+        return Wrapper()
+
+    monkeypatch.setattr(sys.modules["hiref.engine.solve"], "engine_threads", recording)
+    X, Y = hr.datasets.halfmoon_scurve(600, seed=0)
+    hr.solve(X, Y, progress=False, **kwargs)
+    return seen
+
+
+def test_explicit_threads_are_applied_and_restored(two_threads, monkeypatch):
+    seen = _seen_during_solve(monkeypatch, threads=1)
+    assert seen
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_environment_variable_fixes_the_count(two_threads, monkeypatch):
+    monkeypatch.setenv(policy.ENV, "1")
+    assert set(_seen_during_solve(monkeypatch)) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_automatic_choice_leaves_busy_cores_alone(two_threads, monkeypatch):
+    monkeypatch.delenv(policy.ENV, raising=False)
+    monkeypatch.setattr(policy, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(policy, "busy_elsewhere", lambda: 0)
+    assert set(_seen_during_solve(monkeypatch)) == {2}  # alone: torch's setting is kept
+    monkeypatch.setattr(policy, "busy_elsewhere", lambda: 1)
+    assert set(_seen_during_solve(monkeypatch)) == {1}  # one core busy elsewhere
+    monkeypatch.setattr(policy, "busy_elsewhere", lambda: 5)
+    assert set(_seen_during_solve(monkeypatch)) == {1}  # never below one
+    assert torch.get_num_threads() == 2
+
+
+def test_restored_after_an_error(two_threads):
+    X, Y = hr.datasets.halfmoon_scurve(100, seed=0)
+    with pytest.raises(ValueError, match="threads"):
+        hr.solve(X, Y, threads=0, progress=False)
+
+    def failing(x, y):
+        msg = "cost failed"
+        raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="cost failed"):
+        hr.solve(X, Y, cost=failing, threads=1, progress=False)
+    assert torch.get_num_threads() == 2
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv(policy.ENV, "many")
+    X, Y = hr.datasets.halfmoon_scurve(100, seed=0)
+    with pytest.raises(ValueError, match=policy.ENV):
+        hr.solve(X, Y, progress=False)
+
+
+def test_same_result_for_any_fixed_count_on_2d():
+    X, Y = hr.datasets.halfmoon_scurve(800, seed=1)
+    one = hr.solve(X, Y, threads=1, progress=False)
+    two = hr.solve(X, Y, threads=2, progress=False)
+    np.testing.assert_array_equal(one.perm, two.perm)
+
+
+def test_busy_elsewhere_reads_the_machine():
+    assert policy.busy_elsewhere() >= 0
+    assert policy.usable_cpus() >= 1
