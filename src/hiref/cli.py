@@ -55,6 +55,9 @@ example:
   hiref align slice1.h5ad slice2.h5ad --out aligned/slice1.h5ad --use-rep spatial
   hiref transfer aligned/slice1.h5ad aligned/slice1_b.h5ad --out pred.h5ad
 
+threads: the engine uses the cores other work leaves free; HIREF_NUM_THREADS=N
+  hiref align ... fixes the count.
+
 distributed (--distributed): start one process per GPU or CPU share with torchrun,
   torchrun --nproc-per-node 4 -m hiref.cli align A.h5ad B.h5ad --out out.h5ad --distributed
 every process reads both files and works on its slice of the cells; rank 0
