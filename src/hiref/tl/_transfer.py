@@ -61,6 +61,136 @@ def _carried(values: pd.Series, rows: np.ndarray, matched: np.ndarray, index: pd
     return pd.Categorical(np.where(present, [str(v) for v in items], None))
 
 
+#: Entries gathered per chunk: bounds the temporary arrays of :func:`transfer` (about 8 to 30 bytes
+#: per entry) next to its one output-size allocation.
+CHUNK_ENTRIES = 1 << 16
+
+
+def _index_dtype(*sizes: int) -> type:
+    """The index dtype scipy gives a CSR matrix of these sizes (int32 while everything fits)."""
+    return np.int32 if max(sizes, default=0) <= np.iinfo(np.int32).max else np.int64
+
+
+def _chunks(offsets: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Row ranges ``(t0, t1)`` of about ``size`` entries each (at least one row), from cumulative offsets."""
+    n = len(offsets) - 1
+    bounds, t0 = [], 0
+    while t0 < n:
+        t1 = int(np.searchsorted(offsets, offsets[t0] + size, side="right")) - 1
+        t1 = min(max(t1, t0 + 1), n)
+        bounds.append((t0, t1))
+        t0 = t1
+    return bounds
+
+
+def _positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` with one temporary array."""
+    keep = lengths > 0
+    starts, lengths = starts[keep].astype(np.int64), lengths[keep].astype(np.int64)
+    pos = np.ones(int(lengths.sum()), dtype=np.int64)
+    if len(pos):
+        first = np.cumsum(lengths) - lengths
+        pos[0] = starts[0]
+        pos[first[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+        np.cumsum(pos, out=pos)
+    return pos
+
+
+def _row_counts(X: sp.csr_matrix, gene_idx: np.ndarray) -> np.ndarray:
+    """Entries of every row of ``X`` in the columns ``gene_idx`` (with repeats), a chunk of rows at a time."""
+    mult = np.bincount(gene_idx, minlength=X.shape[1])
+    counts = np.zeros(X.shape[0], dtype=np.int64)
+    for a, b in _chunks(X.indptr, CHUNK_ENTRIES):
+        e0 = X.indptr[a]
+        cum = np.concatenate([[0], np.cumsum(mult[X.indices[e0 : X.indptr[b]]])])
+        counts[a:b] = cum[X.indptr[a + 1 : b + 1] - e0] - cum[X.indptr[a:b] - e0]
+    return counts
+
+
+def _take(source: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = source[pos]``, without a temporary array when the dtypes agree."""
+    if source.dtype == out.dtype:
+        np.take(source, pos, out=out, mode="clip")
+    else:
+        out[:] = source[pos]
+
+
+def _gather_sparse(
+    X: sp.spmatrix | sp.sparray, rows: np.ndarray, matched: np.ndarray, gene_idx: np.ndarray
+) -> sp.csr_matrix:
+    """Rows ``rows`` of ``X[:, gene_idx]`` (empty where not ``matched``) as CSR, with one output-size allocation.
+
+    Float (and complex) data keep their dtype, anything else becomes float64, as the former
+    ``diags(matched) @ X`` gave. Explicit zeros are dropped and duplicates summed; the result is
+    canonical (sorted indices).
+    """
+    # CSC, COO and the other formats are converted once, to CSR (a CSR array or matrix is not copied).
+    X = X if X.format == "csr" else X.tocsr()
+    indptr, indices, data = X.indptr, X.indices, X.data
+    dtype = data.dtype if data.dtype.kind in "fc" else np.dtype(np.float64)
+    n_vars = X.shape[1]
+    full = len(gene_idx) == n_vars and bool(np.array_equal(gene_idx, np.arange(n_vars)))
+    length = np.where(matched, indptr[rows + 1] - indptr[rows], 0)  # entries of each partner row
+    if full:
+        taken = length
+    else:  # a column mask: entries in the chosen genes, counted a chunk of source rows at a time
+        taken = _row_counts(X, gene_idx)[rows]
+        taken[~matched] = 0
+    nnz = int(taken.sum())
+    idx_dtype = _index_dtype(nnz, len(rows), len(gene_idx))
+    out_indptr = np.zeros(len(rows) + 1, dtype=idx_dtype)
+    np.cumsum(taken, out=out_indptr[1:])
+    out_indices = np.empty(nnz, dtype=idx_dtype)
+    out_data = np.empty(nnz, dtype=dtype)
+    offsets = out_indptr if full else np.concatenate([[0], np.cumsum(length)])
+    del taken
+    for t0, t1 in _chunks(offsets, CHUNK_ENTRIES):
+        pos = _positions(indptr[rows[t0:t1]], length[t0:t1])
+        o0, o1 = int(out_indptr[t0]), int(out_indptr[t1])
+        if not full:  # the chunk's partner rows, whose data are positions in X, then scipy's column selection
+            chunk_indptr = np.asarray(offsets[t0 : t1 + 1] - offsets[t0], dtype=np.int64)
+            chunk = sp.csr_matrix((pos, indices[pos].astype(np.int64), chunk_indptr), shape=(t1 - t0, n_vars))
+            chunk = chunk[:, gene_idx]
+            pos = chunk.data
+            out_indices[o0:o1] = chunk.indices
+        else:
+            _take(indices, pos, out_indices[o0:o1])
+        _take(data, pos, out_data[o0:o1])
+    out = sp.csr_matrix((out_data, out_indices, out_indptr), shape=(len(rows), len(gene_idx)))
+    out.sum_duplicates()  # in place; only sorts (and sums) when the source or the selection was not in order
+    out.eliminate_zeros()
+    return out
+
+
+def _gather_dense(X: np.ndarray, rows: np.ndarray, matched: np.ndarray, gene_idx: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of ``X[:, gene_idx]``, NaN where not ``matched``, filled a chunk of rows at a time.
+
+    Float data keep their dtype, anything else becomes float64; float64 as well when some rows are
+    not matched.
+    """
+    X = np.asarray(X)
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) and matched.all() else np.dtype(np.float64)
+    out = np.empty((len(rows), len(gene_idx)), dtype=dtype)
+    full = len(gene_idx) == X.shape[1] and bool(np.array_equal(gene_idx, np.arange(X.shape[1])))
+    step = max(1, CHUNK_ENTRIES // max(len(gene_idx), 1))
+    for t0 in range(0, len(rows), step):
+        part = rows[t0 : t0 + step]
+        out[t0 : t0 + step] = X[part] if full else X[np.ix_(part, gene_idx)]
+    if not matched.all():
+        out[~matched] = np.nan
+    return out
+
+
+def _gather(
+    X: np.ndarray | sp.spmatrix | sp.sparray, rows: np.ndarray, matched: np.ndarray, gene_idx: np.ndarray
+) -> np.ndarray | sp.csr_matrix:
+    """The partners' expression: sparse in, sparse out (CSR); memory about one output matrix."""
+    gene_idx = np.asarray(gene_idx, dtype=np.int64)
+    if sp.issparse(X):
+        return _gather_sparse(X, rows, matched, gene_idx)
+    return _gather_dense(X, rows, matched, gene_idx)
+
+
 @doc_params(**DOC)
 def transfer(
     adata_source: AnnData,
@@ -103,8 +233,10 @@ def transfer(
     AnnData with ``adata_target``'s obs_names and the chosen source genes:
 
     ``.X``
-        The partner's expression (sparse stays sparse). Target cells without a partner (only
-        when the target is the larger dataset) get NaN rows if dense, empty rows if sparse.
+        The partner's expression. Sparse in, sparse out (CSR, sorted indices, no explicit
+        zeros); memory about one output matrix, as the partners' rows are gathered a chunk at a
+        time. Target cells without a partner (only when the target is the larger dataset) get
+        NaN rows if dense, empty rows if sparse.
     ``.obs[f"{{key}}_matched"]``
         Whether the cell has a partner.
     ``.obs[f"{{key}}_source"]``
@@ -149,18 +281,7 @@ def transfer(
         msg = f"`obs` columns not in adata_source.obs: {missing} (available: {list(adata_source.obs.columns)})."
         raise KeyError(msg)
 
-    X = expression(adata_source, layer, "adata_source")
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)[:, gene_idx][rows]
-        X = sp.diags(matched.astype(X.dtype)) @ X
-        X.eliminate_zeros()
-    else:
-        X = np.asarray(X)[:, gene_idx][rows].astype(
-            np.float64 if not np.issubdtype(np.asarray(X).dtype, np.floating) else np.asarray(X).dtype
-        )
-        if not matched.all():
-            X = X.astype(np.float64)
-            X[~matched] = np.nan
+    X = _gather(expression(adata_source, layer, "adata_source"), rows, matched, gene_idx)
 
     frame = pd.DataFrame(index=adata_target.obs_names.copy())
     keys = TransferKeys(key)
