@@ -21,7 +21,7 @@ from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
 from ._auto import auto_representation
-from ._confidence import matched_cost, spatial_confidence
+from ._confidence import matched_cost, neighbours, spatial_confidence
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -235,11 +235,12 @@ def _add_quality(
     coords: tuple[np.ndarray | None, np.ndarray | None],
     *,
     root: bool,
+    knn: tuple | None,
 ) -> None:
     """Add the per-cell cost and, with coordinates, the spatial confidence to one side's ``obs``."""
     side.obs[side.keys.cost] = matched_cost(*reps, perm, root=root)
     if coords[0] is not None:
-        side.obs[side.keys.confidence] = spatial_confidence(*coords, perm)
+        side.obs[side.keys.confidence] = spatial_confidence(*coords, perm, knn=knn)
     side.uns["obs_keys"] = [side.keys.match, *sorted(side.obs)]
 
 
@@ -298,8 +299,10 @@ def compute_alignment(
     side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
                   role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
     if distributed is False:
-        _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=matching.cost_name == "euclidean")
-        _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=matching.cost_name == "euclidean")
+        root = matching.cost_name == "euclidean"
+        knn = None if spatial1 is None else (neighbours(spatial1), neighbours(spatial2))
+        _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=root, knn=knn)
+        _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=root, knn=knn and knn[::-1])
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
         runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
