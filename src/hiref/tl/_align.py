@@ -144,6 +144,17 @@ def write_alignment(adata: AnnData, side: AlignedSide) -> None:
         adata.obsm[name] = value
 
 
+def check_pair(adata1: AnnData, adata2: AnnData, key_added: object) -> None:
+    """Both objects are in-memory AnnData and ``key_added`` is a non-empty string."""
+    check_adata(adata1, "adata1")
+    check_adata(adata2, "adata2")
+    check_in_memory(adata1, "adata1")
+    check_in_memory(adata2, "adata2")
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+        raise ValueError(msg)
+
+
 def _checked_options(
     adata1: AnnData,
     adata2: AnnData,
@@ -155,13 +166,7 @@ def _checked_options(
     distributed: object,
 ) -> tuple[int, int, bool]:
     """Check both objects and the options of :func:`compute_alignment`; return the checked values."""
-    check_adata(adata1, "adata1")
-    check_adata(adata2, "adata2")
-    check_in_memory(adata1, "adata1")
-    check_in_memory(adata2, "adata2")
-    if not isinstance(key_added, str) or not key_added:
-        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
-        raise ValueError(msg)
+    check_pair(adata1, adata2, key_added)
     if distributed is not False and (random_state is None or isinstance(random_state, np.random.Generator)):
         msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
         raise TypeError(msg)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
+from hiref._anndata import actualize, obsm_array
 from hiref._keys import Keys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
 
-from ._align import _side, check_key_added, write_alignment
+from ._align import _side, check_key_added, check_pair, write_alignment
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -129,14 +129,8 @@ def store_matching(
     >>> int(hr.get.matching(a, b, key="reversed").perm[0]) == a.n_obs - 1
     True
     """
-    check_adata(adata1, "adata1")
-    check_adata(adata2, "adata2")
-    check_in_memory(adata1, "adata1")
-    check_in_memory(adata2, "adata2")
+    check_pair(adata1, adata2, key_added)
     check_bool(copy, "copy")
-    if not isinstance(key_added, str) or not key_added:
-        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
-        raise ValueError(msg)
     perm = coupling_to_perm(coupling, adata1.n_obs, adata2.n_obs)
     back = np.full(adata2.n_obs, -1, dtype=np.int64)
     back[perm[perm >= 0]] = np.flatnonzero(perm >= 0)
