@@ -195,7 +195,11 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
         "--layer", default=None, metavar="LAYER", help="expression layer for use-rep X and a joint PCA (default: .X)"
     )
     opts.add_argument(
-        "--n-pcs", type=_positive_int, default=50, metavar="N", help="PCs of a computed joint PCA (default: 50)"
+        "--n-pcs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="PCs of a computed joint PCA (default: 50, and 100 for use-rep auto)",
     )
     opts.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
     opts.add_argument(

@@ -44,3 +44,60 @@ def test_register_keeps_an_aligned_pair():
     np.testing.assert_array_equal(b.obsm["spatial_registered"], b.obsm["spatial"])
     assert info["margin"] >= 1.0
     assert len(info["candidate_scores"]) == len(info["candidate_angles"]) == 48
+
+
+def _dropped_share(var, kept, weight):
+    return weight * (var.sum() - var[kept].sum()) / var.sum() / (1 + weight)
+
+
+def test_leading_pcs_keeps_all_but_the_tolerance():
+    from hiref.tl._auto import MIN_KEPT_PCS, TOLERANCE, leading_pcs
+
+    rng = np.random.default_rng(0)
+    var = np.geomspace(3, 0.05, 30)[rng.permutation(30)] ** 2
+    order = np.argsort(-var)
+    for weight in (0.001, 0.01, 0.1, 1.0):
+        kept, info = leading_pcs(var, weight)
+        k = info["n_pcs_kept"]
+        assert k >= MIN_KEPT_PCS
+        np.testing.assert_array_equal(kept, order[:k])  # the most variable PCs
+        assert info["dropped_share"] <= TOLERANCE + 1e-12
+        assert np.isclose(info["dropped_share"], _dropped_share(var, kept, weight))
+        if k > MIN_KEPT_PCS:  # the fewest: one PC less would drop too much
+            assert _dropped_share(var, order[: k - 1], weight) > TOLERANCE
+    assert len(leading_pcs(var, 1.0)[0]) > len(leading_pcs(var, 0.01)[0])
+    assert len(leading_pcs(var, 0.0)[0]) == 0
+
+
+def test_auto_stores_the_kept_pcs(slices):
+    a, b = slices
+    hr.tl.align(a, b, progress=False)
+    auto = json.loads(b.uns["hiref"]["params"]["auto"])
+    assert 0 <= auto["dropped_share"] <= 0.005
+    assert 1 <= auto["n_pcs_kept"] <= auto["n_pcs"]
+    assert b.obsm["hiref_pca"].shape[1] == auto["n_pcs_kept"]  # the PCs it used
+
+
+def test_auto_project_in_blocks_equals_whole():
+    import scipy.sparse as sp
+
+    from hiref.tl._auto import project
+
+    rng = np.random.default_rng(1)
+    X = sp.random(300, 40, density=0.2, format="csr", random_state=1)
+    W, mean = rng.standard_normal((40, 5)), rng.standard_normal(40)
+    whole = project(X, W, mean, chunk=10**6)
+    np.testing.assert_allclose(project(X, W, mean, chunk=7), whole, rtol=1e-6)
+    np.testing.assert_allclose(whole, (X.toarray() - mean) @ W, rtol=1e-5, atol=1e-5)
+
+
+def test_projected_variance_in_blocks():
+    import scipy.sparse as sp
+
+    from hiref.tl._auto import project, projected_variance
+
+    rng = np.random.default_rng(2)
+    X = sp.random(250, 30, density=0.3, format="csr", random_state=2)
+    W, mean = rng.standard_normal((30, 4)), rng.standard_normal(30)
+    expected = project(X, W, mean).astype(np.float64).var(0)
+    np.testing.assert_allclose(projected_variance(X, W, mean, chunk=9), expected, rtol=1e-4)

@@ -20,8 +20,10 @@ from hiref.engine import Matching, SolveOptions, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
-from ._auto import auto_representation
+from ._auto import AUTO_N_PCS, auto_representation
 from ._confidence import matched_cost, neighbours, spatial_confidence
+
+DEFAULT_N_PCS = 50
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -161,7 +163,8 @@ def _checked_options(
     *,
     key_added: str,
     random_state: int | np.random.Generator | None,
-    n_pcs: int,
+    n_pcs: int | None,
+    use_rep: object,
     progress: bool,
     distributed: object,
 ) -> tuple[int, int, bool]:
@@ -171,6 +174,8 @@ def _checked_options(
         msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
         raise TypeError(msg)
     random_state = check_seed(random_state, "random_state")
+    if n_pcs is None:
+        n_pcs = AUTO_N_PCS if isinstance(use_rep, str) and use_rep == "auto" else DEFAULT_N_PCS
     n_pcs = check_positive_int(n_pcs, "n_pcs")
     return random_state, n_pcs, check_bool(progress, "progress")
 
@@ -257,7 +262,7 @@ def compute_alignment(
     spatial_key: str | None = "spatial",
     key_added: str = ALIGN_KEY,
     layer: str | None = None,
-    n_pcs: int = 50,
+    n_pcs: int | None = None,
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
@@ -268,8 +273,8 @@ def compute_alignment(
     t0 = time.perf_counter()
     distributed = engine_options.pop("distributed", False)
     random_state, n_pcs, progress = _checked_options(
-        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, progress=progress,
-        distributed=distributed,
+        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, use_rep=use_rep,
+        progress=progress, distributed=distributed,
     )  # fmt: skip
     solver = SolveOptions.make(solver, **engine_options)
     keys = Keys(key_added)
@@ -324,7 +329,7 @@ def align(
     spatial_key: str | None = "spatial",
     key_added: str = ALIGN_KEY,
     layer: str | None = None,
-    n_pcs: int = 50,
+    n_pcs: int | None = None,
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     progress: bool = True,
@@ -361,7 +366,8 @@ def align(
     {key_added}
     {layer}
     n_pcs
-        Number of PCs of a joint PCA computed for a missing ``"X_pca"``.
+        Number of PCs of a joint PCA computed for a missing ``"X_pca"``; ``None``: 50, and 100
+        for ``"auto"`` (which keeps only the leading PCs that matter at its expression weight).
     {random_state}
     {device}
     progress
