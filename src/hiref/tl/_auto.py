@@ -42,7 +42,7 @@ MAX_CELLS = 2000
 MIN_GENES = 10
 TOLERANCE = 0.005
 AUTO_N_PCS = 100
-PROJECT_ROWS = 1 << 18
+PROJECT_ENTRIES = 1 << 24  # rows x genes made dense at a time
 MIN_KEPT_PCS = 2
 
 
@@ -86,29 +86,43 @@ def fit_pca(X: np.ndarray | sp.spmatrix, n_fit: int, n_pcs: int, seed: int) -> t
     return pca.components_.T, pca.mean_, info
 
 
+def _rows_per_block(X: np.ndarray | sp.spmatrix) -> int:
+    return max(1, PROJECT_ENTRIES // max(X.shape[1], 1))
+
+
+def _rows_times(X: np.ndarray | sp.spmatrix, lo: int, hi: int, W: np.ndarray) -> np.ndarray:
+    """``X[lo:hi] @ W`` in float32; a sparse block is made dense first (BLAS beats a sparse product on few genes)."""
+    block = X[lo:hi]
+    if sp.issparse(block):
+        block = block.toarray()
+    return np.asarray(block, dtype=np.float32) @ W.astype(np.float32)
+
+
 def projected_variance(
-    X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int = PROJECT_ROWS
+    X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int | None = None
 ) -> np.ndarray:
     """The variance over all rows of each column of ``(X - mean) @ W``, a block of rows at a time.
 
     (A PCA fitted on a subsample overstates the variance of its trailing PCs on the rest.)
     """
+    chunk = chunk or _rows_per_block(X)
     total = np.zeros(W.shape[1])
     squares = np.zeros(W.shape[1])
     for lo in range(0, X.shape[0], chunk):
-        block = np.asarray(X[lo : lo + chunk] @ W, dtype=np.float64)
+        block = _rows_times(X, lo, lo + chunk, W).astype(np.float64)
         total += block.sum(0)
         squares += (block**2).sum(0)
     n = max(X.shape[0], 1)
     return np.maximum(squares / n - (total / n) ** 2, 0.0)
 
 
-def project(X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int = PROJECT_ROWS) -> np.ndarray:
+def project(X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int | None = None) -> np.ndarray:
     """``(X - mean) @ W`` in float32, a block of rows at a time (``X`` is never densified whole)."""
+    chunk = chunk or _rows_per_block(X)
     out = np.empty((X.shape[0], W.shape[1]), dtype=np.float32)
     offset = mean @ W
     for lo in range(0, X.shape[0], chunk):
-        out[lo : lo + chunk] = np.asarray(X[lo : lo + chunk] @ W) - offset
+        out[lo : lo + chunk] = _rows_times(X, lo, lo + chunk, W) - offset
     return out
 
 
