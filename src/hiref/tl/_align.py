@@ -20,10 +20,8 @@ from hiref.engine import Matching, SolveOptions, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
-from ._auto import AUTO_N_PCS, auto_representation
+from ._auto import DEFAULT_N_PCS, auto_representation
 from ._confidence import matched_cost, neighbours, spatial_confidence
-
-DEFAULT_N_PCS = 50
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -167,16 +165,17 @@ def _checked_options(
     use_rep: object,
     progress: bool,
     distributed: object,
-) -> tuple[int, int, bool]:
+) -> tuple[int, int | None, bool]:
     """Check both objects and the options of :func:`compute_alignment`; return the checked values."""
     check_pair(adata1, adata2, key_added)
     if distributed is not False and (random_state is None or isinstance(random_state, np.random.Generator)):
         msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
         raise TypeError(msg)
     random_state = check_seed(random_state, "random_state")
-    if n_pcs is None:
-        n_pcs = AUTO_N_PCS if isinstance(use_rep, str) and use_rep == "auto" else DEFAULT_N_PCS
-    n_pcs = check_positive_int(n_pcs, "n_pcs")
+    if n_pcs is None and not (isinstance(use_rep, str) and use_rep == "auto"):
+        n_pcs = DEFAULT_N_PCS
+    if n_pcs is not None:  # None with "auto": its own rule
+        n_pcs = check_positive_int(n_pcs, "n_pcs")
     return random_state, n_pcs, check_bool(progress, "progress")
 
 
@@ -366,8 +365,9 @@ def align(
     {key_added}
     {layer}
     n_pcs
-        Number of PCs of a joint PCA computed for a missing ``"X_pca"``; ``None``: 50, and 100
-        for ``"auto"`` (which keeps only the leading PCs that matter at its expression weight).
+        Number of PCs of a joint PCA computed for a missing ``"X_pca"``; ``None``: 50, and for
+        ``"auto"`` one per 20 cells the PCA is fitted on (at most 2,000), at most 100, of which
+        it keeps only the leading PCs that matter at its expression weight.
     {random_state}
     {device}
     progress

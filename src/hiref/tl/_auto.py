@@ -42,6 +42,8 @@ MAX_CELLS = 2000
 MIN_GENES = 10
 TOLERANCE = 0.005
 AUTO_N_PCS = 100
+CELLS_PER_PC = 20
+DEFAULT_N_PCS = 50
 PROJECT_ENTRIES = 1 << 24  # rows x genes made dense at a time
 MIN_KEPT_PCS = 2
 
@@ -232,7 +234,13 @@ def leading_pcs(var: np.ndarray, weight: float, tolerance: float = TOLERANCE) ->
 
 
 def _expression(
-    adata1: AnnData, adata2: AnnData, X: np.ndarray | sp.spmatrix, weight: float, *, n_pcs: int, random_state: int
+    adata1: AnnData,
+    adata2: AnnData,
+    X: np.ndarray | sp.spmatrix,
+    weight: float,
+    *,
+    n_pcs: int | None,
+    random_state: int,
 ) -> tuple[np.ndarray, dict, dict, tuple[np.ndarray, np.ndarray] | None]:
     """The kept expression PCs of both objects stacked, scaled by the whole PC set's root mean squared norm.
 
@@ -248,12 +256,14 @@ def _expression(
 
     n1 = adata1.n_obs
     if "X_pca" in adata1.obsm and "X_pca" in adata2.obsm:
-        E1, E2, _, _ = representations(adata1, adata2, "X_pca", layer=None, n_pcs=n_pcs, random_state=0)
+        E1, E2, _, _ = representations(adata1, adata2, "X_pca", layer=None, n_pcs=DEFAULT_N_PCS, random_state=0)
         E = np.concatenate([E1, E2])
         var = E.var(0)
         keep, kept = leading_pcs(var, weight)
         E = E[:, keep] - E[:, keep].mean(0)
         return E / np.sqrt(var.sum() or 1.0), kept, {}, None
+    if n_pcs is None:  # PCs beyond about one per 20 fitted cells mostly fit noise (measured on PASTE's 250 spots)
+        n_pcs = max(MIN_KEPT_PCS, min(AUTO_N_PCS, min(MAX_CELLS, X.shape[0]) // CELLS_PER_PC))
     W, mean, pca_info = fit_pca(X, MAX_CELLS, n_pcs, random_state)
     var = projected_variance(X, W, mean)
     keep, kept = leading_pcs(var, weight)
@@ -269,7 +279,7 @@ def auto_representation(
     *,
     spatial_key: str | None,
     layer: str | None,
-    n_pcs: int,
+    n_pcs: int | None,
     random_state: int,
     device: str | None,
 ) -> tuple[np.ndarray, np.ndarray, dict, tuple[np.ndarray, np.ndarray] | None]:
@@ -283,12 +293,14 @@ def auto_representation(
     have_space = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
     if not have_space:
         R1, R2, info, computed = representations(
-            adata1, adata2, "X_pca", layer=layer, n_pcs=n_pcs, random_state=random_state
+            adata1, adata2, "X_pca", layer=layer, n_pcs=n_pcs or DEFAULT_N_PCS, random_state=random_state
         )
         info["use_rep"] = "auto"
         info["auto"] = {"rule": "no coordinates in both objects: expression PCs only"}
         return R1, R2, info, computed
-    S1, S2, info, _ = representations(adata1, adata2, spatial_key, layer=None, n_pcs=n_pcs, random_state=random_state)
+    S1, S2, info, _ = representations(
+        adata1, adata2, spatial_key, layer=None, n_pcs=DEFAULT_N_PCS, random_state=random_state
+    )
     centre = np.concatenate([S1, S2]).mean(0)
     S1, S2 = S1 - centre, S2 - centre
     scale = np.sqrt(((S1**2).sum() + (S2**2).sum()) / (len(S1) + len(S2)))
