@@ -6,6 +6,7 @@ Shared by ``hr.pp`` and ``hr.tl``; the description it returns goes into ``params
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,69 @@ def _looks_like_counts(X: np.ndarray | sp.spmatrix) -> bool:
     return bool(sample.size) and bool((sample >= 0).all()) and bool(np.allclose(sample, np.round(sample)))
 
 
+#: Entries (rows x genes, an upper bound on the non-zeros) normalised at a time: bounds the temporaries.
+_CHUNK_ENTRIES = 2**21
+
+
+def _stack_csr(parts: list[sp.spmatrix | sp.sparray], n_cols: int) -> sp.csr_matrix:
+    """The rows of ``parts`` stacked into one float32 CSR matrix: a single copy of the entries.
+
+    What ``sp.vstack([sp.csr_matrix(p, dtype=np.float32) for p in parts], format="csr")`` gives,
+    without the intermediate copies; indices are 32-bit where they fit.
+    """
+    parts = [p if p.format == "csr" else sp.csr_matrix(p) for p in parts]
+    nnz = sum(int(p.indptr[-1]) for p in parts)
+    n_rows = sum(p.shape[0] for p in parts)
+    idx_dtype = np.int32 if max(nnz, n_rows, n_cols) <= np.iinfo(np.int32).max else np.int64
+    data = np.empty(nnz, dtype=np.float32)
+    indices = np.empty(nnz, dtype=idx_dtype)
+    indptr = np.empty(n_rows + 1, dtype=idx_dtype)
+    indptr[0] = 0
+    pos = row = 0
+    for p in parts:
+        start, stop = int(p.indptr[0]), int(p.indptr[-1])
+        data[pos : pos + stop - start] = p.data[start:stop]
+        indices[pos : pos + stop - start] = p.indices[start:stop]
+        indptr[row + 1 : row + 1 + p.shape[0]] = p.indptr[1:] - start + pos
+        pos += stop - start
+        row += p.shape[0]
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+def _normalize_total_csr(X: sp.csr_matrix, target_sum: float) -> None:
+    """``sc.pp.normalize_total(target_sum=target_sum)`` on a float32 CSR matrix, in place, in row chunks.
+
+    The same arithmetic as scanpy's (float64 row sums rounded to float32, float32 division; cells
+    without counts are left as they are, with scanpy's warning), without its copies of the entries.
+    """
+    n_rows = X.shape[0]
+    step = max(1, _CHUNK_ENTRIES // max(1, X.shape[1]))
+    empty = False
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        lengths = np.diff(X.indptr[start : stop + 1])
+        block = X.data[X.indptr[start] : X.indptr[stop]]
+        rows = np.repeat(np.arange(stop - start), lengths)
+        counts = np.bincount(rows, weights=block, minlength=stop - start).astype(np.float32)
+        factor = counts / np.float32(target_sum)
+        empty |= bool((factor == 0).any())
+        factor += factor == 0
+        np.divide(block, factor[rows], out=block)
+    if empty:
+        warnings.warn("Some cells have zero counts", UserWarning, stacklevel=2)
+
+
+def _log1p(X: np.ndarray | sp.csr_matrix) -> None:
+    """``sc.pp.log1p`` in place (float32 data)."""
+    data = X.data if sp.issparse(X) else X
+    np.log1p(data, out=data)
+
+
 def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tuple[AnnData, list[str], int]:
     """The shared genes of both objects stacked (adata1 first) and preprocessed as :func:`joint_pca` does.
+
+    The expression is copied once, into a float32 matrix (CSR if either object's is sparse), and
+    normalised in place there: the inputs are left untouched.
 
     Returns
     -------
@@ -46,18 +108,27 @@ def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tupl
         view = adata if adata.var_names.equals(shared) else adata[:, shared]
         X = expression(view, layer, name)
         require_finite(X, f"`{name}` expression")
-        parts.append(sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, np.float32))
-    stacked = sp.vstack(parts, format="csr") if any(sp.issparse(p) for p in parts) else np.concatenate(parts)
+        parts.append(X)
+    if any(sp.issparse(p) for p in parts):
+        stacked = _stack_csr([p if sp.issparse(p) else sp.csr_matrix(np.asarray(p)) for p in parts], len(shared))
+    else:
+        stacked = np.concatenate([np.asarray(p, np.float32) for p in parts])
+    del parts
     joint = ad.AnnData(X=stacked)
     steps = []
     if _looks_like_counts(joint.X):
-        sc.pp.normalize_total(joint, target_sum=1e4)
-        sc.pp.log1p(joint)
+        if sp.issparse(joint.X):
+            _normalize_total_csr(joint.X, 1e4)
+        else:
+            sc.pp.normalize_total(joint, target_sum=1e4)
+        _log1p(joint.X)
+        joint.uns["log1p"] = {"base": None}
         steps = ["normalize_total(1e4)", "log1p"]
     else:
         data = joint.X.data if sp.issparse(joint.X) else joint.X
         if data.size and data.min() >= 0 and data.max() > 20:
-            sc.pp.log1p(joint)
+            _log1p(joint.X)
+            joint.uns["log1p"] = {"base": None}
             steps = ["log1p"]
     return joint, steps, len(shared)
 
@@ -84,7 +155,6 @@ def joint_pca(
     import scanpy as sc
 
     joint, steps, n_shared = prepared if prepared is not None else joint_matrix(adata1, adata2, layer=layer)
-    joint = joint.copy()
     n_comps = int(min(n_pcs, n_shared - 1, joint.n_obs - 1))
     if n_comps < 1:
         msg = (
@@ -92,8 +162,8 @@ def joint_pca(
             f"and 2 cells, got {n_shared} and {joint.n_obs}; pass another `use_rep`."
         )
         raise ValueError(msg)
-    sc.pp.pca(joint, n_comps=n_comps, random_state=random_state)
-    pcs = joint.obsm["X_pca"]
+    # On the matrix, not the AnnData: the same PCA, written nowhere (``prepared`` stays as it is).
+    pcs = sc.pp.pca(joint.X, n_comps=n_comps, random_state=random_state)
     logger.info(
         "computed a joint PCA (%d PCs) of the %d shared genes (%s)", n_comps, n_shared, ", ".join(steps) or "as is"
     )

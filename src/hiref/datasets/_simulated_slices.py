@@ -13,6 +13,84 @@ from hiref._keys import SimulatedKeys
 if TYPE_CHECKING:
     from anndata import AnnData
 
+#: Counts (rows x genes) drawn at a time: bounds each dense temporary to about 8 MB.
+_CHUNK_ENTRIES = 2**20
+
+
+def _chunk_rows(n_genes: int) -> int:
+    return max(1, _CHUNK_ENTRIES // n_genes)
+
+
+def _poisson_csr(
+    rng: np.random.Generator, profiles: np.ndarray, region: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poisson counts of mean ``profiles[region] * size[:, None]``, drawn in row chunks, in CSR form.
+
+    ``Generator.poisson`` draws an array's entries one after the other in C order, so drawing the
+    rows chunk after chunk gives exactly the counts of one draw of the whole matrix, without the
+    dense ``n x genes`` array.
+
+    Returns
+    -------
+    The non-zero counts (float32), their genes (int32) and the number of them in every row.
+    """
+    n, n_genes = len(region), profiles.shape[1]
+    data = np.empty(0, dtype=np.float32)
+    indices = np.empty(0, dtype=np.int32)
+    row_nnz = np.empty(n, dtype=np.int64)
+    nnz = 0
+    step = _chunk_rows(n_genes)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        counts = rng.poisson(profiles[region[start:stop]] * size[start:stop, None])
+        nonzero = counts != 0
+        flat = np.flatnonzero(nonzero)
+        end = nnz + len(flat)
+        if end > len(data):
+            # Room for the projected total: pages not written to are never resident, and
+            # resizing a large buffer in place moves no data (realloc on mmap'ed memory).
+            capacity = max(end, int(end / stop * n * 1.05) + 1024)
+            data.resize(capacity, refcheck=False)
+            indices.resize(capacity, refcheck=False)
+        data[nnz:end] = counts.ravel()[flat]
+        indices[nnz:end] = flat % n_genes
+        row_nnz[start:stop] = np.count_nonzero(nonzero, axis=1)
+        nnz = end
+    data.resize(nnz, refcheck=False)
+    indices.resize(nnz, refcheck=False)
+    return data, indices, row_nnz
+
+
+def _keep_rows(
+    data: np.ndarray, indices: np.ndarray, row_nnz: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows ``keep`` (sorted positions) of a CSR matrix, compacted in place in row chunks."""
+    mask = np.zeros(len(row_nnz), dtype=bool)
+    mask[keep] = True
+    src = out = 0
+    step = _chunk_rows(max(1, int(row_nnz.max(initial=0))))
+    for start in range(0, len(row_nnz), step):
+        stop = min(start + step, len(row_nnz))
+        width = int(row_nnz[start:stop].sum())
+        kept = np.repeat(mask[start:stop], row_nnz[start:stop])
+        n_kept = int(np.count_nonzero(kept))
+        # Fancy indexing copies first, and ``out <= src``: nothing unread is overwritten.
+        data[out : out + n_kept] = data[src : src + width][kept]
+        indices[out : out + n_kept] = indices[src : src + width][kept]
+        src += width
+        out += n_kept
+    data.resize(out, refcheck=False)
+    indices.resize(out, refcheck=False)
+    return data, indices, row_nnz[mask]
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, row_nnz: np.ndarray, n_genes: int) -> sp.csr_matrix:
+    """A CSR matrix of the parts, with 32-bit indices where they fit (as scipy would choose)."""
+    idx_dtype = np.int32 if max(len(data), len(row_nnz), n_genes) <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(len(row_nnz) + 1, dtype=idx_dtype)
+    np.cumsum(row_nnz, out=indptr[1:])
+    return sp.csr_matrix((data, indices.astype(idx_dtype, copy=False), indptr), shape=(len(row_nnz), n_genes))
+
 
 def simulate_slices(
     n_obs: int = 2000,
@@ -96,8 +174,8 @@ def simulate_slices(
     profiles = rng.gamma(0.6, 1.0, size=(n_regions, n_genes)) * 4.0
     size1 = rng.lognormal(0.0, 0.3, n_obs)
     size2 = rng.lognormal(0.0, 0.3, n_obs)
-    counts1 = rng.poisson(profiles[region] * size1[:, None]).astype(np.float32)
-    counts2 = rng.poisson(profiles[region] * size2[:, None]).astype(np.float32)
+    counts1 = _poisson_csr(rng, profiles, region, size1)
+    counts2 = _poisson_csr(rng, profiles, region, size2)
 
     bend = deformation * 100.0
     warped = pos + bend * np.column_stack([np.sin(pos[:, 1] / 25.0), np.sin(pos[:, 0] / 30.0)])
@@ -106,24 +184,30 @@ def simulate_slices(
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     pos2 = warped @ rot.T + np.asarray(translation, dtype=float)
 
-    names1 = np.array([f"cell{i}" for i in range(n_obs)])
+    names1 = np.array([f"cell{i}" for i in range(n_obs)], dtype=object)
     keep = np.sort(rng.choice(n_obs, n_obs - round(missing * n_obs), replace=False))
     genes = pd.Index([f"gene{g}" for g in range(n_genes)])
     categories = [f"region{r}" for r in range(n_regions)]
 
-    def make(counts: np.ndarray, coords: np.ndarray, rows: np.ndarray, prefix: str, label: str) -> AnnData:
+    def make(X: sp.csr_matrix, coords: np.ndarray, rows: np.ndarray, names: np.ndarray, label: str) -> AnnData:
         obs = pd.DataFrame(
             {
-                SimulatedKeys.region: pd.Categorical(np.array(categories)[region[rows]], categories=categories),
-                SimulatedKeys.slice: pd.Categorical([label] * len(rows)),
+                SimulatedKeys.region: pd.Categorical.from_codes(region[rows], categories=categories),
+                SimulatedKeys.slice: pd.Categorical.from_codes(np.zeros(len(rows), dtype=np.int8), categories=[label]),
             },
-            index=[f"{prefix}{i}" for i in rows],
+            index=names,
         )
-        adata = AnnData(X=sp.csr_matrix(counts[rows]), obs=obs, var=pd.DataFrame(index=genes))
+        adata = AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
         adata.obsm[SimulatedKeys.spatial] = coords[rows]
         return adata
 
-    adata1 = make(counts1, pos, np.arange(n_obs), "cell", "slice1")
-    adata2 = make(counts2, pos2, keep, "b_cell", "slice2")
-    adata2.obs[SimulatedKeys.true_match] = names1[keep]
+    all_rows = np.arange(n_obs)
+    adata1 = make(_csr(*counts1, n_genes), pos, all_rows, names1, "slice1")
+    del counts1
+    if len(keep) < n_obs:
+        counts2 = _keep_rows(*counts2, keep)
+    adata2 = make(
+        _csr(*counts2, n_genes), pos2, keep, np.array([f"b_cell{i}" for i in keep.tolist()], dtype=object), "slice2"
+    )
+    adata2.obs[SimulatedKeys.true_match] = names1[keep]  # the same string objects as adata1's names
     return adata1, adata2

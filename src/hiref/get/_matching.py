@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from hiref._anndata import check_adata, str_array
 from hiref._keys import ALIGN_KEY, Keys
@@ -59,13 +60,50 @@ def _moved_message(key: str, name: str, other_name: str) -> str:
     )
 
 
-def _names_match(partner: np.ndarray, names: np.ndarray | None, other: AnnData) -> bool:
-    """Whether ``other``'s obs names at ``partner`` are ``names`` (where matched; True without names)."""
+def _categories_match(partner: np.ndarray, matched: np.ndarray, column: pd.Series, other: AnnData) -> bool:
+    """Whether a categorical column of partner names surely names ``other``'s cells at ``partner``.
+
+    Compared once per category, not per cell: every matched cell's code must point to a single
+    partner position, whose obs name must equal the category. False means "not shown" (a
+    missing name at a matched cell, a name given to two partners, names that are not strings, or
+    a real mismatch); the caller then compares the strings cell by cell.
+    """
+    codes = column.cat.codes.to_numpy()[matched]
+    positions = partner[matched]
+    categories = column.cat.categories
+    if codes.min() < 0 or categories.inferred_type != "string" or other.obs_names.inferred_type != "string":
+        return False
+    at = np.full(len(categories), -1, dtype=np.int64)
+    at[codes] = positions
+    if not np.array_equal(at[codes], positions):
+        return False
+    used = np.flatnonzero(at >= 0)
+    ours = categories.to_numpy(dtype=object)[used]
+    theirs = other.obs_names.to_numpy(dtype=object)[at[used]]
+    return bool((ours == theirs).all())
+
+
+def _names_match(partner: np.ndarray, adata: AnnData, keys: Keys, other: AnnData) -> bool:
+    """Whether ``other``'s obs names at ``partner`` are the partner names stored on ``adata`` (where matched).
+
+    True where ``adata`` stores no names. A categorical ``.obs[keys.match]`` (what hr.tl.align
+    writes) is checked by its codes (fast); otherwise, or when that does not show a match, the
+    names are compared as strings.
+    """
     matched = partner >= 0
     if not matched.any():
         return True
     if partner.max() >= other.n_obs:
         return False
+    column = adata.obs[keys.match] if keys.match in adata.obs.columns else None
+    if (
+        column is not None
+        and isinstance(column.dtype, pd.CategoricalDtype)
+        and len(column) == len(partner)
+        and _categories_match(partner, matched, column, other)
+    ):
+        return True
+    names = partner_names(adata, keys)
     if names is None:
         return True
     if names.shape != partner.shape:
@@ -86,7 +124,7 @@ def partners(adata: AnnData, other: AnnData, key: str, *, name: str = "adata", o
             "the object was subset or extended since hr.tl.align; align again."
         )
         raise ValueError(msg)
-    if not _names_match(partner, partner_names(adata, Keys(key)), other):
+    if not _names_match(partner, adata, Keys(key), other):
         raise ValueError(_moved_message(key, name, other_name))
     _check_own_order(adata, other, key, name=name, other_name=other_name)
     return partner
@@ -103,10 +141,14 @@ def _check_own_order(adata: AnnData, other: AnnData, key: str, *, name: str, oth
     if not (isinstance(entry, dict) and "partner" in entry):
         return
     back = np.asarray(entry["partner"], dtype=np.int64)
-    back_names = partner_names(other, Keys(key))
-    if back.shape[0] != other.n_obs or (back_names is not None and back_names.shape != back.shape):
+    keys = Keys(key)
+    if back.shape[0] != other.n_obs:
         return  # ``other``'s own check reports this
-    if not _names_match(back, back_names, adata):
+    if keys.match not in other.obs.columns:  # names kept in ``.uns`` by hiref before 0.2
+        back_names = partner_names(other, keys)
+        if back_names is not None and back_names.shape != back.shape:
+            return
+    if not _names_match(back, other, keys, adata):
         raise ValueError(_moved_message(key, name, other_name))
 
 

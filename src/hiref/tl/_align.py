@@ -83,16 +83,20 @@ def partner_column(perm: np.ndarray, other_names: pd.Index) -> pd.Categorical:
 
     Built from integer codes (categories: the partners' names in their order in the other
     object), which takes a third of the time of hashing a million strings; other objects with
-    duplicate obs names fall back to the strings.
+    duplicate obs names fall back to the strings. The partners' positions are ranked with a
+    mask over the other object's cells (linear time, no sort).
     """
     matched = perm >= 0
     if not other_names.is_unique:
         names = other_names.to_numpy()[np.maximum(perm, 0)]
         return pd.Categorical(np.where(matched, names, None))
-    used = np.unique(perm[matched])
+    hit = perm[matched]
+    used = np.zeros(len(other_names), dtype=bool)
+    used[hit] = True
+    rank = np.cumsum(used) - 1  # position of every used partner among the used ones, in order
     codes = np.full(perm.shape[0], -1, dtype=np.int64)
-    codes[matched] = np.searchsorted(used, perm[matched])
-    return pd.Categorical.from_codes(codes, categories=other_names[used].astype(str))
+    codes[matched] = rank[hit]
+    return pd.Categorical.from_codes(codes, categories=other_names[np.flatnonzero(used)].astype(str))
 
 
 def _owned(adata: AnnData, keys: Keys) -> tuple[bool, set[str]]:

@@ -27,6 +27,11 @@ def _fail(what: str) -> None:
     raise ValueError(msg)
 
 
+def _n_repeated(values: np.ndarray, size: int) -> int:
+    """How many entries of ``values`` (integers in ``[0, size)``) repeat an earlier one (linear time)."""
+    return len(values) - int(np.count_nonzero(np.bincount(values, minlength=size))) if len(values) else 0
+
+
 def coupling_to_perm(coupling: object, n1: int, n2: int) -> np.ndarray:
     """Partner of every row (``-1``: none) of a one-to-one coupling; ValueError naming ``coupling`` otherwise."""
     if sp.issparse(coupling):
@@ -46,9 +51,9 @@ def coupling_to_perm(coupling: object, n1: int, n2: int) -> np.ndarray:
             perm = array.astype(np.int64)
             if (perm < -1).any() or (perm >= n2).any():
                 _fail(f"positions must lie in [-1, {n2}) (adata2.n_obs = {n2})")
-            hit = perm[perm >= 0]
-            if len(np.unique(hit)) != len(hit):
-                _fail(f"{len(hit) - len(np.unique(hit))} cell(s) of adata2 are the partner of several cells")
+            repeated = _n_repeated(perm[perm >= 0], n2)
+            if repeated:
+                _fail(f"{repeated} cell(s) of adata2 are the partner of several cells")
             return perm
         if array.ndim != 2:
             msg = f"`coupling` must be a 1-D permutation array or a 2-D matrix, got {array.ndim} dimensions."
@@ -62,9 +67,9 @@ def coupling_to_perm(coupling: object, n1: int, n2: int) -> np.ndarray:
         data = array[rows, cols]
     if len(data) and not np.all(data == 1):
         _fail("its non-zero entries must all be 1 (a matching, not a fractional transport plan)")
-    if len(np.unique(rows)) != len(rows):
+    if _n_repeated(rows, n1):
         _fail("a row (cell of adata1) has several partners")
-    if len(np.unique(cols)) != len(cols):
+    if _n_repeated(cols, n2):
         _fail("a column (cell of adata2) has several partners")
     perm = np.full(n1, -1, dtype=np.int64)
     perm[rows] = cols
