@@ -2,8 +2,10 @@
 
 **Recipe** (README's): ``hr.pp.register(a, b)``, ``hr.tl.align(a, b,
 spatial_key="spatial_registered")`` (the default ``use_rep="auto"``), ``hr.tl.transfer`` of every
-gene, and ``write_h5ad`` of both objects. Data: ``hr.datasets.simulate_slices`` with ``n`` cells
-per side (sparse Poisson counts), ``--genes`` genes. Every case runs in a fresh process, once per
+gene, and ``write_h5ad`` of both objects. Data: ``hr.datasets.simulate_slices`` (this checkout's,
+for every source tree) with ``n`` cells per side, ``--genes`` genes, Poisson counts: dense on
+many genes by default, sparse with ``--depth`` (mean counts per cell, e.g. 150 for a 500-gene
+imaging panel). Every case runs in a fresh process, once per
 source tree given (``--src``, default this checkout's ``src``; pass an older checkout as a second
 ``--src`` to compare old and new in the same run). Reported per step: seconds, and the process's
 peak resident memory after it (Linux ``ru_maxrss``; the data alone is the ``data`` row).
@@ -16,7 +18,7 @@ core the two processes need).
 Examples
 --------
     python benchmarks/workflow.py --n 10000 100000 1000000 --genes 60 --json benchmarks/results/workflow_cpu.json
-    python benchmarks/workflow.py --n 100000 --genes 500 --src src --src /tmp/old/src
+    python benchmarks/workflow.py --n 100000 --genes 500 --depth 150 --src src --src /tmp/old/src
     python benchmarks/workflow.py --concurrency --n
 """
 
@@ -43,7 +45,18 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
 
 
-def _worker_recipe(n: int, genes: int, out: Path) -> None:
+def _simulator():
+    """This checkout's ``simulate_slices``, whichever source tree runs the recipe (same data for all)."""
+    import importlib.util
+
+    path = HERE.parent / "src" / "hiref" / "datasets" / "_simulated_slices.py"
+    spec = importlib.util.spec_from_file_location("_bench_simulated_slices", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.simulate_slices
+
+
+def _worker_recipe(n: int, genes: int, depth: float, out: Path) -> None:
     """One case of the recipe in this process; writes ``{step: [seconds, peak GB]}`` to ``out``."""
     import hiref as hr
 
@@ -54,7 +67,8 @@ def _worker_recipe(n: int, genes: int, out: Path) -> None:
         print(f"  {name:9s} {record[name][0]:8.2f} s   peak {record[name][1]:.2f} GB", flush=True)
 
     t0 = time.perf_counter()
-    a, b = hr.datasets.simulate_slices(n_obs=n, n_genes=genes, seed=0)
+    depth_option = {"mean_count": depth / genes} if depth > 0 else {}
+    a, b = _simulator()(n_obs=n, n_genes=genes, seed=0, **depth_option)
     step("data", t0)
     t0 = time.perf_counter()
     hr.pp.register(a, b)
@@ -91,7 +105,7 @@ def _spawn(src: str, args: list[str], env: dict | None = None) -> subprocess.Pop
     return subprocess.Popen([sys.executable, __file__, *args], env=env)
 
 
-def recipe(ns: list[int], genes: list[int], srcs: list[str]) -> list[dict]:
+def recipe(ns: list[int], genes: list[int], srcs: list[str], depth: float = 0.0) -> list[dict]:
     """Run every case in a fresh process per source tree; one row per (case, tree)."""
     rows = []
     for g in genes:
@@ -101,11 +115,12 @@ def recipe(ns: list[int], genes: list[int], srcs: list[str]) -> list[dict]:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / "out.json"
                     t0 = time.perf_counter()
-                    proc = _spawn(src, ["--worker-recipe", str(n), str(g), str(out)])
+                    proc = _spawn(src, ["--worker-recipe", str(n), str(g), str(depth), str(out)])
                     status = proc.wait()
                     wall = time.perf_counter() - t0
                     record = json.loads(out.read_text()) if status == 0 and out.exists() else {}
-                row = {"n": n, "genes": g, "src": src, "status": status, "process_s": wall}
+                row = {"n": n, "genes": g, "depth": depth or "default", "src": src, "status": status}
+                row["process_s"] = wall
                 for name in STEPS:
                     if name in record:
                         row[f"{name}_s"], row[f"{name}_peak_GB"] = record[name]
@@ -140,16 +155,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, nargs="*", default=[10_000, 100_000], help="cells per side")
     parser.add_argument("--genes", type=int, nargs="+", default=[60])
+    parser.add_argument(
+        "--depth",
+        type=float,
+        default=0.0,
+        help="mean counts per cell (sparse counts, as imaging panels have); default: the simulator's 2.4 per gene",
+    )
     parser.add_argument("--src", action="append", help="source tree(s) to run (default: this checkout's src)")
     parser.add_argument("--concurrency", action="store_true", help="also run the concurrency section")
     parser.add_argument("--threads", nargs="*", default=["default"], help="HIREF_NUM_THREADS values to compare")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--worker-recipe", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-recipe", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--worker-solves", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_recipe:
-        n, genes, out = args.worker_recipe
-        _worker_recipe(int(n), int(genes), Path(out))
+        n, genes, depth, out = args.worker_recipe
+        _worker_recipe(int(n), int(genes), float(depth), Path(out))
         return
     if args.worker_solves:
         _worker_solves(Path(args.worker_solves))
@@ -157,9 +178,9 @@ def main() -> None:
     from _common import print_table, write_json
 
     srcs = args.src or [str(HERE.parent / "src")]
-    rows = recipe(args.n, args.genes, srcs) if args.n else []
+    rows = recipe(args.n, args.genes, srcs, args.depth) if args.n else []
     if rows:
-        cols = ["n", "genes", "src", *[f"{s}_s" for s in STEPS], "recipe_s", "peak_GB"]
+        cols = ["n", "genes", "depth", "src", *[f"{s}_s" for s in STEPS], "recipe_s", "peak_GB"]
         print_table(rows, cols, "the recipe: seconds per step, peak resident memory (GB)")
     conc = []
     if args.concurrency:

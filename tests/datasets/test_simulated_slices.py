@@ -73,3 +73,15 @@ def test_layout():
         assert isinstance(adata.obs["region"].dtype, pd.CategoricalDtype)
     assert b.obs["true_match"].isin(a.obs_names).all()
     np.testing.assert_array_equal(b.obs_names.str.removeprefix("b_"), b.obs["true_match"])
+
+
+def test_mean_count_sets_the_depth():
+    import hiref as hr
+
+    a, _ = hr.datasets.simulate_slices(n_obs=3000, n_genes=200, mean_count=0.5, seed=2)
+    dense, _ = hr.datasets.simulate_slices(n_obs=3000, n_genes=200, seed=2)
+    per_gene = a.X.sum() / (a.n_obs * a.n_vars)
+    assert 0.3 < per_gene < 0.8  # gamma profiles of 6 regions: the mean is near, not at, 0.5
+    assert a.X.nnz < dense.X.nnz / 2  # sparse counts
+    with pytest.raises(ValueError, match="mean_count"):
+        hr.datasets.simulate_slices(n_obs=10, mean_count=0)

@@ -102,6 +102,7 @@ def simulate_slices(
     deformation: float = 0.05,
     jitter: float = 0.5,
     missing: float = 0.0,
+    mean_count: float = 2.4,
     seed: int = 0,
 ) -> tuple[AnnData, AnnData]:
     """Two slices of one simulated tissue, the second moved, deformed and resampled.
@@ -133,6 +134,10 @@ def simulate_slices(
         Standard deviation of the per-cell position noise of slice 2.
     missing
         Fraction of the cells left out of slice 2, in ``[0, 1)``.
+    mean_count
+        Mean count of a gene in a cell (over genes and regions); e.g. ``150 / n_genes`` for a
+        fixed depth of about 150 counts per cell, as imaging panels of hundreds of genes have
+        (sparse counts), where the default gives dense counts on many genes.
     seed
         Seed of the random generator.
 
@@ -154,6 +159,9 @@ def simulate_slices(
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             msg = f"`{name}` must be a positive int, got {value!r}."
             raise ValueError(msg)
+    if isinstance(mean_count, bool) or not isinstance(mean_count, int | float) or not 0 < mean_count < np.inf:
+        msg = f"`mean_count` must be a positive number, got {mean_count!r}."
+        raise ValueError(msg)
     if not 0.0 <= missing < 1.0:
         msg = f"`missing` must be in [0, 1), got {missing!r}."
         raise ValueError(msg)
@@ -171,7 +179,8 @@ def simulate_slices(
     centres = pos[rng.choice(n_obs, n_regions, replace=False)]
     region = np.argmin(((pos[:, None] - centres[None]) ** 2).sum(-1), 1)
 
-    profiles = rng.gamma(0.6, 1.0, size=(n_regions, n_genes)) * 4.0
+    # gamma(0.6) has mean 0.6: the scale is 4 at the default 2.4 (4 * 2.4 / 2.4 is exactly 4)
+    profiles = rng.gamma(0.6, 1.0, size=(n_regions, n_genes)) * (4.0 * mean_count / 2.4)
     size1 = rng.lognormal(0.0, 0.3, n_obs)
     size2 = rng.lognormal(0.0, 0.3, n_obs)
     counts1 = _poisson_csr(rng, profiles, region, size1)
