@@ -91,3 +91,25 @@ def test_joint_pca_leaves_prepared_untouched(slices):
     assert not prepared[0].obsm
     assert "pca" not in prepared[0].uns
     _assert_csr_equal(prepared[0].X, X)
+
+
+@pytest.mark.parametrize("kind", ["counts", "dense_counts", "log_scale", "as_is"])
+def test_joint_rows_equal_the_joint_matrix_row_for_row(slices, kind):
+    a, b = (x.copy() for x in slices)
+    if kind == "dense_counts":
+        a.X, b.X = a.X.toarray(), b.X.toarray()
+    elif kind == "log_scale":  # not counts, values above 20: log1p only
+        a.X, b.X = a.X * 10.5, b.X * 10.5
+    elif kind == "as_is":
+        a.X, b.X = a.X.toarray() - 1.0, b.X.toarray() - 1.0
+    whole, steps, _ = rep.joint_matrix(a, b, layer=None)
+    rows = rep.JointRows(a, b, layer=None)
+    assert rows.steps == steps and rows.shape == whole.shape
+    expected = whole.X.toarray() if sp.issparse(whole.X) else whole.X
+    n1 = a.n_obs
+    picks = [slice(0, 7), slice(n1 - 3, n1 + 4), slice(None), np.array([n1 + 5, 2, n1 - 1, 0, 2])]
+    for pick in picks:
+        block = rows[pick]
+        assert sp.issparse(block) == sp.issparse(whole.X)
+        block = block.toarray() if sp.issparse(block) else block
+        np.testing.assert_array_equal(block, expected[pick])

@@ -84,19 +84,8 @@ def _log1p(X: np.ndarray | sp.csr_matrix) -> None:
     np.log1p(data, out=data)
 
 
-def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tuple[AnnData, list[str], int]:
-    """The shared genes of both objects stacked (adata1 first) and preprocessed as :func:`joint_pca` does.
-
-    The expression is copied once, into a float32 matrix (CSR if either object's is sparse), and
-    normalised in place there: the inputs are left untouched.
-
-    Returns
-    -------
-    The stacked AnnData, the preprocessing steps and the number of shared genes.
-    """
-    import anndata as ad
-    import scanpy as sc
-
+def _shared_parts(adata1: AnnData, adata2: AnnData, layer: str | None) -> tuple[list[np.ndarray | sp.spmatrix], int]:
+    """Both objects' expression of the genes they share (not copied where the genes are the same)."""
     check_var_names(adata1, "adata1")
     check_var_names(adata2, "adata2")
     shared = adata1.var_names.intersection(adata2.var_names, sort=False)
@@ -109,28 +98,113 @@ def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tupl
         X = expression(view, layer, name)
         require_finite(X, f"`{name}` expression")
         parts.append(X)
+    return parts, len(shared)
+
+
+def _preprocessing(parts: list[np.ndarray | sp.spmatrix]) -> list[str]:
+    """The steps :func:`joint_matrix` applies to these parts stacked, decided without stacking them."""
     if any(sp.issparse(p) for p in parts):
-        stacked = _stack_csr([p if sp.issparse(p) else sp.csr_matrix(np.asarray(p)) for p in parts], len(shared))
+        pieces = [sp.csr_matrix(p) if not sp.issparse(p) or p.format != "csr" else p for p in parts]
+        datas = [p.data[p.indptr[0] : p.indptr[-1]] for p in pieces]
+    else:
+        datas = [np.asarray(p) for p in parts]
+    sample, left = [], 100_000
+    for d in datas:  # the first 100,000 entries (rows, if dense) of the stack
+        sample.append(d[:left])
+        left -= len(sample[-1])
+    if _looks_like_counts(np.concatenate(sample)):
+        return ["normalize_total(1e4)", "log1p"]
+    sizes = [d.size for d in datas]
+    if (
+        sum(sizes)
+        and min(float(d.min()) for d in datas if d.size) >= 0
+        and max(float(d.max()) for d in datas if d.size) > 20
+    ):
+        return ["log1p"]
+    return []
+
+
+def _apply(X: np.ndarray | sp.csr_matrix, steps: list[str]) -> np.ndarray | sp.csr_matrix:
+    """``steps`` applied in place to a float32 matrix (its own copy); returns it."""
+    if "normalize_total(1e4)" in steps:
+        if sp.issparse(X):
+            _normalize_total_csr(X, 1e4)
+        else:
+            import anndata as ad
+            import scanpy as sc
+
+            block = ad.AnnData(X=X)
+            sc.pp.normalize_total(block, target_sum=1e4)
+            X = block.X
+    if "log1p" in steps:
+        _log1p(X)
+    return X
+
+
+class JointRows:
+    """The shared genes of two objects stacked (adata1 first), preprocessed a block of rows at a time.
+
+    Row for row what :func:`joint_matrix` holds, without a copy of every entry: indexing with a
+    slice or an array of row numbers returns those rows, copied to float32 (CSR if either object's
+    expression is sparse) and preprocessed (the steps are per row, so blocks agree with the whole).
+
+    Parameters
+    ----------
+    adata1, adata2
+        The objects.
+    layer
+        Expression layer (``None``: ``.X``).
+    """
+
+    def __init__(self, adata1: AnnData, adata2: AnnData, *, layer: str | None) -> None:
+        parts, self.n_genes = _shared_parts(adata1, adata2, layer)
+        self.sparse = any(sp.issparse(p) for p in parts)
+        if self.sparse:
+            parts = [p if sp.issparse(p) and p.format == "csr" else sp.csr_matrix(p) for p in parts]
+        self.parts = parts
+        self.n1 = parts[0].shape[0]
+        self.steps = _preprocessing(parts)
+        self.shape = (self.n1 + parts[1].shape[0], self.n_genes)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray | sp.csr_matrix:
+        rows = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows)
+        if len(rows) > 1 and (np.diff(rows) < 0).any():  # blocks are built in order, then reordered
+            ordered, inverse = np.unique(rows, return_inverse=True)
+            return self[ordered][inverse]
+        first, second = rows[rows < self.n1], rows[rows >= self.n1] - self.n1
+        pieces = [self.parts[0][first], self.parts[1][second]]
+        if self.sparse:
+            block = _stack_csr(pieces, self.n_genes)
+        else:
+            block = np.concatenate([np.asarray(p, np.float32) for p in pieces])
+        return _apply(block, self.steps)
+
+
+def joint_matrix(adata1: AnnData, adata2: AnnData, *, layer: str | None) -> tuple[AnnData, list[str], int]:
+    """The shared genes of both objects stacked (adata1 first) and preprocessed as :func:`joint_pca` does.
+
+    The expression is copied once, into a float32 matrix (CSR if either object's is sparse), and
+    normalised in place there: the inputs are left untouched. :class:`JointRows` gives the same
+    rows a block at a time.
+
+    Returns
+    -------
+    The stacked AnnData, the preprocessing steps and the number of shared genes.
+    """
+    import anndata as ad
+
+    parts, n_shared = _shared_parts(adata1, adata2, layer)
+    steps = _preprocessing(parts)
+    if any(sp.issparse(p) for p in parts):
+        stacked = _stack_csr([p if sp.issparse(p) else sp.csr_matrix(np.asarray(p)) for p in parts], n_shared)
     else:
         stacked = np.concatenate([np.asarray(p, np.float32) for p in parts])
     del parts
     joint = ad.AnnData(X=stacked)
-    steps = []
-    if _looks_like_counts(joint.X):
-        if sp.issparse(joint.X):
-            _normalize_total_csr(joint.X, 1e4)
-        else:
-            sc.pp.normalize_total(joint, target_sum=1e4)
-        _log1p(joint.X)
+    joint.X = _apply(joint.X, steps)
+    if "log1p" in steps:
         joint.uns["log1p"] = {"base": None}
-        steps = ["normalize_total(1e4)", "log1p"]
-    else:
-        data = joint.X.data if sp.issparse(joint.X) else joint.X
-        if data.size and data.min() >= 0 and data.max() > 20:
-            _log1p(joint.X)
-            joint.uns["log1p"] = {"base": None}
-            steps = ["log1p"]
-    return joint, steps, len(shared)
+    return joint, steps, n_shared
 
 
 def joint_pca(

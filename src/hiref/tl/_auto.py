@@ -38,6 +38,10 @@ from hiref.engine import solve
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from hiref._rep import JointRows
+
+    Rows = np.ndarray | sp.spmatrix | JointRows  # rows of the preprocessed shared genes
+
 MAX_CELLS = 2000
 MIN_GENES = 10
 TOLERANCE = 0.005
@@ -68,7 +72,7 @@ def _pcs(X: np.ndarray | sp.spmatrix, n_pcs: int, seed: int) -> np.ndarray:
     return PCA(n, random_state=seed).fit_transform(X)
 
 
-def fit_pca(X: np.ndarray | sp.spmatrix, n_fit: int, n_pcs: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def fit_pca(X: Rows, n_fit: int, n_pcs: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """A PCA of ``X`` fitted on at most ``n_fit`` random rows (fast on many cells).
 
     Returns
@@ -88,11 +92,11 @@ def fit_pca(X: np.ndarray | sp.spmatrix, n_fit: int, n_pcs: int, seed: int) -> t
     return pca.components_.T, pca.mean_, info
 
 
-def _rows_per_block(X: np.ndarray | sp.spmatrix) -> int:
+def _rows_per_block(X: Rows) -> int:
     return max(1, PROJECT_ENTRIES // max(X.shape[1], 1))
 
 
-def _rows_times(X: np.ndarray | sp.spmatrix, lo: int, hi: int, W: np.ndarray) -> np.ndarray:
+def _rows_times(X: Rows, lo: int, hi: int, W: np.ndarray) -> np.ndarray:
     """``X[lo:hi] @ W`` in float32; a sparse block is made dense first (BLAS beats a sparse product on few genes)."""
     block = X[lo:hi]
     if sp.issparse(block):
@@ -100,9 +104,7 @@ def _rows_times(X: np.ndarray | sp.spmatrix, lo: int, hi: int, W: np.ndarray) ->
     return np.asarray(block, dtype=np.float32) @ W.astype(np.float32)
 
 
-def projected_variance(
-    X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int | None = None
-) -> np.ndarray:
+def projected_variance(X: Rows, W: np.ndarray, mean: np.ndarray, chunk: int | None = None) -> np.ndarray:
     """The variance over all rows of each column of ``(X - mean) @ W``, a block of rows at a time.
 
     (A PCA fitted on a subsample overstates the variance of its trailing PCs on the rest.)
@@ -118,7 +120,7 @@ def projected_variance(
     return np.maximum(squares / n - (total / n) ** 2, 0.0)
 
 
-def project(X: np.ndarray | sp.spmatrix, W: np.ndarray, mean: np.ndarray, chunk: int | None = None) -> np.ndarray:
+def project(X: Rows, W: np.ndarray, mean: np.ndarray, chunk: int | None = None) -> np.ndarray:
     """``(X - mean) @ W`` in float32, a block of rows at a time (``X`` is never densified whole)."""
     chunk = chunk or _rows_per_block(X)
     out = np.empty((X.shape[0], W.shape[1]), dtype=np.float32)
@@ -136,7 +138,7 @@ def _heldout_error(T1: np.ndarray, T2: np.ndarray, partner_of_2: np.ndarray, sco
 def choose_weight(
     S1: np.ndarray,
     S2: np.ndarray,
-    X: np.ndarray | sp.spmatrix,
+    X: Rows,
     n1: int,
     *,
     n_pcs: int = 20,
@@ -236,7 +238,7 @@ def leading_pcs(var: np.ndarray, weight: float, tolerance: float = TOLERANCE) ->
 def _expression(
     adata1: AnnData,
     adata2: AnnData,
-    X: np.ndarray | sp.spmatrix,
+    X: Rows,
     weight: float,
     *,
     n_pcs: int | None,
@@ -288,7 +290,7 @@ def auto_representation(
     Without coordinates in both objects this is expression alone (the joint PCA, or
     ``.obsm["X_pca"]`` when both have it), the recipe for time courses.
     """
-    from hiref._rep import joint_matrix, representations
+    from hiref._rep import JointRows, representations
 
     have_space = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
     if not have_space:
@@ -305,14 +307,12 @@ def auto_representation(
     S1, S2 = S1 - centre, S2 - centre
     scale = np.sqrt(((S1**2).sum() + (S2**2).sum()) / (len(S1) + len(S2)))
     S1, S2 = S1 / (scale or 1.0), S2 / (scale or 1.0)
-    prepared = joint_matrix(adata1, adata2, layer=layer)
-    weight, auto = choose_weight(S1, S2, prepared[0].X, adata1.n_obs, random_state=random_state, device=device)
-    E, kept, pca_info, computed = _expression(
-        adata1, adata2, prepared[0].X, weight, n_pcs=n_pcs, random_state=random_state
-    )
+    X = JointRows(adata1, adata2, layer=layer)  # preprocessed a block of rows at a time: no copy of the whole
+    weight, auto = choose_weight(S1, S2, X, adata1.n_obs, random_state=random_state, device=device)
+    E, kept, pca_info, computed = _expression(adata1, adata2, X, weight, n_pcs=n_pcs, random_state=random_state)
     auto.update(kept)
     if pca_info:
-        info["joint_pca"] = {**pca_info, "preprocessing": prepared[1]}
+        info["joint_pca"] = {**pca_info, "preprocessing": X.steps}
     n1 = adata1.n_obs
     R1 = np.concatenate([S1, np.sqrt(weight) * E[:n1]], 1)
     R2 = np.concatenate([S2, np.sqrt(weight) * E[n1:]], 1)
