@@ -104,7 +104,8 @@ def test_joint_rows_equal_the_joint_matrix_row_for_row(slices, kind):
         a.X, b.X = a.X.toarray() - 1.0, b.X.toarray() - 1.0
     whole, steps, _ = rep.joint_matrix(a, b, layer=None)
     rows = rep.JointRows(a, b, layer=None)
-    assert rows.steps == steps and rows.shape == whole.shape
+    assert rows.steps == steps
+    assert rows.shape == whole.shape
     expected = whole.X.toarray() if sp.issparse(whole.X) else whole.X
     n1 = a.n_obs
     picks = [slice(0, 7), slice(n1 - 3, n1 + 4), slice(None), np.array([n1 + 5, 2, n1 - 1, 0, 2])]

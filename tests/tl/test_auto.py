@@ -101,3 +101,30 @@ def test_projected_variance_in_blocks():
     W, mean = rng.standard_normal((30, 4)), rng.standard_normal(30)
     expected = project(X, W, mean).astype(np.float64).var(0)
     np.testing.assert_allclose(projected_variance(X, W, mean, chunk=9), expected, rtol=1e-4)
+
+
+def test_auto_uses_stored_x_pca_and_keeps_its_leading_columns(slices):
+    a, b = (x.copy() for x in slices)
+    rng = np.random.default_rng(0)
+    for x in (a, b):  # column 3 carries most of the variance, then column 0
+        x.obsm["X_pca"] = rng.standard_normal((x.n_obs, 6)) * np.array([2.0, 0.1, 0.1, 5.0, 0.1, 0.1])
+    hr.tl.align(a, b, progress=False)
+    auto = json.loads(b.uns["hiref"]["params"]["auto"])
+    assert auto["n_pcs"] == 6
+    assert 2 <= auto["n_pcs_kept"] <= 6
+    assert "hiref_pca" not in b.obsm  # nothing computed: the user's PCs were used
+
+
+def test_auto_with_zero_weight_is_position_only(slices, monkeypatch):
+    import hiref.tl._auto as auto_module
+
+    a, b = (x.copy() for x in slices)
+    monkeypatch.setattr(auto_module, "choose_weight", lambda *args, **kwargs: (0.0, {"rho": 1.0}))
+    hr.tl.align(a, b, progress=False)
+    auto = json.loads(b.uns["hiref"]["params"]["auto"])
+    assert auto["n_pcs_kept"] == 0
+    assert auto["dropped_share"] == 0.0
+    assert "hiref_pca" not in b.obsm
+    c, d = (x.copy() for x in slices)
+    hr.tl.align(c, d, use_rep="spatial", progress=False)  # the same matching as on position alone
+    np.testing.assert_array_equal(b.uns["hiref"]["partner"], d.uns["hiref"]["partner"])
