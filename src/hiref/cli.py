@@ -199,7 +199,7 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="PCs of a computed joint PCA (default: 50, and 100 for use-rep auto)",
+        help="PCs of a computed joint PCA (default: 50; for use-rep auto one per 20 cells fitted, at most 100)",
     )
     opts.add_argument("--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
     opts.add_argument(
