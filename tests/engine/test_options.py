@@ -73,6 +73,11 @@ def test_plan_resolves_dimension_dependent_defaults():
     assert opts.plan(30).finishing(5000) == (True, True)
     assert opts.plan(2).finishing(5000) == (False, True)
     assert opts.plan(2).finishing(1 << 19) == (False, False)
+    # the automatic finish also stops at 2**22 points x dimensions (exact distances grow with d)
+    assert opts.plan(50).finishing(65_536) == (True, True)
+    assert opts.plan(2048).finishing(65_536) == (False, False)
+    assert opts.plan(16).finishing(1 << 18) == (False, True)  # up to 16 dims, 2**18 points as before
+    assert SolveOptions(polish=True, refine=True).plan(2048).finishing(65_536) == (True, True)
 
 
 def test_changed_lists_only_non_defaults():

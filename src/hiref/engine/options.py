@@ -27,6 +27,9 @@ from hiref.engine.split.level import LevelOptions
 WINDOWS_MIN_DIM = 16
 #: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
 AUTO_FINISH_MAX = 1 << 18
+#: Largest points x dimensions for which they do: exact distances and window re-solves grow with
+#: both (65,536 points in 2,048 dimensions took over 14 minutes to finish, against 52 s for the hierarchy).
+AUTO_FINISH_WORK = 1 << 22
 
 
 def _help(text: str, *, cli: bool = True, choices: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -67,7 +70,9 @@ class SolveOptions:
     )
     polish: bool | None = field(
         default=None,
-        metadata=_help("polish exactly on a sparse graph of candidate partners (default: up to 2^18 points)"),
+        metadata=_help(
+            "polish exactly on a sparse graph of candidate partners (default: up to 2^18 points and 2^22 points x dims)"
+        ),
     )
     polish_neighbours: int = field(default=16, metadata=_help("candidate partners per point and kind in the polish"))
     schedule: tuple[int, ...] | None = field(
@@ -204,11 +209,12 @@ class Plan:
         ``refine=None`` refines in more than :data:`WINDOWS_MIN_DIM` working dimensions, where
         nearest neighbours alone find few of the missing partners and windows pay most;
         ``polish=None`` always polishes. Both automatic choices hold up to
-        :data:`AUTO_FINISH_MAX` points.
+        :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions (so in
+        at most 16 dimensions, up to 2**18 points).
         """
         opts = self.options
         work_d = opts.sketch_dim if self.sketched else self.d
-        small = n_large <= AUTO_FINISH_MAX
+        small = n_large <= AUTO_FINISH_MAX and n_large * self.d <= AUTO_FINISH_WORK
         refine = opts.refine if opts.refine is not None else small and work_d > WINDOWS_MIN_DIM
         polish = opts.polish if opts.polish is not None else small
         return refine and opts.refine_passes > 0, polish
