@@ -69,6 +69,26 @@ def test_leading_pcs_keeps_all_but_the_tolerance():
     assert len(leading_pcs(var, 0.0)[0]) == 0
 
 
+def test_leading_pcs_stops_at_the_fast_dimensions_only_within_the_looser_tolerance():
+    from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, leading_pcs
+
+    var = np.linspace(1.0, 0.5, 60)  # a flat spectrum, like Visium's: many PCs for 0.5 %
+    for weight in (0.005, 0.02, 0.05, 0.2, 1.0):
+        free = leading_pcs(var, weight)[1]["n_pcs_kept"]
+        kept, info = leading_pcs(var, weight, fast_pcs=14)
+        k = info["n_pcs_kept"]
+        fast_share = _dropped_share(var, np.argsort(-var)[:14], weight)
+        if free > 14 and fast_share <= FAST_TOLERANCE:
+            assert k == 14  # expression's detail is given up for the fast finish
+            assert TOLERANCE < info["dropped_share"] <= FAST_TOLERANCE
+        else:
+            assert k == free  # within the tolerance already, or too much would be lost
+        assert np.isclose(info["dropped_share"], _dropped_share(var, kept, weight))
+    # both branches occur on this spectrum
+    assert leading_pcs(var, 0.02, fast_pcs=14)[1]["n_pcs_kept"] == 14 < leading_pcs(var, 0.02)[1]["n_pcs_kept"]
+    assert leading_pcs(var, 1.0, fast_pcs=14)[1]["n_pcs_kept"] > 14
+
+
 def test_auto_stores_the_kept_pcs(slices):
     a, b = slices
     hr.tl.align(a, b, progress=False)

@@ -358,8 +358,10 @@ def align(
     expression only breaks ties between spatially equivalent partners; where position tells
     little about a cell (single-cell MERFISH sections, ``rho`` about 0.2) expression gets at
     most an equal say, so partners stay spatially plausible. Only the leading PCs are kept: the
-    fewest whose dropped variance is at most 0.5 % of the whole representation's, so a small
-    weight means few dimensions (4 PCs on DLPFC, 2 on the simulated slices) and a fast finish.
+    fewest whose dropped variance is at most 0.5 % of the whole representation's, and no more
+    than fit in 16 dimensions in all (the engine's fast finish) where that drops at most 2 %;
+    so a small weight means few dimensions (5-14 PCs on DLPFC, 2 on the simulated slices) and a
+    fast finish.
     Without coordinates in both objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
     ``use_rep="X_pca"``).
 
