@@ -162,6 +162,8 @@ def plot(rows: list[dict], slopes: dict, path: str, title: str) -> None:
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hiref.engine.options import AUTO_FINISH_MAX
+
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.3))
     for i, solver in enumerate(dict.fromkeys(r["solver"] for r in rows)):
         mine = [r for r in rows if r["solver"] == solver]
@@ -184,6 +186,11 @@ def plot(rows: list[dict], slopes: dict, path: str, title: str) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
+    if any(r["solver"] == "hiref" and r["n"] > AUTO_FINISH_MAX for r in rows):
+        ax_t.axvline(AUTO_FINISH_MAX, color="0.5", ls=":", lw=1)
+        where = {"xycoords": ("data", "axes fraction"), "xytext": (-3, 0), "textcoords": "offset points"}
+        note = "hiref polishes by default\nup to here"
+        ax_t.annotate(note, (AUTO_FINISH_MAX, 0.02), fontsize=7, color="0.35", ha="right", **where)
     ax_t.set_title("time (x: stopped: time cap, memory or crash)", fontsize=9)
     ax_m.set_title("peak RSS of the solving process", fontsize=9)
     fig.suptitle(title, fontsize=10)
