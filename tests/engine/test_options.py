@@ -73,10 +73,13 @@ def test_plan_resolves_dimension_dependent_defaults():
     assert opts.plan(30).finishing(5000) == (True, True)
     assert opts.plan(2).finishing(5000) == (False, True)
     assert opts.plan(2).finishing(1 << 19) == (False, False)
-    # the automatic finish also stops at 2**22 points x dimensions (exact distances grow with d)
+    # the automatic finish also stops at 2**24 points x dimensions (exact distances grow with d)
     assert opts.plan(50).finishing(65_536) == (True, True)
+    assert opts.plan(98).finishing(85_000) == (True, True)  # a MERFISH atlas pair, expression weight 1
     assert opts.plan(2048).finishing(65_536) == (False, False)
-    assert opts.plan(16).finishing(1 << 18) == (False, True)  # up to 16 dims, 2**18 points as before
+    assert opts.plan(2048).finishing(8_192) == (True, True)
+    assert opts.plan(16).finishing(1 << 18) == (False, True)  # up to 64 dims, 2**18 points as before
+    assert opts.plan(65).finishing(1 << 18) == (False, False)
     assert SolveOptions(polish=True, refine=True).plan(2048).finishing(65_536) == (True, True)
 
 

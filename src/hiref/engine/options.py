@@ -28,8 +28,10 @@ WINDOWS_MIN_DIM = 16
 #: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
 AUTO_FINISH_MAX = 1 << 18
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
-#: both (65,536 points in 2,048 dimensions took over 14 minutes to finish, against 52 s for the hierarchy).
-AUTO_FINISH_WORK = 1 << 22
+#: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
+#: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
+#: 14 minutes against 52 s for the hierarchy).
+AUTO_FINISH_WORK = 1 << 24
 
 
 def _help(text: str, *, cli: bool = True, choices: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -210,7 +212,7 @@ class Plan:
         nearest neighbours alone find few of the missing partners and windows pay most;
         ``polish=None`` always polishes. Both automatic choices hold up to
         :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions (so in
-        at most 16 dimensions, up to 2**18 points).
+        at most 64 dimensions, up to 2**18 points).
         """
         opts = self.options
         work_d = opts.sketch_dim if self.sketched else self.d

@@ -77,7 +77,7 @@ def solve(
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
         raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
         lowers the cost most, before the polish) for clouds of at most 2**18 points and
-        2**22 points x dimensions, off otherwise.
+        2**24 points x dimensions, off otherwise.
     polish
         After the bijection (and the windows), solve the assignment exactly on a sparse graph
         of candidate partners: every point may keep its partner or take one of its
@@ -88,7 +88,7 @@ def solve(
         unequal sizes) this takes the matching from tens of percent above the optimum to within
         about 0.01 %. Never raises the cost; up to 4 passes (fewer on large clouds), in blocks of
         8,192 neighbouring pairs beyond that size. ``None`` (default): on for clouds of at most
-        2**18 points and 2**22 points x dimensions (the solver's time grows faster than ``n``,
+        2**18 points and 2**24 points x dimensions (the solver's time grows faster than ``n``,
         and exact distances with ``d``); pass ``True`` to polish larger clouds too.
     polish_neighbours
         Candidate partners of each kind per point (see ``polish``). The strongest setting is
