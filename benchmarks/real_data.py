@@ -283,8 +283,25 @@ def main() -> None:
         "all genes), median partner distance; cost = mean squared Euclidean cost of the matched pairs on the default "
         "recipe's representation",
     )
+    spread = seed_spread(rows)
+    if len(seeds) > 1:
+        print_table(spread, list(spread[0]), "the default recipe over seeds: median [min, max]")
     if args.json:
-        write_json(args.json, {"real_data": rows})
+        write_json(args.json, {"real_data": rows, "default_over_seeds": spread})
+
+
+def seed_spread(rows: list[dict]) -> list[dict]:
+    """Per pair, the default recipe's scores over its seeds: median, min and max."""
+    out = []
+    for pair in dict.fromkeys(r["pair"] for r in rows):
+        mine = [r for r in rows if r["pair"] == pair and r["method"] == "hiref"]
+        row = {"pair": pair, "seeds": len(mine)}
+        for key in ("label_agreement", "mean_cosine", "cosine_all", "median_distance", "seconds"):
+            values = [r[key] for r in mine if key in r]
+            if values:
+                row[key] = f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
+        out.append(row)
+    return out
 
 
 if __name__ == "__main__":
