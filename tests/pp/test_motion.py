@@ -44,8 +44,8 @@ def test_register_search_matches_one_by_one():
     hr.pp.register(ref, mov, n_sample=400, use_rep=None)
     info = mov.uns["spatial_registered"]
     rng = np.random.default_rng(0)  # register's default random_state draws the same sample
-    pick_p = rng.choice(ref.n_obs, 400, replace=False)
-    pick_m = rng.choice(mov.n_obs, 400, replace=False)
+    pick_p = _motion.even_sample(ref.obsm["spatial"], 400, rng)
+    pick_m = _motion.even_sample(mov.obsm["spatial"], 400, rng)
     sample = _motion.Sample(ref.obsm["spatial"][pick_p], mov.obsm["spatial"][pick_m])
     angles = list(np.arange(24) * 15.0)
     expected = one_by_one(sample, angles, [False, True])
@@ -53,3 +53,23 @@ def test_register_search_matches_one_by_one():
     best = int(np.argmin(expected))
     assert info["candidate_angles"][best] == 300.0
     assert not info["candidate_reflected"][best]
+
+
+def _gap_spread(P):
+    """Coefficient of variation of the nearest-neighbour distances (0 on a perfect lattice)."""
+    from scipy.spatial import cKDTree
+
+    d = cKDTree(P).query(P, 2)[0][:, 1]
+    return d.std() / d.mean()
+
+
+def test_even_sample_spreads_the_cells():
+    rng = np.random.default_rng(0)
+    P = np.concatenate([rng.uniform(0, 10, (3000, 2)), rng.uniform(10, 100, (3000, 2))])  # a dense corner
+    picked = _motion.even_sample(P, 500, rng)
+    assert len(np.unique(picked)) == len(picked) == 500
+    assert (P[picked] < 10).all(1).mean() < 0.05  # a random sample puts half in the corner (1 % of the area)
+    U = rng.uniform(0, 100, (6000, 2))
+    assert _gap_spread(U[_motion.even_sample(U, 500, rng)]) < _gap_spread(U[rng.choice(6000, 500, replace=False)])
+    assert sorted(_motion.even_sample(U[:50], 80, rng)) == list(range(50))  # fewer cells than asked: all of them
+    assert len(np.unique(_motion.even_sample(np.zeros((20, 2)), 5, rng))) == 5  # no spread: random cells

@@ -44,3 +44,28 @@ def test_register_errors(slices):
         hr.pp.register(a, b, spatial_key="xy")
     with pytest.raises(ValueError, match="`reflection`"):
         hr.pp.register(a, a.copy(), reflection="yes")
+
+
+def test_an_ambiguous_rotation_is_reported(caplog):
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    # a "T", mirror-symmetric about the y axis, and a copy turned by 90 degrees: turning it back, and
+    # mirroring it as well, fit equally well
+    half = np.concatenate([rng.uniform([0, 40], [60, 60], (140, 2)), rng.uniform([0, -60], [10, 40], (100, 2))])
+    P = np.concatenate([half, half * np.array([-1.0, 1.0])])  # 480 cells: the search sees them all
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])
+    M = P[rng.permutation(len(P))] @ turn.T
+    ref = ad.AnnData(np.ones((len(P), 1), np.float32), obsm={"spatial": P})
+    mov = ad.AnnData(np.ones((len(M), 1), np.float32), obsm={"spatial": M})
+    with caplog.at_level("WARNING", logger="hiref"):
+        hr.pp.register(ref, mov, use_rep=None, reflection=None)
+    info = mov.uns["spatial_registered"]
+    assert info["decision"] == "moved"
+    assert info["margin"] < 1.05
+    assert "ambiguous" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hiref"):  # told the orientation: no search, no warning
+        hr.pp.register(ref, mov, use_rep=None, angle=-90, reflection=False)
+    assert "ambiguous" not in caplog.text
+    assert abs(angle_of(mov.uns["spatial_registered"]["rotation"]) + 90) < 2

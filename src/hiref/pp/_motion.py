@@ -80,6 +80,38 @@ class Search:
     margin: float
 
 
+def even_sample(P: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``k`` cells spread evenly over the slice, in random order.
+
+    One random cell per occupied square of a grid sized to have about ``k`` occupied squares
+    (topped up with random cells where fewer are occupied). Two random subsamples of
+    near-uniform tissue are each other's match only up to sampling noise, which moves the
+    fitted rotation by degrees (DLPFC, 1,000 of 3,600 spots: up to 3.2 degrees over seeds);
+    evenly spread ones keep it within 0.8.
+    """
+    n = P.shape[0]
+    if k >= n:
+        return rng.permutation(n)
+    span = float(np.ptp(P, axis=0).max()) if n else 0.0
+    if not np.isfinite(span) or span <= 0:
+        return rng.choice(n, k, replace=False)
+    lo, size = P.min(0), span / np.sqrt(k)
+    for _ in range(30):  # the number of occupied squares falls as they grow
+        squares = np.floor((P - lo) / size).astype(np.int64)
+        key = squares[:, 0] * (int(squares[:, 1].max()) + 1) + squares[:, 1]
+        occupied = np.unique(key).size
+        if abs(occupied - k) <= 0.02 * k:
+            break
+        size *= np.sqrt(occupied / k)
+    order = rng.permutation(n)
+    _, first = np.unique(key[order], return_index=True)
+    picked = rng.permutation(order[first])[:k]
+    if picked.size < k:
+        rest = np.setdiff1d(np.arange(n), picked)
+        picked = rng.permutation(np.concatenate([picked, rng.choice(rest, k - picked.size, replace=False)]))
+    return picked
+
+
 def rotation(degrees: float, *, reflect: bool) -> np.ndarray:
     """The 2 x 2 rotation by ``degrees``, after a reflection of the y axis if ``reflect``."""
     t = np.deg2rad(degrees)

@@ -19,10 +19,13 @@ from hiref._params import params_record
 from hiref._rep import representations
 from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed
 
-from ._motion import Decision, Sample, Search, decide_motion, refine_motion, search_motions
+from ._motion import Decision, Sample, Search, decide_motion, even_sample, refine_motion, search_motions
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+#: Search margin under which a motion applied is reported as ambiguous (mirror-symmetric tissue).
+AMBIGUOUS_MARGIN = 1.05
 
 
 def _coordinates(adata_ref: AnnData, adata_mov: AnnData, spatial_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +83,7 @@ def _sample(
     rep_weight: float,
     random_state: int,
 ) -> Sample:
-    """``n_sample`` random cells per slice (in random order: the first ones make the search sample).
+    """``n_sample`` cells per slice, spread evenly (in random order: the first ones make the search sample).
 
     With ``use_rep``, expression, scaled to ``rep_weight`` times the spatial spread, breaks the
     ties of symmetric tissue shapes (a joint PCA, if one is needed, is fitted on the sampled
@@ -88,8 +91,7 @@ def _sample(
     """
     rng = np.random.default_rng(random_state)
     k = min(n_sample, P.shape[0], M.shape[0])
-    pick_p = rng.choice(P.shape[0], k, replace=False)
-    pick_m = rng.choice(M.shape[0], k, replace=False)
+    pick_p, pick_m = even_sample(P, k, rng), even_sample(M, k, rng)
     Ps, Ms = P[pick_p], M[pick_m]
     if use_rep is None:
         return Sample(Ps, Ms)
@@ -223,7 +225,8 @@ def register(
         ``decision`` (``"moved"``, or ``"identity"`` when the motion was not worth it: then
         ``rotation`` is the identity), ``margin`` (how clearly the search preferred its
         rotation: the score of the best candidate at least 45 degrees away, or mirrored,
-        divided by the best score; near 1 means an ambiguous rotation),
+        divided by the best score; near 1 means an ambiguous rotation, and under 1.05 a
+        motion applied is logged as a warning),
         ``candidate_angles``, ``candidate_reflected`` and ``candidate_scores`` (the search),
         ``runtime`` (s) and ``params``.
 
@@ -260,6 +263,12 @@ def register(
     decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state)
     if not decision.moved:
         R, t, reflect = np.eye(2), np.zeros(2), False
+    elif angle is None and found.margin < AMBIGUOUS_MARGIN:
+        logger.warning(
+            "register: the rotation found is ambiguous: a motion at least 45 degrees away (or mirrored) fits within "
+            "%.1f %% of it (margin %.3f), as on mirror-symmetric tissue; if you know the orientation, pass `angle=` "
+            "and `reflection=`", 100 * (found.margin - 1), found.margin,
+        )  # fmt: skip
     params = {"spatial_key": spatial_key, "n_angles": n_angles, "n_sample": sample.k, "random_state": random_state,
               "searched": angle is None, "reflection": "both" if reflection is None else bool(reflection),
               "min_gain": float(min_gain), "use_rep": use_rep}  # fmt: skip
