@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 #: Search margin under which a motion applied is reported as ambiguous (mirror-symmetric tissue).
-AMBIGUOUS_MARGIN = 1.05
+AMBIGUOUS_MARGIN = 1.02
 
 
 def _coordinates(adata_ref: AnnData, adata_mov: AnnData, spatial_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +225,7 @@ def register(
         ``decision`` (``"moved"``, or ``"identity"`` when the motion was not worth it: then
         ``rotation`` is the identity), ``margin`` (how clearly the search preferred its
         rotation: the score of the best candidate at least 45 degrees away, or mirrored,
-        divided by the best score; near 1 means an ambiguous rotation, and under 1.05 a
+        divided by the best score; near 1 means an ambiguous rotation, and under 1.02 a
         motion applied is logged as a warning),
         ``candidate_angles``, ``candidate_reflected`` and ``candidate_scores`` (the search),
         ``runtime`` (s) and ``params``.
