@@ -161,7 +161,8 @@ def register(
 
     Finds the rigid motion (rotation, optionally a reflection, and translation) that maps the
     cells of ``adata_mov`` onto those of ``adata_ref``, in three steps on ``n_sample`` cells
-    per slice:
+    per slice, spread evenly over it (one per square of a grid: two random samples of
+    near-uniform tissue differ enough to turn the fit by degrees):
 
     1. search: ``n_angles`` rotations about the centroids (each mirrored too with
        ``reflection=None``) are scored all at once by a symmetric nearest-neighbour cost (every
@@ -201,7 +202,7 @@ def register(
     n_angles
         Rotations tried by the search (every ``360 / n_angles`` degrees).
     n_sample
-        Cells per slice used to score and fit (the motion is then applied to all).
+        Cells per slice used to score and fit, spread evenly (the motion is then applied to all).
     n_iter
         Most one-to-one matching + Procrustes rounds after the search (which are preceded by
         a few cheap nearest-neighbour rounds); 0 and an ``angle``: no refinement.
