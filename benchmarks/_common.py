@@ -1,10 +1,11 @@
-"""Helpers shared by the benchmark scripts: machine description, tables, JSON output."""
+"""Helpers shared by the benchmark scripts: machine description, tables, JSON output, resident memory."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -58,3 +59,24 @@ def _default(obj: object) -> object:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(type(obj).__name__)
+
+
+def rss_gb(field: str = "VmRSS") -> float:
+    """This process's resident memory in GB: ``VmRSS`` (now) or ``VmHWM`` (peak) from Linux's
+    ``/proc/self/status``; elsewhere the lifetime peak (``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def reset_peak() -> bool:
+    """Reset this process's peak resident memory (``VmHWM``) to the current one; False where Linux does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True

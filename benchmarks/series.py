@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import time
 import tracemalloc
 from pathlib import Path
@@ -41,22 +40,7 @@ import pandas as pd
 
 import hiref as hr
 
-from _common import print_table, write_json
-
-
-def _rss_gb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1e6
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+from _common import print_table, reset_peak, rss_gb, write_json
 
 
 def synthetic_series(n_sections: int, n_cells: int, unmatched: float, seed: int = 0) -> tuple[list, list]:
@@ -94,11 +78,11 @@ def run_trace(n_sections: int, n_cells: int, unmatched: float, repeats: int) -> 
             assert np.array_equal(last, expected), "trace disagrees with the permutations composed by hand"
             del table
         gc.collect()
-        before = _rss_gb("VmRSS")
+        before = rss_gb("VmRSS")
         rss_peak = float("nan")
-        if _reset_peak():
+        if reset_peak():
             table = hr.tl.trace(sections, inplace=inplace)
-            rss_peak = _rss_gb("VmHWM") - before
+            rss_peak = rss_gb("VmHWM") - before
             del table
             gc.collect()
         tracemalloc.start()
