@@ -29,7 +29,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "hiref"
-ENGINE_THIRD_PARTY = {"numpy", "scipy", "torch", "tqdm", "ortools"}
+ENGINE_THIRD_PARTY = {"numpy", "scipy", "torch", "tqdm", "ortools", "numba"}
 SHARED_HELPERS = ("_anndata", "_docs", "_io", "_keys", "_logging", "_params", "_rep")
 UPPER = ("tl", "pp", "pl", "get", "datasets", "cli")
 

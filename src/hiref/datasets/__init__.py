@@ -8,6 +8,7 @@ datasets downloaded once with pooch (:func:`mosta`, :func:`merfish`) and a reade
 from __future__ import annotations
 
 from ._downloads import merfish, mosta, vizgen_receptor_map
+from ._planted import planted_pair
 from ._point_clouds import checkerboard, gaussian_mixtures, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
 from ._shared_data import merfish_hypothalamus, paste_breast
 from ._simulated_slices import simulate_slices
@@ -21,6 +22,7 @@ __all__ = [
     "merfish_hypothalamus",
     "mosta",
     "paste_breast",
+    "planted_pair",
     "simulate_slices",
     "uniform_checkerboard",
     "vizgen_receptor_map",

@@ -35,7 +35,7 @@ from hiref.engine._resources import record_memory
 from hiref.engine.blocks import Blocks, LevelSplit
 from hiref.engine.distributed.sharding import Owned, balanced, global_labels, own_blocks
 from hiref.engine.finish.leaves import mean_paired_cost, solve_leaves
-from hiref.engine.finish.polish import polish_matching
+from hiref.engine.finish.polish import certify, exact_finish
 from hiref.engine.finish.windows import refine_matching
 from hiref.engine.geometry.costs import Transposed
 from hiref.engine.geometry.sketch import working_copy
@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from hiref.engine.geometry.costs import Cost
     from hiref.engine.options import Plan
     from hiref.engine.split.level import LevelOptions
+
+#: Largest n * m * d for which the certificate takes exact minima over all pairs (no k-d tree
+#: applies: a cost other than squared Euclidean, or more than 16 dimensions), on the CPU and on CUDA.
+BOUND_BUDGET_CPU = 2.0**34
+BOUND_BUDGET_CUDA = 2.0**42
 
 #: How one level is split: a function of the blocks and the rank.
 Split = Callable[[Blocks, int], LevelSplit]
@@ -172,20 +177,23 @@ class _Run:
         del leaves
         level_costs = self.level_costs(own, deep_a, deep_b, ranks)
         refine_costs: list[float] = []
+        bound = None
         if own.A.shape[0]:
             # Every process finishes its own co-clusters (windows and polish stay inside them);
             # neighbours are sought on the working copies in one process.
             keep = not self.world
             self.report.adjust()
-            perm, refine_costs = finish_matching(
+            perm, refine_costs, bound = finish_matching(
                 p.geometry, own.A, own.B, Aw if keep else None, Bw if keep else None, perm, self.plan,
                 self.generator, self.report.timings,
             )  # fmt: skip
         del Aw, Bw
         cost = self.matched_cost(own, perm)
         level_costs.append(cost)
+        if self.world:
+            bound = None  # each process bounds only its own co-clusters
         return self.outcome(own, perm, deep_a, deep_b, cost=cost, ranks=ranks, level_costs=level_costs,
-                            refine_costs=refine_costs)  # fmt: skip
+                            refine_costs=refine_costs, lower_bound=bound)  # fmt: skip
 
     def data_parallel(self, shard: Shard, ranks: list[int]) -> tuple[Blocks, int]:
         """The top levels, solved by all processes together until the co-clusters can be shared out.
@@ -296,11 +304,12 @@ def local_split(
 def finish_matching(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None,
     perm: np.ndarray, plan: Plan, generator: torch.Generator, timings: dict[str, float],
-) -> tuple[np.ndarray, list[float]]:  # fmt: skip
-    """Refinement by windows, then polish on a sparse graph, as :meth:`Plan.finishing` decides.
+) -> tuple[np.ndarray, list[float], float | None]:  # fmt: skip
+    """Refinement by windows, then the exact finish on a candidate graph, as :meth:`Plan.finishing` decides.
 
     ``A``, ``B`` are the exact points, ``Aw``, ``Bw`` their working copies (where neighbours are
-    sought; ``None``: ``A``, ``B``); returns the matching and the mean cost after every pass of either.
+    sought; ``None``: ``A``, ``B``); returns the matching, the mean cost after every pass or solve,
+    and a lower bound on the optimal mean cost (``None`` where none was computed).
     """
     refine, polish = plan.finishing(B.shape[0])
     costs: list[float] = []
@@ -312,12 +321,18 @@ def finish_matching(
         )  # fmt: skip
         costs += passes
         timings["refine"] = time.perf_counter() - t0
+    budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
+    t0 = time.perf_counter()
     if polish:
-        t0 = time.perf_counter()
-        perm, passes = polish_matching(
-            geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=plan.options.polish_neighbours,
-            passes=max(1, min(4, (1 << 16) // max(1, B.shape[0]))), generator=generator,
+        finish = exact_finish(
+            geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=plan.options.polish_neighbours, generator=generator,
+            bound_budget=budget,
         )  # fmt: skip
-        costs += passes
+        perm, bound = finish.perm, finish.lower_bound
+        costs += finish.costs
         timings["polish"] = time.perf_counter() - t0
-    return perm, costs
+    else:
+        bound = certify(geometry, A, B, perm, Aw=Aw, Bw=Bw, bound_budget=budget)
+        if bound is not None:
+            timings["bound"] = time.perf_counter() - t0
+    return perm, costs, bound

@@ -59,6 +59,11 @@ class Matching:
         otherwise.
     world_size
         Number of processes that computed the matching (1 unless distributed).
+    lower_bound
+        A lower bound on the optimal mean cost over all one-to-one matchings of the two clouds
+        (every point of the smaller one matched), from a dual solution; ``None`` where none was
+        computed (a distributed run, or no exact c-transform within budget: a cost other than
+        squared Euclidean or more than 16 dimensions on large clouds). See :attr:`gap_bound`.
     """
 
     perm: np.ndarray
@@ -75,6 +80,22 @@ class Matching:
     n_y: int = -1
     communication: dict[str, int] = field(default_factory=dict)
     world_size: int = 1
+    lower_bound: float | None = None
+
+    @property
+    def gap_bound(self) -> float | None:
+        """How far above the optimum the matching can be, at most: ``(cost - lower_bound) / lower_bound``.
+
+        A certificate: the true relative gap ``(cost - optimum) / optimum`` is never larger.
+        ``0.0`` when the cost is 0; ``inf`` when the bound is not positive; ``None`` without a bound.
+        """
+        if self.lower_bound is None:
+            return None
+        if self.cost <= 0.0:
+            return 0.0
+        if self.lower_bound <= 0.0:
+            return float("inf")
+        return max(0.0, (self.cost - self.lower_bound) / self.lower_bound)
 
     @property
     def n(self) -> int:
@@ -137,6 +158,7 @@ class Outcome:
     memory: dict[str, int]
     communication: dict[str, int] = field(default_factory=dict)
     world_size: int = 1
+    lower_bound: float | None = None
 
 
 def _spread(values: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
@@ -173,4 +195,5 @@ def caller_matching(out: Outcome, arrangement: Arrangement, *, cost_name: str, t
         n_y=arrangement.n_y,
         communication=out.communication,
         world_size=out.world_size,
+        lower_bound=out.lower_bound,
     )

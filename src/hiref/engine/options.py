@@ -25,8 +25,11 @@ from hiref.engine.split.level import LevelOptions
 
 #: Working dimension above which ``refine=None`` refines by windows (before the polish).
 WINDOWS_MIN_DIM = 16
-#: Largest cloud (points of the larger side) for which ``polish=None`` / ``refine=None`` finish the matching.
+#: Largest cloud (points of the larger side) for which ``refine=None`` refines by windows.
 AUTO_FINISH_MAX = 1 << 18
+#: Largest cloud for which ``polish=None`` runs the exact finish (in at most 16 working
+#: dimensions; above, up to :data:`AUTO_FINISH_WORK` points x dimensions).
+AUTO_POLISH_MAX = 1 << 22
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -218,7 +221,8 @@ class Plan:
         work_d = opts.sketch_dim if self.sketched else self.d
         small = n_large <= AUTO_FINISH_MAX and n_large * self.d <= AUTO_FINISH_WORK
         refine = opts.refine if opts.refine is not None else small and work_d > WINDOWS_MIN_DIM
-        polish = opts.polish if opts.polish is not None else small
+        low_dim = work_d <= WINDOWS_MIN_DIM or n_large * self.d <= AUTO_FINISH_WORK
+        polish = opts.polish if opts.polish is not None else n_large <= AUTO_POLISH_MAX and low_dim
         return refine and opts.refine_passes > 0, polish
 
     def check_distributable(self) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from hiref.engine._assign import assign_many
+from hiref.engine.finish.auction import assign_batched
 
 if TYPE_CHECKING:
     from hiref.engine.blocks import Blocks
@@ -20,10 +21,11 @@ _CHUNK_ENTRIES = 1 << 23
 def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
     """Match every leaf co-cluster exactly and return the global matching.
 
-    Each leaf's dense cost is built in float64 and solved with
-    :func:`scipy.optimize.linear_sum_assignment`; leaves of the same shape are built together,
-    in chunks that bound the memory. A leaf may have more Y than X points; its extra Y points
-    stay unmatched.
+    Each leaf's dense cost is built in float64, leaves of the same shape together, in chunks
+    that bound the memory; on the CPU each is solved with
+    :func:`scipy.optimize.linear_sum_assignment`, elsewhere (CUDA) all leaves of a chunk by one
+    batched auction on the device (:func:`~.auction.assign_batched`), with no host round trip per
+    leaf. A leaf may have more Y than X points; its extra Y points stay unmatched.
 
     Parameters
     ----------
@@ -54,8 +56,12 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
             px, py = ix[pos_x[lo : lo + per_chunk]], iy[pos_y[lo : lo + per_chunk]]
             tx = torch.as_tensor(px, device=X.device)
             ty = torch.as_tensor(py, device=Y.device)
-            C = geometry.dense(X[tx].double(), Y[ty].double()).cpu().numpy()
-            perm[px] = np.take_along_axis(py, assign_many(C), 1)
+            C = geometry.dense(X[tx].double(), Y[ty].double())
+            if C.device.type == "cpu":
+                cols = assign_many(C.numpy())
+            else:
+                cols = assign_batched(C).cpu().numpy()
+            perm[px] = np.take_along_axis(py, cols, 1)
     return perm
 
 

@@ -1,64 +1,110 @@
-"""Exact polishing of a matching over a sparse graph of candidate partners.
+"""The exact finish: the matching made optimal on one candidate graph of the whole clouds, then proved.
 
 The hierarchy gets the large scale right but, on near-uniform clouds (tissue sections, lattices),
-every split cuts through a band of optimal pairs, and the two sides of a cut never quite
-correspond; the damage adds up level by level. Windows of neighbouring pairs
-(:mod:`.windows`) repair what lies inside a window, but not a surplus on one stretch of a
-boundary that must flow along it to a deficit elsewhere.
-
-Polishing solves the assignment problem *exactly on a sparse graph*: every point ``x`` of the
-smaller cloud may keep its partner ``T(x)`` or take one of
+every split cuts through a band of optimal pairs; the repairs this needs form chains of
+exchanges that run along the cuts, as long as they need to be. This finish solves the
+assignment problem on a sparse graph over *all* points at once, with no blocks and no seams:
+every point ``x`` of the smaller cloud may keep its partner ``T(x)`` or take one of
 
 - its ``k`` nearest points of the other cloud,
 - the ``k`` nearest neighbours of its partner ``T(x)`` (corrections of the current map), and
-- the partners of its ``k`` nearest neighbours (the displacement of its neighbourhood),
+- the partners of its ``k`` nearest neighbours (the displacement of its neighbourhood).
 
-and the whole graph is solved at once by a cost-scaling assignment algorithm (Goldberg and
-Kennedy 1995, in OR-Tools), so mass can move along a boundary as far as it needs to. The
-current matching is one of the graph's solutions, so a pass never raises the cost; passes
-repeat with the new partners' neighbourhoods until the gain is negligible. Clouds larger than
-``block`` points are polished in blocks of neighbouring pairs (a random-projection tree, as in
-:mod:`.windows`), with new blocks every pass.
+The graph is solved by the auction algorithm with epsilon-scaling (:mod:`.auction`), which also
+returns prices (a dual solution). Two things make it fast and exact:
 
-Unmatched points of the larger cloud are handled by dummy points of zero cost: each point of
-the larger cloud can be left out through a few random dummies, and the currently unmatched
-ones through their own, so the current matching stays feasible.
+1. **Warm prices.** Cold, the auction spends most of its bids building the price landscape,
+   whose slope is the displacement field. For a differentiable cost, the prices' gradient at
+   a matched point ``y`` is ``-grad_y c(T^-1(y), y)``; its least-squares integral over the
+   nearest-neighbour graph (a sparse Laplacian solve) gives prices that are nearly right, and the
+   auction starts from them with a small ``eps`` (at 262,144 points: 1.5 million bids instead
+   of 41 million).
+2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
+   of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
+   the graph lacks. They are added and the graph is solved again until none is left: then the
+   matching is optimal up to ``eps``, and the dual gives a lower bound on the optimum.
+
+Costs are divided by the current mean cost, and ``eps`` is relative to it: the result does not
+depend on the data's units. Points of the larger cloud left unmatched end as its cheapest
+(:mod:`.auction`), as the dual of the partial problem asks.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
+from hiref.engine.finish.certificate import Dual, c_transform, lower_bound, transform_feasible
 from hiref.engine.finish.leaves import mean_paired_cost
-from hiref.engine.finish.windows import pair_windows
+from hiref.engine.finish.prices import price_guess
+from hiref.engine.geometry.costs import Cost
 
-if TYPE_CHECKING:
-    from hiref.engine.geometry.costs import Cost
+logger = logging.getLogger("hiref")
 
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
 #: computed in chunks (a tree degrades to a scan there anyway).
 _TREE_MAX_DIM = 16
-#: The assignment solver works on integer costs, and its prices grow to about the largest cost
-#: times the square of the number of nodes: arc costs are scaled so that this stays below 2**62.
-_PRICE_RANGE = 2.0**62
+#: ``eps`` of the last auction phase, relative to the mean cost: the matching is optimal on its
+#: graph within this share of the cost.
+FINAL_EPS = 1e-7
+#: ``eps`` of the first phase when the prices are guessed (else 1, a cold start).
+WARM_EPS = 0.03
+#: ``eps`` of the first phase after arcs were added (the prices are nearly right by then).
+REPRICE_EPS = 1e-3
+#: Ratio of successive ``eps``.
+EPS_FACTOR = 5.0
+#: Most rounds of pricing (solve, find the missing arcs, add them).
+MAX_ROUNDS = 30
+#: Pricing stops once the certificate proves the matching this close to the optimum
+#: (relative); arcs still missing then can gain at most that much.
+CERTIFIED = 1e-5
+#: Arcs added per point whose best partner lies outside the graph.
+_PRICED_ARCS = 2
 
 
-def _nearest(points: np.ndarray | cKDTree, queries: np.ndarray, k: int) -> np.ndarray:
+@dataclass
+class Finish:
+    """What the exact finish found.
+
+    Attributes
+    ----------
+    perm
+        The matching, (n,).
+    costs
+        Mean cost after every solve of the graph.
+    lower_bound
+        Lower bound on the optimal mean cost from the final prices (``None`` where the
+        c-transform was not computed).
+    rounds
+        Solves of the graph (1 + rounds of pricing that added arcs).
+    exact
+        Whether the last pricing found no missing arc, or proved the matching within
+        :data:`CERTIFIED` of the optimum.
+    """
+
+    perm: np.ndarray
+    costs: list[float]
+    lower_bound: float | None
+    rounds: int
+    exact: bool
+
+
+def nearest(points: np.ndarray | cKDTree, queries: np.ndarray, k: int) -> np.ndarray:
     """Indices (q, k) of the ``k`` nearest ``points`` (or points of a tree) of every query."""
     if isinstance(points, cKDTree):
         k = min(k, points.n)
-        _, idx = points.query(queries, k)
+        _, idx = points.query(queries, k, workers=-1)
         return np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
     k = min(k, points.shape[0])
     if k == 0:
         return np.empty((queries.shape[0], 0), dtype=np.int64)
     if points.shape[1] <= _TREE_MAX_DIM:
-        return _nearest(cKDTree(points), queries, k)
+        return nearest(cKDTree(points), queries, k)
     P = torch.from_numpy(points)
     pp = (P * P).sum(1)
     rows = max(1, (1 << 24) // max(1, points.shape[0]))
@@ -71,35 +117,42 @@ def _nearest(points: np.ndarray | cKDTree, queries: np.ndarray, k: int) -> np.nd
 
 
 class Neighbourhoods:
-    """What the candidate graphs of one block share from pass to pass: each cloud's neighbours.
+    """Each cloud's nearest neighbours, in the coordinates where neighbours are sought.
 
     Parameters
     ----------
     A, B
-        Coordinates in which neighbours are sought, (n, d) and (m, d), ``n <= m``.
+        (n, d) and (m, d), ``n <= m``.
     k
         Neighbours of each kind (see the module docstring).
     """
 
     def __init__(self, A: np.ndarray, B: np.ndarray, k: int) -> None:
         self.n, self.m, self.k = A.shape[0], B.shape[0], k
-        self.B = cKDTree(B) if B.shape[1] <= _TREE_MAX_DIM else B
-        self.near_b = _nearest(self.B, A, k)  # (n, k) points of B near each point of A
-        self.near_a = _nearest(A, A, k)  # (n, k) points of A near each point of A
-        self.points_b = B
+        tree_b = cKDTree(B) if B.shape[1] <= _TREE_MAX_DIM else B
+        self.near_b = nearest(tree_b, A, k)  # (n, k) points of B near each point of A
+        self.b_near_b = nearest(tree_b, B, k + 1)[:, 1:]  # (m, k) points of B near each point of B
+        self.near_a = nearest(A, A, k + 1)[:, 1:]  # (n, k) points of A near each point of A
 
     def arcs(self, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate pairs ``(i, j)`` under the current partners ``perm`` (n,), those pairs included.
+        """Candidate pairs under the current partners ``perm`` (n,), those pairs included.
 
-        Returns unique ``rows`` into A and ``cols`` into B.
+        Returns unique ``cols`` grouped by row, and the row pointers (n + 1,).
         """
-        ids = np.arange(self.n)
-        around_partner = _nearest(self.B, self.points_b[perm], self.k)
-        neighbours_partners = perm[self.near_a]
-        rows = [ids] + [np.repeat(ids, c.shape[1]) for c in (self.near_b, around_partner, neighbours_partners)]
-        cols = [perm, self.near_b.ravel(), around_partner.ravel(), neighbours_partners.ravel()]
-        key = np.unique(np.concatenate(rows) * self.m + np.concatenate(cols))
-        return key // self.m, key % self.m
+        candidates = np.concatenate(
+            [perm[:, None], self.near_b, self.b_near_b[perm], perm[self.near_a]], axis=1
+        )  # fmt: skip
+        return unique_rows(candidates)
+
+
+def unique_rows(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct entries of every row of ``candidates`` (n, k), as columns and row pointers."""
+    candidates = np.sort(candidates, axis=1)
+    keep = np.ones(candidates.shape, dtype=bool)
+    keep[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
+    indptr = np.zeros(candidates.shape[0] + 1, dtype=np.int64)
+    np.cumsum(keep.sum(1), out=indptr[1:])
+    return candidates[keep], indptr
 
 
 def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,53 +171,49 @@ def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tu
     -------
     Unique ``rows`` into A and ``cols`` into B.
     """
-    return Neighbourhoods(A, B, k).arcs(perm)
+    cols, indptr = Neighbourhoods(A, B, k).arcs(np.asarray(perm, dtype=np.int64))
+    return np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(indptr)), cols
 
 
-def assign_sparse(
-    rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, n: int, m: int, free: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Minimum-cost matching of all ``n`` rows on the arcs given (``n <= m``); returns (n,) columns.
-
-    ``free`` lists the columns unmatched by a known feasible matching on these arcs; every
-    column may stay unmatched through dummy rows of zero cost.
-    """
-    from ortools.graph.python import linear_sum_assignment
-
-    top = float(costs.max()) if costs.size else 0.0
-    scale = min(1e12, _PRICE_RANGE / (8.0 * top * (2 * m + 1) ** 2)) if top > 0 else 1.0
-    weights = np.rint(costs * scale).astype(np.int64)
-    extra = m - n
-    if extra:
-        spread = 4 if extra > 1 else 1
-        dummy_rows = np.concatenate([n + np.arange(extra), n + rng.integers(0, extra, spread * m)])
-        dummy_cols = np.concatenate([free, np.tile(np.arange(m), spread)])
-        rows = np.concatenate([rows, dummy_rows])
-        cols = np.concatenate([cols, dummy_cols])
-        weights = np.concatenate([weights, np.zeros(dummy_rows.shape[0], dtype=np.int64)])
-    solver = linear_sum_assignment.SimpleLinearSumAssignment()
-    solver.add_arcs_with_cost(rows, cols, weights)
-    status = solver.solve()
-    if status != solver.OPTIMAL:  # pragma: no cover - the current matching is always feasible
-        msg = f"hiref: the sparse assignment solver failed ({status}); please report this."
-        raise RuntimeError(msg)
-    return np.fromiter((solver.right_mate(i) for i in range(n)), dtype=np.int64, count=n)
+def _arc_costs(geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Exact float64 costs of the arcs, a chunk at a time."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    step = max(1, (1 << 22) // max(1, A.shape[1]))
+    for lo in range(0, rows.shape[0], step):
+        r = torch.as_tensor(rows[lo : lo + step], device=A.device)
+        c = torch.as_tensor(cols[lo : lo + step], device=B.device)
+        out[lo : lo + step] = geometry.paired(A[r].double(), B[c].double()).cpu().numpy()
+    return out
 
 
-def _polish_block(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, near: Neighbourhoods, perm: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """One exact solve on the candidate graph of a block (all of ``A``, ``B`` given)."""
-    n, m = near.n, near.m
-    rows, cols = near.arcs(perm)
-    tr, tc = torch.as_tensor(rows, device=A.device), torch.as_tensor(cols, device=B.device)
-    costs = geometry.paired(A[tr].double(), B[tc].double()).cpu().numpy()
-    free = np.ones(m, dtype=bool)
-    free[perm] = False
-    return assign_sparse(rows, cols, costs - costs.min(initial=0.0), n, m, np.flatnonzero(free), rng)
+class _Problem:
+    """The sparse problem of one finish: its arcs so far, with costs divided by ``scale``."""
+
+    def __init__(self, geometry: Cost, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
+        self.geometry, self.A, self.B, self.scale = geometry, A, B, scale
+        self.n, self.m = A.shape[0], B.shape[0]
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.costs: list[np.ndarray] = []
+
+    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Add arcs (exact costs, divided by the scale)."""
+        self.rows.append(rows)
+        self.cols.append(cols)
+        self.costs.append(_arc_costs(self.geometry, self.A, self.B, rows, cols) / self.scale)
+
+    def graph(self) -> Graph:
+        """The arcs so far, deduplicated, as one compressed-row graph."""
+        if len(self.rows) > 1:
+            rows, cols, costs = np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.costs)
+            key, first = np.unique(rows * self.m + cols, return_index=True)
+            self.rows, self.cols, self.costs = [key // self.m], [key % self.m], [costs[first]]
+        indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.rows[0], minlength=self.n), out=indptr[1:])
+        return Graph(indptr, self.cols[0], self.costs[0], self.m)
 
 
-def polish_matching(
+def exact_finish(
     geometry: Cost,
     A: torch.Tensor,
     B: torch.Tensor,
@@ -172,13 +221,11 @@ def polish_matching(
     *,
     Aw: torch.Tensor | None = None,
     Bw: torch.Tensor | None = None,
-    neighbours: int = 16,
-    passes: int = 4,
-    block: int = 8192,
+    neighbours: int = 8,
     generator: torch.Generator,
-    tol: float = 1e-4,
-) -> tuple[np.ndarray, list[float]]:
-    """Polish a matching by exact solves over sparse graphs of candidate partners.
+    bound_budget: float = 2.0**34,
+) -> Finish:
+    """Make a matching optimal on a candidate graph of all points, add missing arcs, bound the optimum.
 
     Parameters
     ----------
@@ -193,51 +240,132 @@ def polish_matching(
         ``A`` and ``B`` by default.
     neighbours
         Candidates of each kind per point (see the module docstring).
-    passes
-        Most passes; stops early once a pass gains less than ``tol`` (relative).
-    block
-        Largest number of pairs solved together; larger clouds are cut into blocks of
-        neighbouring pairs, new ones every pass.
     generator
-        Source of randomness (blocks, dummy arcs).
-    tol
-        Relative gain under which polishing stops.
+        Source of randomness (unused: the finish is deterministic; kept for a uniform signature).
+    bound_budget
+        Largest ``n * m * d`` for which the c-transform is computed by exact minima over all
+        pairs where no k-d tree applies (the squared Euclidean cost in at most 16 dimensions
+        always uses one). Above it, no pricing and no bound.
 
     Returns
     -------
-    The polished matching and the mean cost after every pass.
+    The finish: matching, costs, lower bound, rounds.
     """
-    Aw = (A if Aw is None else Aw).double().cpu().numpy()
-    Bw = (B if Bw is None else Bw).double().cpu().numpy()
-    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
-    current = np.asarray(perm, dtype=np.int64).copy()
-    previous = mean_paired_cost(geometry, A, B, current)
-    depth = max(0, math.ceil(math.log2(max(1, B.shape[0]) / block)))
+    n, m = A.shape[0], B.shape[0]
+    perm = np.asarray(perm, dtype=np.int64).copy()
+    start_cost = mean_paired_cost(geometry, A, B, perm)
+    if n == 0 or start_cost <= 0.0:
+        return Finish(perm, [start_cost], start_cost if n else None, 0, True)
+    Aw_np = (A if Aw is None else Aw).double().cpu().numpy()
+    Bw_np = (B if Bw is None else Bw).double().cpu().numpy()
+    near = Neighbourhoods(Aw_np, Bw_np, neighbours)
+    problem = _Problem(geometry, A, B, start_cost)
+    cols, indptr = near.arcs(perm)
+    problem.add(np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)), cols)
+    mate = perm
+    prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
+    eps = epsilons(WARM_EPS if prices is not None else 1.0, FINAL_EPS, EPS_FACTOR)
+    prices = np.zeros(m) if prices is None else prices
+    feasible = transform_feasible(geometry, A.shape[1], n, m, bound_budget)
     costs: list[float] = []
-    whole = Neighbourhoods(Aw, Bw, neighbours) if depth == 0 else None
-    for _ in range(passes):
-        proposal = current.copy()
-        if whole is not None:
-            proposal = _polish_block(geometry, A, B, whole, current, rng)
-        else:
-            windows = pair_windows(torch.as_tensor(Aw), torch.as_tensor(Bw), torch.as_tensor(current), depth, generator)
-            ix, iy = windows.ix.numpy(), windows.iy.numpy()
-            sx, sy = windows.sizes_x.numpy(), windows.sizes_y.numpy()
-            ox, oy = np.cumsum(sx) - sx, np.cumsum(sy) - sy
-            local = np.empty(B.shape[0], dtype=np.int64)
-            for b in np.flatnonzero(sx):
-                px, py = ix[ox[b] : ox[b] + sx[b]], iy[oy[b] : oy[b] + sy[b]]
-                local[py] = np.arange(py.shape[0])
-                tx, ty = torch.as_tensor(px, device=A.device), torch.as_tensor(py, device=B.device)
-                near = Neighbourhoods(Aw[px], Bw[py], neighbours)
-                got = _polish_block(geometry, A[tx], B[ty], near, local[current[px]], rng)
-                proposal[px] = py[got]
-        value = mean_paired_cost(geometry, A, B, proposal)
-        if value > previous:  # integer rounding of arc costs; never accept a worse matching
+    rounds, exact, bound, dual, asked = 0, False, None, None, None
+    solve_next = True
+    while True:
+        rows = None
+        if solve_next:
+            graph = problem.graph()
+            before_mate, before_prices = mate, prices
+            mate, prices = _solve(graph, mate, prices, eps, A.device)
+            rounds += 1
+            costs.append(mean_paired_cost(geometry, A, B, mate[:n]))
+            if not feasible:
+                break
+            # After the first round only the points that moved or lacked arcs are priced again,
+            # as long as no price went down (always so when n == m: forward bids only raise
+            # prices); the others keep values that are still valid, if loose.
+            if dual is not None and bool((prices >= before_prices).all()):
+                rows = np.union1d(np.flatnonzero(mate != before_mate), asked)
+        dual = c_transform(
+            geometry, A, B, prices, scale=start_cost, k=_PRICED_ARCS, previous=dual, rows=rows
+        )  # fmt: skip
+        bound = lower_bound(dual, prices, n) * start_cost
+        certified = costs[-1] - bound <= CERTIFIED * abs(bound)
+        asked = np.empty(0, dtype=np.int64) if certified else _missing_arcs(problem, dual, graph, mate, prices)
+        logger.debug(
+            "hiref finish round %d: cost %.8g, bound %.8g, %d points short", rounds, costs[-1], bound, asked.size
+        )
+        if asked.size == 0 and rows is not None:
+            solve_next = False  # nothing found among the points priced again: price all once more
+            continue
+        exact = asked.size == 0
+        if exact or rounds >= MAX_ROUNDS:
+            if rows is not None:  # the bound from every point's fresh value
+                dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
+                bound = lower_bound(dual, prices, n) * start_cost
             break
-        current = proposal
-        costs.append(value)
-        if previous - value <= tol * abs(previous):
-            break
-        previous = value
-    return current, costs
+        solve_next = True
+        eps = epsilons(REPRICE_EPS, FINAL_EPS, EPS_FACTOR)
+    return Finish(mate[:n].copy(), costs, bound, rounds, exact)
+
+
+def _solve(graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], device: torch.device):
+    """One auction on the graph: compiled on the CPU, batched tensor steps elsewhere (balanced problems)."""
+    if device.type == "cpu" or graph.m > graph.n:
+        mate, prices, _ = auction_cpu(graph, mate, prices, eps)
+        return mate, prices
+    counts = np.diff(graph.indptr)
+    width = int(counts.max())
+    pos = np.arange(graph.cols.shape[0]) - np.repeat(graph.indptr[:-1], counts)
+    rows = graph.rows()
+    cols = np.zeros((graph.n, width), dtype=np.int64)
+    costs = np.full((graph.n, width), np.inf)
+    cols[rows, pos], costs[rows, pos] = graph.cols, graph.costs
+    got, p = auction_torch(
+        torch.as_tensor(cols, device=device), torch.as_tensor(costs, device=device), graph.m,
+        torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device), eps,
+    )  # fmt: skip
+    return got.cpu().numpy(), p.cpu().numpy()
+
+
+def _missing_arcs(problem: _Problem, dual: Dual, graph: Graph, mate: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Add the arcs whose reduced cost is below the current pairs' (the graph lacks them); returns their rows."""
+    rows = graph.rows()
+    mine = graph.cols == mate[rows]  # each row's current arc, once
+    current = np.empty(graph.n)
+    current[rows[mine]] = graph.costs[mine] + prices[graph.cols[mine]]
+    short = np.flatnonzero(dual.u < current - 2 * FINAL_EPS)
+    if short.size:
+        problem.add(np.repeat(short, dual.best.shape[1]), dual.best[short].ravel())
+    return short
+
+
+def certify(
+    geometry: Cost,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    perm: np.ndarray,
+    *,
+    Aw: torch.Tensor | None = None,
+    Bw: torch.Tensor | None = None,
+    bound_budget: float = 2.0**34,
+) -> float | None:
+    """A lower bound on the optimal mean cost for a matching that was not finished (``None`` if out of budget).
+
+    The prices are the integral of the matching's displacement field (:mod:`.prices`): the
+    bound is valid whatever they are, and tight only where the matching is nearly optimal.
+    """
+    n, m = A.shape[0], B.shape[0]
+    if n == 0 or not transform_feasible(geometry, A.shape[1], n, m, bound_budget):
+        return None
+    perm = np.asarray(perm, dtype=np.int64)
+    scale = mean_paired_cost(geometry, A, B, perm)
+    if scale <= 0.0:
+        return scale
+    Bw_np = (B if Bw is None else Bw).double().cpu().numpy()
+    tree = cKDTree(Bw_np) if Bw_np.shape[1] <= _TREE_MAX_DIM else Bw_np
+    neighbours = nearest(tree, Bw_np, 5)[:, 1:]
+    prices = price_guess(geometry, A, B, perm, neighbours, scale=scale)
+    if prices is None:
+        prices = np.zeros(m)
+    dual = c_transform(geometry, A, B, prices, scale=scale, k=1)
+    return lower_bound(dual, prices, n) * scale

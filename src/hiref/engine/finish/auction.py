@@ -1,0 +1,327 @@
+"""The auction algorithm with epsilon-scaling (Bertsekas 1988) on a sparse graph, with its prices.
+
+Persons (rows) bid for objects (columns): a person takes the object ``j`` that minimises
+``cost[i, j] + price[j]`` over its arcs and raises that object's price by the margin to its
+second-best choice plus ``eps``; the person who held the object bids again. When every person
+holds an object, each holds one within ``eps`` of its best (``eps``-complementary slackness), so
+the assignment is within ``n * eps`` of the optimum on the graph, and the prices are a dual
+solution from which :mod:`.certificate` computes a lower bound on the optimum over *all* pairs.
+
+With more objects than persons, the objects left over must end up the cheapest (their dual
+variable is zero, the others' at most zero). After the bidding of each phase, reverse bids
+(Bertsekas and Castanon's asymmetric auction): every object left over that costs more than the
+cheapest held one offers itself to the person it is the best deal for, at a price that keeps
+every person within ``eps`` of its best, or drops to that floor if nobody gains by taking it.
+
+Epsilon-scaling runs the auction for decreasing ``eps``, keeping the prices and every
+assignment that still meets the tighter condition. Costs are floats: the resolution is set by
+``eps`` relative to the costs, never by their units.
+
+Two implementations: a compiled Gauss-Seidel one for the CPU (:func:`auction_cpu`, numba), and a
+batched Jacobi one in torch (:func:`auction_torch`: every free person bids at once, the best
+bid per object wins), which runs on any device and is the one used on CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass
+class Graph:
+    """A sparse assignment problem in compressed rows: row ``i``'s arcs are ``indptr[i]:indptr[i + 1]``.
+
+    Attributes
+    ----------
+    indptr
+        (n + 1,) int64 row pointers.
+    cols
+        Column (object) of every arc, int64.
+    costs
+        Cost of every arc, float64 (already divided by the problem's cost scale).
+    m
+        Number of columns (objects), at least the number of rows.
+    """
+
+    indptr: np.ndarray
+    cols: np.ndarray
+    costs: np.ndarray
+    m: int
+
+    @property
+    def n(self) -> int:
+        """Number of rows (persons)."""
+        return int(self.indptr.shape[0] - 1)
+
+    def rows(self) -> np.ndarray:
+        """Row of every arc."""
+        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
+
+
+@cache
+def _kernels() -> tuple[Callable, Callable, Callable]:
+    """The compiled loops: forward bids, release, reverse bids (compiled once, cached on disk)."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def bid(indptr, cols, costs, prices, mate, owner, held, eps, queue, n_free, jump):  # pragma: no cover
+        head, tail, cap, left, bids = 0, n_free % queue.shape[0], queue.shape[0], n_free, 0
+        while left > 0:
+            i = queue[head]
+            head = head + 1 if head + 1 < cap else 0
+            left -= 1
+            best, second, best_j, best_c = np.inf, np.inf, -1, 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                value = costs[k] + prices[cols[k]]
+                if value < best:
+                    second, best, best_j, best_c = best, value, cols[k], costs[k]
+                elif value < second:
+                    second = value
+            if second == np.inf:
+                second = best + jump
+            prices[best_j] += second - best + eps
+            previous = owner[best_j]
+            owner[best_j], mate[i], held[i] = i, best_j, best_c
+            bids += 1
+            if previous >= 0:
+                mate[previous] = -1
+                queue[tail] = previous
+                tail = tail + 1 if tail + 1 < cap else 0
+                left += 1
+        return bids
+
+    @numba.njit(cache=True, nogil=True)
+    def release(indptr, cols, costs, prices, mate, owner, held, eps, queue):  # pragma: no cover
+        n_free = 0
+        for i in range(indptr.shape[0] - 1):
+            j = mate[i]
+            best, current = np.inf, np.inf
+            for k in range(indptr[i], indptr[i + 1]):
+                value = costs[k] + prices[cols[k]]
+                best = min(best, value)
+                if cols[k] == j:
+                    current, held[i] = value, costs[k]
+            if j < 0 or current > best + eps:
+                if j >= 0:
+                    owner[j] = -1
+                    mate[i] = -1
+                queue[n_free] = i
+                n_free += 1
+        return n_free
+
+    @numba.njit(cache=True, nogil=True)
+    def reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, eps, queue):  # pragma: no cover
+        # Every object left over and dearer than the cheapest held one offers itself to the person
+        # it is the best deal for (at a price that keeps every person within eps of its best), or
+        # drops to that floor. Persons stay assigned throughout.
+        floor = np.inf
+        for j in range(prices.shape[0]):
+            if owner[j] >= 0:
+                floor = min(floor, prices[j])
+        cap, tail, left = queue.shape[0], 0, 0
+        for j in range(prices.shape[0]):
+            if owner[j] < 0 and prices[j] > floor:
+                queue[tail] = j
+                tail += 1
+                left += 1
+        head, tail, steps = 0, tail % cap, 0
+        while left > 0:
+            j = queue[head]
+            head = head + 1 if head + 1 < cap else 0
+            left -= 1
+            best, second, best_i, best_c = -np.inf, -np.inf, -1, 0.0
+            for k in range(t_indptr[j], t_indptr[j + 1]):
+                i = t_rows[k]
+                deal = held[i] + prices[mate[i]] - t_costs[k]
+                if deal > best:
+                    second, best, best_i, best_c = best, deal, i, t_costs[k]
+                elif deal > second:
+                    second = deal
+            steps += 1
+            if best_i < 0 or best < floor + eps:
+                prices[j] = floor
+                continue
+            prices[j] = max(floor, second - eps)
+            previous = mate[best_i]
+            owner[previous] = -1
+            owner[j], mate[best_i], held[best_i] = best_i, j, best_c
+            if prices[previous] > floor:
+                queue[tail] = previous
+                tail = tail + 1 if tail + 1 < cap else 0
+                left += 1
+        return steps
+
+    return bid, release, reverse
+
+
+def epsilons(start: float, stop: float, factor: float) -> list[float]:
+    """The decreasing ``eps`` of the scaling phases, from ``start`` to ``stop`` (both included)."""
+    out = [max(start, stop)]
+    while out[-1] > stop:
+        out.append(max(stop, out[-1] / factor))
+    return out
+
+
+def auction_cpu(
+    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Epsilon-scaling auction on the CPU (compiled, one bidder at a time).
+
+    Parameters
+    ----------
+    graph
+        The problem; every row must be assignable (a feasible assignment exists on its arcs).
+    mate
+        Starting object of every row (``-1``: none); rows keep it while it meets ``eps``-slackness.
+    prices
+        Starting prices of the objects, (m,).
+    eps
+        The phases' ``eps``, decreasing.
+
+    Returns
+    -------
+    The object of every row, the prices and the number of bids.
+    """
+    bid, release, reverse = _kernels()
+    mate = np.asarray(mate, dtype=np.int64).copy()
+    prices = np.asarray(prices, dtype=np.float64).copy()
+    owner = np.full(graph.m, -1, dtype=np.int64)
+    assigned = mate >= 0
+    owner[mate[assigned]] = np.flatnonzero(assigned)
+    held = np.zeros(graph.n)
+    queue = np.empty(max(graph.n, graph.m) + 1, dtype=np.int64)
+    spread = float(graph.costs.max() - graph.costs.min()) if graph.costs.size else 0.0
+    if graph.m > graph.n:  # arcs by object, for the reverse bids
+        order = np.argsort(graph.cols, kind="stable")
+        t_indptr = np.zeros(graph.m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(graph.cols, minlength=graph.m), out=t_indptr[1:])
+        t_rows, t_costs = graph.rows()[order], graph.costs[order]
+    bids = 0
+    for e in eps:
+        n_free = release(graph.indptr, graph.cols, graph.costs, prices, mate, owner, held, e, queue)
+        bids += bid(graph.indptr, graph.cols, graph.costs, prices, mate, owner, held, e, queue, n_free, spread + e)
+        if graph.m > graph.n:
+            bids += reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, e, queue)
+    if graph.m > graph.n and graph.n > 0:
+        # Objects left over all at the cheapest held price (none is dearer after the reverse
+        # bids; raising the cheaper ones keeps every person's slackness): their dual is then zero.
+        prices[owner < 0] = prices[owner >= 0].min()
+    return mate, prices, bids
+
+
+def auction_torch(
+    cols: torch.Tensor, costs: torch.Tensor, m: int, mate: torch.Tensor, prices: torch.Tensor, eps: list[float],
+    *, check_every: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Epsilon-scaling auction in batched tensor steps (Jacobi bidding), on the tensors' device.
+
+    Parameters
+    ----------
+    cols, costs
+        (n, k) padded arcs of every row: columns (any valid index where padded) and costs
+        (``inf`` where padded). Every row must be assignable.
+    m
+        Number of objects; equal to ``n`` (balanced: an unbalanced problem gets dummy rows, as
+        :func:`assign_batched` does).
+    mate, prices
+        Starting object of every row (``-1``: none) and starting prices (m,).
+    eps
+        The phases' ``eps``, decreasing.
+    check_every
+        Bidding rounds between two checks for free rows (the only host synchronisations).
+
+    Returns
+    -------
+    The object of every row and the prices.
+    """
+    n = cols.shape[0]
+    device = cols.device
+    mate, prices = mate.clone(), prices.clone().to(costs.dtype)
+    rows = torch.arange(n, device=device)
+    finite = torch.isfinite(costs)
+    spread = (costs[finite].max() - costs[finite].min()) if bool(finite.any()) else costs.new_zeros(())
+    k_best = min(2, cols.shape[1])
+    for e in eps:
+        # Release the rows that no longer meet e-slackness (and their objects).
+        value = costs + prices[cols]
+        best = value.min(1).values
+        held = mate >= 0
+        current = torch.where(held, value.gather(1, torch.where(held, _arc_of(cols, mate), 0)[:, None])[:, 0], best)
+        mate = torch.where(held & (current <= best + e), mate, -1)
+        owner = torch.full((m,), -1, dtype=torch.long, device=device)
+        kept = mate >= 0
+        owner[mate[kept]] = rows[kept]
+        while True:
+            for _ in range(check_every):
+                free = mate < 0
+                value = costs + prices[cols]
+                top = torch.topk(value, k_best, dim=1, largest=False)
+                first = top.values[:, 0]
+                second = top.values[:, 1] if k_best > 1 else first + spread + e
+                second = torch.where(torch.isfinite(second), second, first + spread + e)
+                target = cols.gather(1, top.indices[:, :1])[:, 0]
+                raise_by = torch.where(free, second - first + e, torch.zeros_like(first))
+                # The highest bid on each object wins; its bidder takes it, the previous holder is freed.
+                offer = torch.full((m,), -1.0, dtype=costs.dtype, device=device)
+                offer.scatter_reduce_(0, target[free], raise_by[free], reduce="amax")
+                wins = free & (raise_by == offer[target]) & (offer[target] >= 0)
+                # Ties on one object: the lowest row wins.
+                winner = torch.full((m,), n, dtype=torch.long, device=device)
+                winner.scatter_reduce_(0, target[wins], rows[wins], reduce="amin")
+                wins &= winner[target] == rows
+                won = target[wins]
+                losers = owner[won]
+                mate[losers[losers >= 0]] = -1
+                owner[won] = rows[wins]
+                mate[wins] = won
+                prices[won] += raise_by[wins]
+            if not bool((mate < 0).any()):
+                break
+    return mate, prices
+
+
+def _arc_of(cols: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
+    """Position of ``mate[i]`` among row ``i``'s padded arcs (0 where absent)."""
+    return (cols == mate[:, None]).to(torch.int8).argmax(1)
+
+
+def assign_batched(costs: torch.Tensor, *, rel_eps: float = 1e-9) -> torch.Tensor:
+    """Optimal assignment of every problem of a stack, all at once, by one batched auction.
+
+    Parameters
+    ----------
+    costs
+        (B, s, t), ``s <= t``, on any device; every row goes to a distinct column. Rectangular
+        problems get ``t - s`` dummy rows of zero cost.
+    rel_eps
+        Final ``eps`` relative to the largest cost range of a row: each problem's assignment is
+        within ``s * rel_eps`` of its optimum on that scale (exact unless two assignments are closer).
+
+    Returns
+    -------
+    (B, s) int64 tensor: row ``i`` of problem ``b`` goes to column ``out[b, i]``.
+    """
+    n_b, s, t = costs.shape
+    if n_b == 0 or s == 0:
+        return torch.empty((n_b, s), dtype=torch.long, device=costs.device)
+    C = costs.double()
+    C = C - C.min(2, keepdim=True).values  # row shifts leave every optimum unchanged
+    top = float(C.max())
+    C = C / top if top > 0 else C
+    if t > s:
+        C = torch.cat([C, C.new_zeros((n_b, t - s, t))], dim=1)
+    offsets = (torch.arange(n_b, device=C.device) * t)[:, None, None]
+    cols = (torch.arange(t, device=C.device)[None, None, :] + offsets).expand(n_b, t, t).reshape(n_b * t, t)
+    start = torch.full((n_b * t,), -1, dtype=torch.long, device=C.device)
+    mate, _ = auction_torch(
+        cols, C.reshape(n_b * t, t), n_b * t, start, C.new_zeros(n_b * t), epsilons(0.2, rel_eps, 6.0),
+    )  # fmt: skip
+    return (mate.reshape(n_b, t) - offsets[:, :, 0])[:, :s]
