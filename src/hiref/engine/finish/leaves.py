@@ -57,10 +57,7 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
             tx = torch.as_tensor(px, device=X.device)
             ty = torch.as_tensor(py, device=Y.device)
             C = geometry.dense(X[tx].double(), Y[ty].double())
-            if C.device.type == "cpu":
-                cols = assign_many(C.numpy())
-            else:
-                cols = assign_batched(C).cpu().numpy()
+            cols = assign_many(C.numpy()) if C.device.type == "cpu" else assign_batched(C).cpu().numpy()
             perm[px] = np.take_along_axis(py, cols, 1)
     return perm
 

@@ -255,7 +255,7 @@ def exact_finish(
     perm = np.asarray(perm, dtype=np.int64).copy()
     start_cost = mean_paired_cost(geometry, A, B, perm)
     if n == 0 or start_cost <= 0.0:
-        return Finish(perm, [start_cost], start_cost if n else None, 0, True)
+        return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     Aw_np = (A if Aw is None else Aw).double().cpu().numpy()
     Bw_np = (B if Bw is None else Bw).double().cpu().numpy()
     near = Neighbourhoods(Aw_np, Bw_np, neighbours)

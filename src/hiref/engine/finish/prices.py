@@ -31,7 +31,7 @@ def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
     step = max(1, (1 << 22) // max(1, X.shape[1]))
     for lo in range(0, X.shape[0], step):
         x = X[lo : lo + step].double()
-        y = Y[lo : lo + step].double().detach().requires_grad_(True)
+        y = Y[lo : lo + step].double().detach().requires_grad_()
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(geometry.paired(x, y).sum(), y)
         out.append((-grad).cpu().numpy())
@@ -41,7 +41,7 @@ def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
 def price_guess(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, neighbours: np.ndarray, *, scale: float
 ) -> np.ndarray | None:
-    """Prices of B's points (m,), in units of ``scale``, from the matching ``perm``; ``None`` if the cost has no gradient.
+    """Prices of B's points (m,), in units of ``scale``, from the matching ``perm`` (``None``: no gradient).
 
     Parameters
     ----------
