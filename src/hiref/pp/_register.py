@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
+from hiref._anndata import check_adata, check_in_memory, obsm_array
+from hiref._contract import check_writable, register_writes, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import REGISTER_KEY, RegisterKeys
 from hiref._logging import logger
-from hiref._params import params_record
 from hiref._rep import representations
 from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed
 
@@ -124,19 +124,28 @@ def _motion_record(
         "candidate_reflected": found.reflected,
         "candidate_scores": found.scores,
         "runtime": runtime,
-        "params": params_record(params),
+        "params": params,
     }
+
+
+def _check_writable(adata_ref: AnnData, adata_mov: AnnData, key_added: str, P: np.ndarray) -> None:
+    """Refuse ``key_added`` if it would overwrite entries hiref did not write (see :mod:`hiref._contract`).
+
+    The reference's registered coordinates are a copy of its own: an entry that already holds
+    exactly them loses nothing.
+    """
+    ref_writes = register_writes(key_added, moving=False)
+    check_writable(adata_ref, ref_writes, "adata_ref", unchanged={("obsm", RegisterKeys(key_added).obsm): P})
+    check_writable(adata_mov, register_writes(key_added, moving=True), "adata_mov")
 
 
 def _write_registration(
     adata_ref: AnnData, adata_mov: AnnData, keys: RegisterKeys, P: np.ndarray, registered: np.ndarray, record: dict
 ) -> None:
-    """Write the registered coordinates on both slices and the motion on the moving one."""
-    actualize(adata_ref)
-    actualize(adata_mov)
-    adata_ref.obsm[keys.obsm] = P.copy()
-    adata_mov.obsm[keys.obsm] = registered
-    adata_mov.uns[keys.uns] = record
+    """Write the registered coordinates on both slices and the motion (with its ``params``) on the moving one."""
+    write(adata_ref, register_writes(keys.key, moving=False), obsm={keys.obsm: P.copy()})
+    params = record.pop("params")
+    write(adata_mov, register_writes(keys.key, moving=True), record=record, params=params, obsm={keys.obsm: registered})
 
 
 @doc_params(**DOC)
@@ -253,6 +262,7 @@ def register(
     random_state = check_seed(random_state, "random_state")
     check_bool(copy, "copy")
     _check_angle_and_key(angle=angle, key_added=key_added)
+    _check_writable(adata_ref, adata_mov, key_added, P)
 
     sample = _sample(adata_ref, adata_mov, P, M, n_sample=n_sample, use_rep=use_rep, rep_weight=rep_weight,
                      random_state=random_state)  # fmt: skip

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import actualize, check_adata, str_array
+from hiref._anndata import check_adata, str_array
+from hiref._contract import check_writable, trace_writes, write
 from hiref._keys import ALIGN_KEY, TRACE_KEY, Keys, SeriesKeys, TraceKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
@@ -299,19 +300,10 @@ def trace(
         raise ValueError(msg)
     names = TraceKeys(key_added)
     columns = {j: names.partner(j) for j in targets}
+    writes = trace_writes(key_added, targets)
     where = "`data`" if single else f"`data[{start}]`"
-    previous = home.uns.get(names.uns)
-    owned = isinstance(previous, dict) and "obs_keys" in previous and "start" in previous
-    stale = [str(c) for c in np.atleast_1d(np.asarray(previous["obs_keys"], dtype=object))] if owned else []
     if inplace:
-        clashes = [f".obs[{c!r}]" for c in columns.values() if c in home.obs.columns and c not in stale]
-        clashes += [f".uns[{names.uns!r}]"] if names.uns in home.uns and not owned else []
-        if clashes:
-            msg = (
-                f"`key_added`={key_added!r} would overwrite {', '.join(clashes)} of {where}, which "
-                "hr.tl.trace did not write; pass another `key_added`."
-            )
-            raise ValueError(msg)
+        check_writable(home, writes, where.strip("`"))
     n = len(members[start])
     logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
     traced = compose(n, start, targets, step_of)
@@ -340,25 +332,22 @@ def trace(
         }
     )
     if inplace:
-        actualize(home)
-        for column in stale:
-            if column in home.obs.columns and column not in columns.values():
-                del home.obs[column]
+        written = {}
         for j, column in columns.items():
             if single:  # partners among the object's own cells; other stages' rows stay missing
                 codes = np.full(home.n_obs, -1, dtype=np.int64)
                 codes[members[start]] = rows[j]
             else:
                 codes = rows[j]
-            home.obs[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
-        home.uns[names.uns] = {
+            written[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
+        record = {
             "start": start,
             "sections": np.asarray(targets, dtype=np.int64),
             "keys": list(pairs),
             "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
-            "obs_keys": list(columns.values()),
             **({"order": order} if single else {}),
         }
+        write(home, writes, record=record, obs=written)
     logger.info(
         "finished (%.1f s)%s",
         time.perf_counter() - t0,
