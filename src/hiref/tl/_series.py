@@ -15,6 +15,7 @@ from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_seed
 from hiref.get._matching import partners
+from hiref.get._series import stored_series
 
 from ._align import AlignRequest, compute_alignment, write_alignment
 
@@ -237,16 +238,6 @@ def _traced_tables(
         matched = perm >= 0
         tables[f"{i} -> {j}"] = _table(early_col[matched], late_col[perm[matched]], normalize, obs)
     return tables
-
-
-def stored_series(adata: AnnData, key: str) -> dict:
-    """``adata.uns[key]`` written by :func:`align_series` on one AnnData."""
-    keys = SeriesKeys(key)
-    entry = adata.uns.get(keys.uns)
-    if not isinstance(entry, dict) or "order" not in entry or keys.next not in adata.obs:
-        msg = f"`data` has no aligned series under key {key!r}: run hr.tl.align_series first."
-        raise KeyError(msg)
-    return entry
 
 
 def _column(adata: AnnData, obs: str, name: str) -> pd.Series:

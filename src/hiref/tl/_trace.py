@@ -9,15 +9,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import check_adata, str_array
+from hiref._anndata import check_adata
 from hiref._contract import check_writable, trace_writes, write
-from hiref._keys import ALIGN_KEY, TRACE_KEY, Keys, SeriesKeys, TraceKeys
+from hiref._keys import ALIGN_KEY, TRACE_KEY, SeriesKeys, TraceKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
-from hiref.get._matching import partner_names
+from hiref.get._matching import partners
+from hiref.get._series import stored_series
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+#: What to run when a pair of the series has no stored alignment.
+HINT = "run hr.tl.align_series (or hr.tl.align) first"
 
 
 def sections_of(data: object) -> list[AnnData]:
@@ -52,55 +56,6 @@ def pair_keys(n_sections: int, keys: Sequence[str] | None, key: str) -> list[str
     return list(keys)
 
 
-def _as_objects(values: object) -> np.ndarray:
-    values = np.asarray(values)
-    return values if values.dtype == object else np.asarray(str_array(values), dtype=object)
-
-
-def step(adata: AnnData, other: AnnData, key: str, *, name: str, other_name: str) -> np.ndarray:
-    """Position in ``other`` of every cell's partner under ``key`` (``-1``: none), checked in O(n).
-
-    The same checks as :func:`hiref.get.matching` (subset, reordered or renamed objects are
-    refused), vectorised for millions of cells: the stored positions must point at the stored
-    partner names in ``other``, and this object's ``.obs`` column of partner names (which follows
-    its rows) must agree with them.
-    """
-    entry = adata.uns.get(key)
-    if not isinstance(entry, dict) or "partner" not in entry:
-        msg = f"`{name}` has no alignment under key {key!r}: run hr.tl.align_series (or hr.tl.align) first."
-        raise KeyError(msg)
-    partner = np.asarray(entry["partner"], dtype=np.int64)
-    if partner.shape != (adata.n_obs,):
-        msg = (
-            f"`{name}` has {adata.n_obs} cells but the alignment {key!r} was stored for {partner.shape[0]}: "
-            "the object was subset or extended since the alignment; align again."
-        )
-        raise ValueError(msg)
-    matched = partner >= 0
-    changed = (
-        f"the obs_names of `{name}` or `{other_name}` no longer match the alignment stored under {key!r} "
-        "(subset, reordered or renamed since the alignment); align again."
-    )
-    if matched.any() and partner.max() >= other.n_obs:
-        raise ValueError(changed)
-    found = other.obs_names.to_numpy()[partner[matched]]
-    column = adata.obs.get(Keys(key).match)
-    if column is not None and isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        if not np.array_equal(codes >= 0, matched):
-            raise ValueError(changed)
-        own = column.cat.categories.to_numpy()[codes[matched]]
-    else:
-        names = partner_names(adata, Keys(key))  # files written before the column was the only copy
-        own = _as_objects(names if names is not None else np.empty(0))
-        if own.shape != partner.shape:
-            raise ValueError(changed)
-        own = own[matched]
-    if not np.array_equal(_as_objects(found), _as_objects(own)):
-        raise ValueError(changed)
-    return partner
-
-
 def compose(
     n: int, start: int, targets: Sequence[int], step_of: Callable[[int, int], np.ndarray]
 ) -> dict[int, np.ndarray]:
@@ -131,15 +86,13 @@ def compose(
 
 def _list_steps(adatas: list[AnnData], keys: list[str]) -> Callable[[int, int], np.ndarray]:
     def step_of(k: int, j: int) -> np.ndarray:
-        return step(adatas[k], adatas[j], keys[min(k, j)], name=f"data[{k}]", other_name=f"data[{j}]")
+        return partners(adatas[k], adatas[j], keys[min(k, j)], name=f"data[{k}]", other_name=f"data[{j}]", hint=HINT)
 
     return step_of
 
 
 def single_series(adata: AnnData, key: str) -> tuple[list[str], list[np.ndarray], Callable[[int, int], np.ndarray]]:
     """Stages, rows of every stage, and the step function of a series stored on one AnnData by align_series."""
-    from ._series import stored_series
-
     info = stored_series(adata, key)
     names = SeriesKeys(key)
     order = [str(s) for s in np.atleast_1d(np.asarray(info["order"], dtype=object))]
