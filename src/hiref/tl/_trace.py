@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -223,90 +224,126 @@ def trace(
     >>> sorted(table["section"].unique().tolist()), "hiref_trace_2" in sections[0].obs
     ([1, 2], True)
     """
-    from anndata import AnnData
-
     t0 = time.perf_counter()
     check_bool(inplace, "inplace")
-    single = isinstance(data, AnnData)
-    if single:
+    series = _open_series(data, key, keys)
+    start = check_sections(start, series.n_sections, "start")[0]
+    targets = [j for j in range(series.n_sections) if j != start] if sections is None else check_sections(
+        sections, series.n_sections, "sections"
+    )  # fmt: skip
+    targets = list(dict.fromkeys(targets))
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+        raise ValueError(msg)
+    home, where = series.home(start), "data" if series.single else f"data[{start}]"
+    writes = trace_writes(key_added, targets)
+    if inplace:
+        check_writable(home, writes, where)
+    n = len(series.members[start])
+    logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
+    traced = compose(n, start, targets, series.step_of)
+    rows = {j: series.rows(j, traced[j]) for j in targets}
+    if inplace:
+        record = {
+            "start": start,
+            "sections": np.asarray(targets, dtype=np.int64),
+            "keys": list(series.pairs),
+            "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
+            **({"order": series.order} if series.single else {}),
+        }
+        write(home, writes, record=record, obs=_columns(series, start, rows, TraceKeys(key_added)))
+    logger.info(
+        "finished (%.1f s)%s", time.perf_counter() - t0,
+        f": added .obs{list(writes.obs)} and .uns[{writes.uns!r}] on `{where}`" if inplace else "",
+    )  # fmt: skip
+    return _table(series, start, targets, traced, rows)
+
+
+@dataclass
+class _Series:
+    """The sections of a series to trace through: a list of AnnData, or the time points of one AnnData."""
+
+    adatas: list[AnnData]
+    members: list[np.ndarray]
+    pairs: list[str]
+    step_of: Callable[[int, int], np.ndarray]
+    order: list[str] | None = None
+
+    @property
+    def single(self) -> bool:
+        """One AnnData holding every time point (``adatas`` is that one object)."""
+        return self.order is not None
+
+    @property
+    def n_sections(self) -> int:
+        """Number of sections (time points)."""
+        return len(self.members)
+
+    def home(self, j: int) -> AnnData:
+        """The AnnData holding section ``j``."""
+        return self.adatas[0] if self.single else self.adatas[j]
+
+    def rows(self, j: int, perm: np.ndarray) -> np.ndarray:
+        """Rows of the home of section ``j`` of the cells at positions ``perm`` in it (``-1`` stays)."""
+        if not self.single:
+            return perm
+        return np.where(perm >= 0, self.members[j][np.maximum(perm, 0)], -1)
+
+
+def _open_series(data: Sequence[AnnData] | AnnData, key: str, keys: Sequence[str] | None) -> _Series:
+    """The sections of ``data`` and the step between neighbours, checked (see :func:`trace`)."""
+    from anndata import AnnData
+
+    if isinstance(data, AnnData):
         home = check_adata(data, "data")
         if keys is not None:
             msg = "`keys` applies to a list of sections; for one AnnData the series is read from `key`."
             raise TypeError(msg)
         order, members, step_of = single_series(home, key)
-        n_sections, pairs = len(order), [str(key)]
-    else:
-        adatas = sections_of(data)
-        n_sections = len(adatas)
-        pairs = pair_keys(n_sections, keys, key)
-        step_of = _list_steps(adatas, pairs)
-    start = check_sections(start, n_sections, "start")[0]
-    targets = [j for j in range(n_sections) if j != start] if sections is None else check_sections(
-        sections, n_sections, "sections"
-    )  # fmt: skip
-    targets = list(dict.fromkeys(targets))
-    if not single:
-        home = adatas[start]
-        members = [np.arange(a.n_obs) for a in adatas]
-    if not isinstance(key_added, str) or not key_added:
-        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
-        raise ValueError(msg)
-    names = TraceKeys(key_added)
-    columns = {j: names.partner(j) for j in targets}
-    writes = trace_writes(key_added, targets)
-    where = "`data`" if single else f"`data[{start}]`"
-    if inplace:
-        check_writable(home, writes, where.strip("`"))
-    n = len(members[start])
-    logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
-    traced = compose(n, start, targets, step_of)
+        return _Series([home], members, [str(key)], step_of, order)
+    adatas = sections_of(data)
+    pairs = pair_keys(len(adatas), keys, key)
+    return _Series(adatas, [np.arange(a.n_obs) for a in adatas], pairs, _list_steps(adatas, pairs))
 
-    def obs_names(j: int) -> pd.Index:
-        return home.obs_names if single else adatas[j].obs_names
 
-    cell_dtype = pd.CategoricalDtype(home.obs_names)
+def _columns(series: _Series, start: int, rows: dict[int, np.ndarray], names: TraceKeys) -> dict[str, pd.Categorical]:
+    """The ``.obs`` column of every target section on the start section (see :func:`trace`)."""
+    home = series.home(start)
+    out = {}
+    for j, partner_rows in rows.items():
+        if series.single:  # partners among the object's own cells; other stages' rows stay missing
+            codes = np.full(home.n_obs, -1, dtype=np.int64)
+            codes[series.members[start]] = partner_rows
+        else:
+            codes = partner_rows
+        out[names.partner(j)] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(series.home(j).obs_names))
+    return out
+
+
+def _table(
+    series: _Series, start: int, targets: list[int], traced: dict[int, np.ndarray], rows: dict[int, np.ndarray]
+) -> pd.DataFrame:
+    """The tidy table :func:`trace` returns."""
+    n = len(series.members[start])
     partner_parts = []
     for j in targets:
-        perm = traced[j]
-        values = obs_names(j).to_numpy()[members[j][np.maximum(perm, 0)]] if len(members[j]) else np.full(n, None)
+        perm, members = traced[j], series.members[j]
+        names = series.home(j).obs_names.to_numpy()
+        values = names[members[np.maximum(perm, 0)]] if len(members) else np.full(n, None)
         values[perm < 0] = None
         partner_parts.append(values)
-    rows = {
-        j: np.where(traced[j] >= 0, members[j][np.maximum(traced[j], 0)], -1) if single else traced[j] for j in targets
-    }
     index = np.concatenate([rows[j] for j in targets])
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "cell": pd.Categorical.from_codes(np.tile(members[start], len(targets)), dtype=cell_dtype),
+            "cell": pd.Categorical.from_codes(
+                np.tile(series.members[start], len(targets)), dtype=pd.CategoricalDtype(series.home(start).obs_names)
+            ),
             "section": np.repeat(np.asarray(targets, dtype=np.int64), n),
             "partner": np.concatenate(partner_parts) if partner_parts else np.empty(0, dtype=object),
             "partner_index": index,
             "matched": index >= 0,
         }
     )
-    if inplace:
-        written = {}
-        for j, column in columns.items():
-            if single:  # partners among the object's own cells; other stages' rows stay missing
-                codes = np.full(home.n_obs, -1, dtype=np.int64)
-                codes[members[start]] = rows[j]
-            else:
-                codes = rows[j]
-            written[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
-        record = {
-            "start": start,
-            "sections": np.asarray(targets, dtype=np.int64),
-            "keys": list(pairs),
-            "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
-            **({"order": order} if single else {}),
-        }
-        write(home, writes, record=record, obs=written)
-    logger.info(
-        "finished (%.1f s)%s",
-        time.perf_counter() - t0,
-        f": added .obs{list(columns.values())} and .uns[{names.uns!r}] on {where}" if inplace else "",
-    )
-    return table
 
 
 def traced_pair(data: Sequence[AnnData], i: int, j: int, *, key: str, keys: Sequence[str] | None = None) -> np.ndarray:
