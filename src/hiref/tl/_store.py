@@ -119,9 +119,11 @@ def store_matching(
     as :func:`hiref.tl.align` writes them:
 
     ``.uns[key_added]``
-        ``params`` (``method="stored"``, ``spatial_key``), ``role``, ``partner``,
-        ``partner_names``, ``cost`` (NaN: unknown), ``level_costs`` (empty), ``n_matched``,
-        ``runtime`` (0) and the names of the entries below.
+        ``params`` (``method="stored"``, ``spatial_key``, ``hiref_version``), ``role``,
+        ``partner``, ``cost`` (NaN: unknown), ``level_costs`` (empty), ``n_matched``,
+        ``runtime`` (0) and the names of the entries below (``obs_key``, ``obs_keys``,
+        ``obsm_keys``). The other entries of an earlier alignment under ``key_added`` (its
+        per-cell cost and confidence, co-clusters, joint PCA) are removed.
     ``.obs[f"{key_added}_match"]``
         The partner's obs name (missing if unmatched).
     ``.obsm[f"{key_added}_partner_spatial"]``
