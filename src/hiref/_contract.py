@@ -64,7 +64,8 @@ class Writes:
     implied
         ``(slot, name)`` pairs owned by any record of the tool, listed or not.
     listed
-        Slots whose written names :func:`write` lists in the record (``"obs"`` -> ``obs_keys``).
+        Slots whose written names :func:`write` lists in the record (``"obs"`` -> ``obs_keys``), in
+        the order of the description.
     record
         Whether the call writes its ``.uns`` record on this object (``False``: it only reads it).
     argument
@@ -221,8 +222,8 @@ def write(
         entry = dict(record)
         if params is not None:
             entry["params"] = params_record(params)
-        for slot in writes.listed:
-            entry[f"{slot}_keys"] = list(new[slot]) if slot == "obs" else sorted(new[slot])
+        for slot in writes.listed:  # in the order of the description
+            entry[f"{slot}_keys"] = [name for name in getattr(writes, slot) if name in new[slot]]
         adata.uns[writes.uns] = entry
     for slot, values in new.items():
         for name, value in values.items():

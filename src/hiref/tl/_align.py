@@ -219,9 +219,9 @@ def _add_quality(
 ) -> None:
     """Add the per-cell cost and, with coordinates, the spatial confidence to one side's ``obs``."""
     keys = Keys(side.writes.key)
+    side.obs.update({keys.cost: matched_cost(*reps, perm, root=root)})
     if coords[0] is not None:
-        side.obs[keys.confidence] = spatial_confidence(*coords, perm, knn=knn)
-    side.obs[keys.cost] = matched_cost(*reps, perm, root=root)
+        side.obs.update({keys.confidence: spatial_confidence(*coords, perm, knn=knn)})
 
 
 def _represent(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> tuple:
