@@ -150,7 +150,8 @@ def test_align_refuses_user_cost_and_confidence_columns():
     a.obs["hiref_cost"] = 1.0
     b.obs["hiref_confidence"] = 2.0
     before = (_snapshot(a), _snapshot(b))
-    with pytest.raises(ValueError, match=r"would overwrite .obs\['hiref_cost'\] of `adata1`"):
+    both = r"would overwrite .obs\['hiref_cost'\] of `adata1`; .obs\['hiref_confidence'\] of `adata2`, which"
+    with pytest.raises(ValueError, match=both):  # one error naming every entry on both objects
         hr.tl.align(a, b, use_rep="spatial", progress=False)
     _assert_unchanged(a, before[0])
     _assert_unchanged(b, before[1])

@@ -15,6 +15,11 @@ under ``if TYPE_CHECKING:``. The rules (also in docs/contributing.md):
   (``datasets`` not from ``get`` either).
 - The shared private helpers import none of ``tl``, ``pp``, ``pl``, ``get``, ``datasets``, ``cli``.
 - Names written into AnnData are spelled in ``hiref/_keys.py`` only.
+
+And the package's shape (issue 28): no import circles (lazy imports count), no import of the
+package root ``hiref`` below it (the version is in ``hiref/_version.py``), no function over 80
+lines (docstring aside) in the glue layers, no default key spelled as a literal, and no write
+into ``.uns``/``.obs``/``.obsm``/``.obsp`` outside ``hiref/_contract.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "hiref"
 ENGINE_THIRD_PARTY = {"numpy", "scipy", "torch", "tqdm", "ortools"}
-SHARED_HELPERS = ("_anndata", "_docs", "_io", "_keys", "_logging", "_params", "_rep")
+SHARED_HELPERS = ("_anndata", "_contract", "_docs", "_io", "_keys", "_logging", "_params", "_rep", "_version")
 UPPER = ("tl", "pp", "pl", "get", "datasets", "cli")
 
 

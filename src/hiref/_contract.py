@@ -23,7 +23,7 @@ with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +157,7 @@ def check_writable(
     """Refuse the call if it would overwrite an entry of ``adata`` that the tool did not write.
 
     Run before computing; raises a ValueError naming the argument and every offending entry,
-    and changes nothing.
+    and changes nothing. For several objects at once, see :func:`check_all_writable`.
 
     Parameters
     ----------
@@ -170,10 +170,27 @@ def check_writable(
     unchanged
         See :func:`clashes`.
     """
-    found = clashes(adata, writes, unchanged=unchanged)
+    check_all_writable([(adata, writes, name)], unchanged={name: unchanged} if unchanged else None)
+
+
+def check_all_writable(
+    targets: Sequence[tuple[AnnData, Writes, str]],
+    *,
+    unchanged: Mapping[str, Mapping[tuple[str, str], object]] | None = None,
+) -> None:
+    """:func:`check_writable` for every ``(adata, writes, name)`` of one call: one error naming every clash.
+
+    ``unchanged`` maps an object's name to its :func:`clashes` ``unchanged``.
+    """
+    found = []
+    for adata, writes, name in targets:
+        entries = clashes(adata, writes, unchanged=(unchanged or {}).get(name))
+        if entries:
+            found.append((writes, f"{', '.join(entries)} of `{name}`"))
     if found:
+        writes = found[0][0]
         msg = (
-            f"`{writes.argument}`={writes.key!r} would overwrite {', '.join(found)} of `{name}`, which "
+            f"`{writes.argument}`={writes.key!r} would overwrite {'; '.join(text for _, text in found)}, which "
             f"{writes.tool} did not write; pass another `{writes.argument}` (or remove those entries)."
         )
         raise ValueError(msg)

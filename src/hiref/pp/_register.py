@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hiref._anndata import check_adata, check_in_memory, obsm_array
-from hiref._contract import check_writable, register_writes, write
+from hiref._contract import check_all_writable, register_writes, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import REGISTER_KEY, RegisterKeys
 from hiref._logging import logger
@@ -134,9 +134,11 @@ def _check_writable(adata_ref: AnnData, adata_mov: AnnData, key_added: str, P: n
     The reference's registered coordinates are a copy of its own: an entry that already holds
     exactly them loses nothing.
     """
-    ref_writes = register_writes(key_added, moving=False)
-    check_writable(adata_ref, ref_writes, "adata_ref", unchanged={("obsm", RegisterKeys(key_added).obsm): P})
-    check_writable(adata_mov, register_writes(key_added, moving=True), "adata_mov")
+    check_all_writable(
+        [(adata_ref, register_writes(key_added, moving=False), "adata_ref"),
+         (adata_mov, register_writes(key_added, moving=True), "adata_mov")],
+        unchanged={"adata_ref": {("obsm", RegisterKeys(key_added).obsm): P}},
+    )  # fmt: skip
 
 
 def _write_registration(

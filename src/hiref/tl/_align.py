@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hiref._anndata import check_adata, check_in_memory, obsm_array
-from hiref._contract import Writes, alignment_writes, check_writable, write
+from hiref._contract import Writes, alignment_writes, check_all_writable, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, Keys
 from hiref._logging import logger
@@ -239,8 +239,7 @@ def _represent(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> tuple
 def check_alignment_writable(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> None:
     """Refuse the alignment before computing if it would overwrite entries hiref did not write."""
     writes = request.writes(adata1, adata2)
-    check_writable(adata1, writes, "adata1")
-    check_writable(adata2, writes, "adata2")
+    check_all_writable([(adata1, writes, "adata1"), (adata2, writes, "adata2")])
 
 
 def compute_alignment(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hiref._anndata import check_adata
-from hiref._contract import check_writable, series_writes, write
+from hiref._contract import check_all_writable, check_writable, series_writes, write
 from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_seed
@@ -92,10 +92,11 @@ def align_series(
             check_adata(adata, f"data[{i}]")
         keys = [SeriesKeys(key_added).pair(i) for i in range(len(adatas) - 1)]
         requests = [AlignRequest.from_options(key_added=key, **align_options) for key in keys]
-        for i, request in enumerate(requests):  # every pair is checked before any is computed
+        targets = []  # every pair is checked before any is computed
+        for i, request in enumerate(requests):
             writes = request.writes(adatas[i], adatas[i + 1])
-            check_writable(adatas[i], writes, f"data[{i}]")
-            check_writable(adatas[i + 1], writes, f"data[{i + 1}]")
+            targets += [(adatas[i], writes, f"data[{i}]"), (adatas[i + 1], writes, f"data[{i + 1}]")]
+        check_all_writable(targets)
         sides = [compute_alignment(adatas[i], adatas[i + 1], r, check=False) for i, r in enumerate(requests)]
         for i, (first, second) in enumerate(sides):
             write_alignment(adatas[i], first)

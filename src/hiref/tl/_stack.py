@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hiref._anndata import check_in_memory, coordinates
-from hiref._contract import check_writable, stack_writes, write
+from hiref._contract import check_all_writable, stack_writes, write
 from hiref._keys import STACK_KEY, StackKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
@@ -174,8 +174,7 @@ def stack(
     names = StackKeys(key_added)
     writes = stack_writes(key_added)
     if inplace:
-        for i, adata in enumerate(adatas):
-            check_writable(adata, writes, f"data[{i}]")
+        check_all_writable([(adata, writes, f"data[{i}]") for i, adata in enumerate(adatas)])
 
     from hiref.pp import register
 

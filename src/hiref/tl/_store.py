@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from hiref._anndata import obsm_array
-from hiref._contract import alignment_writes, check_writable
+from hiref._contract import alignment_writes, check_all_writable
 from hiref._keys import ALIGN_KEY
 from hiref._logging import logger
 from hiref._version import __version__
@@ -148,8 +148,7 @@ def store_matching(
         spatial1 = obsm_array(adata1, spatial_key, "adata1")
         spatial2 = obsm_array(adata2, spatial_key, "adata2")
     writes = alignment_writes(key_added, spatial=spatial1 is not None, labels=False, quality=False)
-    check_writable(adata1, writes, "adata1")
-    check_writable(adata2, writes, "adata2")
+    check_all_writable([(adata1, writes, "adata1"), (adata2, writes, "adata2")])
     params = {
         "method": "stored",
         "spatial_key": spatial_key if spatial1 is not None else "",
