@@ -250,3 +250,26 @@ def test_a_record_of_another_tool_is_not_ours():
     align_like = Writes(tool="hr.tl.align", key="k", uns="k", signature=("partner", "params"), obs=("k_a",))
     with pytest.raises(ValueError, match=r"`key_added`='k' would overwrite .uns\['k'\], .obs\['k_a'\] of `adata`"):
         check_writable(adata, align_like, "adata")
+
+
+def test_ownership_survives_h5ad(tmp_path):
+    """A record read back from h5ad (its lists become arrays) still owns its entries, and the rest is refused."""
+    a, b = _pair()
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    hr.tl.trace([a, b], keys=["hiref"])
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b.write_h5ad(tmp_path / "b.h5ad")
+    a, b = ad.read_h5ad(tmp_path / "a.h5ad"), ad.read_h5ad(tmp_path / "b.h5ad")
+    hr.tl.align(a, b, use_rep="spatial", spatial_key=None, progress=False)  # replaces its own entries
+    assert "hiref_confidence" not in a.obs
+    assert "hiref_partner_spatial" not in a.obsm
+    hr.tl.trace([a, b], keys=["hiref"])  # and trace its own column
+    a.obs["hiref_labels"] = "user"  # an .obs column named like an .obsm array of ours is still the user's
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    assert (a.obs["hiref_labels"] == "user").all()
+    a.obsm["hiref_partner_spatial"] = np.zeros((a.n_obs, 2))
+    hr.tl.align(a, b, use_rep="spatial", progress=False)  # listed in the record: ours
+    del a.uns["hiref"]["obsm_keys"]
+    a.obsm["hiref_partner_spatial"] = np.zeros((a.n_obs, 2))
+    with pytest.raises(ValueError, match=r"\.obsm\['hiref_partner_spatial'\] of `adata1`"):
+        hr.tl.align(a, b, use_rep="spatial", progress=False)
