@@ -17,7 +17,7 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import REGISTER_KEY, RegisterKeys
 from hiref._logging import logger
 from hiref._rep import representations
-from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed
+from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed, resolve_device
 
 from ._motion import Decision, Sample, Search, decide_motion, even_sample, refine_motion, search_motions
 
@@ -166,6 +166,7 @@ def register(
     n_iter: int = 3,
     min_gain: float = 0.1,
     random_state: int | np.random.Generator | None = 0,
+    device: str | None = None,
     copy: bool = False,
 ) -> tuple[AnnData, AnnData] | None:
     """Rotate and shift a slice onto another, so that both share one coordinate frame.
@@ -221,6 +222,7 @@ def register(
         Smallest relative drop of the matching cost (against no motion) for which the slice is
         moved.
     {random_state}
+    {device}
     {copy}
 
     Returns
@@ -262,6 +264,7 @@ def register(
     rep_weight = check_positive_float(rep_weight, "rep_weight")
     _check_min_gain(min_gain)
     random_state = check_seed(random_state, "random_state")
+    resolve_device(device)
     check_bool(copy, "copy")
     _check_angle_and_key(angle=angle, key_added=key_added)
     _check_writable(adata_ref, adata_mov, key_added, P)
@@ -272,8 +275,10 @@ def register(
     angles = [float(angle)] if angle is not None else list(np.arange(n_angles) * 360.0 / n_angles)
     found = search_motions(sample, angles, reflects)
     reflect = bool(found.reflected[found.best])
-    R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state)
-    decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state)
+    R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state,
+                         device=device)  # fmt: skip
+    decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state,
+                             device=device)  # fmt: skip
     if not decision.moved:
         R, t, reflect = np.eye(2), np.zeros(2), False
     elif angle is None and found.margin < AMBIGUOUS_MARGIN:
