@@ -15,6 +15,11 @@ under ``if TYPE_CHECKING:``. The rules (also in docs/contributing.md):
   (``datasets`` not from ``get`` either).
 - The shared private helpers import none of ``tl``, ``pp``, ``pl``, ``get``, ``datasets``, ``cli``.
 - Names written into AnnData are spelled in ``hiref/_keys.py`` only.
+
+And the package's shape (issue 28): no import circles (lazy imports count), no import of the
+package root ``hiref`` below it (the version is in ``hiref/_version.py``), no function over 80
+lines (docstring aside) in the glue layers, no default key spelled as a literal, and no write
+into ``.uns``/``.obs``/``.obsm``/``.obsp`` outside ``hiref/_contract.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "hiref"
 ENGINE_THIRD_PARTY = {"numpy", "scipy", "torch", "tqdm", "ortools", "numba"}
-SHARED_HELPERS = ("_anndata", "_docs", "_io", "_keys", "_logging", "_params", "_rep")
+SHARED_HELPERS = ("_anndata", "_contract", "_docs", "_io", "_keys", "_logging", "_params", "_rep", "_version")
 UPPER = ("tl", "pp", "pl", "get", "datasets", "cli")
 
 
@@ -198,3 +203,205 @@ def test_keys_are_spelled_in_keys_module():
             if _spelled_key(node) or literal:
                 bad.append(f"{path.relative_to(SRC.parent)}:{node.lineno}: {ast.unparse(node)}")
     assert not bad, "spell these names in hiref/_keys.py and use them from there:\n  " + "\n  ".join(bad)
+
+
+# ------------------------------------------------------------------ the package's shape (issue 28)
+
+GLUE = ("tl", "pp", "pl", "get", "cli", "_contract", "_keys", "_params", "_anndata", "_rep")
+MAX_LINES = 80
+#: Default keys of the tools: spelled in hiref/_keys.py only (ALIGN_KEY, ...), never as a literal default.
+DEFAULT_KEYS = {"hiref", "spatial_registered", "hiref_trace", "spatial_3d"}
+WRITING_TOOLS = {
+    "hiref.tl._align": "align",
+    "hiref.tl._series": "align_series",
+    "hiref.tl._trace": "trace",
+    "hiref.tl._stack": "stack",
+    "hiref.tl._store": "store_matching",
+    "hiref.tl._transfer": "transfer",
+    "hiref.tl._bin": "bin_spatial",
+    "hiref.pp._register": "register",
+}
+WRITTEN_SLOTS = {"uns", "obs", "obsm", "obsp"}
+
+
+def all_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def module_of(name: str, modules: set[str]) -> str | None:
+    """The module of the package that an imported name loads (its longest prefix that is a module)."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def import_graph(paths: list[Path]) -> dict[str, set[str]]:
+    """Module -> the package's modules its imports load (explicitly: not the parents a submodule import loads)."""
+    modules = {module_name(p) for p in paths}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for path in paths:
+        name = module_name(path)
+        for _, imported in imports(path):
+            target = module_of(imported, modules)
+            if target is not None and target != name and (imported == target or imported.startswith(target + ".")):
+                graph[name].add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+def test_no_import_circles():
+    found = cycles(import_graph(all_files()))
+    assert not found, "import circles (lazy imports count):\n  " + "\n  ".join(" <-> ".join(c) for c in found)
+
+
+def root_imports(path: Path) -> list[str]:
+    """``file:line`` of every import of the package root ``hiref`` itself in ``path``."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            hit = any(alias.name == "hiref" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
+            hit = module == "hiref"
+        else:
+            continue
+        if hit:
+            out.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
+    return out
+
+
+def test_no_import_of_the_package_root_below_it():
+    bad = [hit for p in all_files() if p != PACKAGE / "__init__.py" for hit in root_imports(p)]
+    assert not bad, "import from hiref/_version.py (or the module itself), not the package root:\n  " + "\n  ".join(bad)
+
+
+def code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function, its docstring left out."""
+    lines = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def long_functions(paths: list[Path], limit: int = MAX_LINES) -> list[str]:
+    return [
+        f"{path.relative_to(SRC.parent)}:{node.lineno}: {node.name} ({code_lines(node)} lines)"
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and code_lines(node) > limit
+    ]
+
+
+def test_no_long_functions_in_the_glue():
+    bad = long_functions(files(*GLUE))
+    assert not bad, f"split into named steps (at most {MAX_LINES} lines, docstring aside):\n  " + "\n  ".join(bad)
+
+
+def literal_default_keys(path: Path) -> list[str]:
+    """``file:line`` of every default key spelled as a literal: a parameter's default or a ``default=`` keyword."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        defaults: list[ast.AST] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+        elif isinstance(node, ast.Call):
+            defaults = [k.value for k in node.keywords if k.arg == "default"]
+        out += [
+            f"{path.relative_to(SRC.parent)}:{d.lineno}: {d.value!r}"
+            for d in defaults
+            if isinstance(d, ast.Constant) and d.value in DEFAULT_KEYS
+        ]
+    return out
+
+
+def test_default_keys_are_the_constants():
+    bad = [hit for p in all_files() if p.name != "_keys.py" for hit in literal_default_keys(p)]
+    assert not bad, "use ALIGN_KEY, REGISTER_KEY, TRACE_KEY or STACK_KEY from hiref/_keys.py:\n  " + "\n  ".join(bad)
+
+
+def direct_writes(path: Path) -> list[str]:
+    """``file:line`` of every assignment into (or deletion from) ``x.uns[...]``, ``x.obs[...]`` and so on."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            for target in targets:
+                if (
+                    isinstance(target, ast.Subscript)
+                    and isinstance(target.value, ast.Attribute)
+                    and target.value.attr in WRITTEN_SLOTS
+                ):
+                    out.append(f"{path.relative_to(SRC.parent)}:{node.lineno}: {ast.unparse(target)}")
+    return out
+
+
+def test_writing_tools_write_through_the_contract():
+    bad = [hit for p in files("tl", "pp", "pl", "get", "cli") for hit in direct_writes(p)]
+    assert not bad, "write into AnnData through hiref._contract.write:\n  " + "\n  ".join(bad)
+    paths = {module_name(p): p for p in files("tl", "pp")}
+    missing = [m for m in WRITING_TOOLS if "hiref._contract" not in {name for _, name in imports(paths[m])}]
+    assert not missing, f"writing tools that do not use hiref._contract: {missing}"
+
+
+def test_shape_checks_catch_offences(tmp_path, monkeypatch):
+    """Each check of this section fails on a made-up module that breaks it."""
+    pkg = tmp_path / "hiref" / "tl"
+    pkg.mkdir(parents=True)
+    (tmp_path / "hiref" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_a.py").write_text("def f():\n    from ._b import g\n")
+    (pkg / "_b.py").write_text(
+        "from hiref import __version__\n"
+        "from . import _a\n"
+        "def tool(adata, *, key_added='hiref'):\n    adata.obs['x'] = 1\n    del adata.uns['y']\n"
+        "def long():\n" + "    x = 1\n" * (MAX_LINES + 1)
+    )
+    monkeypatch.setitem(globals(), "SRC", tmp_path)
+    monkeypatch.setitem(globals(), "PACKAGE", tmp_path / "hiref")
+    assert cycles(import_graph(sorted((tmp_path / "hiref").rglob("*.py")))) == [["hiref.tl._a", "hiref.tl._b"]]
+    b = pkg / "_b.py"
+    assert root_imports(b) == [f"{tmp_path.name}/hiref/tl/_b.py:1"]
+    assert [h.split(": ")[1] for h in long_functions([b])] == [f"long ({MAX_LINES + 2} lines)"]
+    assert literal_default_keys(b) == [f"{tmp_path.name}/hiref/tl/_b.py:3: 'hiref'"]
+    assert [h.rsplit(": ", 1)[1] for h in direct_writes(b)] == ["adata.obs['x']", "adata.uns['y']"]

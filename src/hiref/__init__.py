@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys as _sys
-from importlib.metadata import PackageNotFoundError, version
 
 try:
     from . import datasets, engine, get, pl, pp, tl
@@ -16,10 +15,7 @@ except KeyboardInterrupt:
         raise SystemExit(130) from None
     raise
 
-try:
-    __version__ = version("hiref")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+from ._version import __version__
 
 __all__ = [
     "Matching",

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
 from ._io import atomic_outputs
+from .datasets import checkerboard, halfmoon_scurve, maf_moons_rings, uniform_checkerboard
 from .engine import Matching, solve
 
 PAIRS = {
-    "halfmoon_scurve": datasets.halfmoon_scurve,
-    "checkerboard": datasets.checkerboard,
-    "maf_moons_rings": datasets.maf_moons_rings,
-    "uniform_checkerboard": datasets.uniform_checkerboard,
+    "halfmoon_scurve": halfmoon_scurve,
+    "checkerboard": checkerboard,
+    "maf_moons_rings": maf_moons_rings,
+    "uniform_checkerboard": uniform_checkerboard,
 }
 
 #: Largest n for which the demo also solves the problem exactly (dense O(n^2) memory, O(n^3) time).

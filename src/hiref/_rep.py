@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,67 @@ from hiref._logging import logger
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+#: ``use_rep`` for the data-driven recipe of :func:`hiref.tl.align`.
+AUTO = "auto"
+#: The ``.obsm`` key whose absence makes a joint PCA.
+PCA_KEY = "X_pca"
+
+
+@dataclass(frozen=True)
+class Rep:
+    """``use_rep`` parsed once: the ``"auto"`` recipe, or ``.obsm`` keys (or ``"X"``) with weights.
+
+    Attributes
+    ----------
+    weights
+        Keys to positive weights, in the order given (empty for ``"auto"``).
+    auto
+        The ``"auto"`` recipe.
+    """
+
+    weights: dict[str, float] = field(default_factory=dict)
+    auto: bool = False
+
+    @property
+    def recorded(self) -> str | dict[str, float]:
+        """What ``params["use_rep"]`` records: ``"auto"``, the one key, or the keys with their weights."""
+        if self.auto:
+            return AUTO
+        return dict(self.weights) if len(self.weights) > 1 else next(iter(self.weights))
+
+    def joint_pca(self, adata1: AnnData, adata2: AnnData) -> bool:
+        """Whether a joint PCA may be computed (and stored): ``"X_pca"`` is asked for and one object lacks it."""
+        missing = PCA_KEY not in adata1.obsm or PCA_KEY not in adata2.obsm
+        return missing and (self.auto or PCA_KEY in self.weights)
+
+
+def parse_rep(use_rep: object, *, allow_auto: bool = True) -> Rep:
+    """``use_rep`` as a :class:`Rep`, checked (an error naming ``use_rep`` otherwise).
+
+    Parameters
+    ----------
+    use_rep
+        ``"auto"`` (with ``allow_auto``), an ``.obsm`` key or ``"X"``, a non-empty dict of those
+        keys to positive weights, or a :class:`Rep` (returned as is).
+    allow_auto
+        Read ``"auto"`` as the recipe; otherwise it is an ``.obsm`` key like any other.
+    """
+    if isinstance(use_rep, Rep):
+        return use_rep
+    if isinstance(use_rep, str):
+        return Rep(auto=True) if allow_auto and use_rep == AUTO else Rep({use_rep: 1.0})
+    if not (isinstance(use_rep, Mapping) and use_rep):
+        msg = f"`use_rep` must be a key (str) or a non-empty dict of keys to weights, got {use_rep!r}."
+        raise TypeError(msg)
+    for key, w in use_rep.items():
+        if not isinstance(key, str):
+            msg = f"`use_rep` keys must be strings, got {key!r}."
+            raise TypeError(msg)
+        if isinstance(w, bool) or not isinstance(w, int | float) or not np.isfinite(w) or w <= 0:
+            msg = f"`use_rep` weights must be positive numbers, got {key!r}: {w!r}."
+            raise ValueError(msg)
+    return Rep(dict(use_rep))
 
 
 def _looks_like_counts(X: np.ndarray | sp.spmatrix) -> bool:
@@ -265,7 +327,7 @@ def _standardised(R1: np.ndarray, R2: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def representations(
     adata1: AnnData,
     adata2: AnnData,
-    use_rep: str | Mapping[str, float],
+    use_rep: str | Mapping[str, float] | Rep,
     *,
     layer: str | None,
     n_pcs: int,
@@ -286,25 +348,16 @@ def representations(
     random_state
         Seed of the PCA.
     """
-    if isinstance(use_rep, str):
-        weights = {use_rep: 1.0}
-    elif isinstance(use_rep, Mapping) and use_rep:
-        weights = dict(use_rep)
-    else:
-        msg = f"`use_rep` must be a key (str) or a non-empty dict of keys to weights, got {use_rep!r}."
-        raise TypeError(msg)
-    for key, w in weights.items():
-        if not isinstance(key, str):
-            msg = f"`use_rep` keys must be strings, got {key!r}."
-            raise TypeError(msg)
-        if isinstance(w, bool) or not isinstance(w, int | float) or not np.isfinite(w) or w <= 0:
-            msg = f"`use_rep` weights must be positive numbers, got {key!r}: {w!r}."
-            raise ValueError(msg)
+    rep = parse_rep(use_rep, allow_auto=False)
+    if rep.auto:
+        msg = "`use_rep`='auto' is read by hiref.tl._auto.auto_representation, not here."
+        raise ValueError(msg)
+    weights = rep.weights
     pieces1, pieces2 = [], []
     computed = None
-    info: dict = {"use_rep": weights if len(weights) > 1 else next(iter(weights))}
+    info: dict = {"use_rep": rep.recorded}
     for key, w in weights.items():
-        if key == "X_pca" and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm):
+        if key == PCA_KEY and (PCA_KEY not in adata1.obsm or PCA_KEY not in adata2.obsm):
             R1, R2, pca_info = joint_pca(adata1, adata2, n_pcs=n_pcs, layer=layer, random_state=random_state)
             computed = (R1, R2)
             info["joint_pca"] = pca_info

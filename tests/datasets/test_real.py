@@ -100,15 +100,17 @@ def test_data_dir_beats_env_var(shared_data, tmp_path, monkeypatch):
     assert adata.shape == MERFISH_SHAPES[0.26]
 
 
-def test_found_from_working_directory(shared_data, tmp_path, monkeypatch):
-    # <tmp>/shared/data is found from <tmp>/repo/sub as the ../shared/data of a parent
+def test_working_directory_is_not_searched(shared_data, tmp_path, monkeypatch):
+    # <tmp>/shared/data holds the slices, as ../shared/data of <tmp>/repo; the package does not look there
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(shared_data, target_is_directory=True)
-    work = tmp_path / "repo" / "sub"
-    work.mkdir(parents=True)
+    work = tmp_path / "repo"
+    work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.delenv("HIREF_SHARED_DATA", raising=False)
-    (adata,) = hr.datasets.paste_breast(3)
+    with pytest.raises(FileNotFoundError, match="HIREF_SHARED_DATA is not set"):
+        hr.datasets.paste_breast(3)
+    (adata,) = hr.datasets.paste_breast(3, data_dir="../shared/data")
     assert adata.shape == PASTE_SHAPES[3]
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import hiref as hr
 
@@ -69,3 +70,15 @@ def test_an_ambiguous_rotation_is_reported(caplog):
         hr.pp.register(ref, mov, use_rep=None, angle=-90, reflection=False)
     assert "ambiguous" not in caplog.text
     assert abs(angle_of(mov.uns["spatial_registered"]["rotation"]) + 90) < 2
+
+
+def test_register_device():
+    ref, mov = hr.datasets.simulate_slices(n_obs=300, rotation=30, deformation=0, seed=0)
+    with pytest.raises(ValueError, match="`device`"):
+        hr.pp.register(ref, mov, use_rep=None, n_sample=150, device="nope")
+    assert "spatial_registered" not in mov.obsm
+    out = hr.pp.register(ref, mov, use_rep=None, n_sample=150, device="cpu", copy=True)
+    hr.pp.register(ref, mov, use_rep=None, n_sample=150)  # default: cuda when available, else cpu
+    if not torch.cuda.is_available():
+        np.testing.assert_array_equal(out[1].obsm["spatial_registered"], mov.obsm["spatial_registered"])
+    assert abs(out[1].uns["spatial_registered"]["angle"] + 30) < 2

@@ -1,4 +1,4 @@
-"""Readers of the small real slices kept next to the repository (``../shared/data``)."""
+"""Readers of the small real slices kept next to the repository (``../shared/data``), from a folder given to them."""
 
 from __future__ import annotations
 
@@ -35,46 +35,30 @@ def _as_list(value: object) -> list[object]:
     return list(value)
 
 
-def _candidate_dirs() -> list[Path]:
-    """``../shared/data`` and ``shared/data`` under the working directory and each of its parents."""
-    out: list[Path] = []
-    cwd = Path.cwd().resolve()
-    for base in (cwd, *cwd.parents):
-        out += [base.parent / "shared" / "data", base / "shared" / "data"]
-    # keep the order, drop repeats
-    return list(dict.fromkeys(out))
-
-
 def shared_data_dir(data_dir: str | os.PathLike[str] | None, files: Sequence[str]) -> Path:
-    """The folder holding ``files``.
+    """The folder holding ``files``: ``data_dir`` if given, else ``$HIREF_SHARED_DATA``.
 
-    ``data_dir`` if given, else ``$HIREF_SHARED_DATA``, else the first of ``../shared/data`` and
-    ``shared/data`` relative to the working directory or one of its parents that holds them.
+    The package does not search the file system for them; the tests and tutorials pass the
+    folder (or set the variable) themselves.
     """
     expected = ", ".join(ALL_FILES)
     how = (
         f"Pass `data_dir=` or set the environment variable {ENV_VAR} to the folder that holds the real test "
         f"slices ({expected}); see ../shared/data/README.md for what they are."
     )
-    if data_dir is not None or os.environ.get(ENV_VAR):
-        source = "`data_dir`" if data_dir is not None else f"${ENV_VAR}"
-        folder = Path(data_dir if data_dir is not None else os.environ[ENV_VAR]).expanduser()
-        if not folder.is_dir():
-            msg = f"{source} = {str(folder)!r} is not a folder. {how}"
-            raise FileNotFoundError(msg)
-        missing = [f for f in files if not (folder / f).is_file()]
-        if missing:
-            msg = f"{source} = {str(folder)!r} lacks {', '.join(missing)}. {how}"
-            raise FileNotFoundError(msg)
-        return folder
-    for folder in _candidate_dirs():
-        if all((folder / f).is_file() for f in files):
-            return folder
-    msg = (
-        f"Could not find {', '.join(files)}: no `data_dir` given, {ENV_VAR} is not set, and no "
-        f"../shared/data or shared/data relative to {str(Path.cwd())!r} or its parents holds them. {how}"
-    )
-    raise FileNotFoundError(msg)
+    if data_dir is None and not os.environ.get(ENV_VAR):
+        msg = f"Could not find {', '.join(files)}: no `data_dir` given and {ENV_VAR} is not set. {how}"
+        raise FileNotFoundError(msg)
+    source = "`data_dir`" if data_dir is not None else f"${ENV_VAR}"
+    folder = Path(data_dir if data_dir is not None else os.environ[ENV_VAR]).expanduser()
+    if not folder.is_dir():
+        msg = f"{source} = {str(folder)!r} is not a folder. {how}"
+        raise FileNotFoundError(msg)
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        msg = f"{source} = {str(folder)!r} lacks {', '.join(missing)}. {how}"
+        raise FileNotFoundError(msg)
+    return folder
 
 
 def _read_slice(path: Path) -> AnnData:
@@ -126,9 +110,8 @@ def merfish_hypothalamus(
     README there for the provenance): Bregma +0.26 mm (5,584 cells) and +0.21 mm (5,578 cells),
     161 genes each. A small, real pair for tests and tutorials that needs no download.
 
-    The folder is ``data_dir`` if given, else ``$HIREF_SHARED_DATA``, else the first of
-    ``../shared/data`` and ``shared/data`` relative to the working directory or one of its
-    parents that holds the files.
+    The folder is ``data_dir`` if given, else ``$HIREF_SHARED_DATA`` (the package searches no
+    other place).
 
     Parameters
     ----------
@@ -177,7 +160,7 @@ def paste_breast(
     7,998, 7,713, 7,453 and 7,571 genes. Slices 1 and 2 are the pair of PASTE's own tutorial.
     Note that the gene sets differ between slices: intersect them before aligning on expression.
 
-    The folder is found as in :func:`~hiref.datasets.merfish_hypothalamus`.
+    The folder is ``data_dir`` if given, else ``$HIREF_SHARED_DATA``.
 
     Parameters
     ----------

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from hiref._keys import ALIGN_KEY
+
 from ._matching import matching
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ def perm_to_coupling(perm: np.ndarray, n_other: int, dtype: DTypeLike = np.float
     return sp.csr_matrix((data, perm[matched], indptr), shape=(len(perm), n_other))
 
 
-def coupling(adata1: AnnData, adata2: AnnData, *, key: str = "hiref", dtype: DTypeLike = np.float32) -> sp.csr_matrix:
+def coupling(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY, dtype: DTypeLike = np.float32) -> sp.csr_matrix:
     """The one-to-one matching stored under ``key`` as a sparse coupling matrix.
 
     The reverse of :func:`hiref.tl.store_matching`. The matching is read with

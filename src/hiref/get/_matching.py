@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,14 +16,25 @@ from hiref.engine import Matching
 if TYPE_CHECKING:
     from anndata import AnnData
 
+#: What to run when no alignment is stored.
+ALIGN_HINT = "run hr.tl.align first"
 
-def stored(adata: AnnData, key: str, name: str) -> dict:
-    """``adata.uns[key]`` written by :func:`hiref.tl.align`, with a clear error if it is missing."""
+
+def is_alignment(entry: object) -> bool:
+    """Whether a ``.uns`` entry is an alignment stored by hiref (``align``, ``align_series``, ``store_matching``)."""
+    return isinstance(entry, Mapping) and "partner" in entry
+
+
+def stored(adata: AnnData, key: str, name: str, *, hint: str = ALIGN_HINT) -> dict:
+    """``adata.uns[key]`` written by :func:`hiref.tl.align`, with a clear error if it is missing.
+
+    ``hint`` says what to run first.
+    """
     entry = adata.uns.get(key)
-    if not isinstance(entry, dict) or "partner" not in entry:
-        found = sorted(k for k, v in adata.uns.items() if isinstance(v, dict) and "partner" in v)
+    if not is_alignment(entry):
+        found = sorted(k for k, v in adata.uns.items() if is_alignment(v))
         msg = (
-            f"`{name}` has no alignment under key {key!r}: run hr.tl.align first"
+            f"`{name}` has no alignment under key {key!r}: {hint}"
             f"{' (alignments found: ' + str(found) + ')' if found else ''}."
         )
         raise KeyError(msg)
@@ -111,12 +123,16 @@ def _names_match(partner: np.ndarray, adata: AnnData, keys: Keys, other: AnnData
     return np.array_equal(str_array(other.obs_names.to_numpy()[partner[matched]]), names[matched])
 
 
-def partners(adata: AnnData, other: AnnData, key: str, *, name: str = "adata", other_name: str = "other") -> np.ndarray:
+def partners(
+    adata: AnnData, other: AnnData, key: str, *, name: str = "adata", other_name: str = "other", hint: str = ALIGN_HINT
+) -> np.ndarray:
     """Position in ``other`` of every cell's partner (``-1`` if unmatched), checked by obs name.
 
-    Raises a ValueError if either object was subset, reordered or renamed since the alignment.
+    The one reader of a stored matching (``hr.get``, ``hr.tl`` and ``hr.pl`` all use it). Raises
+    a KeyError (saying ``hint``) if there is none, and a ValueError if either object was subset,
+    reordered or renamed since the alignment.
     """
-    entry = stored(adata, key, name)
+    entry = stored(adata, key, name, hint=hint)
     partner = np.asarray(entry["partner"], dtype=np.int64)
     if partner.shape[0] != adata.n_obs:
         msg = (
@@ -138,7 +154,7 @@ def _check_own_order(adata: AnnData, other: AnnData, key: str, *, name: str, oth
     (this also catches a reordered ``adata`` whose own column of partner names was removed).
     """
     entry = other.uns.get(key)
-    if not (isinstance(entry, dict) and "partner" in entry):
+    if not is_alignment(entry):
         return
     back = np.asarray(entry["partner"], dtype=np.int64)
     keys = Keys(key)

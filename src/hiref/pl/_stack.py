@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -178,8 +179,6 @@ def stack(
     >>> ax.name
     '3d'
     """
-    from matplotlib.lines import Line2D
-
     if isinstance(data, str) or not isinstance(data, Sequence) or len(data) == 0:
         msg = f"`data` must be the list of sections, got {type(data).__name__}."
         raise TypeError(msg)
@@ -197,62 +196,95 @@ def stack(
     segments = (
         _trace_lines(adatas, points, trace_key, n_lines, random_state, trace_cells) if trace_key is not None else []
     )
-    import matplotlib.pyplot as plt
-
-    ax_given = ax is not None
     shared = {"s": size, "linewidths": 0, "rasterized": True, **scatter_kwargs}
     if mode == "continuous":
         shared.update(cmap=cmap, vmin=extra[0], vmax=extra[1])
+    style = _Style(mode, colours, extra, labels, color, shared)
+    if kind == "panels":
+        axes = _draw_panels(points, style, ax)
+        return save_or_show(axes, show=show, save=save, ax_given=ax is not None)
+    drawn = _draw_3d(points, segments, style, ax, view=(basis, elev, azim))
+    return save_or_show(drawn, show=show, save=save, ax_given=ax is not None)
 
-    def legend(target: Any, *, fig_level: bool) -> None:
-        if mode == "continuous":
+
+@dataclass
+class _Style:
+    """How the sections are coloured and labelled (see :func:`stack`)."""
+
+    mode: str  # "section", "category" or "continuous"
+    colours: list
+    extra: dict | tuple
+    labels: list[str]
+    color: str | None
+    shared: dict
+
+    def scatter_colour(self, i: int) -> dict:
+        """The colour argument of section ``i``'s scatter."""
+        return {"color": self.colours[i]} if self.mode == "section" else {"c": self.colours[i]}
+
+    def legend(self, target: Any, *, fig_level: bool) -> None:
+        """A legend of the sections or categories on a figure or Axes (none for continuous values)."""
+        from matplotlib.lines import Line2D
+
+        if self.mode == "continuous":
             return
-        if mode == "section":
-            items = list(zip(labels, colours, strict=True))
-            title = None
+        if self.mode == "section":
+            items, title = list(zip(self.labels, self.colours, strict=True)), None
         else:
-            items = list(extra.items())
-            title = color
+            items, title = list(self.extra.items()), self.color
         handles = [Line2D([], [], marker="o", ls="", color=c, label=lab, markersize=6) for lab, c in items]
         where = {"loc": "outside right upper"} if fig_level else {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)}
         target.legend(handles=handles, title=title, frameon=False, ncol=1 if len(handles) <= 16 else 2, **where)
 
-    if kind == "panels":
-        n = len(adatas)
-        if ax is None:
-            ncols = min(n, 4)
-            nrows = int(np.ceil(n / ncols))
-            fig, grid = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.6, 2.9 * nrows + 0.3), layout="constrained",
-                                     squeeze=False, sharex=True, sharey=True)  # fmt: skip
-            axes = list(grid.ravel())
-            for extra_ax in axes[n:]:
-                extra_ax.set_visible(False)
-            axes = axes[:n]
-        else:
-            axes = list(ax) if isinstance(ax, Sequence) else [ax]
-            if len(axes) != n:
-                msg = f"`ax` must hold one Axes per section ({n}) with kind='panels', got {len(axes)}."
-                raise ValueError(msg)
-            fig = axes[0].figure
-        allxy = np.concatenate([P[:, :2] for P in points])
-        lo, hi = allxy.min(0), allxy.max(0)
-        pad = 0.04 * (hi - lo).max()
-        for i, (a, P) in enumerate(zip(axes, points, strict=True)):
-            c = colours[i]
-            sc = a.scatter(P[:, 0], P[:, 1], c=c if mode != "section" else None, color=c if mode == "section" else None,
-                           **shared)  # fmt: skip
-            a.set_xlim(lo[0] - pad, hi[0] + pad)
-            a.set_ylim(lo[1] - pad, hi[1] + pad)
-            a.set_aspect("equal", adjustable="box")
-            a.set_title(labels[i])
-            a.set_xticks([])
-            a.set_yticks([])
-        if mode == "continuous":
-            fig.colorbar(sc, ax=axes, label=color, shrink=0.8)
-        elif mode == "category":
-            legend(fig, fig_level=True)
-        return save_or_show(axes, show=show, save=save, ax_given=ax_given)
 
+def _panel_axes(n: int, ax: Axes | Sequence[Axes] | None) -> tuple[Any, list[Axes]]:
+    """The figure and one Axes per section: new ones in a grid, or ``ax`` checked."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ncols = min(n, 4)
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.6, 2.9 * nrows + 0.3), layout="constrained",
+                                 squeeze=False, sharex=True, sharey=True)  # fmt: skip
+        axes = list(grid.ravel())
+        for extra_ax in axes[n:]:
+            extra_ax.set_visible(False)
+        return fig, axes[:n]
+    axes = list(ax) if isinstance(ax, Sequence) else [ax]
+    if len(axes) != n:
+        msg = f"`ax` must hold one Axes per section ({n}) with kind='panels', got {len(axes)}."
+        raise ValueError(msg)
+    return axes[0].figure, axes
+
+
+def _draw_panels(points: list[np.ndarray], style: _Style, ax: Axes | Sequence[Axes] | None) -> list[Axes]:
+    """``kind="panels"``: one 2-D panel per section, on shared limits."""
+    fig, axes = _panel_axes(len(points), ax)
+    allxy = np.concatenate([P[:, :2] for P in points])
+    lo, hi = allxy.min(0), allxy.max(0)
+    pad = 0.04 * (hi - lo).max()
+    for i, (a, P) in enumerate(zip(axes, points, strict=True)):
+        sc = a.scatter(P[:, 0], P[:, 1], **style.scatter_colour(i), **style.shared)
+        a.set_xlim(lo[0] - pad, hi[0] + pad)
+        a.set_ylim(lo[1] - pad, hi[1] + pad)
+        a.set_aspect("equal", adjustable="box")
+        a.set_title(style.labels[i])
+        a.set_xticks([])
+        a.set_yticks([])
+    if style.mode == "continuous":
+        fig.colorbar(sc, ax=axes, label=style.color, shrink=0.8)
+    elif style.mode == "category":
+        style.legend(fig, fig_level=True)
+    return axes
+
+
+def _draw_3d(
+    points: list[np.ndarray], segments: list, style: _Style, ax: Axes | None, *, view: tuple[str, float, float]
+) -> Axes:
+    """``kind="3d"``: every section at its z in one 3-D Axes, with the traced links."""
+    import matplotlib.pyplot as plt
+
+    basis, elev, azim = view
     if ax is None:
         fig = plt.figure(figsize=(7.5, 6.0), layout="constrained")
         ax = fig.add_subplot(projection="3d")
@@ -260,29 +292,22 @@ def stack(
         msg = "`ax` must be a 3-D Axes (e.g. fig.add_subplot(projection='3d')) with kind='3d'."
         raise ValueError(msg)
     for i, P in enumerate(points):
-        c = colours[i]
-        if mode == "section":
-            sc = ax.scatter(P[:, 0], P[:, 1], P[:, 2], color=c, label=labels[i], depthshade=False, **shared)
-        else:
-            sc = ax.scatter(P[:, 0], P[:, 1], P[:, 2], c=c, depthshade=False, **shared)
+        label = {"label": style.labels[i]} if style.mode == "section" else {}
+        sc = ax.scatter(P[:, 0], P[:, 1], P[:, 2], **style.scatter_colour(i), **label, depthshade=False, **style.shared)
     if segments:
         from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
         ax.add_collection3d(Line3DCollection(segments, colors="0.2", linewidths=0.6, alpha=0.6))
-    allp = np.concatenate(points)
-    span = np.ptp(allp, axis=0)
+    span = np.ptp(np.concatenate(points), axis=0)
     span = np.where(span > 0, span, 1.0)
     ax.set_box_aspect((span[0], span[1], max(span[2], 0.6 * max(span[0], span[1]))))
     ax.view_init(elev=elev, azim=azim)
     ax.set_xlabel(f"{basis} x")
     ax.set_ylabel(f"{basis} y")
     ax.set_zlabel(f"{basis} z")
-    if mode == "continuous":
-        ax.figure.colorbar(sc, ax=ax, label=color, shrink=0.6, pad=0.08)
+    if style.mode == "continuous":
+        ax.figure.colorbar(sc, ax=ax, label=style.color, shrink=0.6, pad=0.08)
     else:
-        legend(ax, fig_level=False)
-    title = f"{len(adatas)} sections"
-    if segments:
-        title += f", {len(segments)} links of traced cells"
-    ax.set_title(title)
-    return save_or_show(ax, show=show, save=save, ax_given=ax_given)
+        style.legend(ax, fig_level=False)
+    ax.set_title(f"{len(points)} sections" + (f", {len(segments)} links of traced cells" if segments else ""))
+    return ax

@@ -202,21 +202,23 @@ def search_motions(sample: Sample, angles: list[float], reflects: list[bool]) ->
 
 
 def match_cost(
-    P: np.ndarray, M: np.ndarray, EP: np.ndarray | None, EM: np.ndarray | None, seed: int
+    P: np.ndarray, M: np.ndarray, EP: np.ndarray | None, EM: np.ndarray | None, seed: int, device: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pair squared distance (coordinates alone) and matching of a one-to-one alignment of ``P`` and ``M``.
 
     The hierarchy's own matching (no polish, no windows) on coordinates next to expression: a
     motion is fitted to several such matchings, so speed matters more here than the last
-    percent of transport cost.
+    percent of transport cost. ``device``: the engine's torch device (``None``: cuda when available).
     """
     A = P if EP is None else np.concatenate([P, EP], 1)
     B = M if EM is None else np.concatenate([M, EM], 1)
-    perm = solve(A, B, progress=False, seed=seed, n_starts=4, polish=False, refine=False).perm
+    perm = solve(A, B, progress=False, seed=seed, device=device, n_starts=4, polish=False, refine=False).perm
     return ((P - M[perm]) ** 2).sum(1), perm
 
 
-def _step(sample: Sample, R: np.ndarray, t: np.ndarray, i: int, tree: cKDTree, seed: int) -> tuple[np.ndarray, ...]:
+def _step(
+    sample: Sample, R: np.ndarray, t: np.ndarray, i: int, tree: cKDTree, seed: int, device: str | None
+) -> tuple[np.ndarray, ...]:
     """Pairs (moving, reference) of round ``i``: nearest neighbours both ways, then one-to-one matchings."""
     Ps, Ms = sample.P, sample.M
     Mt = Ms @ R.T + t
@@ -226,12 +228,12 @@ def _step(sample: Sample, R: np.ndarray, t: np.ndarray, i: int, tree: cKDTree, s
         to_ref = tree.query(B)[1]
         to_mov = cKDTree(B).query(A)[1]
         return np.concatenate([Ms, Ms[to_mov]]), np.concatenate([Ps[to_ref], Ps])
-    perm = match_cost(Ps, Mt, sample.EP, sample.EM, seed)[1]
+    perm = match_cost(Ps, Mt, sample.EP, sample.EM, seed, device)[1]
     return Ms[perm], Ps
 
 
 def refine_motion(
-    sample: Sample, R: np.ndarray, t: np.ndarray, *, reflect: bool, n_iter: int, seed: int
+    sample: Sample, R: np.ndarray, t: np.ndarray, *, reflect: bool, n_iter: int, seed: int, device: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Alternate matchings and Procrustes fits from ``(R, t)`` until the motion settles.
 
@@ -241,7 +243,7 @@ def refine_motion(
     A = sample.P if sample.EP is None else np.concatenate([sample.P, sample.EP], 1)
     tree = cKDTree(A)
     for i in range(n_iter + NN_ROUNDS if n_iter > 0 else 0):
-        src, dst = _step(sample, R, t, i, tree, seed)
+        src, dst = _step(sample, R, t, i, tree, seed, device)
         R_new, t_new = procrustes(dst, src, reflect=reflect)
         moved_deg = np.abs(np.rad2deg(np.arctan2(R_new[1, 0], R_new[0, 0]) - np.arctan2(R[1, 0], R[0, 0])))
         shift = np.linalg.norm(t_new - t)
@@ -272,16 +274,23 @@ class Decision:
 
 
 def decide_motion(
-    sample: Sample, R: np.ndarray, t: np.ndarray, *, min_gain: float, forced: bool, seed: int
+    sample: Sample,
+    R: np.ndarray,
+    t: np.ndarray,
+    *,
+    min_gain: float,
+    forced: bool,
+    seed: int,
+    device: str | None = None,
 ) -> Decision:
     """Keep the motion only if its matching cost beats leaving the slice put by a significant margin.
 
     Significant: the drop exceeds twice its standard error and is at least ``min_gain`` of the
     identity's cost. ``forced`` (an explicit angle) keeps the motion anyway.
     """
-    pair_cost, _ = match_cost(sample.P, sample.M @ R.T + t, sample.EP, sample.EM, seed)
+    pair_cost, _ = match_cost(sample.P, sample.M @ R.T + t, sample.EP, sample.EM, seed, device)
     cost = float(pair_cost.mean())
-    identity_cost, _ = match_cost(sample.P, sample.M, sample.EP, sample.EM, seed)
+    identity_cost, _ = match_cost(sample.P, sample.M, sample.EP, sample.EM, seed, device)
     gain = 1.0 - cost / float(identity_cost.mean()) if identity_cost.mean() > 0 else 0.0
     k = sample.k
     noise = 2.0 * np.sqrt(pair_cost.var() / k + identity_cost.var() / k)

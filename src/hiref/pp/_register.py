@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
+from hiref._anndata import check_adata, check_in_memory, obsm_array
+from hiref._contract import check_all_writable, register_writes, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import REGISTER_KEY, RegisterKeys
 from hiref._logging import logger
-from hiref._params import params_record
 from hiref._rep import representations
-from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed
+from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed, resolve_device
 
 from ._motion import Decision, Sample, Search, decide_motion, even_sample, refine_motion, search_motions
 
@@ -124,19 +124,30 @@ def _motion_record(
         "candidate_reflected": found.reflected,
         "candidate_scores": found.scores,
         "runtime": runtime,
-        "params": params_record(params),
+        "params": params,
     }
+
+
+def _check_writable(adata_ref: AnnData, adata_mov: AnnData, key_added: str, P: np.ndarray) -> None:
+    """Refuse ``key_added`` if it would overwrite entries hiref did not write (see :mod:`hiref._contract`).
+
+    The reference's registered coordinates are a copy of its own: an entry that already holds
+    exactly them loses nothing.
+    """
+    check_all_writable(
+        [(adata_ref, register_writes(key_added, moving=False), "adata_ref"),
+         (adata_mov, register_writes(key_added, moving=True), "adata_mov")],
+        unchanged={"adata_ref": {("obsm", RegisterKeys(key_added).obsm): P}},
+    )  # fmt: skip
 
 
 def _write_registration(
     adata_ref: AnnData, adata_mov: AnnData, keys: RegisterKeys, P: np.ndarray, registered: np.ndarray, record: dict
 ) -> None:
-    """Write the registered coordinates on both slices and the motion on the moving one."""
-    actualize(adata_ref)
-    actualize(adata_mov)
-    adata_ref.obsm[keys.obsm] = P.copy()
-    adata_mov.obsm[keys.obsm] = registered
-    adata_mov.uns[keys.uns] = record
+    """Write the registered coordinates on both slices and the motion (with its ``params``) on the moving one."""
+    write(adata_ref, register_writes(keys.key, moving=False), obsm={keys.obsm: P.copy()})
+    params = record.pop("params")
+    write(adata_mov, register_writes(keys.key, moving=True), record=record, params=params, obsm={keys.obsm: registered})
 
 
 @doc_params(**DOC)
@@ -155,6 +166,7 @@ def register(
     n_iter: int = 3,
     min_gain: float = 0.1,
     random_state: int | np.random.Generator | None = 0,
+    device: str | None = None,
     copy: bool = False,
 ) -> tuple[AnnData, AnnData] | None:
     """Rotate and shift a slice onto another, so that both share one coordinate frame.
@@ -210,6 +222,7 @@ def register(
         Smallest relative drop of the matching cost (against no motion) for which the slice is
         moved.
     {random_state}
+    {device}
     {copy}
 
     Returns
@@ -251,8 +264,10 @@ def register(
     rep_weight = check_positive_float(rep_weight, "rep_weight")
     _check_min_gain(min_gain)
     random_state = check_seed(random_state, "random_state")
+    resolve_device(device)
     check_bool(copy, "copy")
     _check_angle_and_key(angle=angle, key_added=key_added)
+    _check_writable(adata_ref, adata_mov, key_added, P)
 
     sample = _sample(adata_ref, adata_mov, P, M, n_sample=n_sample, use_rep=use_rep, rep_weight=rep_weight,
                      random_state=random_state)  # fmt: skip
@@ -260,8 +275,10 @@ def register(
     angles = [float(angle)] if angle is not None else list(np.arange(n_angles) * 360.0 / n_angles)
     found = search_motions(sample, angles, reflects)
     reflect = bool(found.reflected[found.best])
-    R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state)
-    decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state)
+    R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state,
+                         device=device)  # fmt: skip
+    decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state,
+                             device=device)  # fmt: skip
     if not decision.moved:
         R, t, reflect = np.eye(2), np.zeros(2), False
     elif angle is None and found.margin < AMBIGUOUS_MARGIN:

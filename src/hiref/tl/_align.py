@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import actualize, check_adata, check_in_memory, obsm_array
+from hiref._anndata import check_adata, check_in_memory, obsm_array
+from hiref._contract import Writes, alignment_writes, check_all_writable, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, Keys
 from hiref._logging import logger
-from hiref._params import params_record
-from hiref._rep import representations
+from hiref._rep import Rep, parse_rep, representations
+from hiref._version import __version__
 from hiref.engine import Matching, SolveOptions, solve
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
@@ -27,21 +29,78 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def _version() -> str:
-    from hiref import __version__
+@dataclass(frozen=True)
+class AlignRequest:
+    """The options of one :func:`align` call, checked and parsed once (see :meth:`from_options`)."""
 
-    return __version__
+    rep: Rep
+    spatial_key: str | None
+    key_added: str
+    layer: str | None
+    n_pcs: int | None
+    random_state: int
+    device: str | None
+    progress: bool
+    solver: SolveOptions
+    distributed: object
+
+    @classmethod
+    def from_options(cls, **options: Any) -> AlignRequest:
+        """Check and parse the keyword options of :func:`align` (its signature gives the defaults)."""
+        bound = inspect.signature(align).bind(None, None, **options)
+        bound.apply_defaults()
+        given = dict(bound.arguments)
+        engine_options = dict(given.pop("engine_options"))
+        for name in ("adata1", "adata2", "copy"):
+            given.pop(name)
+        distributed = engine_options.pop("distributed", False)
+        random_state = given["random_state"]
+        if distributed is not False and (random_state is None or isinstance(random_state, np.random.Generator)):
+            msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
+            raise TypeError(msg)
+        key_added = given["key_added"]
+        if not isinstance(key_added, str) or not key_added:
+            msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+            raise ValueError(msg)
+        rep = parse_rep(given["use_rep"])
+        n_pcs = given["n_pcs"]
+        if n_pcs is None and not rep.auto:
+            n_pcs = DEFAULT_N_PCS
+        if n_pcs is not None:  # None with "auto": its own rule
+            n_pcs = check_positive_int(n_pcs, "n_pcs")
+        return cls(
+            rep=rep, spatial_key=given["spatial_key"], key_added=key_added, layer=given["layer"], n_pcs=n_pcs,
+            random_state=check_seed(random_state, "random_state"), device=given["device"],
+            progress=check_bool(given["progress"], "progress"),
+            solver=SolveOptions.make(given["solver"], **engine_options), distributed=distributed,
+        )  # fmt: skip
+
+    def writes(self, adata1: AnnData, adata2: AnnData) -> Writes:
+        """What the alignment will write on each object (the same names on both)."""
+        return alignment_writes(
+            self.key_added, spatial=_both_have(adata1, adata2, self.spatial_key),
+            pca=self.rep.joint_pca(adata1, adata2), quality=self.distributed is False,
+        )  # fmt: skip
 
 
 @dataclass
 class AlignedSide:
     """What an alignment writes on one object (computed before anything is written)."""
 
-    keys: Keys
-    uns: dict
-    column: pd.Categorical
+    writes: Writes
+    record: dict
+    params: dict
+    obs: dict[str, object]
     obsm: dict[str, np.ndarray]
-    obs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def column(self) -> pd.Categorical:
+        """The partners' obs names (``.obs[f"{key_added}_match"]``)."""
+        return self.obs[Keys(self.writes.key).match]
+
+
+def _both_have(adata1: AnnData, adata2: AnnData, spatial_key: str | None) -> bool:
+    return spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
 
 
 def _side(
@@ -49,14 +108,15 @@ def _side(
     labels: list[np.ndarray],
     other: AnnData,
     *,
+    writes: Writes,
     params: dict,
     results: dict,
-    keys: Keys,
     role: str,
     spatial: np.ndarray | None,
     pca: np.ndarray | None,
 ) -> AlignedSide:
-    """Everything to write on one object: its ``uns`` entry, ``obs`` column and ``obsm`` arrays."""
+    """Everything to write on one object: its ``uns`` record, ``obs`` columns and ``obsm`` arrays."""
+    keys = Keys(writes.key)
     matched = matching_perm >= 0
     obsm: dict[str, np.ndarray] = {}
     if labels:
@@ -67,15 +127,9 @@ def _side(
         obsm[keys.partner_spatial] = partner
     if pca is not None:
         obsm[keys.pca] = np.asarray(pca, dtype=np.float32)
-    uns = {
-        "params": params,
-        "role": role,
-        "partner": matching_perm.astype(np.int64),
-        "obs_key": keys.match,
-        "obsm_keys": sorted(obsm),
-        **results,
-    }
-    return AlignedSide(keys, uns, partner_column(matching_perm, other.obs_names), obsm)
+    record = {"role": role, "partner": matching_perm.astype(np.int64), "obs_key": keys.match, **results}
+    obs = {keys.match: partner_column(matching_perm, other.obs_names)}
+    return AlignedSide(writes, record, params, obs, obsm)
 
 
 def partner_column(perm: np.ndarray, other_names: pd.Index) -> pd.Categorical:
@@ -99,53 +153,9 @@ def partner_column(perm: np.ndarray, other_names: pd.Index) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=other_names[np.flatnonzero(used)].astype(str))
 
 
-def _owned(adata: AnnData, keys: Keys) -> tuple[bool, set[str]]:
-    """Whether ``adata.uns[keys.uns]`` is an alignment of hiref's, and the obsm keys it lists."""
-    entry = adata.uns.get(keys.uns)
-    if not (isinstance(entry, dict) and "partner" in entry and "params" in entry):
-        return False, set()
-    listed = entry.get("obsm_keys", [])
-    return True, {str(k) for k in (list(listed) if not isinstance(listed, str) else [listed])}
-
-
-def check_key_added(adata: AnnData, keys: Keys, name: str, *, obsm: list[str]) -> None:
-    """Refuse ``key_added`` when its entries would overwrite content that hiref did not write.
-
-    ``obsm`` lists the ``.obsm`` keys the alignment may write. Entries of an earlier alignment
-    under the same key are hiref's and get replaced.
-    """
-    owned, listed = _owned(adata, keys)
-    clashes = []
-    if keys.uns in adata.uns and not owned:
-        clashes.append(f".uns[{keys.uns!r}]")
-    if keys.match in adata.obs.columns and not owned:
-        clashes.append(f".obs[{keys.match!r}]")
-    clashes += [f".obsm[{k!r}]" for k in obsm if k in adata.obsm and k not in listed]
-    if clashes:
-        msg = (
-            f"`key_added`={keys.key!r} would overwrite {', '.join(clashes)} of `{name}`, which hr.tl.align did not "
-            "write; pass another `key_added` (or remove those entries)."
-        )
-        raise ValueError(msg)
-
-
 def write_alignment(adata: AnnData, side: AlignedSide) -> None:
-    """Write one side of an alignment into ``adata`` (a view becomes an actual object).
-
-    ``.obsm`` arrays of an earlier alignment under the same key that this one does not produce
-    are removed, so that ``uns[key]["obsm_keys"]`` lists exactly the arrays present.
-    """
-    actualize(adata)
-    _, stale = _owned(adata, side.keys)
-    for name in stale - set(side.obsm):
-        if name in adata.obsm:
-            del adata.obsm[name]
-    adata.uns[side.keys.uns] = side.uns
-    adata.obs[side.keys.match] = side.column
-    for name, value in side.obs.items():
-        adata.obs[name] = value
-    for name, value in side.obsm.items():
-        adata.obsm[name] = value
+    """Write one side of an alignment into ``adata`` through the contract (see :func:`hiref._contract.write`)."""
+    write(adata, side.writes, record=side.record, params=side.params, obs=side.obs, obsm=side.obsm)
 
 
 def check_pair(adata1: AnnData, adata2: AnnData, key_added: object) -> None:
@@ -159,47 +169,11 @@ def check_pair(adata1: AnnData, adata2: AnnData, key_added: object) -> None:
         raise ValueError(msg)
 
 
-def _checked_options(
-    adata1: AnnData,
-    adata2: AnnData,
-    *,
-    key_added: str,
-    random_state: int | np.random.Generator | None,
-    n_pcs: int | None,
-    use_rep: object,
-    progress: bool,
-    distributed: object,
-) -> tuple[int, int | None, bool]:
-    """Check both objects and the options of :func:`compute_alignment`; return the checked values."""
-    check_pair(adata1, adata2, key_added)
-    if distributed is not False and (random_state is None or isinstance(random_state, np.random.Generator)):
-        msg = "`random_state` must be an int in a distributed run (every process needs the same seed)."
-        raise TypeError(msg)
-    random_state = check_seed(random_state, "random_state")
-    if n_pcs is None and not (isinstance(use_rep, str) and use_rep == "auto"):
-        n_pcs = DEFAULT_N_PCS
-    if n_pcs is not None:  # None with "auto": its own rule
-        n_pcs = check_positive_int(n_pcs, "n_pcs")
-    return random_state, n_pcs, check_bool(progress, "progress")
-
-
-def _check_keys_free(
-    adata1: AnnData, adata2: AnnData, keys: Keys, *, use_rep: str | Mapping[str, float], spatial_key: str | None
-) -> None:
-    """Refuse ``keys`` on either object if the alignment would overwrite entries hiref did not write."""
-    weights = [use_rep] if isinstance(use_rep, str) else list(use_rep) if isinstance(use_rep, Mapping) else []
-    both_spatial = spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm
-    pca_missing = "X_pca" in weights and ("X_pca" not in adata1.obsm or "X_pca" not in adata2.obsm)
-    written = [keys.labels] + [keys.partner_spatial] * both_spatial + [keys.pca] * pca_missing
-    check_key_added(adata1, keys, "adata1", obsm=written)
-    check_key_added(adata2, keys, "adata2", obsm=written)
-
-
 def _spatial_pair(
     adata1: AnnData, adata2: AnnData, spatial_key: str | None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Both objects' coordinates, or ``(None, None)`` unless both have ``spatial_key``."""
-    if spatial_key is None or spatial_key not in adata1.obsm or spatial_key not in adata2.obsm:
+    if not _both_have(adata1, adata2, spatial_key):
         return None, None
     spatial1 = obsm_array(adata1, spatial_key, "adata1")
     spatial2 = obsm_array(adata2, spatial_key, "adata2")
@@ -212,33 +186,26 @@ def _spatial_pair(
     return spatial1, spatial2
 
 
-def _params(
-    rep_info: dict,
-    matching: Matching,
-    *,
-    solver: SolveOptions,
-    random_state: int,
-    spatial_key: str | None,
-    layer: str | None,
-) -> dict:
-    """The ``params`` record of an alignment (see :func:`hiref._params.params_record`).
+def _params(rep_info: dict, matching: Matching, request: AlignRequest, *, spatial_key: str | None) -> dict:
+    """The ``params`` of an alignment (recorded through :func:`hiref._params.params_record` by the contract).
 
     ``engine_options`` holds the solver options that differ from their defaults, other than
     ``cost``, ``unbalanced`` and ``refine``, which have entries of their own.
     """
+    solver = request.solver
     engine_options = {k: v for k, v in solver.changed().items() if k not in ("cost", "unbalanced", "refine")}
-    return params_record({
+    return {
         **rep_info,
         "cost": matching.cost_name,
         "unbalanced": solver.unbalanced,
         "refine": "auto" if solver.refine is None else bool(solver.refine),
-        "random_state": int(random_state),
+        "random_state": int(request.random_state),
         "schedule": np.asarray(matching.schedule, dtype=np.int64),
         "spatial_key": spatial_key,
-        "layer": layer,
+        "layer": request.layer,
         "engine_options": engine_options,
-        "hiref_version": _version(),
-    })  # fmt: skip
+        "hiref_version": __version__,
+    }
 
 
 def _add_quality(
@@ -251,65 +218,60 @@ def _add_quality(
     knn: tuple | None,
 ) -> None:
     """Add the per-cell cost and, with coordinates, the spatial confidence to one side's ``obs``."""
-    side.obs[side.keys.cost] = matched_cost(*reps, perm, root=root)
+    keys = Keys(side.writes.key)
+    side.obs.update({keys.cost: matched_cost(*reps, perm, root=root)})
     if coords[0] is not None:
-        side.obs[side.keys.confidence] = spatial_confidence(*coords, perm, knn=knn)
-    side.uns["obs_keys"] = [side.keys.match, *sorted(side.obs)]
+        side.obs.update({keys.confidence: spatial_confidence(*coords, perm, knn=knn)})
+
+
+def _represent(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> tuple:
+    """The arrays to align, their description for ``params``, and a joint PCA if one was computed."""
+    if request.rep.auto:
+        return auto_representation(
+            adata1, adata2, spatial_key=request.spatial_key, layer=request.layer, n_pcs=request.n_pcs,
+            random_state=request.random_state, device=request.device,
+        )  # fmt: skip
+    return representations(
+        adata1, adata2, request.rep, layer=request.layer, n_pcs=request.n_pcs, random_state=request.random_state
+    )
+
+
+def check_alignment_writable(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> None:
+    """Refuse the alignment before computing if it would overwrite entries hiref did not write."""
+    writes = request.writes(adata1, adata2)
+    check_all_writable([(adata1, writes, "adata1"), (adata2, writes, "adata2")])
 
 
 def compute_alignment(
-    adata1: AnnData,
-    adata2: AnnData,
-    *,
-    use_rep: str | Mapping[str, float] = "auto",
-    spatial_key: str | None = "spatial",
-    key_added: str = ALIGN_KEY,
-    layer: str | None = None,
-    n_pcs: int | None = None,
-    random_state: int | np.random.Generator | None = 0,
-    device: str | None = None,
-    progress: bool = True,
-    solver: SolveOptions | Mapping[str, Any] | None = None,
-    **engine_options: Any,
+    adata1: AnnData, adata2: AnnData, request: AlignRequest, *, check: bool = True
 ) -> tuple[AlignedSide, AlignedSide]:
-    """Validate, solve and prepare both sides of an alignment; writes nothing (see :func:`align`)."""
+    """Check, solve and prepare both sides of an alignment; writes nothing (see :func:`align`).
+
+    ``check=False`` skips the ownership check (for objects that are the caller's own copies).
+    """
     t0 = time.perf_counter()
-    distributed = engine_options.pop("distributed", False)
-    random_state, n_pcs, progress = _checked_options(
-        adata1, adata2, key_added=key_added, random_state=random_state, n_pcs=n_pcs, use_rep=use_rep,
-        progress=progress, distributed=distributed,
-    )  # fmt: skip
-    solver = SolveOptions.make(solver, **engine_options)
-    keys = Keys(key_added)
-    _check_keys_free(adata1, adata2, keys, use_rep=use_rep, spatial_key=spatial_key)
-    logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, use_rep)
-    if isinstance(use_rep, str) and use_rep == "auto":
-        R1, R2, rep_info, pca = auto_representation(
-            adata1, adata2, spatial_key=spatial_key, layer=layer, n_pcs=n_pcs, random_state=random_state,
-            device=device,
-        )  # fmt: skip
-    else:
-        R1, R2, rep_info, pca = representations(
-            adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs, random_state=random_state
-        )
-    spatial1, spatial2 = _spatial_pair(adata1, adata2, spatial_key)
+    check_pair(adata1, adata2, request.key_added)
+    if check:
+        check_alignment_writable(adata1, adata2, request)
+    writes = request.writes(adata1, adata2)
+    logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, request.rep.recorded)
+    R1, R2, rep_info, pca = _represent(adata1, adata2, request)
+    spatial1, spatial2 = _spatial_pair(adata1, adata2, request.spatial_key)
     # Every process holds both objects; the engine takes each process's slice of the rows.
-    distributed, (R1, R2) = this_process_rows(R1, R2, distributed=distributed)
-    matching: Matching = solve(
-        R1, R2, solver, seed=random_state, device=device, progress=progress, distributed=distributed
-    )
+    distributed, (R1, R2) = this_process_rows(R1, R2, distributed=request.distributed)
+    matching: Matching = solve(R1, R2, request.solver, seed=request.random_state, device=request.device,
+                               progress=request.progress, distributed=distributed)  # fmt: skip
     runtime = time.perf_counter() - t0
-    params = _params(rep_info, matching, solver=solver, random_state=random_state,
-                     spatial_key=spatial_key if spatial1 is not None else None, layer=layer)  # fmt: skip
+    params = _params(rep_info, matching, request, spatial_key=request.spatial_key if spatial1 is not None else None)
     results = {
         "cost": float(matching.cost),
         "level_costs": np.asarray(matching.level_costs, dtype=np.float64),
         "n_matched": int(matching.n_matched),
         "runtime": float(runtime),
     }
-    side1 = _side(matching.perm, matching.labels_x, adata2, params=params, results=results, keys=keys,
+    side1 = _side(matching.perm, matching.labels_x, adata2, writes=writes, params=params, results=results,
                   role="source", spatial=spatial2, pca=None if pca is None else pca[0])  # fmt: skip
-    side2 = _side(matching.perm_y, matching.labels_y, adata1, params=params, results=results, keys=keys,
+    side2 = _side(matching.perm_y, matching.labels_y, adata1, writes=writes, params=params, results=results,
                   role="target", spatial=spatial1, pca=None if pca is None else pca[1])  # fmt: skip
     if distributed is False:
         root = matching.cost_name == "euclidean"
@@ -317,8 +279,8 @@ def compute_alignment(
         _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=root, knn=knn)
         _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=root, knn=knn and knn[::-1])
     logger.info(
-        "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs[%r], .obsm%s",
-        runtime, matching.n_matched, matching.cost, keys.uns, keys.match, sorted(side1.obsm),
+        "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs%s, .obsm%s",
+        runtime, matching.n_matched, matching.cost, writes.uns, list(side1.obs), sorted(side1.obsm),
     )  # fmt: skip
     return side1, side2
 
@@ -438,10 +400,12 @@ def align(
     True
     """
     check_bool(copy, "copy")
-    sides = compute_alignment(
-        adata1, adata2, use_rep=use_rep, spatial_key=spatial_key, key_added=key_added, layer=layer, n_pcs=n_pcs,
+    check_pair(adata1, adata2, key_added)
+    request = AlignRequest.from_options(
+        use_rep=use_rep, spatial_key=spatial_key, key_added=key_added, layer=layer, n_pcs=n_pcs,
         random_state=random_state, device=device, progress=progress, solver=solver, **engine_options,
     )  # fmt: skip
+    sides = compute_alignment(adata1, adata2, request)
     if copy:
         adata1, adata2 = adata1.copy(), adata2.copy()
     write_alignment(adata1, sides[0])

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hiref._anndata import check_adata, check_in_memory, check_var_names, coordinates, expression, spatial_extent
+from hiref._contract import bin_writes, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import BinKeys
 from hiref._params import params_record
@@ -120,17 +121,12 @@ def bin_spatial(
     binned = average @ (sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X, dtype=np.float64))
     binned = np.asarray(binned.todense()) if sp.issparse(binned) else np.asarray(binned)
     bx, by = used // ny, used % ny
-    obs = pd.DataFrame(
-        {BinKeys.bin_x: bx, BinKeys.bin_y: by, BinKeys.n_cells: counts.astype(np.int64)},
-        index=[f"{i}_{j}" for i, j in zip(bx, by, strict=True)],
-    )
-    out = AnnData(X=binned, obs=obs, var=adata.var.iloc[gene_idx].copy())
-    out.obsm[BinKeys.spatial] = np.column_stack(
-        [xmin + (bx + 0.5) * (xmax - xmin) / nx, ymin + (by + 0.5) * (ymax - ymin) / ny]
-    )
-    out.uns[BinKeys.uns] = params_record({
-        "bins": np.array([nx, ny]),
-        "extent": np.array([xmin, xmax, ymin, ymax]),
-        "spatial_key": spatial_key,
-    })  # fmt: skip
+    out = AnnData(X=binned, obs=pd.DataFrame(index=[f"{i}_{j}" for i, j in zip(bx, by, strict=True)]),
+                  var=adata.var.iloc[gene_idx].copy())  # fmt: skip
+    centres = np.column_stack([xmin + (bx + 0.5) * (xmax - xmin) / nx, ymin + (by + 0.5) * (ymax - ymin) / ny])
+    grid = {"bins": np.array([nx, ny]), "extent": np.array([xmin, xmax, ymin, ymax]), "spatial_key": spatial_key}
+    write(
+        out, bin_writes(), record=params_record(grid), obsm={BinKeys.spatial: centres},
+        obs={BinKeys.bin_x: bx, BinKeys.bin_y: by, BinKeys.n_cells: counts.astype(np.int64)},
+    )  # fmt: skip
     return out

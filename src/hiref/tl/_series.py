@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import actualize, check_adata
+from hiref._anndata import check_adata
+from hiref._contract import check_all_writable, check_writable, series_writes, write
 from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
-from hiref._params import params_record
 from hiref.engine.checks import check_seed
 from hiref.get._matching import partners
+from hiref.get._series import stored_series
 
-from ._align import compute_alignment, write_alignment
+from ._align import AlignRequest, compute_alignment, write_alignment
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -89,48 +90,56 @@ def align_series(
             raise ValueError(msg)
         for i, adata in enumerate(adatas):
             check_adata(adata, f"data[{i}]")
-        sides = [
-            compute_alignment(adatas[i], adatas[i + 1], key_added=SeriesKeys(key_added).pair(i), **align_options)
-            for i in range(len(adatas) - 1)
-        ]
+        keys = [SeriesKeys(key_added).pair(i) for i in range(len(adatas) - 1)]
+        requests = [AlignRequest.from_options(key_added=key, **align_options) for key in keys]
+        targets = []  # every pair is checked before any is computed
+        for i, request in enumerate(requests):
+            writes = request.writes(adatas[i], adatas[i + 1])
+            targets += [(adatas[i], writes, f"data[{i}]"), (adatas[i + 1], writes, f"data[{i + 1}]")]
+        check_all_writable(targets)
+        sides = [compute_alignment(adatas[i], adatas[i + 1], r, check=False) for i, r in enumerate(requests)]
         for i, (first, second) in enumerate(sides):
             write_alignment(adatas[i], first)
             write_alignment(adatas[i + 1], second)
-        return [SeriesKeys(key_added).pair(i) for i in range(len(adatas) - 1)]
+        return keys
 
     adata = check_adata(data, "data")
     if time_key is None:
         msg = "`time_key` is required when `data` is a single AnnData."
         raise ValueError(msg)
-    _align_stages(adata, time_key, _stages(adata, time_key, order), SeriesKeys(key_added), align_options)
+    stages = _stages(adata, time_key, order)
+    request = AlignRequest.from_options(key_added="pair", **align_options)
+    check_writable(adata, series_writes(key_added), "data")
+    _align_stages(adata, time_key, stages, SeriesKeys(key_added), (request, align_options))
     return None
 
 
-def _align_stages(adata: AnnData, time_key: str, stages: list, keys: SeriesKeys, align_options: dict) -> None:
+def _align_stages(
+    adata: AnnData, time_key: str, stages: list, keys: SeriesKeys, options: tuple[AlignRequest, dict]
+) -> None:
     """Align consecutive stages of one AnnData, then write the partners and a summary (see :func:`align_series`)."""
+    request, align_options = options
     column = adata.obs[time_key]
     subsets = [adata[(column == s).to_numpy()].copy() for s in stages]
     next_name = pd.Series(pd.NA, index=adata.obs_names, dtype="object")
     prev_name = pd.Series(pd.NA, index=adata.obs_names, dtype="object")
     pairs = {}
     for i in range(len(stages) - 1):
-        first, second = compute_alignment(subsets[i], subsets[i + 1], key_added="pair", **align_options)
+        first, second = compute_alignment(subsets[i], subsets[i + 1], request, check=False)  # our own copies
         for side, subset, target in ((first, subsets[i], next_name), (second, subsets[i + 1], prev_name)):
             names = side.column.astype(object)
             target.loc[subset.obs_names] = np.where(pd.isna(names), pd.NA, names)
         pairs[str(i)] = {
             "from": str(stages[i]),
             "to": str(stages[i + 1]),
-            "cost": first.uns["cost"],
-            "n_matched": first.uns["n_matched"],
-            "runtime": first.uns["runtime"],
+            "cost": first.record["cost"],
+            "n_matched": first.record["n_matched"],
+            "runtime": first.record["runtime"],
         }
         logger.info("aligned %s -> %s", stages[i], stages[i + 1])
-    actualize(adata)
-    adata.obs[keys.next] = pd.Categorical(next_name.to_numpy())
-    adata.obs[keys.prev] = pd.Categorical(prev_name.to_numpy())
-    adata.uns[keys.uns] = {"time_key": time_key, "order": [str(s) for s in stages], "pairs": pairs,
-                           "params": params_record(align_options)}  # fmt: skip
+    record = {"time_key": time_key, "order": [str(s) for s in stages], "pairs": pairs}
+    partners_of = {keys.next: pd.Categorical(next_name.to_numpy()), keys.prev: pd.Categorical(prev_name.to_numpy())}
+    write(adata, series_writes(keys.key), record=record, params=align_options, obs=partners_of)
 
 
 def transitions(
@@ -230,16 +239,6 @@ def _traced_tables(
         matched = perm >= 0
         tables[f"{i} -> {j}"] = _table(early_col[matched], late_col[perm[matched]], normalize, obs)
     return tables
-
-
-def stored_series(adata: AnnData, key: str) -> dict:
-    """``adata.uns[key]`` written by :func:`align_series` on one AnnData."""
-    keys = SeriesKeys(key)
-    entry = adata.uns.get(keys.uns)
-    if not isinstance(entry, dict) or "order" not in entry or keys.next not in adata.obs:
-        msg = f"`data` has no aligned series under key {key!r}: run hr.tl.align_series first."
-        raise KeyError(msg)
-    return entry
 
 
 def _column(adata: AnnData, obs: str, name: str) -> pd.Series:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hiref._anndata import actualize, check_in_memory, coordinates
+from hiref._anndata import check_in_memory, coordinates
+from hiref._contract import check_all_writable, stack_writes, write
 from hiref._keys import STACK_KEY, StackKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
@@ -171,16 +172,9 @@ def stack(
             raise ValueError(msg)
         xys.append(xy)
     names = StackKeys(key_added)
+    writes = stack_writes(key_added)
     if inplace:
-        for i, adata in enumerate(adatas):
-            entry = adata.uns.get(names.uns)
-            ours = isinstance(entry, dict) and "section" in entry and "rotation" in entry
-            if (names.uns in adata.uns or names.obsm in adata.obsm) and not ours:
-                msg = (
-                    f"`key_added`={key_added!r} would overwrite entries of `data[{i}]` that hr.tl.stack did not "
-                    "write; pass another `key_added`."
-                )
-                raise ValueError(msg)
+        check_all_writable([(adata, writes, f"data[{i}]") for i, adata in enumerate(adatas)])
 
     from hiref.pp import register
 
@@ -201,7 +195,7 @@ def stack(
     if inplace:
         params = {"spatial_key": spatial_key, "register_options": {k: str(v) for k, v in options.items()}}
         for i, (adata, (R, t)) in enumerate(zip(adatas, motions, strict=True)):
-            entry = {"rotation": R, "translation": t, "z": float(heights[i]), "section": i, "params": params}
+            entry = {"rotation": R, "translation": t, "z": float(heights[i]), "section": i}
             if i:
                 m = found[i - 1]
                 entry["step"] = {
@@ -209,9 +203,7 @@ def stack(
                     "reflected": bool(m["reflected"]), "decision": str(m["decision"]),
                 }  # fmt: skip
             coords = np.column_stack([xys[i] @ R.T + t, np.full(len(xys[i]), heights[i])])
-            actualize(adata)
-            adata.obsm[names.obsm] = coords
-            adata.uns[names.uns] = entry
+            write(adata, writes, record=entry, params=params, obsm={names.obsm: coords})
     logger.info(
         "finished (%.1f s)%s", time.perf_counter() - t0,
         f": added .obsm[{names.obsm!r}] and .uns[{names.uns!r}] on every section" if inplace else "",

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from hiref._anndata import actualize, obsm_array
-from hiref._keys import Keys
+from hiref._anndata import obsm_array
+from hiref._contract import alignment_writes, check_all_writable
+from hiref._keys import ALIGN_KEY
 from hiref._logging import logger
+from hiref._version import __version__
 from hiref.engine.checks import check_bool
 
-from ._align import _side, check_key_added, check_pair, write_alignment
+from ._align import _side, check_pair, write_alignment
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -81,7 +83,7 @@ def store_matching(
     adata2: AnnData,
     coupling: sp.spmatrix | sp.sparray | np.ndarray,
     *,
-    key_added: str = "hiref",
+    key_added: str = ALIGN_KEY,
     spatial_key: str | None = "spatial",
     copy: bool = False,
 ) -> tuple[AnnData, AnnData] | None:
@@ -117,9 +119,11 @@ def store_matching(
     as :func:`hiref.tl.align` writes them:
 
     ``.uns[key_added]``
-        ``params`` (``method="stored"``, ``spatial_key``), ``role``, ``partner``,
-        ``partner_names``, ``cost`` (NaN: unknown), ``level_costs`` (empty), ``n_matched``,
-        ``runtime`` (0) and the names of the entries below.
+        ``params`` (``method="stored"``, ``spatial_key``, ``hiref_version``), ``role``,
+        ``partner``, ``cost`` (NaN: unknown), ``level_costs`` (empty), ``n_matched``,
+        ``runtime`` (0) and the names of the entries below (``obs_key``, ``obs_keys``,
+        ``obsm_keys``). The other entries of an earlier alignment under ``key_added`` (its
+        per-cell cost and confidence, co-clusters, joint PCA) are removed.
     ``.obs[f"{key_added}_match"]``
         The partner's obs name (missing if unmatched).
     ``.obsm[f"{key_added}_partner_spatial"]``
@@ -139,16 +143,12 @@ def store_matching(
     perm = coupling_to_perm(coupling, adata1.n_obs, adata2.n_obs)
     back = np.full(adata2.n_obs, -1, dtype=np.int64)
     back[perm[perm >= 0]] = np.flatnonzero(perm >= 0)
-    keys = Keys(key_added)
     spatial1 = spatial2 = None
     if spatial_key is not None and spatial_key in adata1.obsm and spatial_key in adata2.obsm:
         spatial1 = obsm_array(adata1, spatial_key, "adata1")
         spatial2 = obsm_array(adata2, spatial_key, "adata2")
-    written = [keys.partner_spatial] if spatial1 is not None else []
-    check_key_added(adata1, keys, "adata1", obsm=written)
-    check_key_added(adata2, keys, "adata2", obsm=written)
-    from hiref import __version__
-
+    writes = alignment_writes(key_added, spatial=spatial1 is not None, labels=False, quality=False)
+    check_all_writable([(adata1, writes, "adata1"), (adata2, writes, "adata2")])
     params = {
         "method": "stored",
         "spatial_key": spatial_key if spatial1 is not None else "",
@@ -160,25 +160,19 @@ def store_matching(
         "n_matched": int((perm >= 0).sum()),
         "runtime": 0.0,
     }
+    common = {"writes": writes, "params": params, "results": results, "pca": None}
     sides = [
-        _side(perm, [], adata2, params=params, results=results, keys=keys, role="source", spatial=spatial2, pca=None),
-        _side(back, [], adata1, params=params, results=results, keys=keys, role="target", spatial=spatial1, pca=None),
+        _side(perm, [], adata2, role="source", spatial=spatial2, **common),
+        _side(back, [], adata1, role="target", spatial=spatial1, **common),
     ]
-    for side in sides:
-        side.uns["obs_keys"] = [keys.match]
     if copy:
         adata1, adata2 = adata1.copy(), adata2.copy()
     t0 = time.perf_counter()
     for adata, side in zip((adata1, adata2), sides, strict=True):
-        actualize(adata)
-        old = adata.uns.get(keys.uns)
-        if isinstance(old, dict) and "partner" in old:  # columns of an earlier alignment under this key
-            for column in np.atleast_1d(np.asarray(old.get("obs_keys", []), dtype=object)):
-                if str(column) != keys.match and str(column) in adata.obs.columns:
-                    del adata.obs[str(column)]
         write_alignment(adata, side)
     logger.info(
         "stored a matching of %d pairs (%.2f s); added .uns[%r], .obs[%r]%s on both",
-        results["n_matched"], time.perf_counter() - t0, keys.uns, keys.match, f", .obsm{written}" if written else "",
+        results["n_matched"], time.perf_counter() - t0, writes.uns, writes.obs[0],
+        f", .obsm{list(writes.obsm)}" if writes.obsm else "",
     )  # fmt: skip
     return (adata1, adata2) if copy else None

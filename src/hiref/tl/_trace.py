@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from hiref._anndata import actualize, check_adata, str_array
-from hiref._keys import ALIGN_KEY, TRACE_KEY, Keys, SeriesKeys, TraceKeys
+from hiref._anndata import check_adata
+from hiref._contract import check_writable, trace_writes, write
+from hiref._keys import ALIGN_KEY, TRACE_KEY, SeriesKeys, TraceKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool
-from hiref.get._matching import partner_names
+from hiref.get._matching import partners
+from hiref.get._series import stored_series
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+#: What to run when a pair of the series has no stored alignment.
+HINT = "run hr.tl.align_series (or hr.tl.align) first"
 
 
 def sections_of(data: object) -> list[AnnData]:
@@ -51,55 +57,6 @@ def pair_keys(n_sections: int, keys: Sequence[str] | None, key: str) -> list[str
     return list(keys)
 
 
-def _as_objects(values: object) -> np.ndarray:
-    values = np.asarray(values)
-    return values if values.dtype == object else np.asarray(str_array(values), dtype=object)
-
-
-def step(adata: AnnData, other: AnnData, key: str, *, name: str, other_name: str) -> np.ndarray:
-    """Position in ``other`` of every cell's partner under ``key`` (``-1``: none), checked in O(n).
-
-    The same checks as :func:`hiref.get.matching` (subset, reordered or renamed objects are
-    refused), vectorised for millions of cells: the stored positions must point at the stored
-    partner names in ``other``, and this object's ``.obs`` column of partner names (which follows
-    its rows) must agree with them.
-    """
-    entry = adata.uns.get(key)
-    if not isinstance(entry, dict) or "partner" not in entry:
-        msg = f"`{name}` has no alignment under key {key!r}: run hr.tl.align_series (or hr.tl.align) first."
-        raise KeyError(msg)
-    partner = np.asarray(entry["partner"], dtype=np.int64)
-    if partner.shape != (adata.n_obs,):
-        msg = (
-            f"`{name}` has {adata.n_obs} cells but the alignment {key!r} was stored for {partner.shape[0]}: "
-            "the object was subset or extended since the alignment; align again."
-        )
-        raise ValueError(msg)
-    matched = partner >= 0
-    changed = (
-        f"the obs_names of `{name}` or `{other_name}` no longer match the alignment stored under {key!r} "
-        "(subset, reordered or renamed since the alignment); align again."
-    )
-    if matched.any() and partner.max() >= other.n_obs:
-        raise ValueError(changed)
-    found = other.obs_names.to_numpy()[partner[matched]]
-    column = adata.obs.get(Keys(key).match)
-    if column is not None and isinstance(column.dtype, pd.CategoricalDtype):
-        codes = column.cat.codes.to_numpy()
-        if not np.array_equal(codes >= 0, matched):
-            raise ValueError(changed)
-        own = column.cat.categories.to_numpy()[codes[matched]]
-    else:
-        names = partner_names(adata, Keys(key))  # files written before the column was the only copy
-        own = _as_objects(names if names is not None else np.empty(0))
-        if own.shape != partner.shape:
-            raise ValueError(changed)
-        own = own[matched]
-    if not np.array_equal(_as_objects(found), _as_objects(own)):
-        raise ValueError(changed)
-    return partner
-
-
 def compose(
     n: int, start: int, targets: Sequence[int], step_of: Callable[[int, int], np.ndarray]
 ) -> dict[int, np.ndarray]:
@@ -130,15 +87,13 @@ def compose(
 
 def _list_steps(adatas: list[AnnData], keys: list[str]) -> Callable[[int, int], np.ndarray]:
     def step_of(k: int, j: int) -> np.ndarray:
-        return step(adatas[k], adatas[j], keys[min(k, j)], name=f"data[{k}]", other_name=f"data[{j}]")
+        return partners(adatas[k], adatas[j], keys[min(k, j)], name=f"data[{k}]", other_name=f"data[{j}]", hint=HINT)
 
     return step_of
 
 
 def single_series(adata: AnnData, key: str) -> tuple[list[str], list[np.ndarray], Callable[[int, int], np.ndarray]]:
     """Stages, rows of every stage, and the step function of a series stored on one AnnData by align_series."""
-    from ._series import stored_series
-
     info = stored_series(adata, key)
     names = SeriesKeys(key)
     order = [str(s) for s in np.atleast_1d(np.asarray(info["order"], dtype=object))]
@@ -269,102 +224,126 @@ def trace(
     >>> sorted(table["section"].unique().tolist()), "hiref_trace_2" in sections[0].obs
     ([1, 2], True)
     """
-    from anndata import AnnData
-
     t0 = time.perf_counter()
     check_bool(inplace, "inplace")
-    single = isinstance(data, AnnData)
-    if single:
+    series = _open_series(data, key, keys)
+    start = check_sections(start, series.n_sections, "start")[0]
+    targets = [j for j in range(series.n_sections) if j != start] if sections is None else check_sections(
+        sections, series.n_sections, "sections"
+    )  # fmt: skip
+    targets = list(dict.fromkeys(targets))
+    if not isinstance(key_added, str) or not key_added:
+        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
+        raise ValueError(msg)
+    home, where = series.home(start), "data" if series.single else f"data[{start}]"
+    writes = trace_writes(key_added, targets)
+    if inplace:
+        check_writable(home, writes, where)
+    n = len(series.members[start])
+    logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
+    traced = compose(n, start, targets, series.step_of)
+    rows = {j: series.rows(j, traced[j]) for j in targets}
+    if inplace:
+        record = {
+            "start": start,
+            "sections": np.asarray(targets, dtype=np.int64),
+            "keys": list(series.pairs),
+            "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
+            **({"order": series.order} if series.single else {}),
+        }
+        write(home, writes, record=record, obs=_columns(series, start, rows, TraceKeys(key_added)))
+    logger.info(
+        "finished (%.1f s)%s", time.perf_counter() - t0,
+        f": added .obs{list(writes.obs)} and .uns[{writes.uns!r}] on `{where}`" if inplace else "",
+    )  # fmt: skip
+    return _table(series, start, targets, traced, rows)
+
+
+@dataclass
+class _Series:
+    """The sections of a series to trace through: a list of AnnData, or the time points of one AnnData."""
+
+    adatas: list[AnnData]
+    members: list[np.ndarray]
+    pairs: list[str]
+    step_of: Callable[[int, int], np.ndarray]
+    order: list[str] | None = None
+
+    @property
+    def single(self) -> bool:
+        """One AnnData holding every time point (``adatas`` is that one object)."""
+        return self.order is not None
+
+    @property
+    def n_sections(self) -> int:
+        """Number of sections (time points)."""
+        return len(self.members)
+
+    def home(self, j: int) -> AnnData:
+        """The AnnData holding section ``j``."""
+        return self.adatas[0] if self.single else self.adatas[j]
+
+    def rows(self, j: int, perm: np.ndarray) -> np.ndarray:
+        """Rows of the home of section ``j`` of the cells at positions ``perm`` in it (``-1`` stays)."""
+        if not self.single:
+            return perm
+        return np.where(perm >= 0, self.members[j][np.maximum(perm, 0)], -1)
+
+
+def _open_series(data: Sequence[AnnData] | AnnData, key: str, keys: Sequence[str] | None) -> _Series:
+    """The sections of ``data`` and the step between neighbours, checked (see :func:`trace`)."""
+    from anndata import AnnData
+
+    if isinstance(data, AnnData):
         home = check_adata(data, "data")
         if keys is not None:
             msg = "`keys` applies to a list of sections; for one AnnData the series is read from `key`."
             raise TypeError(msg)
         order, members, step_of = single_series(home, key)
-        n_sections, pairs = len(order), [str(key)]
-    else:
-        adatas = sections_of(data)
-        n_sections = len(adatas)
-        pairs = pair_keys(n_sections, keys, key)
-        step_of = _list_steps(adatas, pairs)
-    start = check_sections(start, n_sections, "start")[0]
-    targets = [j for j in range(n_sections) if j != start] if sections is None else check_sections(
-        sections, n_sections, "sections"
-    )  # fmt: skip
-    targets = list(dict.fromkeys(targets))
-    if not single:
-        home = adatas[start]
-        members = [np.arange(a.n_obs) for a in adatas]
-    if not isinstance(key_added, str) or not key_added:
-        msg = f"`key_added` must be a non-empty string, got {key_added!r}."
-        raise ValueError(msg)
-    names = TraceKeys(key_added)
-    columns = {j: names.partner(j) for j in targets}
-    where = "`data`" if single else f"`data[{start}]`"
-    previous = home.uns.get(names.uns)
-    owned = isinstance(previous, dict) and "obs_keys" in previous and "start" in previous
-    stale = [str(c) for c in np.atleast_1d(np.asarray(previous["obs_keys"], dtype=object))] if owned else []
-    if inplace:
-        clashes = [f".obs[{c!r}]" for c in columns.values() if c in home.obs.columns and c not in stale]
-        clashes += [f".uns[{names.uns!r}]"] if names.uns in home.uns and not owned else []
-        if clashes:
-            msg = (
-                f"`key_added`={key_added!r} would overwrite {', '.join(clashes)} of {where}, which "
-                "hr.tl.trace did not write; pass another `key_added`."
-            )
-            raise ValueError(msg)
-    n = len(members[start])
-    logger.info("tracing %d cells of section %d to sections %s", n, start, targets)
-    traced = compose(n, start, targets, step_of)
+        return _Series([home], members, [str(key)], step_of, order)
+    adatas = sections_of(data)
+    pairs = pair_keys(len(adatas), keys, key)
+    return _Series(adatas, [np.arange(a.n_obs) for a in adatas], pairs, _list_steps(adatas, pairs))
 
-    def obs_names(j: int) -> pd.Index:
-        return home.obs_names if single else adatas[j].obs_names
 
-    cell_dtype = pd.CategoricalDtype(home.obs_names)
+def _columns(series: _Series, start: int, rows: dict[int, np.ndarray], names: TraceKeys) -> dict[str, pd.Categorical]:
+    """The ``.obs`` column of every target section on the start section (see :func:`trace`)."""
+    home = series.home(start)
+    out = {}
+    for j, partner_rows in rows.items():
+        if series.single:  # partners among the object's own cells; other stages' rows stay missing
+            codes = np.full(home.n_obs, -1, dtype=np.int64)
+            codes[series.members[start]] = partner_rows
+        else:
+            codes = partner_rows
+        out[names.partner(j)] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(series.home(j).obs_names))
+    return out
+
+
+def _table(
+    series: _Series, start: int, targets: list[int], traced: dict[int, np.ndarray], rows: dict[int, np.ndarray]
+) -> pd.DataFrame:
+    """The tidy table :func:`trace` returns."""
+    n = len(series.members[start])
     partner_parts = []
     for j in targets:
-        perm = traced[j]
-        values = obs_names(j).to_numpy()[members[j][np.maximum(perm, 0)]] if len(members[j]) else np.full(n, None)
+        perm, members = traced[j], series.members[j]
+        names = series.home(j).obs_names.to_numpy()
+        values = names[members[np.maximum(perm, 0)]] if len(members) else np.full(n, None)
         values[perm < 0] = None
         partner_parts.append(values)
-    rows = {
-        j: np.where(traced[j] >= 0, members[j][np.maximum(traced[j], 0)], -1) if single else traced[j] for j in targets
-    }
     index = np.concatenate([rows[j] for j in targets])
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "cell": pd.Categorical.from_codes(np.tile(members[start], len(targets)), dtype=cell_dtype),
+            "cell": pd.Categorical.from_codes(
+                np.tile(series.members[start], len(targets)), dtype=pd.CategoricalDtype(series.home(start).obs_names)
+            ),
             "section": np.repeat(np.asarray(targets, dtype=np.int64), n),
             "partner": np.concatenate(partner_parts) if partner_parts else np.empty(0, dtype=object),
             "partner_index": index,
             "matched": index >= 0,
         }
     )
-    if inplace:
-        actualize(home)
-        for column in stale:
-            if column in home.obs.columns and column not in columns.values():
-                del home.obs[column]
-        for j, column in columns.items():
-            if single:  # partners among the object's own cells; other stages' rows stay missing
-                codes = np.full(home.n_obs, -1, dtype=np.int64)
-                codes[members[start]] = rows[j]
-            else:
-                codes = rows[j]
-            home.obs[column] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(obs_names(j)))
-        home.uns[names.uns] = {
-            "start": start,
-            "sections": np.asarray(targets, dtype=np.int64),
-            "keys": list(pairs),
-            "n_matched": np.asarray([int((traced[j] >= 0).sum()) for j in targets], dtype=np.int64),
-            "obs_keys": list(columns.values()),
-            **({"order": order} if single else {}),
-        }
-    logger.info(
-        "finished (%.1f s)%s",
-        time.perf_counter() - t0,
-        f": added .obs{list(columns.values())} and .uns[{names.uns!r}] on {where}" if inplace else "",
-    )
-    return table
 
 
 def traced_pair(data: Sequence[AnnData], i: int, j: int, *, key: str, keys: Sequence[str] | None = None) -> np.ndarray:

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from hiref._anndata import check_adata, check_in_memory, check_var_names, expression
+from hiref._contract import transfer_writes, write
 from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, TransferKeys
 from hiref._params import params_record
@@ -280,21 +281,25 @@ def transfer(
     if missing:
         msg = f"`obs` columns not in adata_source.obs: {missing} (available: {list(adata_source.obs.columns)})."
         raise KeyError(msg)
+    taken = [c for c in columns if c in (TransferKeys(key).matched, TransferKeys(key).source)]
+    if taken:
+        msg = f"`obs` names {taken}, which transfer writes itself under `key`={key!r}; rename those columns first."
+        raise ValueError(msg)
 
     X = _gather(expression(adata_source, layer, "adata_source"), rows, matched, gene_idx)
 
-    frame = pd.DataFrame(index=adata_target.obs_names.copy())
-    keys = TransferKeys(key)
-    frame[keys.matched] = matched
-    source_names = adata_source.obs_names.to_numpy()[rows]
-    frame[keys.source] = pd.Categorical(np.where(matched, source_names, None))
-    for col in columns:
-        frame[col] = _carried(adata_source.obs[col], rows, matched, frame.index)
-
     from anndata import AnnData
 
-    out = AnnData(X=X, obs=frame, var=adata_source.var.iloc[gene_idx].copy())
-    if spatial_key is not None and spatial_key in adata_target.obsm:
-        out.obsm[spatial_key] = np.asarray(adata_target.obsm[spatial_key]).copy()
-    out.uns[keys.uns] = params_record({"key": key, "layer": layer, "matched_key": keys.matched})
+    keys = TransferKeys(key)
+    source_names = adata_source.obs_names.to_numpy()[rows]
+    obs_values = {keys.matched: matched, keys.source: pd.Categorical(np.where(matched, source_names, None))}
+    index = adata_target.obs_names.copy()
+    obs_values |= {col: _carried(adata_source.obs[col], rows, matched, index) for col in columns}
+    coords = spatial_key is not None and spatial_key in adata_target.obsm
+    writes = transfer_writes(key, columns=tuple(columns), spatial_key=spatial_key if coords else None)
+    out = AnnData(X=X, obs=pd.DataFrame(index=index), var=adata_source.var.iloc[gene_idx].copy())
+    write(
+        out, writes, record=params_record({"key": key, "layer": layer, "matched_key": keys.matched}), obs=obs_values,
+        obsm={spatial_key: np.asarray(adata_target.obsm[spatial_key]).copy()} if coords else None,
+    )  # fmt: skip
     return out
