@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hiref._keys import ALIGN_KEY
+from hiref.engine.certify import describe_bound
 
 from ._common import (
     CliError,
@@ -288,5 +289,6 @@ def _run_align(args: argparse.Namespace) -> int:
         f"  matched {entry['n_matched']} pairs   mean cost {entry['cost']:.6g}   "
         f"time {entry['runtime']:.2f} s (total {time.perf_counter() - t0:.2f} s)"
     )
+    print(f"  optimality: {describe_bound(float(entry.get('gap_bound', float('nan'))))}")
     print(f"  wrote {outputs[0]} (A) and {outputs[1]} (B), alignment key {args.key_added!r}")
     return 0

@@ -221,4 +221,11 @@ def matching(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY) -> Match
         timings={"total": float(entry.get("runtime", np.nan))},
         cost_name=str(params.get("cost") or ""),
         n_y=adata2.n_obs,
+        lower_bound=_stored_bound(entry),
     )
+
+
+def _stored_bound(entry: dict) -> float | None:
+    """The stored lower bound on the optimal cost, or ``None`` (absent, or NaN: none was computed)."""
+    value = float(entry.get("lower_bound", np.nan))
+    return None if np.isnan(value) else value

@@ -19,6 +19,7 @@ from hiref._logging import logger
 from hiref._rep import Rep, parse_rep, representations
 from hiref._version import __version__
 from hiref.engine import Matching, SolveOptions, solve
+from hiref.engine.certify import describe_bound
 from hiref.engine.checks import check_bool, check_positive_int, check_seed
 from hiref.engine.distributed import this_process_rows
 
@@ -268,6 +269,10 @@ def compute_alignment(
         "level_costs": np.asarray(matching.level_costs, dtype=np.float64),
         "n_matched": int(matching.n_matched),
         "runtime": float(runtime),
+        # The certificate (NaN where none was computed): the optimum is at least lower_bound,
+        # so the matching is at most gap_bound (relative) above it.
+        "lower_bound": float("nan") if matching.lower_bound is None else float(matching.lower_bound),
+        "gap_bound": float("nan") if matching.gap_bound is None else float(matching.gap_bound),
     }
     side1 = _side(matching.perm, matching.labels_x, adata2, writes=writes, params=params, results=results,
                   role="source", spatial=spatial2, pca=None if pca is None else pca[0])  # fmt: skip
@@ -279,8 +284,9 @@ def compute_alignment(
         _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=root, knn=knn)
         _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=root, knn=knn and knn[::-1])
     logger.info(
-        "finished (%.1f s): matched %d pairs, cost %.6g; adding .uns[%r], .obs%s, .obsm%s",
-        runtime, matching.n_matched, matching.cost, writes.uns, list(side1.obs), sorted(side1.obsm),
+        "finished (%.1f s): matched %d pairs, cost %.6g, %s; adding .uns[%r], .obs%s, .obsm%s",
+        runtime, matching.n_matched, matching.cost, describe_bound(matching.gap_bound), writes.uns, list(side1.obs),
+        sorted(side1.obsm),
     )  # fmt: skip
     return side1, side2
 
@@ -369,8 +375,12 @@ def align(
         JSON string of the rule's measurements, ...; stored by one rule for all tools, dicts as
         JSON strings and ``None`` as ``""``), ``role`` (``"source"`` on adata1, ``"target"``
         on adata2), ``partner`` (int64 position of every cell's partner in the other object,
-        ``-1`` if unmatched), ``cost`` (mean cost of the matched pairs), ``level_costs``,
-        ``n_matched``, ``runtime`` (s), and the names of the entries below.
+        ``-1`` if unmatched), ``cost`` (mean cost of the matched pairs), ``lower_bound`` (a
+        proven lower bound on the optimal mean cost of any one-to-one matching of the two
+        representations, from the engine's dual solution) and ``gap_bound`` (``(cost -
+        lower_bound) / lower_bound``: the matching is at most this far above the optimum; both
+        NaN where no bound was computed), ``level_costs``, ``n_matched``, ``runtime`` (s), and
+        the names of the entries below.
     ``.obs[f"{{key_added}}_match"]``
         The partner's obs name (missing if unmatched); the only place partner names are
         stored, so that ``hr.get.matching`` can tell a subset or reordered object.
