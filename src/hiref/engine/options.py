@@ -76,10 +76,11 @@ class SolveOptions:
     polish: bool | None = field(
         default=None,
         metadata=_help(
-            "polish exactly on a sparse graph of candidate partners (default: up to 2^18 points and 2^22 points x dims)"
+            "exact finish on one sparse graph of candidate partners, with an optimality certificate (default: up to "
+            "2^22 points in at most 16 working dims, else 2^24 points x dims)"
         ),
     )
-    polish_neighbours: int = field(default=16, metadata=_help("candidate partners per point and kind in the polish"))
+    polish_neighbours: int = field(default=8, metadata=_help("candidate partners per point and kind in the finish"))
     schedule: tuple[int, ...] | None = field(
         default=None, metadata=_help("rank of every level (default: chosen for the size by the schedule)")
     )
@@ -212,10 +213,11 @@ class Plan:
         """Whether to refine by windows and whether to polish on a sparse graph (see :func:`hiref.solve`).
 
         ``refine=None`` refines in more than :data:`WINDOWS_MIN_DIM` working dimensions, where
-        nearest neighbours alone find few of the missing partners and windows pay most;
-        ``polish=None`` always polishes. Both automatic choices hold up to
-        :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions (so in
-        at most 64 dimensions, up to 2**18 points).
+        nearest neighbours alone find few of the missing partners and windows pay most, up to
+        :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions;
+        ``polish=None`` runs the exact finish up to :data:`AUTO_POLISH_MAX` points in at most
+        :data:`WINDOWS_MIN_DIM` working dimensions, and up to :data:`AUTO_FINISH_WORK` points x
+        dimensions above.
         """
         opts = self.options
         work_d = opts.sketch_dim if self.sketched else self.d

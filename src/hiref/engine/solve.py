@@ -76,25 +76,23 @@ def solve(
         (``refine_window`` pairs each, by default ``min(2 * leaf_size, 1024)``, from random
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
         raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
-        lowers the cost most, before the polish) for clouds of at most 2**18 points and
+        lowers the cost most, before the finish) for clouds of at most 2**18 points and
         2**24 points x dimensions, off otherwise.
     polish
-        After the bijection (and the windows), solve the assignment exactly on a sparse graph
-        of candidate partners: every point may keep its partner or take one of its
-        ``polish_neighbours`` nearest points of the other cloud, of its partner's nearest
-        neighbours, or of its neighbours' partners (:mod:`hiref.engine.finish.polish`; a cost-scaling
-        assignment solver from OR-Tools). Mass can move along co-cluster boundaries as far as it
-        needs to, which windows cannot do: on tissue sections (uniform densities, lattices,
-        unequal sizes) this takes the matching from tens of percent above the optimum to within
-        about 0.01 %. Never raises the cost; up to 4 passes (fewer on large clouds), in blocks of
-        8,192 neighbouring pairs beyond that size. ``None`` (default): on for clouds of at most
-        2**18 points and 2**24 points x dimensions (the solver's time grows faster than ``n``,
-        and exact distances with ``d``); pass ``True`` to polish larger clouds too.
+        After the bijection (and the windows), the exact finish
+        (:mod:`hiref.engine.finish.polish`): the assignment is solved on one sparse graph of
+        candidate partners over all points — every point may keep its partner or take one of
+        its ``polish_neighbours`` nearest points of the other cloud, of its partner's nearest
+        neighbours, or of its neighbours' partners — by an epsilon-scaling auction, and the arcs
+        the graph lacks are found by the dual's c-transform and added until none is left, so
+        mass moves along co-cluster boundaries as far as it must. It ends with a certificate:
+        :attr:`Matching.lower_bound` and :attr:`Matching.gap_bound`. ``None`` (default): on for
+        clouds of at most 2**22 points in at most 16 working dimensions (above, up to 2**24
+        points x dimensions); pass ``True`` to finish larger clouds too. Without it, the
+        hierarchy's own matching still gets a (looser) bound where one is affordable.
     polish_neighbours
-        Candidate partners of each kind per point (see ``polish``). The strongest setting is
-        ``refine=True, polish_neighbours=32``: in 32 dimensions (30 expression PCs and
-        position of a MERFISH pair) it takes the gap to the exact optimum from 0.35 % to
-        0.17 % at a third more time.
+        Candidate partners of each kind per point in the first graph of the finish (missing
+        arcs are added by pricing where the c-transform is computed).
     schedule
         Ranks of the levels, each from 2 to :data:`~hiref.engine.schedule.MAX_RANK` (64); by default
         :func:`rank_schedule` with ``max_rank`` and ``leaf_size``.

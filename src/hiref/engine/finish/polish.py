@@ -276,6 +276,10 @@ def exact_finish(
             graph = problem.graph()
             before_mate, before_prices = mate, prices
             mate, prices = _solve(graph, mate, prices, eps, A.device)
+            if mate is None:  # the auction gave up: keep the matching before this round
+                logger.warning("hiref: the exact finish did not converge; keeping the matching it had")
+                mate, prices = before_mate, before_prices
+                break
             rounds += 1
             costs.append(mean_paired_cost(geometry, A, B, mate[:n]))
             if not feasible:
