@@ -218,10 +218,9 @@ def auction_cpu(
         t_rows, t_costs = graph.rows()[order], graph.costs[order]
     bids, budget = 0, MAX_BIDS_PER_ARC * max(graph.cols.shape[0], 1)
     for e in eps:
-        n_free = release(graph.indptr, graph.cols, graph.costs, prices, mate, owner, held, e, queue)
-        got = bid(
-            graph.indptr, graph.cols, graph.costs, prices, mate, owner, held, e, queue, n_free, spread + e, budget - bids
-        )  # fmt: skip
+        arcs = (graph.indptr, graph.cols, graph.costs)
+        n_free = release(*arcs, prices, mate, owner, held, e, queue)
+        got = bid(*arcs, prices, mate, owner, held, e, queue, n_free, spread + e, budget - bids)
         if got < 0:
             return None, None, bids
         bids += got
