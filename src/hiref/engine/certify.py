@@ -11,7 +11,7 @@ def describe_bound(gap_bound: float | None) -> str:
     Examples
     --------
     >>> describe_bound(2.5e-7)
-    'at most 0.00003 % above the optimum (certified)'
+    'at most 0.00002 % above the optimum (certified)'
     >>> describe_bound(None)
     'no optimality bound computed'
     """
