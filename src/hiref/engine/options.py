@@ -28,8 +28,11 @@ WINDOWS_MIN_DIM = 16
 #: Largest cloud (points of the larger side) for which ``refine=None`` refines by windows.
 AUTO_FINISH_MAX = 1 << 18
 #: Largest cloud for which ``polish=None`` runs the exact finish (in at most 16 working
-#: dimensions; above, up to :data:`AUTO_FINISH_WORK` points x dimensions).
-AUTO_POLISH_MAX = 1 << 22
+#: dimensions; above, up to :data:`AUTO_FINISH_WORK` points x dimensions), and for which an
+#: unfinished matching is still bounded. Planted tissue pairs, 2 cores: exact with 100 % true
+#: partners in 5.5-10 s at 2**16 and 24-77 s at 2**18; at 2**20 (``polish=True``) also exact but
+#: 341 s and 3.4 GB, most of it in the certificate's k-d tree query (100 s a pass).
+AUTO_POLISH_MAX = 1 << 18
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -77,7 +80,7 @@ class SolveOptions:
         default=None,
         metadata=_help(
             "exact finish on one sparse graph of candidate partners, with an optimality certificate (default: up to "
-            "2^22 points in at most 16 working dims, else 2^24 points x dims)"
+            "2^18 points in at most 16 working dims, else 2^24 points x dims)"
         ),
     )
     polish_neighbours: int = field(default=8, metadata=_help("candidate partners per point and kind in the finish"))

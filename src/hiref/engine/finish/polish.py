@@ -303,7 +303,7 @@ def exact_finish(
             continue
         exact = asked.size == 0
         if exact or rounds >= MAX_ROUNDS:
-            if rows is not None:  # the bound from every point's fresh value
+            if rows is not None and not certified:  # values kept from earlier rounds: valid but loose
                 dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                 bound = lower_bound(dual, prices, n) * start_cost
             break
