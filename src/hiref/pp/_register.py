@@ -19,7 +19,15 @@ from hiref._logging import logger
 from hiref._rep import representations
 from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed, resolve_device
 
-from ._motion import Decision, Sample, Search, decide_motion, even_sample, refine_motion, search_motions
+from ._motion import (
+    Decision,
+    Sample,
+    Search,
+    decide_motion,
+    even_sample,
+    refine_motion,
+    search_motions,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -277,8 +285,9 @@ def register(
     reflect = bool(found.reflected[found.best])
     R, t = refine_motion(sample, found.rotation, found.translation, reflect=reflect, n_iter=n_iter, seed=random_state,
                          device=device)  # fmt: skip
+    ratio = M.shape[0] / P.shape[0]
     decision = decide_motion(sample, R, t, min_gain=min_gain, forced=angle is not None, seed=random_state,
-                             device=device)  # fmt: skip
+                             device=device, ratio=ratio)  # fmt: skip
     if not decision.moved:
         R, t, reflect = np.eye(2), np.zeros(2), False
     elif angle is None and found.margin < AMBIGUOUS_MARGIN:
