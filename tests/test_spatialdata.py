@@ -6,9 +6,14 @@ the tests that need spatialdata skip without it, the others check what happens w
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -361,3 +366,72 @@ def test_dlpfc_accuracy_is_the_same_on_both_paths(dlpfc, sd):
     on_anndata = hr.tl.label_agreement(a, b, obs="layer").loc["overall", "agreement"]
     assert on_tables == on_anndata
     np.testing.assert_array_equal(s2["table"].uns["hiref"]["partner"], b.uns["hiref"]["partner"])
+
+
+# ------------------------------------------------------------------ the docs page runs, and says what it prints
+
+DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "spatialdata.md"
+FIGURE = DOCS_PAGE.parent / "images" / "spatialdata_overlay.png"
+NUMBER = re.compile(r"-?\d+\.\d+")
+
+
+def _blocks() -> list[tuple[str, str | None]]:
+    """The page's Python blocks, each with the ``text`` block that follows it (what it prints), if any."""
+    found = re.findall(r"```(python|text)\n(.*?)```", DOCS_PAGE.read_text(), re.DOTALL)
+    out = []
+    for kind, body in found:
+        if kind == "python":
+            out.append((body, None))
+        else:
+            out[-1] = (out[-1][0], body)
+    return out
+
+
+def _same_print(printed: str, documented: str) -> bool:
+    """The printed text is the documented one, numbers within 1 % (another CPU may round the last digit)."""
+    if NUMBER.sub("#", printed).strip() != NUMBER.sub("#", documented).strip():
+        return False
+    pairs = zip(NUMBER.findall(printed), NUMBER.findall(documented), strict=True)
+    return all(abs(float(a) - float(b)) <= 0.01 * max(1.0, abs(float(b))) for a, b in pairs)
+
+
+def test_the_docs_page_runs_and_both_paths_agree(shared_data, sd, tmp_path, monkeypatch, capsys):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(plt, "show", lambda *a, **k: None)
+    namespace: dict = {}
+    blocks = _blocks()
+    assert len(blocks) >= 5
+    for index, (code, documented) in enumerate(blocks):
+        code = code.replace('DATA = "../shared/data"', f"DATA = {str(shared_data)!r}")
+        if "spatialdata_plot" in code:
+            pytest.importorskip("spatialdata_plot")
+            with warnings.catch_warnings():  # spatialdata-plot's own deprecations
+                warnings.simplefilter("ignore")
+                exec(compile(code, f"docs/spatialdata.md block {index}", "exec"), namespace)
+            continue
+        capsys.readouterr()
+        exec(compile(code, f"docs/spatialdata.md block {index}", "exec"), namespace)
+        printed = capsys.readouterr().out
+        if documented is not None:
+            assert _same_print(printed, documented), f"block {index} printed:\n{printed}\nthe page says:\n{documented}"
+    assert (tmp_path / "spatialdata_overlay.png").stat().st_size > 10_000
+    if os.environ.get("HIREF_UPDATE_DOCS_FIGURES"):
+        shutil.copyfile(tmp_path / "spatialdata_overlay.png", FIGURE)
+    assert FIGURE.is_file()
+
+    # The AnnData path on the same positions: the same registration, matching and accuracy.
+    ref, mov = namespace["ref"], namespace["mov"]
+    a = ad.read_h5ad(shared_data / "dlpfc_151673.h5ad")
+    b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
+    for adata, sdata in ((a, ref), (b, mov)):
+        centres = sd.get_centroids(sdata["spots"], coordinate_system="global").compute()
+        adata.obsm["spatial"] = centres.loc[sdata["table"].obs["spot_id"].to_numpy(), ["x", "y"]].to_numpy()
+    hr.pp.register(a, b)
+    hr.tl.align(a, b, spatial_key="spatial_registered", progress=False)
+    np.testing.assert_array_equal(mov["table"].uns["spatial_registered"]["rotation"],
+                                  b.uns["spatial_registered"]["rotation"])  # fmt: skip
+    np.testing.assert_array_equal(mov["table"].uns["hiref"]["partner"], b.uns["hiref"]["partner"])
+    on_anndata = hr.tl.label_agreement(a, b, obs="layer").loc["overall", "agreement"]
+    assert namespace["accuracy"] == on_anndata
