@@ -435,3 +435,28 @@ def test_the_docs_page_runs_and_both_paths_agree(shared_data, sd, tmp_path, monk
     np.testing.assert_array_equal(mov["table"].uns["hiref"]["partner"], b.uns["hiref"]["partner"])
     on_anndata = hr.tl.label_agreement(a, b, obs="layer").loc["overall", "agreement"]
     assert namespace["accuracy"] == on_anndata
+
+
+def test_a_table_annotating_points_and_the_tools_that_take_tables(slices, sd):
+    from spatialdata.models import PointsModel, TableModel
+
+    a, b = slices
+    objects = []
+    for adata in (a, b):
+        frame = pd.DataFrame(adata.obsm["spatial"] + 5.0, columns=["x", "y"])  # the table's copy is stale
+        table = adata.copy()
+        table.obs["element"] = pd.Categorical(["cells"] * adata.n_obs)
+        table.obs["cell_id"] = np.arange(adata.n_obs)
+        table = TableModel.parse(table, region="cells", region_key="element", instance_key="cell_id")
+        objects.append(sd.SpatialData(points={"cells": PointsModel.parse(frame)}, tables={"table": table}))
+    hr.tl.align(*objects, use_rep="spatial", progress=False)
+    shifted = [x.copy() for x in (a, b)]
+    for x in shifted:
+        x.obsm["spatial"] = x.obsm["spatial"] + 5.0
+    hr.tl.align(*shifted, use_rep="spatial", progress=False)
+    np.testing.assert_array_equal(objects[1]["table"].uns["hiref"]["partner"], shifted[1].uns["hiref"]["partner"])
+    np.testing.assert_array_equal(
+        objects[0]["table"].obsm["hiref_partner_spatial"], shifted[0].obsm["hiref_partner_spatial"]
+    )
+    with pytest.raises(TypeError, match=r"Pass its table \(`adata_source.tables\[...\]`\)"):
+        hr.tl.transfer(objects[0], objects[1], obs="region")
