@@ -312,6 +312,17 @@ def _motion(table: AnnData, key_added: str) -> np.ndarray:
     return matrix
 
 
+def _add_system(ref: Section | None, mov: Section | None, motion: np.ndarray, key_added: str, systems: tuple) -> None:
+    """Give both sections' elements their transformation into the added system; record it on the moving table."""
+    coordinate_system, added = systems
+    if ref is not None:
+        _set_transformations(ref, None, coordinate_system, added)
+    if mov is not None:
+        moved = _set_transformations(mov, motion, coordinate_system, added)
+        entry = {**mov.describe(coordinate_system), "coordinate_system_added": added, "transformed": moved}
+        mov.table.uns[key_added] = {**mov.table.uns[key_added], RECORD_FIELD: entry}
+
+
 # ------------------------------------------------------------------ the dispatch
 
 
@@ -394,16 +405,9 @@ def call(func: Callable, arguments: dict) -> Any:
     for section in sections.values():
         _copy_back(section, str(coordinate_system))
     if registering:
-        ref, mov = sections.get(names[0]), sections.get(names[1])
-        motion = _motion(mov.table if mov else data[names[1]], options["key_added"])
-        for section, matrix in ((ref, None), (mov, motion)):
-            if section is not None:
-                moved = _set_transformations(section, matrix, str(coordinate_system), added)
-                entry = {**section.describe(str(coordinate_system)), "coordinate_system_added": added,
-                         "transformed": moved}  # fmt: skip
-                if matrix is not None:
-                    section.table.uns[options["key_added"]] = {**section.table.uns[options["key_added"]],
-                                                               RECORD_FIELD: entry}  # fmt: skip
+        moving = sections.get(names[1])
+        motion = _motion(moving.table if moving else data[names[1]], options["key_added"])
+        _add_system(sections.get(names[0]), moving, motion, options["key_added"], (str(coordinate_system), added))
     if copy:
         return tuple(data.values())
     return result
