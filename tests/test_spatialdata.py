@@ -324,6 +324,8 @@ def test_two_tables_need_table_key(pair):
              r"`adata1` holds 2 tables \(\['table', 'copy'\]\); pass `table_key=`")  # fmt: skip
     _refused(s1, s2, lambda: hr.tl.align(s1, s2, table_key="tabel", progress=False),
              r"`table_key`='tabel' is not a table of `adata1`", KeyError)  # fmt: skip
+    _refused(s1, s2, lambda: hr.tl.align(s1, s2, table_key=["copy"], progress=False),
+             r"`table_key` must be a table name, or one per object \(2\)")  # fmt: skip
     hr.tl.align(s1, s2, table_key=["copy", "table"], progress=False)
     assert "hiref_match" in s1["copy"].obs
     assert "hiref_match" not in s1["table"].obs
