@@ -17,6 +17,8 @@ def check_adata(adata: object, name: str) -> AnnData:
 
     if not isinstance(adata, AnnData):
         msg = f"`{name}` must be an AnnData, got {type(adata).__name__}."
+        if type(adata).__name__ == "SpatialData":
+            msg += f" Pass its table (`{name}.tables[...]`); register, align and align_series take SpatialData."
         raise TypeError(msg)
     if adata.n_obs == 0:
         msg = f"`{name}` has no observations (cells)."

@@ -43,6 +43,14 @@ DOC = {
         The ``key_added`` of the alignment.""",
     "spatial_key_stored": """spatial_key
         ``.obsm`` key of the coordinates; default: the one the alignment stored.""",
+    "spatialdata": """table_key
+        Only for ``SpatialData`` objects (the ``spatialdata`` extra, see the docs' "SpatialData"
+        page): the table whose rows are the cells, by default the object's only table; a list
+        gives one per object. Results are written into that table as into an AnnData.
+    coordinate_system
+        Only for ``SpatialData`` objects: the coordinate system in which the cells' positions
+        are read, from the elements (shapes, points, labels) the table annotates, never from a
+        stored ``.obsm`` copy; they take the place of ``.obsm[spatial_key]``.""",
     "show_save": """show
         Show the figure (default: unless ``ax`` is given).
     save

@@ -17,6 +17,8 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import REGISTER_KEY, RegisterKeys
 from hiref._logging import logger
 from hiref._rep import representations
+from hiref._spatialdata import call as spatialdata_call
+from hiref._spatialdata import given as spatialdata_given
 from hiref.engine.checks import check_bool, check_positive_float, check_positive_int, check_seed, resolve_device
 
 from ._motion import (
@@ -176,6 +178,9 @@ def register(
     random_state: int | np.random.Generator | None = 0,
     device: str | None = None,
     copy: bool = False,
+    table_key: str | list[str] | None = None,
+    coordinate_system: str = "global",
+    coordinate_system_added: str = "hiref_aligned",
 ) -> tuple[AnnData, AnnData] | None:
     """Rotate and shift a slice onto another, so that both share one coordinate frame.
 
@@ -232,6 +237,13 @@ def register(
     {random_state}
     {device}
     {copy}
+    {spatialdata}
+    coordinate_system_added
+        Only for ``SpatialData`` objects: the coordinate system that every element of
+        ``adata_mov`` in ``coordinate_system`` is given a transformation into (its own, then
+        the motion found), and every element of ``adata_ref`` too (its own), so that images,
+        shapes and points of both sections overlay there. A system of that name that
+        ``register`` did not set is refused.
 
     Returns
     -------
@@ -260,6 +272,8 @@ def register(
     >>> round(mov.uns["spatial_registered"]["angle"])
     -30
     """
+    if spatialdata_given(adata_ref, adata_mov):
+        return spatialdata_call(register, locals())
     t0 = time.perf_counter()
     check_adata(adata_ref, "adata_ref")
     check_adata(adata_mov, "adata_mov")

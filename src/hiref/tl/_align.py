@@ -17,6 +17,8 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, Keys
 from hiref._logging import logger
 from hiref._rep import Rep, parse_rep, representations
+from hiref._spatialdata import call as spatialdata_call
+from hiref._spatialdata import given as spatialdata_given
 from hiref._version import __version__
 from hiref.engine import Matching, SolveOptions, solve
 from hiref.engine.certify import describe_bound
@@ -52,7 +54,7 @@ class AlignRequest:
         bound.apply_defaults()
         given = dict(bound.arguments)
         engine_options = dict(given.pop("engine_options"))
-        for name in ("adata1", "adata2", "copy"):
+        for name in ("adata1", "adata2", "copy", "table_key", "coordinate_system"):
             given.pop(name)
         distributed = engine_options.pop("distributed", False)
         random_state = given["random_state"]
@@ -306,6 +308,8 @@ def align(
     progress: bool = True,
     solver: SolveOptions | Mapping[str, Any] | None = None,
     copy: bool = False,
+    table_key: str | list[str] | None = None,
+    coordinate_system: str = "global",
     **engine_options: Any,
 ) -> tuple[AnnData, AnnData] | None:
     """Match the cells of two datasets one to one by Hierarchical Refinement.
@@ -353,6 +357,7 @@ def align(
         (see :func:`hiref.solve`); ``None``: the defaults. Any of them may also be passed as a
         keyword (below), which wins over ``solver``.
     {copy}
+    {spatialdata}
     **engine_options
         Solver options by name, e.g. ``cost="euclidean"`` (the ground cost on the
         representation), ``unbalanced="subsample"`` (with different numbers of cells, leave
@@ -409,6 +414,8 @@ def align(
     >>> a.obs["hiref_match"].iloc[0] == b.obs_names[a.uns["hiref"]["partner"][0]]
     True
     """
+    if spatialdata_given(adata1, adata2):
+        return spatialdata_call(align, locals())
     check_bool(copy, "copy")
     check_pair(adata1, adata2, key_added)
     request = AlignRequest.from_options(

@@ -13,6 +13,8 @@ from hiref._anndata import check_adata
 from hiref._contract import check_all_writable, check_writable, series_writes, write
 from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
+from hiref._spatialdata import call as spatialdata_call
+from hiref._spatialdata import given as spatialdata_given
 from hiref.engine.checks import check_seed
 from hiref.get._matching import partners
 from hiref.get._series import stored_series
@@ -47,6 +49,8 @@ def align_series(
     time_key: str | None = None,
     order: Sequence | None = None,
     key_added: str = ALIGN_KEY,
+    table_key: str | list[str] | None = None,
+    coordinate_system: str = "global",
     **align_options: Any,
 ) -> list[str] | None:
     """Align consecutive time points (or slices) of a series.
@@ -62,6 +66,14 @@ def align_series(
         With one AnnData: the time points in order (default: the categories' order, or sorted).
     key_added
         Name of the results (see Returns).
+    table_key
+        Only for ``SpatialData`` objects (the ``spatialdata`` extra, see the docs' "SpatialData"
+        page): the table whose rows are the cells, by default the object's only table; a list
+        gives one per object. Results are written into that table as into an AnnData.
+    coordinate_system
+        Only for ``SpatialData`` objects: the coordinate system in which the cells' positions
+        are read, from the elements (shapes, points, labels) the table annotates, never from a
+        stored ``.obsm`` copy; they take the place of ``.obsm[spatial_key]``.
     **align_options
         Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...). ``use_rep``
         defaults to ``"X_pca"`` here: stages of a time course share no coordinate frame, so
@@ -76,6 +88,8 @@ def align_series(
     and ``.uns[key_added]`` (``time_key``, ``order``, and per pair its cost, number of matched
     cells and runtime). Every pair is computed before anything is written.
     """
+    if spatialdata_given(data):
+        return spatialdata_call(align_series, locals())
     for forbidden in ("copy", "key_added"):
         if forbidden in align_options:
             msg = f"`{forbidden}` cannot be passed to align_series."
