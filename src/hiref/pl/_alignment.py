@@ -187,7 +187,7 @@ def alignment(
     many = len(pick) > 100
     lines = LineCollection(
         np.stack([P1[pick], P2[perm[pick]]], 1), colors="0.2" if colours is None else list(colours[0][pick]),
-        linewidths=0.4 if many else 0.7, alpha=0.35 if many else 0.6, zorder=3,
+        linewidths=0.35 if many else 0.6, alpha=0.3 if many else 0.6, zorder=3,
     )  # fmt: skip
     ax.add_collection(lines)
     xlabel = f"{spatial_key} 1" + (f" ({names[1]} drawn shifted by {shift:+.4g})" if layout == "side" else "")
@@ -196,10 +196,11 @@ def alignment(
     if layout == "side":
         for P, name in ((P1, names[0]), (P2, names[1])):
             ax.annotate(name, xy=(float(np.mean([P[:, 0].min(), P[:, 0].max()])), float(P[:, 1].max())),
-                        xytext=(0, 7), textcoords="offset points", ha="center", va="bottom", fontweight="bold")  # fmt: skip
-        title = f"{key}: {n_matched:,} matched pairs ({len(pick)} drawn)"
+                        xytext=(0, 10), textcoords="offset points", ha="center", va="bottom", fontweight="bold")  # fmt: skip
+        title = f"{key}: {n_matched:,} matched pairs"
     else:
-        title = f"{names[0]} and {names[1]} ({key}): {n_matched:,} matched pairs ({len(pick)} drawn)"
+        title = f"{names[0]} and {names[1]} ({key}): {n_matched:,} matched pairs"
+    title += f" ({len(pick)} drawn)" if len(pick) else ""
     ax.set_title(title, pad=18 if layout == "side" else 6)
     return save_or_show(ax, show=show, save=save, ax_given=ax_given)
 
