@@ -187,7 +187,7 @@ def alignment(
     many = len(pick) > 100
     lines = LineCollection(
         np.stack([P1[pick], P2[perm[pick]]], 1), colors="0.2" if colours is None else list(colours[0][pick]),
-        linewidths=0.35 if many else 0.6, alpha=0.3 if many else 0.6, zorder=3,
+        linewidths=0.45 if many else 0.8, alpha=0.45 if many else 0.7, zorder=3,
     )  # fmt: skip
     ax.add_collection(lines)
     xlabel = f"{spatial_key} 1" + (f" ({names[1]} drawn shifted by {shift:+.4g})" if layout == "side" else "")
