@@ -57,9 +57,11 @@ def test_alignment(aligned, tmp_path):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == list(a.obs["region"].cat.categories)
     assert ax.get_aspect() == 1.0
-    # each slice is titled with its name, and the shift of the second is stated
-    assert [t.get_text() for t in ax.texts] == ["left", "right"]
+    # the title names both slices, and the shift of the second is stated
+    assert ax.get_title().startswith("left (left) and right (right): ")
     assert "right drawn shifted by" in ax.get_xlabel()
+    overlay = hr.pl.alignment(a, b, layout="overlay", names=("s1", "s2"), n_lines=0, show=False)
+    assert overlay.get_title().startswith("s1 and s2: ") and "shifted" not in overlay.get_xlabel()
     check_image(ax.figure, "alignment", tmp_path)
 
 
@@ -216,6 +218,7 @@ def test_transfer_plot(aligned, tmp_path):
         assert f"(cosine {cosine.loc[gene, 'cosine_similarity']:.3f})" in ax.get_title()
     binned = hr.pl.transfer(pred, b, genes=["gene0", "gene3"], bins=12, spatial_key="spatial_registered", show=False)
     assert len(binned[0].images) == 1
+    assert "clipped at the 99th percentile" in binned[0].figure.axes[-1].get_ylabel()
     cosine12 = hr.tl.cosine_similarity(pred, b, genes=["gene0", "gene3"], bins=12, spatial_key="spatial_registered")
     for ax, gene in ((binned[0], "gene0"), (binned[2], "gene3")):
         assert f"(cosine {cosine12.loc[gene, 'cosine_similarity']:.3f})" in ax.get_title()

@@ -128,9 +128,9 @@ def alignment(
 
     Lines are drawn from a spatially even sample of the first slice's matched cells (one per
     cell of a grid, so dense regions do not hide the rest), thin and translucent, in the colour
-    of the first cell's category when ``color`` is categorical. With ``layout="side"`` the
-    second slice is drawn shifted to the right of the first; the shift is stated in the x
-    label, and each slice is titled with its name.
+    of the first cell's category when ``color`` is categorical. The title names both slices
+    (``names``). With ``layout="side"`` the second slice is drawn shifted to the right of the
+    first, in its own coordinates plus a shift stated in the x label.
 
     Parameters
     ----------
@@ -146,8 +146,7 @@ def alignment(
         ``"side"``: the second slice to the right of the first; ``"overlay"``: both in place
         (after :func:`hiref.pp.register`).
     names
-        Names of the two slices: written above each slice (``"side"``) and in the legend
-        (``color=None``).
+        Names of the two slices, for the title and the legend (``color=None``).
     size
         Marker size (default: scaled to the number of cells).
     cmap
@@ -193,15 +192,10 @@ def alignment(
     xlabel = f"{spatial_key} 1" + (f" ({names[1]} drawn shifted by {shift:+.4g})" if layout == "side" else "")
     spatial_axes(ax, xlabel, f"{spatial_key} 2")
     n_matched = int((perm >= 0).sum())
-    if layout == "side":
-        for P, name in ((P1, names[0]), (P2, names[1])):
-            ax.annotate(name, xy=(float(np.mean([P[:, 0].min(), P[:, 0].max()])), float(P[:, 1].max())),
-                        xytext=(0, 10), textcoords="offset points", ha="center", va="bottom", fontweight="bold")  # fmt: skip
-        title = f"{key}: {n_matched:,} matched pairs"
-    else:
-        title = f"{names[0]} and {names[1]} ({key}): {n_matched:,} matched pairs"
+    where = (" (left)", " (right)") if layout == "side" else ("", "")
+    title = f"{names[0]}{where[0]} and {names[1]}{where[1]}: {n_matched:,} matched pairs"
     title += f" ({len(pick)} drawn)" if len(pick) else ""
-    ax.set_title(title, pad=18 if layout == "side" else 6)
+    ax.set_title(title)
     return save_or_show(ax, show=show, save=save, ax_given=ax_given)
 
 

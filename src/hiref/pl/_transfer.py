@@ -61,8 +61,9 @@ def transfer(
     {show_save}
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter` when cells are drawn; they win over the
-        plot's own settings (the colour scale runs from 0 to the 99th percentile unless
-        ``vmin``/``vmax`` are given; clipped cells are counted in the colour bar's label).
+        plot's own settings. The colour scale (cells or bins) runs from 0 to the 99th
+        percentile of the values drawn unless ``vmin``/``vmax`` are given; what it clips is
+        counted in the colour bar's label.
 
     Returns
     -------
@@ -89,15 +90,11 @@ def transfer(
             color_values(adata_pred, gene, "adata_pred")[1][keep],
             color_values(adata_true, gene, "adata_true")[1],
         ]
-        if bins:
-            shown = np.concatenate([bin_grid(b, gene).ravel() for b in binned])
-            scale = colour_scale(shown, gene, vmin=0.0, vmax=float(np.nanmax(shown)) or 1.0)
-        else:
-            shown = np.concatenate(values)
-            top = float(np.nanpercentile(shown, 99)) or 1.0
-            scale = colour_scale(shown, gene, vmin=scatter_kwargs.get("vmin", 0.0), vmax=scatter_kwargs.get("vmax", top))
-            if "vmax" not in scatter_kwargs and scale.note:  # the plot's own 99th percentile
-                scale = replace(scale, note=scale.note.replace("at vmin/vmax", "at the 99th percentile"))
+        shown = np.concatenate([bin_grid(b, gene).ravel() for b in binned] if bins else values)
+        top = float(np.nanpercentile(shown, 99)) or 1.0
+        scale = colour_scale(shown, gene, vmin=scatter_kwargs.get("vmin", 0.0), vmax=scatter_kwargs.get("vmax", top))
+        if "vmax" not in scatter_kwargs and scale.note:  # the plot's own 99th percentile
+            scale = replace(scale, note=scale.note.replace("at vmin/vmax", "at the 99th percentile"))
         for col, (title, P, vals) in enumerate((("predicted", P1[keep], values[0]), ("measured", P2, values[1]))):
             ax = axes[row, col]
             if bins:
