@@ -3,13 +3,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.testing.compare import compare_images
-
-import anndata as ad
 
 import hiref as hr
 
@@ -61,7 +61,8 @@ def test_alignment(aligned, tmp_path):
     assert ax.get_title().startswith("left (left) and right (right): ")
     assert "right drawn shifted by" in ax.get_xlabel()
     overlay = hr.pl.alignment(a, b, layout="overlay", names=("s1", "s2"), n_lines=0, show=False)
-    assert overlay.get_title().startswith("s1 and s2: ") and "shifted" not in overlay.get_xlabel()
+    assert overlay.get_title().startswith("s1 and s2: ")
+    assert "shifted" not in overlay.get_xlabel()
     check_image(ax.figure, "alignment", tmp_path)
 
 
@@ -70,7 +71,7 @@ def test_alignment_lines_join_stored_partners(aligned):
     P1, P2 = a.obsm["spatial_registered"], b.obsm["spatial_registered"]
     for layout in ("overlay", "side"):
         segments = _segments(hr.pl.alignment(a, b, layout=layout, n_lines=80, show=False))
-        starts = [np.flatnonzero((P1 == s).all(1)) for s in segments[:, 0]]
+        starts = [np.flatnonzero((s == P1).all(1)) for s in segments[:, 0]]
         assert all(len(i) == 1 for i in starts)
         cells = np.concatenate(starts)
         partner = b.obs_names.get_indexer(a.obs["hiref_match"].iloc[cells].astype(str))
@@ -160,7 +161,8 @@ def test_hierarchy(aligned, tmp_path):
     a, b = aligned
     axes = hr.pl.hierarchy(a, b, level=2, names=("left", "right"), show=False)
     assert len(axes) == 2
-    assert axes[0].get_title().startswith("left: ") and axes[1].get_title().startswith("right: ")
+    assert axes[0].get_title().startswith("left: ")
+    assert axes[1].get_title().startswith("right: ")
     assert "after level 2" in axes[0].get_title()
     # each panel shows its own slice in its own coordinates
     for ax, adata in zip(axes, (a, b), strict=True):
@@ -175,7 +177,8 @@ def test_hierarchy_counts_pairs_that_cross_co_clusters(aligned):
     level = a.obsm["hiref_labels"].shape[1]
     partner = a.uns["hiref"]["partner"]
     matched = partner >= 0
-    crossing = int((a.obsm["hiref_labels"][matched, level - 1] != b.obsm["hiref_labels"][partner[matched], level - 1]).sum())
+    labels1, labels2 = a.obsm["hiref_labels"][:, level - 1], b.obsm["hiref_labels"][:, level - 1]
+    crossing = int((labels1[matched] != labels2[partner[matched]]).sum())
     assert crossing > 0  # the exact finish moved some pairs across the deepest co-clusters
     title = hr.pl.hierarchy(a, b, level=level, show=False)[0].get_title()
     assert f"{crossing:,} of {int(matched.sum()):,} matched pairs cross co-clusters" in title
@@ -235,10 +238,11 @@ def test_a_wrong_matching_fails_the_image_check(aligned, tmp_path):
     matched = np.random.default_rng(0).choice(a.n_obs, min(a.n_obs, b.n_obs), replace=False)
     perm[matched] = np.random.default_rng(1).permutation(b.n_obs)[: len(matched)]
     hr.tl.store_matching(a, b, perm, spatial_key="spatial_registered")
+    pred = hr.tl.transfer(a, b, spatial_key="spatial_registered")
+    transfer = hr.pl.transfer(pred, b, genes=["gene0", "gene3"], bins=12, spatial_key="spatial_registered", show=False)
     drawings = {
         "alignment": hr.pl.alignment(a, b, color="region", n_lines=50, names=("left", "right"), show=False).figure,
-        "transfer": hr.pl.transfer(hr.tl.transfer(a, b, spatial_key="spatial_registered"), b, genes=["gene0", "gene3"],
-                                   bins=12, spatial_key="spatial_registered", show=False)[0].figure,  # fmt: skip
+        "transfer": transfer[0].figure,
     }
     for name, fig in drawings.items():
         actual = tmp_path / f"{name}.png"
@@ -330,3 +334,16 @@ def test_stack_panels(stacked, tmp_path):
         hr.pl.stack(stacked, kind="panels", ax=list(given[:2]), show=False)
     with pytest.raises(ValueError, match="`kind`"):
         hr.pl.stack(stacked, kind="flat", show=False)
+
+
+@pytest.mark.parametrize(("n", "palette"), [(12, "default_20"), (25, "default_28"), (60, "default_102")])
+def test_many_categories_get_scanpy_s_palettes(n, palette):
+    from scanpy.plotting import palettes
+
+    from hiref.pl._utils import category_colors
+
+    a = ad.AnnData(np.zeros((n, 1), dtype=np.float32))
+    a.obs["cat"] = pd.Categorical([f"c{i}" for i in range(n)])
+    colours = category_colors([a], "cat")
+    assert len(set(colours.values())) == n  # no colour used twice
+    assert list(colours.values()) == list(getattr(palettes, palette)[:n])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_same_adata_content
 
 import hiref as hr
 from hiref.get._matching import stored_params
+
+from helpers import assert_same_adata_content
 
 
 def _without_spatial(adata):

@@ -14,8 +14,8 @@ from hiref.get._matching import partners, stored_params
 
 from ._utils import (
     category_colors,
-    colour_scale,
     color_values,
+    colour_scale,
     even_sample,
     new_axes,
     save_or_show,

@@ -74,9 +74,7 @@ def transfer(
     gene_list = [genes] if isinstance(genes, str) else list(genes)
     cosine = cosine_similarity(adata_pred, adata_true, genes=gene_list, bins=bins or 75, spatial_key=spatial_key)
     P1, P2 = spatial(adata_pred, spatial_key, "adata_pred"), spatial(adata_true, spatial_key, "adata_true")
-    fig, axes = plt.subplots(
-        len(gene_list), 2, figsize=(9.0, 4.0 * len(gene_list)), layout="constrained", squeeze=False
-    )
+    _, axes = plt.subplots(len(gene_list), 2, figsize=(9.0, 4.0 * len(gene_list)), layout="constrained", squeeze=False)
     keep = matched_mask(adata_pred)
     keep = np.ones(adata_pred.n_obs, dtype=bool) if keep is None else keep
     if bins:

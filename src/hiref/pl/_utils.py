@@ -171,15 +171,14 @@ def colour_scale(
     lo = lo if vmin is None else float(vmin)
     hi = hi if vmax is None else float(vmax)
     below, above = int((finite < lo).sum()), int((finite > hi).sum())
-    extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
-        (below > 0, above > 0), "both"
-    )
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get((below > 0, above > 0), "both")
     if not below and not above:
         return ColourScale(lo, hi, extend, "")
     chosen = vmin is not None or vmax is not None
     rule = "at vmin/vmax" if chosen else f"at the {_ordinal(percentiles[0])}-{_ordinal(percentiles[1])} percentile"
     beyond = ", ".join(
-        part for part in (f"{below:,} below {lo:.3g}" if below else "", f"{above:,} above {hi:.3g}" if above else "")
+        part
+        for part in (f"{below:,} below {lo:.3g}" if below else "", f"{above:,} above {hi:.3g}" if above else "")
         if part
     )
     return ColourScale(lo, hi, extend, f"scale clipped {rule}: {beyond}")
