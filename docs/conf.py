@@ -70,7 +70,7 @@ smartquotes_action = "qe"  # quotes and ellipses only: keep "--option" as typed
 
 hiref_benchmarks_dir = "../benchmarks/results"
 hiref_tutorials_source = "../tutorials"
-hiref_tutorials_order = ["mosta", "merfish"]
+hiref_tutorials_order = ["dlpfc", "merfish", "mosta"]
 
 # -- MyST / myst-nb ----------------------------------------------------------------------------
 

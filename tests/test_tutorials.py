@@ -10,22 +10,24 @@ import nbformat
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
-NOTEBOOKS = ["merfish.ipynb", "mosta.ipynb"]
+NOTEBOOKS = ["dlpfc.ipynb", "merfish.ipynb", "mosta.ipynb"]
 MAX_BYTES = 1_500_000
 PARAMETERS = 'DATA = os.environ.get("HIREF_TUTORIAL_DATA", "full")'
+# The DLPFC notebook downloads nothing: it reads ../shared/data (or $HIREF_SHARED_DATA).
+PARAMETERS_OF = {"dlpfc.ipynb": 'DATA_DIR = os.environ.get("HIREF_SHARED_DATA", "../shared/data")'}
 # Appended to the executed copy: the notebook's RESULTS dict, written where the test can read it.
 DUMP_RESULTS = (
     'import json\nfrom pathlib import Path\nPath("results.json").write_text(json.dumps(RESULTS, default=float))'
 )
 
 
-def problems(nb: nbformat.NotebookNode, *, need_outputs: bool = True) -> list[str]:
+def problems(nb: nbformat.NotebookNode, *, need_outputs: bool = True, parameters: str = PARAMETERS) -> list[str]:
     """What is wrong with an executed notebook: errors, stderr (warnings), cells not run, no figure."""
     found = []
     code = [c for c in nb.cells if c.cell_type == "code"]
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    if len(params) != 1 or PARAMETERS not in params[0].source:
-        found.append(f"expected one code cell tagged 'parameters' holding {PARAMETERS!r}")
+    if len(params) != 1 or parameters not in params[0].source:
+        found.append(f"expected one code cell tagged 'parameters' holding {parameters!r}")
     for i, cell in enumerate(code):
         if need_outputs and cell.execution_count is None:
             found.append(f"code cell {i} was not executed")
@@ -46,8 +48,11 @@ def test_committed_notebook_has_clean_outputs(name):
     assert path.stat().st_size < MAX_BYTES, f"{name} is {path.stat().st_size / 1e6:.2f} MB"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert problems(nb) == []
+    assert problems(nb, parameters=PARAMETERS_OF.get(name, PARAMETERS)) == []
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    if name in PARAMETERS_OF:
+        assert "../shared/data" in text
+        return
     assert "`shared`" in text
     assert "HIREF_TUTORIAL_DATA=full" in text
 
@@ -137,3 +142,26 @@ def test_mosta_tutorial_runs(tmp_path, shared_data, monkeypatch):
     raw, stacked = results["partner_distance"]["raw"], results["partner_distance"]["stacked"]
     assert stacked[1] < 0.75 * raw[1]
     assert sum(stacked) < sum(raw)
+
+
+def test_mosta_says_first_that_its_outputs_come_from_a_stand_in():
+    nb = nbformat.read(TUTORIALS / "mosta.ipynb", as_version=4)
+    opening = nb.cells[0].source.split("\n\n")[1]  # the paragraph right under the title
+    for words in ("stand-in", "breast-cancer", "k-means"):
+        assert words in opening
+    page = (TUTORIALS.parent / "docs" / "tutorials.md").read_text().split("\n\n")[1]
+    for words in ("stand-in", "MOSTA"):
+        assert words in page
+
+
+def test_dlpfc_tutorial_runs(tmp_path, shared_data, monkeypatch):
+    results, nb = run_tutorial("dlpfc.ipynb", tmp_path, shared_data, monkeypatch)
+    assert problems(nb, parameters=PARAMETERS_OF["dlpfc.ipynb"]) == []
+    assert results["n_spots"] == [3639, 3673]
+    assert results["n_matched"] == 3639
+    assert results["register_decision"] == "identity"  # the sections were imaged in one frame
+    assert 0 < results["weight"] < 0.1  # position leads on adjacent Visium sections
+    # layer accuracy: about that of the exact matching on position (0.856), far above random (0.17)
+    assert 0.84 < results["agreement"] < 0.93
+    assert results["by_confidence"]["confidence = 1"] > results["by_confidence"]["confidence < 1"]
+    assert "matched pairs cross co-clusters" in results["hierarchy_title"]

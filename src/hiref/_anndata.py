@@ -50,6 +50,7 @@ def obsm_array(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.nda
         msg = f"`{name}` has no .obsm[{key!r}] (available: {available or 'none'}).{hint}"
         raise KeyError(msg)
     value = adata.obsm[key]
+    _refuse_text(value, key, name)
     try:
         value = value.toarray() if sp.issparse(value) else np.asarray(value)
         if value.ndim != 2:
@@ -64,6 +65,28 @@ def obsm_array(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.nda
             raise
         msg = f"`{name}.obsm[{key!r}]` must hold numbers only: {err}."
         raise TypeError(msg) from err
+
+
+def _refuse_text(value: object, key: str, name: str) -> None:
+    """A TypeError naming the entry if an ``.obsm`` value holds text (columns of strings, even numeric ones)."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        text = [
+            str(c) for i, (c, dtype) in enumerate(value.dtypes.items())
+            if not pd.api.types.is_numeric_dtype(dtype) and any(isinstance(v, str | bytes) for v in value.iloc[:, i])
+        ]  # fmt: skip
+        if text:
+            msg = (
+                f"`{name}.obsm[{key!r}]` must hold numbers, but its column(s) {text} hold text; convert them "
+                f"first, e.g. `{name}.obsm[{key!r}] = {name}.obsm[{key!r}].astype(float)`."
+            )
+            raise TypeError(msg)
+        return
+    array = np.asarray(value) if not sp.issparse(value) else None
+    if array is not None and array.dtype.kind in "USO" and any(isinstance(v, str | bytes) for v in array.ravel()):
+        msg = f"`{name}.obsm[{key!r}]` must hold numbers, but it holds text (dtype {array.dtype}); convert it first."
+        raise TypeError(msg)
 
 
 def coordinates(adata: AnnData, key: str, name: str, *, hint: str = "") -> np.ndarray:

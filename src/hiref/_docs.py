@@ -21,8 +21,11 @@ DOC = {
         squared distances in those proportions. If ``"X_pca"`` is asked for but missing, a
         joint PCA of the genes both datasets share is computed (and stored, see Returns).""",
     "spatial_key": """spatial_key
-        ``.obsm`` key of the spatial coordinates (used for the stored partner coordinates and by
-        plots); ``None`` if there are none.""",
+        ``.obsm`` key of the spatial coordinates (used by ``"auto"``, for the stored partner
+        coordinates and confidence, and by plots); ``None`` if there are none. A key given
+        explicitly must be in both objects (a :class:`KeyError` otherwise); the default
+        ``"spatial"`` in one object only is a :class:`KeyError` too, and in neither a warning
+        (``"auto"`` then aligns on expression alone).""",
     "key_added": """key_added
         Name under which results are stored (``.uns[key_added]``, ``.obs[f"{key_added}_match"]``,
         ``.obsm[f"{key_added}_..."]``). Entries of an earlier alignment under the same key are

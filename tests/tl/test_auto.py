@@ -6,6 +6,7 @@ import json
 
 import anndata as ad
 import numpy as np
+import pytest
 
 import hiref as hr
 from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE
@@ -29,7 +30,8 @@ def test_auto_stores_its_choice(slices, tmp_path):
 def test_auto_without_coordinates_is_expression_only(slices):
     a, b = slices
     del a.obsm["spatial"], b.obsm["spatial"]
-    hr.tl.align(a, b, progress=False)
+    with pytest.warns(UserWarning, match="expression PCs alone"):  # the default key, missing: said aloud
+        hr.tl.align(a, b, progress=False)
     params = b.uns["hiref"]["params"]
     assert params["use_rep"] == "auto"
     assert "no coordinates" in json.loads(params["auto"])["rule"]

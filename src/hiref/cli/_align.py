@@ -29,8 +29,10 @@ _ALIGN_EPILOG = """\
 representation (--use-rep):
   auto          the default: position (.obsm["spatial"]) and expression PCs of
                 the shared genes, expression weighted by how much it adds to
-                position (hr.tl.align's use_rep="auto"); expression only when a
-                file has no coordinates
+                position (hr.tl.align's use_rep="auto"); expression only when
+                neither file has coordinates (with a warning); for sections
+                of one tissue, register them first (hr.pp.register) and
+                pass --spatial-key spatial_registered, as the README does
   KEY           align on .obsm[KEY] ("X" for the expression matrix); with
                 X_pca, a joint PCA of the shared genes is computed when
                 either file lacks .obsm["X_pca"]
@@ -113,7 +115,8 @@ def _add_align(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="KEY",
         help="obsm key of the coordinates copied to the partner as .obsm[KEY_partner_spatial] "
-        "(default: spatial, skipped if a file lacks it; a key given explicitly must exist)",
+        "(default: spatial; an error if only one file has it, a warning if neither has it; a key given "
+        "explicitly must exist in both)",
     )
     opts.add_argument(
         "--key-added", default=ALIGN_KEY, metavar="KEY", help=f"name of the alignment (default: {ALIGN_KEY})"

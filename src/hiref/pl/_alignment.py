@@ -12,7 +12,17 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY
 from hiref.get._matching import partners, stored_params
 
-from ._utils import category_colors, color_values, new_axes, save_or_show, spatial, spatial_axes
+from ._utils import (
+    category_colors,
+    color_values,
+    colour_scale,
+    even_sample,
+    new_axes,
+    save_or_show,
+    spatial,
+    spatial_axes,
+    with_user_kwargs,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -49,35 +59,50 @@ def _draw_points(
     size: float,
     cmap: str,
     **kwargs: Any,
-) -> None:
-    """Scatter several point sets on one Axes, coloured by a shared obs column, a gene, or by set."""
+) -> list[np.ndarray] | None:
+    """Scatter several point sets on one Axes, coloured by a shared obs column, a gene, or by set.
+
+    ``kwargs`` (the user's) win over the plot's own settings, colour limits included. Returns
+    every set's point colours for a categorical ``color`` (for lines drawn in them), else None.
+    """
     rasterized = sum(len(p) for p in points) > 10_000
+    base = {"s": size, "linewidths": 0, "rasterized": rasterized}
     if color is None:
         for P, name, c in zip(points, names, ("#1f77b4", "#ff7f0e", "#2ca02c"), strict=False):
-            ax.scatter(*P.T, s=size, color=c, label=name, linewidths=0, rasterized=rasterized, **kwargs)
+            ax.scatter(*P.T, **with_user_kwargs({**base, "color": c, "label": name}, kwargs))
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=max(1.0, 6 / np.sqrt(size)))
-        return
+        return None
     kinds, values = zip(*(color_values(a, color, f"adata{i + 1}") for i, a in enumerate(adatas)), strict=True)
     if len(set(kinds)) > 1:
         msg = f"`color` {color!r} is categorical in one object and continuous in the other."
         raise ValueError(msg)
     if kinds[0] == "category":
         mapping = category_colors(adatas, color)
+        point_colours = []
         for P, vals in zip(points, values, strict=True):
             labels = np.asarray(vals, dtype=object)
             colours = [mapping.get(str(v), "#cccccc") if v is not None and v == v else "#cccccc" for v in labels]
-            ax.scatter(*P.T, s=size, c=colours, linewidths=0, rasterized=rasterized, **kwargs)
+            ax.scatter(*P.T, c=colours, **with_user_kwargs(base, kwargs))
+            point_colours.append(np.asarray(colours, dtype=object))
         handles = [ax.scatter([], [], s=30, color=c, label=cat) for cat, c in mapping.items()]
         ax.legend(handles=handles, title=color, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
                   ncol=1 if len(handles) <= 20 else 2)  # fmt: skip
-        return
-    allv = np.concatenate(values)
-    vmin, vmax = np.nanpercentile(allv, [1, 99]) if allv.size else (0, 1)
+        return point_colours
+    scale = colour_scale(np.concatenate(values), color, vmin=kwargs.get("vmin"), vmax=kwargs.get("vmax"))
+    style = with_user_kwargs({**base, "cmap": cmap, "vmin": scale.vmin, "vmax": scale.vmax}, kwargs)
     for P, vals in zip(points, values, strict=True):
-        sc = ax.scatter(
-            *P.T, s=size, c=vals, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0, rasterized=rasterized, **kwargs
-        )
-    ax.figure.colorbar(sc, ax=ax, label=color, shrink=0.8)
+        sc = ax.scatter(*P.T, c=vals, **style)
+    if "norm" in kwargs:
+        ax.figure.colorbar(sc, ax=ax, label=color, shrink=0.8)
+    else:
+        scale.colorbar(sc, name=color, ax=ax, shrink=0.8)
+    return None
+
+
+def line_sample(P1: np.ndarray, perm: np.ndarray, n_lines: int, seed: int) -> np.ndarray:
+    """Matched cells of the first slice to draw lines from: at most ``n_lines``, spread evenly in space."""
+    matched = np.flatnonzero(perm >= 0)
+    return matched[even_sample(P1[matched], n_lines, seed)]
 
 
 @doc_params(**DOC)
@@ -101,6 +126,12 @@ def alignment(
 ) -> Axes | None:
     """Two aligned slices with lines joining a sample of matched cells.
 
+    Lines are drawn from a spatially even sample of the first slice's matched cells (one per
+    cell of a grid, so dense regions do not hide the rest), thin and translucent, in the colour
+    of the first cell's category when ``color`` is categorical. The title names both slices
+    (``names``). With ``layout="side"`` the second slice is drawn shifted to the right of the
+    first, in its own coordinates plus a shift stated in the x label.
+
     Parameters
     ----------
     {aligned_pair}
@@ -115,18 +146,21 @@ def alignment(
         ``"side"``: the second slice to the right of the first; ``"overlay"``: both in place
         (after :func:`hiref.pp.register`).
     names
-        Legend names of the two slices (when ``color`` is None).
+        Names of the two slices, for the title and the legend (``color=None``).
     size
         Marker size (default: scaled to the number of cells).
     cmap
-        Colour map of continuous values.
+        Colour map of continuous values. Their colour scale runs over the 1st-99th percentile
+        of both slices' values (a ``*confidence`` column: 0-1), unless ``vmin``/``vmax`` are
+        given; clipped values are counted in the colour bar's label.
     random_state
         Seed of the sample of lines.
     ax
         Axes to draw into.
     {show_save}
     **scatter_kwargs
-        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        Passed to :meth:`matplotlib.axes.Axes.scatter` (e.g. ``vmin``, ``vmax``, ``norm``,
+        ``alpha``, ``marker``); they win over the plot's own settings.
 
     Returns
     -------
@@ -135,24 +169,41 @@ def alignment(
     from matplotlib.collections import LineCollection
 
     spatial_key, perm, P1, P2 = matched_positions(adata1, adata2, key, spatial_key)
+    names = _two_names(names)
+    shift = 0.0
     if layout == "side":
         width = max(np.ptp(P1[:, 0]), np.ptp(P2[:, 0]))
-        P2 = P2 + np.array([P1[:, 0].max() - P2[:, 0].min() + 0.15 * width, 0.0])
+        shift = float(P1[:, 0].max() - P2[:, 0].min() + 0.15 * width)
+        P2 = P2 + np.array([shift, 0.0])
     elif layout != "overlay":
         msg = f"`layout` must be 'side' or 'overlay', got {layout!r}."
         raise ValueError(msg)
     ax_given = ax is not None
     ax = new_axes(ax, figsize=(11.0, 5.0) if layout == "side" else (7.0, 6.0))
     size = _size(len(P1) + len(P2), size)
-    _draw_points(ax, [P1, P2], [adata1, adata2], color, names, size=size, cmap=cmap, **scatter_kwargs)
-    matched = np.flatnonzero(perm >= 0)
-    rng = np.random.default_rng(random_state)
-    pick = rng.choice(matched, size=min(n_lines, len(matched)), replace=False) if len(matched) else matched
-    lines = LineCollection(np.stack([P1[pick], P2[perm[pick]]], 1), colors="0.25", linewidths=0.5, alpha=0.5, zorder=3)
+    colours = _draw_points(ax, [P1, P2], [adata1, adata2], color, names, size=size, cmap=cmap, **scatter_kwargs)
+    pick = line_sample(P1, perm, n_lines, random_state)
+    many = len(pick) > 100
+    lines = LineCollection(
+        np.stack([P1[pick], P2[perm[pick]]], 1), colors="0.2" if colours is None else list(colours[0][pick]),
+        linewidths=0.45 if many else 0.8, alpha=0.45 if many else 0.7, zorder=3,
+    )  # fmt: skip
     ax.add_collection(lines)
-    spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
-    ax.set_title(f"{key}: {len(matched)} matched pairs ({len(pick)} drawn)")
+    xlabel = f"{spatial_key} 1" + (f" ({names[1]} drawn shifted by {shift:+.4g})" if layout == "side" else "")
+    spatial_axes(ax, xlabel, f"{spatial_key} 2")
+    n_matched = int((perm >= 0).sum())
+    where = (" (left)", " (right)") if layout == "side" else ("", "")
+    title = f"{names[0]}{where[0]} and {names[1]}{where[1]}: {n_matched:,} matched pairs"
+    title += f" ({len(pick)} drawn)" if len(pick) else ""
+    ax.set_title(title)
     return save_or_show(ax, show=show, save=save, ax_given=ax_given)
+
+
+def _two_names(names: Sequence[str]) -> tuple[str, str]:
+    if isinstance(names, str) or len(names) != 2:
+        msg = f"`names` must hold two names (one per slice), got {names!r}."
+        raise ValueError(msg)
+    return str(names[0]), str(names[1])
 
 
 @doc_params(**DOC)
@@ -192,7 +243,7 @@ def displacement(
         Axes to draw into.
     {show_save}
     **quiver_kwargs
-        Passed to :meth:`matplotlib.axes.Axes.quiver`.
+        Passed to :meth:`matplotlib.axes.Axes.quiver`; they win over the plot's own settings.
 
     Returns
     -------
@@ -221,8 +272,8 @@ def displacement(
     length = np.linalg.norm(vec, axis=1)
     # Drop the palest end of the colour map: arrows are drawn on a light background.
     colours = ListedColormap(mpl.colormaps[cmap](np.linspace(0.0, 0.85, 256)))
-    q = ax.quiver(*start.T, *vec.T, length, angles="xy", scale_units="xy", scale=1.0, cmap=colours, width=0.003,
-                  zorder=2, **quiver_kwargs)  # fmt: skip
+    own = {"angles": "xy", "scale_units": "xy", "scale": 1.0, "cmap": colours, "width": 0.003, "zorder": 2}
+    q = ax.quiver(*start.T, *vec.T, length, **with_user_kwargs(own, quiver_kwargs))
     ax.figure.colorbar(q, ax=ax, label=f"displacement ({spatial_key} units)", shrink=0.8)
     spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
     ax.set_title(f"{key}: cell to partner" + (f", mean over a {grid}x{grid} grid" if grid else ""))

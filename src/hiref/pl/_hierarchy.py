@@ -12,8 +12,8 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, Keys
 from hiref.get._matching import partners, stored, stored_params
 
-from ._alignment import _size, stored_spatial_key
-from ._utils import palette, save_or_show, spatial, spatial_axes
+from ._alignment import _size, _two_names, stored_spatial_key
+from ._utils import palette, save_or_show, spatial, spatial_axes, with_user_kwargs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -37,6 +37,7 @@ def hierarchy(
     key: str = ALIGN_KEY,
     level: int | None = None,
     spatial_key: str | None = None,
+    names: Sequence[str] = ("adata1", "adata2"),
     size: float | None = None,
     ax: Sequence[Axes] | None = None,
     show: bool | None = None,
@@ -46,8 +47,11 @@ def hierarchy(
     """The co-clusters of one level, in matching colours on both slices.
 
     Each co-cluster of the hierarchy pairs a set of cells of ``adata1`` with a set of cells of
-    ``adata2``; the matching never crosses co-clusters. Drawing a level shows how far the
-    refinement has zoomed in.
+    ``adata2``, and the hierarchy's own matching pairs cells within co-clusters. The exact
+    finish that follows (``polish``, on by default up to 2**18 cells) re-solves the matching
+    over all cells at once, so some final pairs cross co-clusters: the left panel's title
+    counts them at the level drawn (none with ``polish=False, refine=False``). Drawing a level
+    shows how far the refinement has zoomed in.
 
     Parameters
     ----------
@@ -55,13 +59,15 @@ def hierarchy(
     level
         Level to draw, from 1; default the deepest level with at most 32 co-clusters.
     {spatial_key_stored}
+    names
+        Names of the two slices (the panels' titles).
     size
         Marker size (default: scaled to the number of cells).
     ax
-        Two Axes to draw into (one per slice).
+        Two Axes to draw into (one per slice); each panel shows its slice's own coordinates.
     {show_save}
     **scatter_kwargs
-        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        Passed to :meth:`matplotlib.axes.Axes.scatter`; they win over the plot's own settings.
 
     Returns
     -------
@@ -69,7 +75,8 @@ def hierarchy(
     """
     import matplotlib.pyplot as plt
 
-    partners(adata1, adata2, key, name="adata1", other_name="adata2")
+    perm = partners(adata1, adata2, key, name="adata1", other_name="adata2")
+    names = _two_names(names)
     keys = Keys(key)
     for adata in (adata1, adata2):
         if keys.labels not in adata.obsm:
@@ -100,12 +107,23 @@ def hierarchy(
         msg = f"`ax` must hold two Axes (one per slice), got {len(axes)}."
         raise ValueError(msg)
     size = _size(len(P1) + len(P2), size)
-    for a, P, lab, name in ((axes[0], P1, lab1, "adata1"), (axes[1], P2, lab2, "adata2")):
+    n_crossing, n_pairs = crossing_pairs(perm, lab1, lab2)
+    for a, P, lab, name in ((axes[0], P1, lab1, names[0]), (axes[1], P2, lab2, names[1])):
         c = np.where((lab >= 0)[:, None], colours[np.maximum(lab, 0)], np.array([0.8, 0.8, 0.8, 1.0]))
-        a.scatter(*P.T, s=size, c=c, linewidths=0, rasterized=len(P) > 10_000, **scatter_kwargs)
+        own = {"s": size, "linewidths": 0, "rasterized": len(P) > 10_000}
+        a.scatter(*P.T, c=c, **with_user_kwargs(own, scatter_kwargs))
         spatial_axes(a, f"{spatial_key} 1", f"{spatial_key} 2")
-        a.set_title(f"{name}: {n_clusters} co-clusters after level {level} of {n_levels}")
+        a.set_title(f"{name}: {n_clusters} co-clusters after level {level} of {n_levels}", fontsize="medium")
+    axes[0].set_title(
+        f"{axes[0].get_title()}\n{n_crossing:,} of {n_pairs:,} matched pairs cross co-clusters", fontsize="medium"
+    )
     return save_or_show(axes, show=show, save=save, ax_given=ax_given)
+
+
+def crossing_pairs(perm: np.ndarray, labels1: np.ndarray, labels2: np.ndarray) -> tuple[int, int]:
+    """How many matched pairs join cells of different co-clusters, and how many pairs there are."""
+    matched = np.flatnonzero(perm >= 0)
+    return int((labels1[matched] != labels2[perm[matched]]).sum()), len(matched)
 
 
 @doc_params(**DOC)

@@ -15,7 +15,7 @@ from hiref._docs import DOC, doc_params
 from hiref._keys import STACK_KEY, TraceKeys
 
 from ._alignment import _size
-from ._utils import category_colors, color_values, save_or_show
+from ._utils import category_colors, color_values, colour_scale, save_or_show, with_user_kwargs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -58,10 +58,7 @@ def _colours(adatas: list[AnnData], color: str | None, cmap: str) -> tuple[str, 
             [mapping.get(str(v), "#cccccc") if v is not None and v == v else "#cccccc" for v in vals] for vals in values
         ]
         return "category", colours, mapping
-    allv = np.concatenate(values)
-    finite = allv[np.isfinite(allv)]
-    vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
-    return "continuous", list(values), (float(vmin), float(vmax))
+    return "continuous", list(values), ()
 
 
 def _trace_lines(
@@ -164,7 +161,7 @@ def stack(
         ``"3d"``: a 3-D Axes to draw into (``projection="3d"``); ``"panels"``: one Axes per section.
     {show_save}
     **scatter_kwargs
-        Passed to ``scatter``.
+        Passed to ``scatter``; they win over the plot's own settings.
 
     Returns
     -------
@@ -196,10 +193,15 @@ def stack(
     segments = (
         _trace_lines(adatas, points, trace_key, n_lines, random_state, trace_cells) if trace_key is not None else []
     )
-    shared = {"s": size, "linewidths": 0, "rasterized": True, **scatter_kwargs}
+    own = {"s": size, "linewidths": 0, "rasterized": True}
+    bar: dict = {}
     if mode == "continuous":
-        shared.update(cmap=cmap, vmin=extra[0], vmax=extra[1])
-    style = _Style(mode, colours, extra, labels, color, shared)
+        scale = colour_scale(np.concatenate(colours), color, vmin=scatter_kwargs.get("vmin"),
+                             vmax=scatter_kwargs.get("vmax"))  # fmt: skip
+        own.update(cmap=cmap, vmin=scale.vmin, vmax=scale.vmax)
+        bar = {"label": scale.label(color), "extend": scale.extend} if "norm" not in scatter_kwargs else {}
+    shared = with_user_kwargs(own, scatter_kwargs)
+    style = _Style(mode, colours, extra, labels, color, shared, bar)
     if kind == "panels":
         axes = _draw_panels(points, style, ax)
         return save_or_show(axes, show=show, save=save, ax_given=ax is not None)
@@ -217,6 +219,7 @@ class _Style:
     labels: list[str]
     color: str | None
     shared: dict
+    bar: dict
 
     def scatter_colour(self, i: int) -> dict:
         """The colour argument of section ``i``'s scatter."""
@@ -272,7 +275,7 @@ def _draw_panels(points: list[np.ndarray], style: _Style, ax: Axes | Sequence[Ax
         a.set_xticks([])
         a.set_yticks([])
     if style.mode == "continuous":
-        fig.colorbar(sc, ax=axes, label=style.color, shrink=0.8)
+        fig.colorbar(sc, ax=axes, **{"label": style.color, **style.bar}, shrink=0.8)
     elif style.mode == "category":
         style.legend(fig, fig_level=True)
     return axes
@@ -306,7 +309,7 @@ def _draw_3d(
     ax.set_ylabel(f"{basis} y")
     ax.set_zlabel(f"{basis} z")
     if style.mode == "continuous":
-        ax.figure.colorbar(sc, ax=ax, label=style.color, shrink=0.6, pad=0.08)
+        ax.figure.colorbar(sc, ax=ax, **{"label": style.color, **style.bar}, shrink=0.6, pad=0.08)
     else:
         style.legend(ax, fig_level=False)
     ax.set_title(f"{len(points)} sections" + (f", {len(segments)} links of traced cells" if segments else ""))

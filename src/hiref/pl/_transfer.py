@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from hiref._docs import DOC, doc_params
 from hiref.get._transfer import bin_grid, matched_mask
 from hiref.tl import bin_spatial, cosine_similarity
 
-from ._utils import color_values, save_or_show, spatial, spatial_axes
+from ._utils import color_values, colour_scale, save_or_show, spatial, spatial_axes, with_user_kwargs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -59,7 +60,10 @@ def transfer(
         Marker size of cells.
     {show_save}
     **scatter_kwargs
-        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        Passed to :meth:`matplotlib.axes.Axes.scatter` when cells are drawn; they win over the
+        plot's own settings. The colour scale (cells or bins) runs from 0 to the 99th
+        percentile of the values drawn unless ``vmin``/``vmax`` are given; what it clips is
+        counted in the colour bar's label.
 
     Returns
     -------
@@ -70,9 +74,7 @@ def transfer(
     gene_list = [genes] if isinstance(genes, str) else list(genes)
     cosine = cosine_similarity(adata_pred, adata_true, genes=gene_list, bins=bins or 75, spatial_key=spatial_key)
     P1, P2 = spatial(adata_pred, spatial_key, "adata_pred"), spatial(adata_true, spatial_key, "adata_true")
-    fig, axes = plt.subplots(
-        len(gene_list), 2, figsize=(9.0, 4.0 * len(gene_list)), layout="constrained", squeeze=False
-    )
+    _, axes = plt.subplots(len(gene_list), 2, figsize=(9.0, 4.0 * len(gene_list)), layout="constrained", squeeze=False)
     keep = matched_mask(adata_pred)
     keep = np.ones(adata_pred.n_obs, dtype=bool) if keep is None else keep
     if bins:
@@ -86,21 +88,23 @@ def transfer(
             color_values(adata_pred, gene, "adata_pred")[1][keep],
             color_values(adata_true, gene, "adata_true")[1],
         ]
-        vmax = float(np.nanpercentile(np.concatenate(values), 99)) or 1.0
+        shown = np.concatenate([bin_grid(b, gene).ravel() for b in binned] if bins else values)
+        top = float(np.nanpercentile(shown, 99)) or 1.0
+        scale = colour_scale(shown, gene, vmin=scatter_kwargs.get("vmin", 0.0), vmax=scatter_kwargs.get("vmax", top))
+        if "vmax" not in scatter_kwargs and scale.note:  # the plot's own 99th percentile
+            scale = replace(scale, note=scale.note.replace("at vmin/vmax", "at the 99th percentile"))
         for col, (title, P, vals) in enumerate((("predicted", P1[keep], values[0]), ("measured", P2, values[1]))):
             ax = axes[row, col]
             if bins:
-                image = bin_grid(binned[col], gene)
-                vmax_b = float(np.nanmax([np.nanmax(bin_grid(b, gene)) for b in binned])) or 1.0
-                art = ax.imshow(image, origin="lower", extent=extent, cmap=cmap, vmin=0, vmax=vmax_b, aspect="equal",
-                                interpolation="nearest")  # fmt: skip
+                art = ax.imshow(bin_grid(binned[col], gene), origin="lower", extent=extent, cmap=cmap, vmin=scale.vmin,
+                                vmax=scale.vmax, aspect="equal", interpolation="nearest")  # fmt: skip
             else:
-                art = ax.scatter(*P.T, c=vals, s=_panel_size(len(P), size), cmap=cmap, vmin=0, vmax=vmax, linewidths=0,
-                                 rasterized=len(P) > 10_000, **scatter_kwargs)  # fmt: skip
+                own = {"s": _panel_size(len(P), size), "cmap": cmap, "vmin": scale.vmin, "vmax": scale.vmax,
+                       "linewidths": 0, "rasterized": len(P) > 10_000}  # fmt: skip
+                art = ax.scatter(*P.T, c=vals, **with_user_kwargs(own, scatter_kwargs, colour_arg="genes"))
             spatial_axes(ax, f"{spatial_key} 1", f"{spatial_key} 2")
             ax.set_title(f"{gene}, {title}")
-        fig.colorbar(
-            art, ax=axes[row, :].tolist(), label=f"{gene} expression" + (" (bin mean)" if bins else ""), shrink=0.8
-        )
+        scale.colorbar(art, name=f"{gene} expression" + (" (bin mean)" if bins else ""), ax=axes[row, :].tolist(),
+                       shrink=0.8)  # fmt: skip
         axes[row, 0].set_title(f"{gene}, predicted (cosine {cosine.loc[gene, 'cosine_similarity']:.3f})")
     return save_or_show(axes.ravel().tolist(), show=show, save=save, ax_given=False)

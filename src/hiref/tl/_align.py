@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ from ._confidence import matched_cost, neighbours, spatial_confidence
 if TYPE_CHECKING:
     from anndata import AnnData
 
+#: The default ``spatial_key``: missing from both objects it is a warning (an explicit key, an error).
+DEFAULT_SPATIAL_KEY = "spatial"
+
 
 @dataclass(frozen=True)
 class AlignRequest:
@@ -42,6 +46,7 @@ class AlignRequest:
     layer: str | None
     n_pcs: int | None
     random_state: int
+    n_pcs_asked: int | None
     device: str | None
     progress: bool
     solver: SolveOptions
@@ -67,13 +72,14 @@ class AlignRequest:
             raise ValueError(msg)
         rep = parse_rep(given["use_rep"])
         n_pcs = given["n_pcs"]
+        n_pcs_asked = None if n_pcs is None else check_positive_int(n_pcs, "n_pcs")
         if n_pcs is None and not rep.auto:
             n_pcs = DEFAULT_N_PCS
         if n_pcs is not None:  # None with "auto": its own rule
             n_pcs = check_positive_int(n_pcs, "n_pcs")
         return cls(
             rep=rep, spatial_key=given["spatial_key"], key_added=key_added, layer=given["layer"], n_pcs=n_pcs,
-            random_state=check_seed(random_state, "random_state"), device=given["device"],
+            random_state=check_seed(random_state, "random_state"), n_pcs_asked=n_pcs_asked, device=given["device"],
             progress=check_bool(given["progress"], "progress"),
             solver=SolveOptions.make(given["solver"], **engine_options), distributed=distributed,
         )  # fmt: skip
@@ -162,14 +168,77 @@ def write_alignment(adata: AnnData, side: AlignedSide) -> None:
 
 
 def check_pair(adata1: AnnData, adata2: AnnData, key_added: object) -> None:
-    """Both objects are in-memory AnnData and ``key_added`` is a non-empty string."""
+    """Both objects are in-memory AnnData, not one object twice, and ``key_added`` is a non-empty string."""
     check_adata(adata1, "adata1")
     check_adata(adata2, "adata2")
+    if adata1 is adata2:
+        msg = (
+            "`adata1` and `adata2` are the same object: an alignment stores a role and partners on each, so it "
+            "needs two objects. To match a dataset with itself, pass `adata.copy()` as `adata2`."
+        )
+        raise ValueError(msg)
     check_in_memory(adata1, "adata1")
     check_in_memory(adata2, "adata2")
     if not isinstance(key_added, str) or not key_added:
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
+
+
+def check_spatial_key(adata1: AnnData, adata2: AnnData, request: AlignRequest) -> None:
+    """Refuse coordinates missing where they were asked for; warn when the default key is in neither object.
+
+    An explicit ``spatial_key`` must be in both objects, and any key in one object only is an
+    error (the confidence and partner coordinates need both). The default ``"spatial"`` in
+    neither object leaves ``"auto"`` on expression alone: a warning says so (``spatial_key=None``
+    asks for that without one).
+    """
+    key = request.spatial_key
+    if key is None:
+        return
+    if not isinstance(key, str):
+        msg = f"`spatial_key` must be an .obsm key (str) or None, got {key!r}."
+        raise TypeError(msg)
+    has = [key in adata1.obsm, key in adata2.obsm]
+    if all(has):
+        return
+    available = {name: sorted(a.obsm.keys()) for name, a in (("adata1", adata1), ("adata2", adata2))}
+    if any(has):
+        missing = "adata2" if has[0] else "adata1"
+        msg = (
+            f"`spatial_key`={key!r} is in one object only: `{missing}` has no .obsm[{key!r}] (available: "
+            f"{available[missing] or 'none'}). Give both objects coordinates under one key, or pass "
+            "`spatial_key=None` to align without coordinates."
+        )
+        raise KeyError(msg)
+    if key != DEFAULT_SPATIAL_KEY:
+        msg = (
+            f"`spatial_key`={key!r} is in neither object (adata1 has {available['adata1'] or 'no .obsm'}, adata2 "
+            f"has {available['adata2'] or 'no .obsm'}); pass the key of the coordinates, or `spatial_key=None`."
+        )
+        raise KeyError(msg)
+    if request.rep.auto:
+        msg = (
+            f"neither object has .obsm[{key!r}], so `use_rep='auto'` aligns on expression PCs alone and no "
+            f"`{Keys(request.key_added).confidence}` or `{Keys(request.key_added).partner_spatial}` is written. "
+            "Pass `spatial_key=` naming the coordinates, or `spatial_key=None` to align on expression alone "
+            "without this warning."
+        )
+        warnings.warn(msg, UserWarning, stacklevel=4)
+
+
+def _warn_capped_pcs(rep_info: dict, request: AlignRequest) -> None:
+    """Say so when the joint PCA had fewer PCs to give than ``n_pcs`` asked for."""
+    pca = rep_info.get("joint_pca") or {}
+    asked, used = request.n_pcs_asked, pca.get("n_pcs")
+    if asked is None or used is None or used >= asked:
+        return
+    cells = pca.get("fitted_on_cells")
+    msg = (
+        f"`n_pcs`={asked} is more than the joint PCA can give: {pca.get('n_shared_genes')} shared genes"
+        + (f" and {cells} cells fitted" if cells else "")
+        + f" allow at most {used} PCs, so {used} were computed."
+    )
+    warnings.warn(msg, UserWarning, stacklevel=4)
 
 
 def _spatial_pair(
@@ -254,11 +323,13 @@ def compute_alignment(
     """
     t0 = time.perf_counter()
     check_pair(adata1, adata2, request.key_added)
+    check_spatial_key(adata1, adata2, request)
     if check:
         check_alignment_writable(adata1, adata2, request)
     writes = request.writes(adata1, adata2)
     logger.info("aligning %d and %d cells by %s", adata1.n_obs, adata2.n_obs, request.rep.recorded)
     R1, R2, rep_info, pca = _represent(adata1, adata2, request)
+    _warn_capped_pcs(rep_info, request)
     spatial1, spatial2 = _spatial_pair(adata1, adata2, request.spatial_key)
     # Every process holds both objects; the engine takes each process's slice of the rows.
     distributed, (R1, R2) = this_process_rows(R1, R2, distributed=request.distributed)
@@ -336,6 +407,24 @@ def align(
     fast finish.
     Without coordinates in both objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
     ``use_rep="X_pca"``).
+
+    **What to pass.** Two AnnData objects in memory, cells as rows, with unique ``obs_names``:
+
+    - *Expression* (``.X``, or ``layer``): raw counts or log-normalised values both work; pass
+      what you have, no need to normalise first. Only the genes both objects share (by
+      ``var_names``) are used. hiref prepares its own copy, never your data: non-negative
+      integers (raw counts) are normalised to 10,000 per cell and log1p-transformed (as
+      ``sc.pp.normalize_total(target_sum=1e4)`` then ``sc.pp.log1p``); non-negative
+      non-integer values above 20 (e.g. counts normalised by cell volume) are log1p-transformed;
+      anything else (log-normalised or scaled data) is used as is.
+      ``.uns[key_added]["params"]`` records the steps taken (``"preprocessing"``).
+    - *PCs*: with ``.obsm["X_pca"]`` in both objects (computed on both together, e.g.
+      ``sc.pp.pca`` of the concatenated objects), those are used instead of a joint PCA.
+    - *Coordinates*: ``.obsm[spatial_key]``, two (or more) numeric columns per cell, in both
+      objects and in one frame (run :func:`hiref.pp.register` first and pass
+      ``spatial_key="spatial_registered"``). Any unit (pixels, µm): ``"auto"`` standardises
+      them; stored partner coordinates, costs of ``use_rep="spatial"`` and plots are in the
+      units given. A DataFrame of text, even numeric text, is refused.
 
     Parameters
     ----------
