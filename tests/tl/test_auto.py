@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hiref as hr
-from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE
+from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, expression_weight
 
 
 def test_auto_stores_its_choice(slices, tmp_path):
@@ -21,7 +21,7 @@ def test_auto_stores_its_choice(slices, tmp_path):
     assert 0 <= auto["rho"] <= 1
     assert 0 < params["auto_weight"] <= 1
     assert auto["weight"] == params["auto_weight"]
-    assert auto["weight"] == min(1.0, ((1 - auto["rho"]) / auto["rho"]) ** 4)
+    assert auto["weight"] == expression_weight(auto["rho"])
     assert "hiref_pca" in b.obsm  # the expression PCs it computed
     b.write_h5ad(tmp_path / "b.h5ad")
     assert ad.read_h5ad(tmp_path / "b.h5ad").uns["hiref"]["params"]["auto"] == params["auto"]
@@ -73,7 +73,7 @@ def test_leading_pcs_keeps_all_but_the_tolerance():
 
 
 def test_leading_pcs_stops_at_the_fast_dimensions_only_within_the_looser_tolerance():
-    from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, leading_pcs
+    from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, expression_weight, leading_pcs
 
     var = np.linspace(1.0, 0.5, 60)  # a flat spectrum, like Visium's: many PCs for 0.5 %
     for weight in (0.005, 0.02, 0.05, 0.2, 1.0):
@@ -153,3 +153,15 @@ def test_auto_with_zero_weight_is_position_only(slices, monkeypatch):
     c, d = (x.copy() for x in slices)
     hr.tl.align(c, d, use_rep="spatial", progress=False)  # the same matching as on position alone
     np.testing.assert_array_equal(b.uns["hiref"]["partner"], d.uns["hiref"]["partner"])
+
+
+def test_expression_weight_leaves_position_alone_where_it_already_predicts_expression():
+    # rho >= 0.8: every DLPFC case (benchmarks/recipe.py); expression weights there only lost accuracy.
+    for rho in (0.8, 0.815, 0.9, 1.0):
+        assert expression_weight(rho) == 0.0
+    # rho <= 0.7: the square rule (simulated slices at 0.68: region agreement 0.64 -> 0.82 with it).
+    for rho in (0.2, 0.5, 0.68, 0.7):
+        assert expression_weight(rho) == pytest.approx(min(1.0, ((1 - rho) / rho) ** 2))
+    assert expression_weight(0.0) == 1.0
+    weights = [expression_weight(r) for r in np.linspace(0.0, 1.0, 101)]
+    assert all(w1 >= w2 for w1, w2 in zip(weights, weights[1:], strict=False))  # never more expression as rho grows

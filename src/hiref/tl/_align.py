@@ -28,6 +28,7 @@ from hiref.engine.distributed import this_process_rows
 
 from ._auto import DEFAULT_N_PCS, auto_representation
 from ._confidence import matched_cost, neighbours, spatial_confidence
+from ._doubt import doubt_summary
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -356,6 +357,10 @@ def compute_alignment(
         knn = None if spatial1 is None else (neighbours(spatial1), neighbours(spatial2))
         _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=root, knn=knn)
         _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=root, knn=knn and knn[::-1])
+        if spatial1 is not None:
+            doubt = doubt_summary(adata1, adata2, (side1, side2), matching.perm_y, knn[1][1][:, 0],
+                                  layer=request.layer, seed=request.random_state)  # fmt: skip
+            side1.record["doubt"] = side2.record["doubt"] = doubt
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g, %s; adding .uns[%r], .obs%s, .obsm%s",
         runtime, matching.n_matched, matching.cost, describe_bound(matching.gap_bound), writes.uns, list(side1.obs),
@@ -393,18 +398,17 @@ def align(
     The default ``use_rep="auto"`` is the recipe for sections of one tissue in one frame (after
     :func:`hiref.pp.register`): standardised coordinates next to expression PCs (a joint PCA
     of the shared genes, fitted on at most 2,000 cells), the PCs weighted by
-    ``w = min(1, ((1 - rho) / rho) ** 4)``. ``rho`` is measured on at most 2,000 cells per
+    ``w = min(1, ((1 - rho) / rho) ** 2)``, tapered to 0 between ``rho`` 0.7 and 0.8. ``rho`` is measured on at most 2,000 cells per
     object: the genes are split in two halves, cells are matched by position alone and by the
     first half's PCs alone, and ``rho`` is the share of expression's gain over a random
     matching, in predicting the second half's PCs from the partner, that position already
-    gets. Where neighbouring cells look alike (adjacent Visium sections, ``rho`` 0.8-0.93,
-    ``w`` below 0.003) expression only breaks ties between spatially equivalent partners; where position tells
+    gets. Where neighbouring cells look alike (adjacent Visium sections, ``rho`` 0.8-0.93)
+    position alone decides: there every expression weight measured lost layer accuracy; where position tells
     little about a cell (single-cell MERFISH sections, ``rho`` about 0.2) expression gets at
     most an equal say, so partners stay spatially plausible. Only the leading PCs are kept: the
     fewest whose dropped variance is at most 0.5 % of the whole representation's, and no more
     than fit in 16 dimensions in all (the engine's fast finish) where that drops at most 2 %;
-    so a small weight means few dimensions (2 PCs on DLPFC and on the simulated slices) and a
-    fast finish.
+    so a small weight means few dimensions (none on DLPFC) and a fast finish.
     Without coordinates in both objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
     ``use_rep="X_pca"``).
 
