@@ -160,8 +160,12 @@ def test_dlpfc_tutorial_runs(tmp_path, shared_data, monkeypatch):
     assert results["n_spots"] == [3639, 3673]
     assert results["n_matched"] == 3639
     assert results["register_decision"] == "identity"  # the sections were imaged in one frame
-    assert 0 < results["weight"] < 0.1  # position leads on adjacent Visium sections
+    assert results["weight"] == 0  # position alone on adjacent Visium sections (rho >= 0.8)
     # layer accuracy: about that of the exact matching on position (0.856), far above random (0.17)
     assert 0.84 < results["agreement"] < 0.93
     assert results["by_confidence"]["confidence = 1"] > results["by_confidence"]["confidence < 1"]
     assert "matched pairs cross co-clusters" in results["hierarchy_title"]
+    doubt = results["doubt"]
+    assert doubt["as aligned above"]["verdict"] == "sound"
+    assert doubt["mirrored, not registered"]["verdict"] == "doubtful"
+    assert doubt["mirrored, not registered"]["partner_similarity"] < doubt["as aligned above"]["partner_similarity"] - 0.5

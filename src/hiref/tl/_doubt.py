@@ -4,11 +4,14 @@ For the cells of ``adata2``, the expression (a joint PCA of the shared genes, pr
 for ``use_rep="auto"``) of each cell's partner is compared with its own, against a random
 pairing (the chance level) and against the cell's nearest spatial neighbour in its own section
 (what one section of the tissue predicts of itself): ``partner_similarity = gain(partners) /
-gain(neighbours)``, each gain ``1 - mean squared difference / chance``. Measured with
-position-only matchings: 0.80-0.84 on the DLPFC pair, its 70 % crop and half of its spots,
-0.48 on MERFISH, 0.47-0.76 on the breast sections in one frame; a section mirrored or turned by
-90 degrees and not registered gives -0.15 to 0.05 (DLPFC, MERFISH), and the breast sections 2
-and 3, which are not in one frame as shipped, -0.28. Below :data:`DOUBTFUL_SIMILARITY` the
+gain(neighbours)``, each gain ``1 - mean squared difference / chance``. Measured on matchings
+led by position: 0.86-0.89 on the DLPFC pair (both directions, a 70 % crop, half of its spots),
+0.43 on MERFISH, 0.47 and 0.80 on two breast pairs; a section mirrored and not registered gives
+-0.17 (DLPFC) and 0.02 (MERFISH), and the breast sections 2 and 3, which are not in one frame as
+shipped, -0.44. Matchings led by expression choose partners for it and score above 0.8 (1.0-2.2
+on MERFISH and the breast sections); there the verdict says that partners are alike, not that
+they lie in the right place (a mirrored DLPFC section under ``use_rep="auto"``, whose rule then
+sees position predict little and lets expression lead: 0.82). Below :data:`DOUBTFUL_SIMILARITY` the
 alignment is called doubtful and a WARNING log says so (shown in Jupyter and scripts
 without any logging set up, as :func:`hiref.pp.register`'s warnings are).
 
@@ -113,7 +116,7 @@ def doubt_summary(
     if verdict == "doubtful":
         logger.warning(
             "doubtful alignment: partners are alike in expression only %.2f times as much as spatial neighbours are "
-            "(below %s; 0.5-0.85 on sections in one frame). Is one section turned or mirrored? Run hr.pp.register "
+            "(below %s; 0.4-0.9 on sections in one frame). Is one section turned or mirrored? Run hr.pp.register "
             "first and align on 'spatial_registered', or check the coordinates.", similarity, DOUBTFUL_SIMILARITY,
         )  # fmt: skip
     return {
