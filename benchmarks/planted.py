@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from _common import print_table, write_json
 
 SETTINGS = {"default": {}, "hierarchy": {"polish": False, "refine": False}}

@@ -83,7 +83,7 @@ def accuracy(source: ad.AnnData, target: ad.AnnData, partner: np.ndarray, obs: s
     theirs = source.obs[obs].astype(str).to_numpy()
     labelled = own != "NA"
     p = partner[labelled]
-    return float(np.where(p >= 0, theirs[np.maximum(p, 0)] == own[labelled], False).mean())
+    return float((p >= 0) & (theirs[np.maximum(p, 0)] == own[labelled]).mean())
 
 
 def exact_position(source: ad.AnnData, target: ad.AnnData) -> np.ndarray:
@@ -141,7 +141,8 @@ def main() -> None:
         })  # fmt: skip
         print(f"{name}: default {min(acc):.3f}-{max(acc):.3f}, exact position {exact:.3f}", flush=True)
     columns = ["case", "n_source", "n_target", "default_min", "default_median", "default_max", "exact_position",
-               "nearest", "worst_minus_exact", "seconds_median", "seconds_max", "weight_max", "registration"]  # fmt: skip
+               "nearest", "worst_minus_exact", "seconds_median", "seconds_max", "weight_max",
+               "registration"]  # fmt: skip
     print_table(rows, columns, f"default recipe vs exact position-only (seeds {args.seeds})")
     worst = min(rows, key=lambda r: r["worst_minus_exact"])
     print(f"worst case: {worst['case']} ({worst['worst_minus_exact']:+.4f} against exact position alone)")

@@ -168,4 +168,5 @@ def test_dlpfc_tutorial_runs(tmp_path, shared_data, monkeypatch):
     doubt = results["doubt"]
     assert doubt["as aligned above"]["verdict"] == "sound"
     assert doubt["mirrored, not registered"]["verdict"] == "doubtful"
-    assert doubt["mirrored, not registered"]["partner_similarity"] < doubt["as aligned above"]["partner_similarity"] - 0.5
+    mirrored, aligned = doubt["mirrored, not registered"], doubt["as aligned above"]
+    assert mirrored["partner_similarity"] < aligned["partner_similarity"] - 0.5

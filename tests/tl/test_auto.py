@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import anndata as ad
@@ -73,7 +74,7 @@ def test_leading_pcs_keeps_all_but_the_tolerance():
 
 
 def test_leading_pcs_stops_at_the_fast_dimensions_only_within_the_looser_tolerance():
-    from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, expression_weight, leading_pcs
+    from hiref.tl._auto import FAST_TOLERANCE, TOLERANCE, leading_pcs
 
     var = np.linspace(1.0, 0.5, 60)  # a flat spectrum, like Visium's: many PCs for 0.5 %
     for weight in (0.005, 0.02, 0.05, 0.2, 1.0):
@@ -164,4 +165,4 @@ def test_expression_weight_leaves_position_alone_where_it_already_predicts_expre
         assert expression_weight(rho) == pytest.approx(min(1.0, ((1 - rho) / rho) ** 2))
     assert expression_weight(0.0) == 1.0
     weights = [expression_weight(r) for r in np.linspace(0.0, 1.0, 101)]
-    assert all(w1 >= w2 for w1, w2 in zip(weights, weights[1:], strict=False))  # never more expression as rho grows
+    assert all(w1 >= w2 for w1, w2 in itertools.pairwise(weights))  # never more expression as rho grows

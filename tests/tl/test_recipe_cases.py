@@ -37,7 +37,7 @@ def _accuracy(source, target, partner):
     theirs = source.obs["layer"].astype(str).to_numpy()
     keep = own != "NA"
     p = partner[keep]
-    return float(np.where(p >= 0, theirs[np.maximum(p, 0)] == own[keep], False).mean())
+    return float((p >= 0) & (theirs[np.maximum(p, 0)] == own[keep]).mean())
 
 
 def _exact_position(source, target):

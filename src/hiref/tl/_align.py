@@ -398,17 +398,23 @@ def align(
     The default ``use_rep="auto"`` is the recipe for sections of one tissue in one frame (after
     :func:`hiref.pp.register`): standardised coordinates next to expression PCs (a joint PCA
     of the shared genes, fitted on at most 2,000 cells), the PCs weighted by
-    ``w = min(1, ((1 - rho) / rho) ** 2)``, tapered to 0 between ``rho`` 0.7 and 0.8. ``rho`` is measured on at most 2,000 cells per
-    object: the genes are split in two halves, cells are matched by position alone and by the
-    first half's PCs alone, and ``rho`` is the share of expression's gain over a random
-    matching, in predicting the second half's PCs from the partner, that position already
-    gets. Where neighbouring cells look alike (adjacent Visium sections, ``rho`` 0.8-0.93)
-    position alone decides: there every expression weight measured lost layer accuracy; where position tells
-    little about a cell (single-cell MERFISH sections, ``rho`` about 0.2) expression gets at
-    most an equal say, so partners stay spatially plausible. Only the leading PCs are kept: the
-    fewest whose dropped variance is at most 0.5 % of the whole representation's, and no more
-    than fit in 16 dimensions in all (the engine's fast finish) where that drops at most 2 %;
-    so a small weight means few dimensions (none on DLPFC) and a fast finish.
+    ``w = min(1, ((1 - rho) / rho) ** 2)``, tapered to 0 between ``rho`` 0.7 and 0.8. ``rho``
+    is measured on at most 2,000 cells per object: the genes are split in two halves, cells are
+    matched by position alone and by the first half's PCs alone, and ``rho`` is the share of
+    expression's gain over a random matching, in predicting the second half's PCs from the
+    partner, that position already gets. Where neighbouring cells look alike (adjacent Visium
+    sections, ``rho`` 0.8-0.93) position alone decides: there every expression weight measured
+    lost layer accuracy; where position tells little about a cell (single-cell MERFISH
+    sections, ``rho`` about 0.2) expression gets at most an equal say, so partners stay
+    spatially plausible. Only the leading PCs are kept: the fewest whose dropped variance is at
+    most 0.5 % of the whole representation's, and no more than fit in 16 dimensions in all (the
+    engine's fast finish) where that drops at most 2 %; so a small weight means few dimensions
+    (none on DLPFC) and a fast finish.
+    With coordinates in both objects, every alignment also stores a label-free verdict in
+    ``.uns[key_added]["doubt"]``: how alike partners are in expression, as a share of how alike
+    spatial neighbours are (``partner_similarity``, 0.4-0.9 on sections in one frame, near or
+    below 0 on a mirrored section left unregistered), and ``verdict`` (``"doubtful"`` below 0.25,
+    with a WARNING log; ``"sound"``; or ``"not judged"`` without shared genes).
     Without coordinates in both objects ``"auto"`` is expression alone, the recipe for time courses and atlases (or pass
     ``use_rep="X_pca"``).
 

@@ -1,4 +1,4 @@
-"""A label-free verdict on an alignment: are partners as alike in expression as neighbours are?
+"""A label-free verdict on an alignment: are partners as alike in expression as neighbours are.
 
 For the cells of ``adata2``, the expression (a joint PCA of the shared genes, preprocessed as
 for ``use_rep="auto"``) of each cell's partner is compared with its own, against a random
@@ -101,7 +101,8 @@ def doubt_summary(
     Returns
     -------
     ``partner_similarity`` (NaN without enough shared genes), ``low_confidence_share`` (over
-    the matched cells of both objects), and ``verdict``: ``"doubtful"`` (a WARNING log says so), ``"sound"``, or ``"not judged"`` (no shared genes to judge by).
+    the matched cells of both objects), and ``verdict``: ``"doubtful"`` (a WARNING log says so),
+    ``"sound"``, or ``"not judged"`` (no shared genes to judge by).
     """
     key = Keys(sides[0].writes.key).confidence
     conf = np.concatenate([np.asarray(side.obs[key], float) for side in sides])
