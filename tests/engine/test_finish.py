@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, epsilons
 from hiref.engine.finish.certificate import c_transform, lower_bound
+from hiref.engine.finish.hull import hull_best
 from hiref.engine.finish.polish import candidate_arcs, certify, exact_finish
 from hiref.engine.geometry.costs import SqEuclidean
 
@@ -92,16 +93,33 @@ def test_certificate_of_any_matching_is_valid(name):
         assert bound <= opt * (1 + 1e-12)
 
 
-def test_c_transform_by_lifted_tree_equals_exact_minima():
+@pytest.mark.parametrize("d", [2, 3])  # the plane: a walk on a convex hull; 3-D: the lifted k-d tree
+def test_c_transform_equals_exact_minima(d):
     rng = np.random.default_rng(4)
-    A, B = torch.as_tensor(rng.normal(size=(300, 2))), torch.as_tensor(rng.normal(size=(350, 2)) * 1.5)
+    A, B = torch.as_tensor(rng.normal(size=(300, d))), torch.as_tensor(rng.normal(size=(350, d)) * 1.5)
     prices = rng.normal(size=350) + 3 * B[:, 0].numpy() + 0.7 * (B.numpy() ** 2).sum(1)
-    dual = c_transform(SqEuclidean(), A, B, prices, scale=0.3, k=3)
+    dual = c_transform(SqEuclidean(), A, B, prices, scale=0.3, k=3 if d == 3 else 2)
     exact = (cdist(A.numpy(), B.numpy(), "sqeuclidean") / 0.3 + prices[None, :]).min(1)
     assert np.allclose(dual.u, exact, rtol=1e-12, atol=1e-9)
     assert lower_bound(dual, prices, 300) == pytest.approx(
         (exact - prices.min()).sum() / 300 - (prices - prices.min()).sum() / 300
     )
+
+
+def test_hull_walk_finds_the_exact_best_and_falls_back_on_a_flat_hull():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(2000, 2)), rng.uniform(-2, 2, size=(2500, 2))
+    prices = np.sin(3 * b[:, 0]) + 0.2 * rng.normal(size=2500)  # many points off the lower hull
+    found = hull_best(a, b, prices)
+    value = cdist(a, b, "sqeuclidean") + prices[None, :]
+    np.testing.assert_allclose(value[np.arange(2000), found[:, 0]], value.min(1), rtol=0, atol=1e-9)
+    assert (found[:, 1] != found[:, 0]).all()
+    # Points on one line lift onto one plane: no hull, and the c-transform answers another way.
+    line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50)])
+    assert hull_best(a[:10], line, 2 * line[:, 0]) is None
+    dual = c_transform(SqEuclidean(), torch.as_tensor(a[:10]), torch.as_tensor(line), 2 * line[:, 0], scale=1.0)
+    exact = (cdist(a[:10], line, "sqeuclidean") + 2 * line[None, :, 0]).min(1)
+    np.testing.assert_allclose(dual.u, exact, rtol=1e-12, atol=1e-9)
 
 
 @pytest.mark.parametrize("unbalanced", [False, True])

@@ -8,7 +8,8 @@ the dual asks ``-p <= 0``: prices are taken relative to their minimum, which add
 ``(m - n) * min(p)``. With the auction's final prices the bound is within ``n * eps`` of the
 matching's cost on its graph, so it proves the matching optimal up to that.
 
-For the squared Euclidean cost the c-transform is an exact nearest-neighbour query in one more
+For the squared Euclidean cost in the plane it is a walk on the convex hull of the lifted points
+(:mod:`.hull`). In other low dimensions it is an exact nearest-neighbour query in one more
 dimension: with ``y' = (y, sqrt(p(y) - min p))`` and ``x' = (x, 0)``,
 ``|x' - y'|^2 = |x - y|^2 + p(y) - min p``, which a k-d tree answers exactly in low dimension
 (after a change of coordinates that absorbs the prices' fitted quadratic part, so that only the
@@ -25,11 +26,16 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish.hull import hull_best
+
 if TYPE_CHECKING:
     from hiref.engine.geometry.costs import Cost
 
 #: Largest dimension for which the lifted k-d tree answers the c-transform.
 TREE_MAX_DIM = 16
+#: In the plane, the convex-hull walk answers when the queries number at least 1/HULL_SHARE of
+#: the larger cloud (building the hull costs about as much as that many lifted k-d tree queries).
+HULL_SHARE = 16
 #: Entries of one chunk of exact costs (float64).
 _CHUNK = 1 << 23
 
@@ -82,9 +88,14 @@ def c_transform(
     """
     k = min(k, B.shape[0])
     A_rows = A if rows is None else A[torch.as_tensor(rows, device=A.device)]
-    if geometry.name == "sqeuclidean" and A.shape[1] <= TREE_MAX_DIM:
+    best = None
+    if geometry.name == "sqeuclidean" and A.shape[1] == 2 and A_rows.shape[0] * HULL_SHARE >= B.shape[0]:
+        root = np.sqrt(scale)
+        found = hull_best(A_rows.double().cpu().numpy() / root, B.double().cpu().numpy() / root, prices)
+        best = None if found is None else np.ascontiguousarray(found[:, :k])
+    if best is None and geometry.name == "sqeuclidean" and A.shape[1] <= TREE_MAX_DIM:
         best = _lifted_nearest(A_rows, B, prices, scale, k)
-    else:
+    elif best is None:
         best = _exact_nearest(geometry, A_rows, B, prices, scale, k)
     # The value itself, recomputed exactly for the best candidate.
     j = torch.as_tensor(best[:, 0], device=B.device)
