@@ -83,7 +83,8 @@ def accuracy(source: ad.AnnData, target: ad.AnnData, partner: np.ndarray, obs: s
     theirs = source.obs[obs].astype(str).to_numpy()
     labelled = own != "NA"
     p = partner[labelled]
-    return float((p >= 0) & (theirs[np.maximum(p, 0)] == own[labelled]).mean())
+    same = np.asarray(theirs[np.maximum(p, 0)] == own[labelled], dtype=bool)
+    return float(((p >= 0) & same).mean())
 
 
 def exact_position(source: ad.AnnData, target: ad.AnnData) -> np.ndarray:

@@ -60,3 +60,14 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def dlpfc(shared_data):
+    """The DLPFC pair 151673 -> 151674 on their shared genes (copy before changing them)."""
+    import anndata as ad
+
+    a = ad.read_h5ad(shared_data / "dlpfc_151673.h5ad")
+    b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
+    genes = a.var_names.intersection(b.var_names)
+    return a[:, genes].copy(), b[:, genes].copy()

@@ -351,14 +351,6 @@ def test_contract_clashes_on_the_table_are_refused_before_anything(pair):
 # ------------------------------------------------------------------ real data
 
 
-@pytest.fixture(scope="module")
-def dlpfc(shared_data):
-    a = ad.read_h5ad(shared_data / "dlpfc_151673.h5ad")
-    b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
-    genes = a.var_names.intersection(b.var_names)
-    return a[:, genes].copy(), b[:, genes].copy()
-
-
 def test_dlpfc_accuracy_is_the_same_on_both_paths(dlpfc, sd):
     a, b = (x.copy() for x in dlpfc)
     s1, s2 = to_spatialdata(a, image=False, radius=1.7), to_spatialdata(b, image=False, radius=1.7)

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
-import pytest
 
 import hiref as hr
 
 # Layer accuracy of the optimal one-to-one matching on position alone (scipy LSA), measured on
 # this pair (../shared/data/README.md); computing it here would take ~10 s.
 EXACT_POSITION_LSA = 0.856
-
-
-@pytest.fixture(scope="module")
-def dlpfc(shared_data):
-    a = ad.read_h5ad(shared_data / "dlpfc_151673.h5ad")
-    b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
-    genes = a.var_names.intersection(b.var_names)
-    return a[:, genes].copy(), b[:, genes].copy()
 
 
 def test_default_recipe_layer_accuracy(dlpfc):

@@ -11,6 +11,7 @@ import pandas as pd
 
 from hiref._anndata import check_adata
 from hiref._contract import check_all_writable, check_writable, series_writes, write
+from hiref._docs import DOC, doc_params
 from hiref._keys import ALIGN_KEY, SeriesKeys
 from hiref._logging import logger
 from hiref._spatialdata import call as spatialdata_call
@@ -43,6 +44,7 @@ def _stages(adata: AnnData, time_key: str, order: Sequence | None) -> list:
     return stages
 
 
+@doc_params(**DOC)
 def align_series(
     data: Sequence[AnnData] | AnnData,
     *,
@@ -66,14 +68,7 @@ def align_series(
         With one AnnData: the time points in order (default: the categories' order, or sorted).
     key_added
         Name of the results (see Returns).
-    table_key
-        Only for ``SpatialData`` objects (the ``spatialdata`` extra, see the docs' "SpatialData"
-        page): the table whose rows are the cells, by default the object's only table; a list
-        gives one per object. Results are written into that table as into an AnnData.
-    coordinate_system
-        Only for ``SpatialData`` objects: the coordinate system in which the cells' positions
-        are read, from the elements (shapes, points, labels) the table annotates, never from a
-        stored ``.obsm`` copy; they take the place of ``.obsm[spatial_key]``.
+    {spatialdata}
     **align_options
         Passed to :func:`hiref.tl.align` (``use_rep``, ``cost``, ``refine``, ...). ``use_rep``
         defaults to ``"X_pca"`` here: stages of a time course share no coordinate frame, so
@@ -82,9 +77,9 @@ def align_series(
     Returns
     -------
     For a list: the keys written, one per consecutive pair ``i, i + 1``:
-    ``f"{key_added}_{i}_{i+1}"``, each a full :func:`hiref.tl.align` result on both objects of
-    the pair. For one AnnData: ``None``; it gets ``.obs[f"{key_added}_next"]`` and
-    ``.obs[f"{key_added}_prev"]`` (the partner's obs name in the next and previous time point)
+    ``f"{{key_added}}_{{i}}_{{i+1}}"``, each a full :func:`hiref.tl.align` result on both objects of
+    the pair. For one AnnData: ``None``; it gets ``.obs[f"{{key_added}}_next"]`` and
+    ``.obs[f"{{key_added}}_prev"]`` (the partner's obs name in the next and previous time point)
     and ``.uns[key_added]`` (``time_key``, ``order``, and per pair its cost, number of matched
     cells and runtime). Every pair is computed before anything is written.
     """
