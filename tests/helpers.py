@@ -66,3 +66,20 @@ def store_exact_matching(adata1, adata2, *, rep: str = "spatial", key_added: str
     perm = np.full(adata1.n_obs, -1, dtype=np.int64)
     perm[rows] = cols
     hr.tl.store_matching(adata1, adata2, perm, key_added=key_added, **kwargs)
+
+
+def wrong_perm(perm: np.ndarray, kind: str = "random", seed: int = 0) -> np.ndarray:
+    """A wrong version of the one-to-one matching ``perm`` (``-1``: unmatched), still one-to-one, same cells matched.
+
+    ``"random"``: the partners handed out again at random; ``"half"``: only half of the matched
+    cells, chosen at random, swap partners among themselves (the other half keep theirs).
+    """
+    if kind not in ("random", "half"):
+        msg = f"unknown kind of wrong matching {kind!r}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    out = np.array(perm, dtype=np.int64)
+    matched = np.flatnonzero(out >= 0)
+    chosen = matched if kind == "random" else rng.choice(matched, len(matched) // 2, replace=False)
+    out[chosen] = out[chosen][rng.permutation(len(chosen))]
+    return out

@@ -132,7 +132,8 @@ def test_busy_elsewhere_reads_the_machine():
     busy = policy.busy_elsewhere()
     assert isinstance(busy, int)
     assert busy >= 0
-    assert policy.usable_cpus() == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    affinity = getattr(os, "sched_getaffinity", None)
+    assert policy.usable_cpus() == (len(affinity(0)) if affinity else os.cpu_count())
 
 
 def test_usable_cpus_is_the_affinity(monkeypatch):

@@ -94,10 +94,11 @@ def test_cosine_similarity(slices):
 
 def _tiny_transfer():
     """A transfer onto 5 target cells from 4 source cells, by hand: target cell t2 has no partner."""
+    genes = pd.DataFrame(index=["g1", "g2"])
     source = ad.AnnData(X=np.array([[2.0, 0.0], [4.0, 1.0], [6.0, 3.0], [8.0, 8.0]]),
-                        obs=pd.DataFrame(index=["s0", "s1", "s2", "s3"]), var=pd.DataFrame(index=["g1", "g2"]))  # fmt: skip
+                        obs=pd.DataFrame(index=["s0", "s1", "s2", "s3"]), var=genes)  # fmt: skip
     target = ad.AnnData(X=np.array([[1.0, 1.0], [3.0, 0.0], [9.0, 9.0], [0.0, 4.0], [5.0, 2.0]]),
-                        obs=pd.DataFrame(index=["t0", "t1", "t2", "t3", "t4"]), var=pd.DataFrame(index=["g1", "g2"]))  # fmt: skip
+                        obs=pd.DataFrame(index=["t0", "t1", "t2", "t3", "t4"]), var=genes.copy())  # fmt: skip
     source.obsm["spatial"] = np.array([[0.1, 0.1], [0.2, 0.3], [0.7, 0.8], [0.8, 0.2]])
     # On the 2 x 2 grid over the unit square: bin (0, 0) holds t0, t1, t2; bin (1, 1) t3; bin (1, 0) t4.
     target.obsm["spatial"] = np.array([[0.1, 0.1], [0.2, 0.3], [0.3, 0.2], [0.7, 0.8], [0.8, 0.2]])
