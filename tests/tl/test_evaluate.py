@@ -157,3 +157,23 @@ def test_label_agreement_errors_name_the_object():
     b.obs["cell"] = b.obs["lab"]
     with pytest.raises(KeyError, match=r"`adata_to` has no .obs\['kind'\]"):
         hr.tl.label_agreement(a, b, obs="lab", obs_to="kind")
+
+
+def test_cosine_default_extent_spans_both_objects():
+    # The prediction covers x in [0, 0.9], the truth [0, 2]: one grid over [0, 2] x [0, 1], 2 x 1 bins,
+    # so both predicted cells fall in the left bin (on a grid of their own they would not).
+    pred = _cells([[1, 0], [0, 1]], [[0.0, 0.0], [0.9, 1.0]], "ab")
+    true = _cells([[1, 1], [2, 0], [0, 3]], [[0.0, 0.0], [0.5, 0.5], [2.0, 1.0]], "xyz")
+    out = hr.tl.cosine_similarity(pred, true, genes=["g1", "g2"], bins=(2, 1))
+    P = [[0.5, 0.5], [0.0, 0.0]]  # a, b; nothing
+    T = [[1.5, 0.5], [0.0, 3.0]]  # x, y; z
+    np.testing.assert_allclose(out["cosine_similarity"], _cosine(P, T), rtol=1e-12)
+    assert out["n_bins_pred"].tolist() == [1, 1]
+
+
+def test_cosine_lists_at_most_ten_missing_genes(pair):
+    pred, true = pair
+    missing = [f"m{i:02d}" for i in range(12)]
+    with pytest.raises(KeyError, match=r"\['m00', .*'m09'\]\.") as info:
+        hr.tl.cosine_similarity(pred, true, genes=missing)
+    assert "m10" not in str(info.value)
