@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules that compute what users read (issue 33): evaluation, transfer,
 # binning, the stored-matching readers and the engine's leaves. Never run in CI: it takes tens of
-# minutes. Needs the dev extra (`pip install -e ".[dev]"`, mutmut 2.x, which mutates files in place).
+# minutes. Needs the dev extra (`pip install -e ".[dev]"`, mutmut 2.x, which mutates files in place; started through
+# benchmarks/_mutmut.py, which works around a crash of mutmut 2.5).
 #
 #   benchmarks/mutation.sh [MODULE ...]     e.g. benchmarks/mutation.sh evaluate bin
 #
@@ -33,7 +34,7 @@ declare -A TESTS=(
   [leaves]="tests/engine/test_blocks_leaves.py"
 )
 # seconds per module on one shared core (about 10-30 s per mutant)
-declare -A TIMEOUTS=([evaluate]=1500 [bin]=900 [transfer]=1500 [get]=1500 [leaves]=900)
+declare -A TIMEOUTS=([evaluate]=1200 [bin]=900 [transfer]=1500 [get]=1500 [leaves]=600)
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=(evaluate bin transfer get leaves)
 for m in "${modules[@]}"; do
@@ -42,10 +43,10 @@ for m in "${modules[@]}"; do
   printf '#!/usr/bin/env bash\nPYTHONPATH=%q exec python -m pytest -x -q -p no:cacheprovider %s\n' \
     "$work/src" "${TESTS[$m]}" > "run_$m.sh"
   chmod +x "run_$m.sh"
-  timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c 0 mutmut run --paths-to-mutate "${PATHS[$m]}" \
+  timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c 0 python "$root/benchmarks/_mutmut.py" run --paths-to-mutate "${PATHS[$m]}" \
     --runner "./run_$m.sh" --tests-dir tests --simple-output || true
   # a run cut short by the timeout leaves its last mutant applied: restore it before the next module
   find src -name "*.py.bak" | while read -r bak; do mv "$bak" "${bak%.bak}"; done
 done
-mutmut results
+python "$root/benchmarks/_mutmut.py" results
 echo "scratch folder (mutmut cache, mutmut show ID): $work"
