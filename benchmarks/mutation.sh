@@ -28,7 +28,7 @@ declare -A PATHS=(
 )
 declare -A TESTS=(
   [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
-  [bin]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py"
+  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
   [transfer]="tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py"
   [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_trace_stack.py"
   [leaves]="tests/engine/test_blocks_leaves.py"
