@@ -100,3 +100,22 @@ def test_rectangular_leaves_are_solved_exactly():
     rows, cols = linear_sum_assignment(C)
     assert len(set(perm.tolist())) == 60
     np.testing.assert_allclose(C[np.arange(60), perm].sum(), C[rows, cols].sum(), rtol=1e-12)
+
+
+def test_leaves_of_mixed_shapes_and_sizes_zero_and_one():
+    """Blocks of several shapes (some sharing one side's size), single points, and X-empty blocks, in any order."""
+    sizes_x = [2, 0, 3, 1, 2, 3, 0, 1, 4]
+    sizes_y = [3, 2, 3, 1, 2, 5, 1, 3, 4]
+    n, m = sum(sizes_x), sum(sizes_y)
+    rng = np.random.default_rng(5)
+    X, Y = torch.tensor(rng.normal(size=(n, 2))), torch.tensor(rng.normal(size=(m, 2)))
+    ix, iy = torch.randperm(n), torch.randperm(m)
+    perm = solve_leaves(SqEuclidean(), X, Y, Blocks(ix, iy, torch.tensor(sizes_x), torch.tensor(sizes_y)))
+    ox, oy = np.cumsum([0, *sizes_x]), np.cumsum([0, *sizes_y])
+    for b in range(len(sizes_x)):
+        xs, ys = ix[ox[b] : ox[b + 1]].numpy(), iy[oy[b] : oy[b + 1]].numpy()
+        if len(xs):
+            C = cdist(X[xs].numpy(), Y[ys].numpy(), "sqeuclidean")
+            rows, cols = linear_sum_assignment(C)
+            np.testing.assert_array_equal(perm[xs[rows]], ys[cols])
+    assert len(set(perm.tolist())) == n

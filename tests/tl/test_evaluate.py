@@ -177,3 +177,20 @@ def test_cosine_lists_at_most_ten_missing_genes(pair):
     with pytest.raises(KeyError, match=r"\['m00', .*'m09'\]\.") as info:
         hr.tl.cosine_similarity(pred, true, genes=missing)
     assert "m10" not in str(info.value)
+
+
+def test_label_agreement_lists_at_most_twenty_columns():
+    a, b = _labelled(["x", "y"], ["y", "x"], [1, 0])
+    for i in range(22):
+        a.obs[f"c{i:02d}"] = 0
+    with pytest.raises(KeyError, match=r"\(columns: \['lab', 'hiref_match', 'c00', .*'c17'\]\)") as info:
+        hr.tl.label_agreement(a, b, obs="cell")
+    assert "c18" not in str(info.value)
+
+
+def test_label_agreement_errors_name_both_sides_of_a_moved_alignment():
+    a, b = _labelled(["x", "y", "z"], ["y", "x", "z"], [1, 0, 2])
+    with pytest.raises(ValueError, match="the obs_names of `adata_to` and `adata_from` no longer match"):
+        hr.tl.label_agreement(a, b[[1, 0, 2]].copy(), obs="lab")
+    with pytest.raises(KeyError, match="`adata_to` has no alignment under key 'other'"):
+        hr.tl.label_agreement(a, b, obs="lab", key="other")
