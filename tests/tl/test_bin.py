@@ -86,7 +86,9 @@ def test_bad_bins(cells, bins, error):
         hr.tl.bin_spatial(cells, bins=bins)
 
 
-@pytest.mark.parametrize("extent", [(0, 1, 0), (1, 1, 0, 1), (0, 1, 1, 0), (0, np.inf, 0, 1), ("a", 1, 0, 1), None, 3])
+@pytest.mark.parametrize(
+    "extent", [(0, 1, 0), (1, 1, 0, 1), (0, 1, 1, 1), (0, 1, 1, 0), (0, np.inf, 0, 1), ("a", 1, 0, 1), None, 3]
+)
 def test_bad_extent(cells, extent):
     if extent is None:  # None is the default: the cells' bounds
         assert hr.tl.bin_spatial(cells, extent=extent).n_obs > 0
@@ -109,3 +111,11 @@ def test_other_errors(cells, tmp_path):
     dup.var_names = ["g1", "g1", "g3"]
     with pytest.raises(ValueError, match="`adata` has duplicated var_names"):
         hr.tl.bin_spatial(dup, genes=["g3"])
+
+
+def test_default_grid_is_75_a_side(cells):
+    # Cells 0.0132 apart on a unit-wide box share a bin of 75 (0.0132 * 75 < 1), not one of 76.
+    cells.obsm["spatial"] = np.array([[0.0, 0.0], [0.0132, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0], [0.0, 1.0]])
+    assert hr.tl.bin_spatial(cells).n_obs == 5
+    assert hr.tl.bin_spatial(cells, bins=76).n_obs == 6
+    assert hr.tl.bin_spatial(cells).uns["bin_spatial"]["bins"].tolist() == [75, 75]
