@@ -1,9 +1,9 @@
-"""Start mutmut 2 with one fix: it crashes recording a mutant of some multi-line statements.
+"""Start mutmut 2 with one fix: it crashes on mutants of some multi-line statements.
 
-mutmut 2.5 looks up a mutant's source line by its text and number when it stores the result; for
-some lines inside a multi-line call that lookup finds nothing and the whole run stops with
-"Attribute Mutant.line is required". Here the lookup falls back to the line number alone, then to
-the text alone, and creates the mutant's row if it is missing. Used by ``benchmarks/mutation.sh``.
+mutmut 2.5 looks up a mutant's source line in its cache by text and number; for some lines of a
+multi-line call that lookup finds nothing and the whole run stops ("Attribute Mutant.line is
+required", or ``assert line``). Here the lookup falls back to the line number alone, then to the
+text alone, and a missing mutant row is created. Used by ``benchmarks/mutation.sh``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,31 @@ import sys
 from mutmut import cache
 from mutmut.__main__ import climain
 from pony.orm import db_session
+
+
+class _Lines:
+    """``cache.Line`` with a forgiving ``get``; everything else goes to the real entity."""
+
+    def __init__(self, entity):
+        self._entity = entity
+
+    def __getattr__(self, name):
+        return getattr(self._entity, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._entity(*args, **kwargs)
+
+    def get(self, **kwargs):
+        found = self._entity.get(**kwargs)
+        if found is None and {"sourcefile", "line", "line_number"} <= set(kwargs):
+            found = self._entity.get(sourcefile=kwargs["sourcefile"], line_number=kwargs["line_number"])
+            if found is None:
+                sourcefile, text = kwargs["sourcefile"], kwargs["line"]
+                found = self._entity.select(lambda x: x.sourcefile == sourcefile and x.line == text).first()
+        return found
+
+
+cache.Line = _Lines(cache.Line)
 
 
 @cache.init_db
