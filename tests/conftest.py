@@ -6,7 +6,7 @@ import torch
 
 mpl.use("Agg")
 
-from helpers import exact_matching, shared_data_dir
+from helpers import exact_matching, shared_data_dir, wrong_perm
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,3 +71,29 @@ def dlpfc(shared_data):
     b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
     genes = a.var_names.intersection(b.var_names)
     return a[:, genes].copy(), b[:, genes].copy()
+
+
+@pytest.fixture(params=["random", "half"])
+def wrong_solver(request, monkeypatch):
+    """The engine answers wrongly: every solve hiref's tools call returns a (half) random matching.
+
+    Patched where the tools import ``solve`` (``hr.tl.align`` and its auto recipe, ``hr.pp.register``
+    and so ``hr.tl.stack``, the command line through them). The value is the kind of wrong answer.
+    """
+    import hiref.pp._motion
+    import hiref.tl._align
+    import hiref.tl._auto
+
+    def wrong(module):
+        real = module.solve
+
+        def solve(X, Y, *args, **kwargs):
+            matching = real(X, Y, *args, **kwargs)
+            matching.perm = wrong_perm(matching.perm, request.param, seed=1)
+            return matching
+
+        return solve
+
+    for module in (hiref.tl._align, hiref.tl._auto, hiref.pp._motion):
+        monkeypatch.setattr(module, "solve", wrong(module))
+    return request.param

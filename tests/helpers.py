@@ -39,3 +39,47 @@ def assert_same_adata_content(a, b) -> None:
     assert list(a.obs.columns) == list(b.obs.columns)
     assert set(a.obsm.keys()) == set(b.obsm.keys())
     assert set(a.uns.keys()) == set(b.uns.keys())
+
+
+def random_perm(n1: int, n2: int, seed: int = 0) -> np.ndarray:
+    """A random one-to-one matching of ``n1`` cells onto ``n2`` (``min(n1, n2)`` pairs, ``-1``: unmatched)."""
+    rng = np.random.default_rng(seed)
+    perm = np.full(n1, -1, dtype=np.int64)
+    k = min(n1, n2)
+    perm[rng.choice(n1, k, replace=False)] = rng.choice(n2, k, replace=False)
+    return perm
+
+
+def store_random_matching(adata1, adata2, *, key_added: str = "hiref", seed: int = 0, **kwargs) -> None:
+    """Store a random one-to-one matching as ``hr.tl.align`` stores its own: the chance level of every consumer."""
+    import hiref as hr
+
+    hr.tl.store_matching(adata1, adata2, random_perm(adata1.n_obs, adata2.n_obs, seed), key_added=key_added, **kwargs)
+
+
+def store_exact_matching(adata1, adata2, *, rep: str = "spatial", key_added: str = "exact", **kwargs) -> None:
+    """Store scipy's optimal matching on ``.obsm[rep]`` alone (squared Euclidean): e.g. the position-only reference."""
+    import hiref as hr
+
+    C = cdist(np.asarray(adata1.obsm[rep]), np.asarray(adata2.obsm[rep]), "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    perm = np.full(adata1.n_obs, -1, dtype=np.int64)
+    perm[rows] = cols
+    hr.tl.store_matching(adata1, adata2, perm, key_added=key_added, **kwargs)
+
+
+def wrong_perm(perm: np.ndarray, kind: str = "random", seed: int = 0) -> np.ndarray:
+    """A wrong version of the one-to-one matching ``perm`` (``-1``: unmatched), still one-to-one, same cells matched.
+
+    ``"random"``: the partners handed out again at random; ``"half"``: only half of the matched
+    cells, chosen at random, swap partners among themselves (the other half keep theirs).
+    """
+    if kind not in ("random", "half"):
+        msg = f"unknown kind of wrong matching {kind!r}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    out = np.array(perm, dtype=np.int64)
+    matched = np.flatnonzero(out >= 0)
+    chosen = matched if kind == "random" else rng.choice(matched, len(matched) // 2, replace=False)
+    out[chosen] = out[chosen][rng.permutation(len(chosen))]
+    return out

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.cli import EXIT_ERROR, EXIT_INTERRUPTED, main
@@ -57,6 +59,12 @@ def aligned(inputs, tmp_path_factory):
     return stdout.getvalue(), out.parent, out, out.with_name("a_b.h5ad"), before
 
 
+def _exact_cost(X, Y):
+    C = cdist(X, Y, "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    return C[rows, cols].mean()
+
+
 def _one_line_error(text, command):
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
@@ -74,6 +82,16 @@ def test_demo_reports_gap_and_writes_png(tmp_path, capsys):
     assert "gap to exact" in text
     gap = float(text.split("gap to exact:")[1].split("%")[0])
     assert 0.0 <= gap < 3.0
+    # The printed figures are the real ones: hiref's cost and scipy's exact optimum of the same pair.
+    from hiref._demo import PAIRS
+
+    X, Y = PAIRS["halfmoon_scurve"](300, seed=0)
+    best = _exact_cost(X, Y)
+    printed_hiref = float(text.split("hiref        cost")[1].split()[0])
+    printed_exact = float(text.split("exact (LSA)  cost")[1].split()[0])
+    assert printed_exact == pytest.approx(best, rel=1e-5)
+    assert printed_hiref == pytest.approx(hr.solve(X, Y, progress=False).cost, rel=1e-5)
+    assert gap == pytest.approx(100 * (printed_hiref / printed_exact - 1), abs=2e-3)
     image = mpimg.imread(out)
     assert image.shape[0] > 200
     assert image.shape[1] > 600
@@ -84,8 +102,10 @@ def test_demo_errors(tmp_path, capsys):
     assert main(["demo", "--n", "0", "--out", str(tmp_path / "x.png"), "--quiet"]) == 2
     assert "`n` must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["demo", "--dataset", "nope"])
+    assert info.value.code == EXIT_ERROR
+    assert "argument --dataset: invalid choice: 'nope'" in _one_line_error(capsys.readouterr().err, "demo")
 
 
 def test_console_script_runs():
@@ -130,6 +150,15 @@ def test_align_writes_both_outputs(inputs, aligned):
     # The partner's coordinates travel with the matching.
     np.testing.assert_allclose(b.obsm["hiref_partner_spatial"], a.obsm["spatial"][perm_b])
 
+    # The right matching, not only a valid one: the same as hr.tl.align's, and optimal (scipy's exact solver).
+    a1, b1 = hr.tl.align(a0, b0, use_rep="spatial", progress=False, copy=True)
+    np.testing.assert_array_equal(perm_b, b1.uns["hiref"]["partner"])
+    np.testing.assert_array_equal(perm_a, a1.uns["hiref"]["partner"])
+    C = cdist(b0.obsm["spatial"], a0.obsm["spatial"], "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    assert C[np.arange(N_B), perm_b].mean() == pytest.approx(C[rows, cols].mean(), rel=1e-9)
+    assert b.uns["hiref"]["cost"] == pytest.approx(C[rows, cols].mean(), rel=1e-6)
+
 
 def test_align_combined_representation_and_options(inputs, tmp_path, capsys):
     _, a_in, b_in = inputs
@@ -146,6 +175,27 @@ def test_align_combined_representation_and_options(inputs, tmp_path, capsys):
     assert params["random_state"] == 3
     assert "run1_match" in b.obs
     assert "hiref" not in a.uns
+    # The options reached the alignment: the same matching as hr.tl.align with them.
+    _, b1 = hr.tl.align(ad.read_h5ad(a_in), ad.read_h5ad(b_in), use_rep={"X": 2.0, "spatial": 1.0}, cost="euclidean",
+                        random_state=3, progress=False, copy=True)  # fmt: skip
+    np.testing.assert_array_equal(b.uns["run1"]["partner"], b1.uns["hiref"]["partner"])
+
+
+def test_align_cost_euclidean_is_the_exact_euclidean_matching(inputs, tmp_path):
+    _, a_in, b_in = inputs
+    out = tmp_path / "A.h5ad"
+    args = ["align", str(a_in), str(b_in), "--out", str(out), "--use-rep", "spatial", "--cost", "euclidean", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+    b = ad.read_h5ad(out.with_name("A_b.h5ad"))
+    E = cdist(b.obsm["spatial"], ad.read_h5ad(a_in).obsm["spatial"], "euclidean")
+    rows, cols = linear_sum_assignment(E)
+    best = E[rows, cols].mean()
+    got = E[np.arange(b.n_obs), b.uns["hiref"]["partner"]].mean()
+    assert got == pytest.approx(best, rel=1e-9)
+    # The squared-Euclidean optimum is measurably worse here, so the check above tells the costs apart.
+    rows, cols = linear_sum_assignment(E**2)
+    assert E[rows, cols].mean() > best * 1.002
 
 
 def test_use_rep_syntax():
@@ -338,8 +388,9 @@ def test_help_lists_options_with_defaults(capsys):
         text = capsys.readouterr().out
         for item in expected:
             assert item in text, (command, item)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["--help"])
+    assert info.value.code == 0
     assert "transfer" in capsys.readouterr().out
 
 
@@ -490,18 +541,79 @@ def test_every_solver_option_has_a_flag_that_reaches_the_engine(inputs, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "message", "by_argparse"),
     [
-        (["--leaf-size", "0"], "argument --leaf-size: `--leaf-size` must be at least 1"),
-        (["--refine", "--refine-passes", "0"], "argument --refine-passes"),
-        (["--n-starts", "x"], "invalid int value"),
+        (["--leaf-size", "0"], "argument --leaf-size: `--leaf-size` must be at least 1", False),
+        (["--refine", "--refine-passes", "0"], "argument --refine-passes", False),
+        (["--n-starts", "x"], "argument --n-starts: invalid int value: 'x'", True),
     ],
 )
-def test_solver_flag_errors_name_the_flag(inputs, tmp_path, capsys, extra, message):
+def test_solver_flag_errors_name_the_flag(inputs, tmp_path, capsys, extra, message, by_argparse):
+    """Values argparse can check exit through SystemExit, the others return the status; both are 2."""
     _, a_in, b_in = inputs
-    status = None
-    with contextlib.suppress(SystemExit):
-        status = main(["align", str(a_in), str(b_in), "--out", str(tmp_path / "o.h5ad"), "--quiet", *extra])
-    assert status in (None, EXIT_ERROR)
+    args = ["align", str(a_in), str(b_in), "--out", str(tmp_path / "o.h5ad"), "--quiet", *extra]
+    if by_argparse:
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        status = info.value.code
+    else:
+        status = main(args)
+    assert status == EXIT_ERROR
     assert message in _one_line_error(capsys.readouterr().err, "align")
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Reached(Exception):
+    """Raised by a spy in place of the engine, carrying the options it was given."""
+
+
+# One value per solver flag that differs from the default, and the keyword it must become.
+SOLVER_FLAGS = {
+    "cost": (["--cost", "euclidean"], "euclidean"),
+    "unbalanced": (["--unbalanced", "subsample"], "subsample"),
+    "refine": (["--refine"], True),
+    "polish": (["--no-polish"], False),
+    "polish_neighbours": (["--polish-neighbours", "5"], 5),
+    "schedule": (["--schedule", "2", "4", "2"], (2, 4, 2)),
+    "max_rank": (["--max-rank", "4"], 4),
+    "leaf_size": (["--leaf-size", "24"], 24),
+    "n_iter": (["--n-iter", "7"], 7),
+    "n_starts": (["--n-starts", "3"], 3),
+    "coarse_size": (["--coarse-size", "100"], 100),
+    "refine_passes": (["--refine-passes", "2"], 2),
+    "refine_window": (["--refine-window", "50"], 50),
+    "sketch_dim": (["--sketch-dim", "8"], 8),
+    "dtype": (["--dtype", "float64"], "float64"),
+}
+
+
+def test_solver_flag_table_covers_every_flag():
+    import dataclasses
+
+    from hiref.engine import SolveOptions
+
+    assert set(SOLVER_FLAGS) == {f.name for f in dataclasses.fields(SolveOptions) if f.metadata["cli"]}
+
+
+@pytest.mark.parametrize("name", sorted(SOLVER_FLAGS))
+def test_each_solver_flag_reaches_the_engine(inputs, tmp_path, monkeypatch, name):
+    """Every flag arrives in the engine's options with its value, and changes nothing else."""
+    from hiref.engine import SolveOptions
+
+    def spy(X, Y, options, **kwargs):
+        raise _Reached(options)
+
+    monkeypatch.setattr(hr.tl._align, "solve", spy)
+    _, a_in, b_in = inputs
+    flag, value = SOLVER_FLAGS[name]
+    args = ["align", str(a_in), str(b_in), "--out", str(tmp_path / "A.h5ad"), "--use-rep", "spatial", "--quiet", *flag]
+    with pytest.raises(_Reached) as info:
+        main(args)
+    options = info.value.args[0]
+    expected = SolveOptions(**{name: value})
+    assert getattr(options, name) == getattr(expected, name)
+    assert getattr(options, name) != getattr(SolveOptions(), name)
+    for other in SOLVER_FLAGS:
+        if other != name:
+            assert getattr(options, other) == getattr(SolveOptions(), other), other
     assert list(tmp_path.iterdir()) == []

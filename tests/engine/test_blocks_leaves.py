@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
@@ -100,3 +101,49 @@ def test_rectangular_leaves_are_solved_exactly():
     rows, cols = linear_sum_assignment(C)
     assert len(set(perm.tolist())) == 60
     np.testing.assert_allclose(C[np.arange(60), perm].sum(), C[rows, cols].sum(), rtol=1e-12)
+
+
+def test_leaves_of_mixed_shapes_and_sizes_zero_and_one():
+    """Blocks of several shapes (some sharing one side's size), single points, and X-empty blocks, in any order."""
+    sizes_x = [2, 0, 3, 1, 2, 3, 0, 1, 4]
+    sizes_y = [3, 2, 3, 1, 2, 5, 1, 3, 4]
+    n, m = sum(sizes_x), sum(sizes_y)
+    rng = np.random.default_rng(5)
+    X, Y = torch.tensor(rng.normal(size=(n, 2))), torch.tensor(rng.normal(size=(m, 2)))
+    ix, iy = torch.randperm(n), torch.randperm(m)
+    perm = solve_leaves(SqEuclidean(), X, Y, Blocks(ix, iy, torch.tensor(sizes_x), torch.tensor(sizes_y)))
+    ox, oy = np.cumsum([0, *sizes_x]), np.cumsum([0, *sizes_y])
+    for b in range(len(sizes_x)):
+        xs, ys = ix[ox[b] : ox[b + 1]].numpy(), iy[oy[b] : oy[b + 1]].numpy()
+        if len(xs):
+            C = cdist(X[xs].numpy(), Y[ys].numpy(), "sqeuclidean")
+            rows, cols = linear_sum_assignment(C)
+            np.testing.assert_array_equal(perm[xs[rows]], ys[cols])
+    assert len(set(perm.tolist())) == n
+
+
+def test_leaves_in_small_chunks_give_the_same_matching(monkeypatch):
+    import hiref.engine.finish.leaves as leaves
+
+    sizes_x, sizes_y = [3] * 7 + [2], [3] * 7 + [4]
+    rng = np.random.default_rng(6)
+    X, Y = torch.tensor(rng.normal(size=(23, 3))), torch.tensor(rng.normal(size=(25, 3)))
+    blocks = Blocks(torch.randperm(23), torch.randperm(25), torch.tensor(sizes_x), torch.tensor(sizes_y))
+    whole = solve_leaves(SqEuclidean(), X, Y, blocks)
+    monkeypatch.setattr(leaves, "_CHUNK_ENTRIES", 20)  # two 3 x 3 leaves per chunk
+    np.testing.assert_array_equal(solve_leaves(SqEuclidean(), X, Y, blocks), whole)
+
+
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_mean_paired_cost_is_exact(monkeypatch, chunk):
+    import hiref.engine.finish.leaves as leaves
+
+    if chunk:
+        monkeypatch.setattr(leaves, "_CHUNK_ENTRIES", chunk)  # two rows of 2-D points at a time
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(11, 2)), rng.normal(size=(13, 2))
+    perm = rng.permutation(13)[:11]
+    expected = ((X - Y[perm]) ** 2).sum(1).mean()
+    got = leaves.mean_paired_cost(SqEuclidean(), torch.tensor(X, dtype=torch.float32), torch.tensor(Y), perm)
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert isinstance(got, float)

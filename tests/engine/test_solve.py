@@ -24,15 +24,34 @@ def test_near_exact_on_paper_pairs(pair, exact):
     m = hr.solve(X, Y, progress=False, leaf_size=32)
     assert is_permutation(m.perm, 256)
     _, best = exact(X, Y)
-    assert m.cost <= best * 1.02
+    assert m.cost <= best * 1.01
+
+
+def greedy_cost(X: np.ndarray, Y: np.ndarray) -> float:
+    """Mean cost of the greedy matching: take the cheapest pair of still unmatched points, again and again."""
+    C = ((X[:, None] - Y[None]) ** 2).sum(-1)
+    free_x, free_y = np.ones(len(X), dtype=bool), np.ones(len(Y), dtype=bool)
+    total = 0.0
+    for flat in np.argsort(C, axis=None, kind="stable"):
+        i, j = divmod(int(flat), len(Y))
+        if free_x[i] and free_y[j]:
+            free_x[i] = free_y[j] = False
+            total += C[i, j]
+    return total / len(X)
 
 
 def test_beats_random_and_greedy_on_hard_pair(exact):
     X, Y = uniform_checkerboard(512, seed=0)
-    m = hr.solve(X, Y, progress=False, leaf_size=64)
     _, best = exact(X, Y)
+    greedy = greedy_cost(X, Y)
     random_cost = ((X - Y[np.random.default_rng(0).permutation(512)]) ** 2).sum(1).mean()
-    assert best <= m.cost < best + 0.2 * (random_cost - best)
+    assert best < greedy < random_cost  # the baselines are what their names say
+    m = hr.solve(X, Y, progress=False, leaf_size=64)
+    assert best * (1 - 1e-9) <= m.cost <= best * 1.01
+    # The hierarchy alone (no exact finish) is far closer to the optimum than greedy (measured: 2.4 % above it,
+    # greedy 197 %).
+    hierarchy = hr.solve(X, Y, progress=False, leaf_size=64, polish=False)
+    assert hierarchy.cost - best < 0.1 * (greedy - best)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 127, 257, 1031])

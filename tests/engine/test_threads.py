@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -102,6 +103,42 @@ def test_same_result_for_any_fixed_count_on_2d():
     np.testing.assert_array_equal(one.perm, two.perm)
 
 
+def _fake_proc(root, loadavg, states):
+    """A /proc with ``loadavg`` and one task per entry of ``states`` (R: running, S: sleeping)."""
+    (root / "self" / "task").mkdir(parents=True)
+    (root / "loadavg").write_text(loadavg)
+    for i, state in enumerate(states):
+        (root / "self" / "task" / str(i)).mkdir()
+        (root / "self" / "task" / str(i) / "stat").write_text(f"{100 + i} (python (main)) {state} 1 2 3")
+
+
+@pytest.mark.parametrize(
+    ("loadavg", "states", "expected"),
+    [
+        ("1.20 0.80 0.50 7/512 4242\n", "RSR", 5),  # 7 running, 2 of them ours
+        ("0.10 0.10 0.10 1/90 4242\n", "RR", 0),  # the count lags behind our own threads: never negative
+        ("garbled\n", "R", 0),
+    ],
+)
+def test_busy_elsewhere_counts_other_running_tasks(tmp_path, monkeypatch, loadavg, states, expected):
+    _fake_proc(tmp_path, loadavg, states)
+    real_path = policy.Path
+    monkeypatch.setattr(policy, "Path", lambda p: real_path(str(p).replace("/proc", str(tmp_path), 1)))
+    assert policy.busy_elsewhere() == expected
+
+
 def test_busy_elsewhere_reads_the_machine():
-    assert policy.busy_elsewhere() >= 0
-    assert policy.usable_cpus() >= 1
+    """On the real /proc (a smoke test: the count itself moves; the arithmetic is checked above)."""
+    busy = policy.busy_elsewhere()
+    assert isinstance(busy, int)
+    assert busy >= 0
+    affinity = getattr(os, "sched_getaffinity", None)
+    assert policy.usable_cpus() == (len(affinity(0)) if affinity else os.cpu_count())
+
+
+def test_usable_cpus_is_the_affinity(monkeypatch):
+    monkeypatch.setattr(policy.os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert policy.usable_cpus() == 3
+    monkeypatch.delattr(policy.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(policy.os, "cpu_count", lambda: None)
+    assert policy.usable_cpus() == 1

@@ -25,15 +25,63 @@ def test_rotation_and_shift_are_recovered():
     assert np.array_equal(ref.obsm["spatial_registered"], ref.obsm["spatial"])
 
 
-def test_reflection_and_explicit_angle():
+def _distance_to_truth(ref, mov, coords):
+    """Mean distance of each moved cell's position ``coords`` from its true partner's in the reference."""
+    true = ref.obsm["spatial"][ref.obs_names.get_indexer(mov.obs["true_match"])]
+    return np.linalg.norm(coords - true, axis=1).mean()
+
+
+def _placed(ref, mov, coords):
+    """``coords`` shifted so that their centroid is that of the true partners (the best shift for a known turn)."""
+    true = ref.obsm["spatial"][ref.obs_names.get_indexer(mov.obs["true_match"])]
+    return coords - coords.mean(0) + true.mean(0)
+
+
+def test_reflection_is_undone_on_the_coordinates():
     ref, mov = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=0, deformation=0, seed=1)
     mov.obsm["spatial"] = mov.obsm["spatial"] * np.array([1.0, -1.0])  # mirrored slice
     out = hr.pp.register(ref, mov, reflection=None, n_sample=600, copy=True)
-    assert out[1].uns["spatial_registered"]["reflected"]
+    info = out[1].uns["spatial_registered"]
+    assert info["reflected"]
+    assert np.linalg.det(info["rotation"]) == pytest.approx(-1.0)
     assert "spatial_registered" not in mov.obsm  # copy=True left the input alone
-    ref2, mov2 = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=90, deformation=0, seed=2)
-    hr.pp.register(ref2, mov2, angle=-90, n_iter=0, use_rep=None, key_added="manual")
-    assert abs(mov2.uns["manual"]["angle"] + 90) < 1e-6
+    # The cells land where they were: as close as by undoing the mirror by hand (the simulated positions are noisy),
+    # where the mirrored slice left alone is far off. The stored motion is the one applied.
+    by_hand = _distance_to_truth(ref, mov, _placed(ref, mov, mov.obsm["spatial"] * np.array([1.0, -1.0])))
+    assert _distance_to_truth(ref, mov, out[1].obsm["spatial_registered"]) < 1.1 * by_hand
+    assert _distance_to_truth(ref, mov, mov.obsm["spatial"]) > 10 * by_hand
+    np.testing.assert_allclose(out[1].obsm["spatial_registered"],
+                               mov.obsm["spatial"] @ info["rotation"].T + info["translation"])  # fmt: skip
+
+
+@pytest.mark.parametrize("angle", [-90, 180])
+def test_explicit_angle_turns_the_coordinates(angle):
+    """With ``angle`` and ``n_iter=0`` the slice is turned by exactly that angle: checked on the coordinates."""
+    ref, mov = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=-angle, deformation=0, seed=2)
+    hr.pp.register(ref, mov, angle=angle, n_iter=0, use_rep=None, key_added="manual")
+    assert abs(mov.uns["manual"]["angle"] - angle) < 1e-6
+    moved = mov.obsm["manual"] - mov.obsm["manual"].mean(0)
+    before = mov.obsm["spatial"] - mov.obsm["spatial"].mean(0)
+    # (x, y) turned by -90 degrees is (y, -x); by 180 degrees (-x, -y).
+    turned = before[:, [1, 0]] * np.array([1.0, -1.0]) if angle == -90 else -before
+    np.testing.assert_allclose(moved, turned, atol=1e-8)
+    assert not mov.uns["manual"]["reflected"]
+    by_hand = _distance_to_truth(ref, mov, _placed(ref, mov, turned))
+    assert _distance_to_truth(ref, mov, mov.obsm["manual"]) < 1.1 * by_hand
+
+
+def test_explicit_angle_with_reflection():
+    """``reflection=True`` mirrors the y axis, then turns by ``angle``: 180 degrees undoes a mirrored x axis."""
+    ref, mov = hr.datasets.simulate_slices(n_obs=600, n_genes=20, rotation=0, deformation=0, seed=3)
+    mov.obsm["spatial"] = mov.obsm["spatial"] * np.array([-1.0, 1.0])
+    hr.pp.register(ref, mov, angle=180, reflection=True, n_iter=0, use_rep=None)
+    info = mov.uns["spatial_registered"]
+    assert info["reflected"]
+    moved = mov.obsm["spatial_registered"] - mov.obsm["spatial_registered"].mean(0)
+    before = mov.obsm["spatial"] - mov.obsm["spatial"].mean(0)
+    np.testing.assert_allclose(moved, before * np.array([-1.0, 1.0]), atol=1e-8)
+    by_hand = _distance_to_truth(ref, mov, _placed(ref, mov, before * np.array([-1.0, 1.0])))
+    assert _distance_to_truth(ref, mov, mov.obsm["spatial_registered"]) < 1.1 * by_hand
 
 
 def test_register_errors(slices):

@@ -140,8 +140,10 @@ def test_wrong_types():
     with pytest.raises(ValueError, match="no observations"):
         hr.tl.align(ad.AnnData(np.zeros((0, 2))), ad.AnnData(np.zeros((3, 2))))
     frame = pd.DataFrame(index=["a", "b"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="`adata1` must be an AnnData, got DataFrame"):
         hr.tl.align(frame, frame)
+    with pytest.raises(TypeError, match="`adata2` must be an AnnData, got ndarray"):
+        hr.tl.align(ad.AnnData(np.zeros((3, 2))), np.zeros((3, 2)))
 
 
 def test_solver_options_object_dict_and_keywords_agree():

@@ -90,3 +90,45 @@ def test_cosine_similarity(slices):
     assert ((score["cosine_similarity"] >= -1) & (score["cosine_similarity"] <= 1)).all()
     with pytest.raises(KeyError, match="`genes` not in"):
         hr.tl.cosine_similarity(pred, b, genes=["nope"])
+
+
+def _tiny_transfer():
+    """A transfer onto 5 target cells from 4 source cells, by hand: target cell t2 has no partner."""
+    genes = pd.DataFrame(index=["g1", "g2"])
+    source = ad.AnnData(X=np.array([[2.0, 0.0], [4.0, 1.0], [6.0, 3.0], [8.0, 8.0]]),
+                        obs=pd.DataFrame(index=["s0", "s1", "s2", "s3"]), var=genes)  # fmt: skip
+    target = ad.AnnData(X=np.array([[1.0, 1.0], [3.0, 0.0], [9.0, 9.0], [0.0, 4.0], [5.0, 2.0]]),
+                        obs=pd.DataFrame(index=["t0", "t1", "t2", "t3", "t4"]), var=genes.copy())  # fmt: skip
+    source.obsm["spatial"] = np.array([[0.1, 0.1], [0.2, 0.3], [0.7, 0.8], [0.8, 0.2]])
+    # On the 2 x 2 grid over the unit square: bin (0, 0) holds t0, t1, t2; bin (1, 1) t3; bin (1, 0) t4.
+    target.obsm["spatial"] = np.array([[0.1, 0.1], [0.2, 0.3], [0.3, 0.2], [0.7, 0.8], [0.8, 0.2]])
+    hr.tl.store_matching(source, target, np.array([0, 1, 3, 4]))  # s0->t0, s1->t1, s2->t3, s3->t4
+    return hr.tl.transfer(source, target), target
+
+
+def test_cosine_similarity_by_hand():
+    """Bin means (not sums) of matched cells only (t2 has no partner and is left out of the prediction)."""
+    pred, target = _tiny_transfer()
+    assert pred.obs["hiref_matched"].tolist() == [True, True, False, True, True]
+    out = hr.tl.cosine_similarity(pred, target, genes=["g1", "g2"], bins=2, extent=(0, 1, 0, 1))
+    # bins in the order (0,0), (1,0), (1,1); prediction: mean of t0, t1 (s0, s1); s3; s2
+    P = np.array([[3.0, 0.5], [8.0, 8.0], [6.0, 3.0]])
+    # truth: mean of t0, t1, t2; t4; t3
+    T = np.array([[13.0 / 3.0, 10.0 / 3.0], [5.0, 2.0], [0.0, 4.0]])
+    expected = (P * T).sum(0) / (np.linalg.norm(P, axis=0) * np.linalg.norm(T, axis=0))
+    np.testing.assert_allclose(out["cosine_similarity"].to_numpy(), expected, rtol=1e-12)
+    assert out["n_bins_pred"].tolist() == [3, 3]
+    assert out["n_bins_true"].tolist() == [3, 3]
+
+
+def test_cosine_similarity_empty_bins_count_as_zero():
+    pred, target = _tiny_transfer()
+    # Move t4 (prediction only) into a bin of its own: the truth has nothing there.
+    pred.obsm["spatial"] = pred.obsm["spatial"].copy()
+    pred.obsm["spatial"][4] = [0.2, 0.8]
+    out = hr.tl.cosine_similarity(pred, target, genes=["g1"], bins=2, extent=(0, 1, 0, 1))
+    P = np.array([3.0, 0.0, 6.0, 8.0])  # bins (0,0), (1,0), (1,1), (0,1)
+    T = np.array([13.0 / 3.0, 5.0, 0.0, 0.0])
+    expected = P @ T / (np.linalg.norm(P) * np.linalg.norm(T))
+    assert out.loc["g1", "cosine_similarity"] == pytest.approx(expected, rel=1e-12)
+    assert out.loc["g1", "n_bins_pred"] == 3

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that compute what users read (issue 33): evaluation, transfer,
+# binning, the stored-matching readers and the engine's leaves. Never run in CI: it takes tens of
+# minutes. Needs the dev extra (`pip install -e ".[dev]"`, mutmut 2.x, which mutates files in place; started through
+# benchmarks/_mutmut.py, which works around a crash of mutmut 2.5).
+#
+#   benchmarks/mutation.sh [MODULE ...]     e.g. benchmarks/mutation.sh evaluate bin
+#
+# It copies src/ and tests/ to a scratch folder (so the working tree is never left mutated), runs
+# mutmut there on each module with only the test files that exercise it, one thread and core 0,
+# each module under a time limit (TIMEOUTS below, or $MUTATION_TIMEOUT seconds), and prints `mutmut results`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+work="${MUTATION_DIR:-$(mktemp -d)}"
+mkdir -p "$work"
+cp -r "$root/src" "$root/tests" "$root/pyproject.toml" "$root/README.md" "$work/"
+find "$work" -name __pycache__ -prune -exec rm -rf {} +
+cd "$work"
+export PYTHONPATH="$work/src" HIREF_NUM_THREADS=1 OMP_NUM_THREADS=1
+export HIREF_SHARED_DATA="${HIREF_SHARED_DATA:-$root/../shared/data}"
+
+declare -A PATHS=(
+  [evaluate]=src/hiref/tl/_evaluate.py
+  [bin]=src/hiref/tl/_bin.py
+  [transfer]=src/hiref/tl/_transfer.py
+  [get]=src/hiref/get
+  [leaves]=src/hiref/engine/finish/leaves.py
+)
+declare -A TESTS=(
+  [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
+  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
+  [transfer]="tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py"
+  [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_trace_stack.py"
+  [leaves]="tests/engine/test_blocks_leaves.py"
+)
+# seconds per module on one shared core (about 10-30 s per mutant)
+declare -A TIMEOUTS=([evaluate]=1200 [bin]=900 [transfer]=1500 [get]=1500 [leaves]=600)
+modules=("$@")
+[ ${#modules[@]} -eq 0 ] && modules=(evaluate bin transfer get leaves)
+for m in "${modules[@]}"; do
+  echo "== $m: ${PATHS[$m]} against ${TESTS[$m]}"
+  # mutmut runs the runner without PYTHONPATH: a script sets it, so the mutated copy is what gets imported.
+  printf '#!/usr/bin/env bash\nPYTHONPATH=%q exec python -m pytest -x -q -p no:cacheprovider %s\n' \
+    "$work/src" "${TESTS[$m]}" > "run_$m.sh"
+  chmod +x "run_$m.sh"
+  timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c 0 python "$root/benchmarks/_mutmut.py" run --paths-to-mutate "${PATHS[$m]}" \
+    --runner "./run_$m.sh" --tests-dir tests --simple-output || true
+  # a run cut short by the timeout leaves its last mutant applied: restore it before the next module
+  find src -name "*.py.bak" | while read -r bak; do mv "$bak" "${bak%.bak}"; done
+done
+python "$root/benchmarks/_mutmut.py" results
+echo "scratch folder (mutmut cache, mutmut show ID): $work"
