@@ -197,7 +197,7 @@ def score(source: ad.AnnData, target: ad.AnnData, partner: np.ndarray, obs: str 
     import hiref as hr
 
     keep = partner >= 0
-    out: dict = {"distinct": int(len(np.unique(partner[keep]))), "matched": int(keep.sum())}
+    out: dict = {"distinct": len(np.unique(partner[keep])), "matched": int(keep.sum())}
     out["one_to_one"] = out["distinct"] == out["matched"]
     if obs is not None:
         own = target.obs[obs].astype(str).to_numpy()
@@ -295,13 +295,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
-    parser.add_argument("--skip", default="", help="comma-separated case:method pairs not to run (e.g. dlpfc_rev:paste)")
+    parser.add_argument("--skip", default="", help="comma-separated case:method pairs not to run (dlpfc_rev:paste)")
     parser.add_argument("--limit", type=float, default=600.0, help="wall-clock limit of one method on one case (s)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--update", action="store_true", help="keep the other rows of an existing --json file")
     parser.add_argument("--machine-note", default="", help="a line on the machine (cores, sharing)")
-    parser.add_argument("--rows-from", type=Path, default=None,
-                        help="rows this script printed earlier (one JSON object a line), kept unless run again")
+    parser.add_argument(
+        "--rows-from",
+        type=Path,
+        default=None,
+        help="rows this script printed earlier (one JSON object a line), kept unless run again",
+    )
     parser.add_argument("--child", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -239,12 +239,17 @@ def plot(rows: list[dict], path: str | Path, limits: str) -> None:
             ns = [r["n"] for r in ok]
             ax_t.plot(ns, [r["seconds"] for r in ok], marker=marker, color=color, label=LABEL.get(method, method))
             ax_g.plot(ns, [max(r["gap_pct"], 1e-4) for r in ok], marker=marker, color=color)
-        if stop and ok:
+        if stop:
             word = "memory" if "memory" in stop["status"] else ("time" if "over" in stop["status"] else "failed")
-            ax_t.plot([ok[-1]["n"], stop["n"]], [ok[-1]["seconds"], ok[-1]["seconds"]], ":", color=color)
-            ax_t.plot(stop["n"], ok[-1]["seconds"], "x", color=color, ms=10, mew=2)
-            ax_t.annotate(f"stops: {word}", (stop["n"], ok[-1]["seconds"]), textcoords="offset points",
-                          xytext=(6, -3), fontsize=7, color=color)  # fmt: skip
+            # the cross sits at the time spent when stopped (the limit, for a time-out), at the n it failed
+            y = stop.get("seconds") or (ok[-1]["seconds"] if ok else 1.0)
+            if ok:
+                ax_t.plot([ok[-1]["n"], stop["n"]], [ok[-1]["seconds"], y], ":", color=color)
+            else:
+                ax_t.plot([], [], marker=marker, color=color, label=LABEL.get(method, method))
+            ax_t.plot(stop["n"], y, "x", color=color, ms=10, mew=2)
+            ax_t.annotate(f"stops: {word}", (stop["n"], y), textcoords="offset points", xytext=(6, -3), fontsize=7,
+                          color=color)  # fmt: skip
     for ax in (ax_t, ax_g):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
