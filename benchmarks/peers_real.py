@@ -35,7 +35,9 @@ grid, ``hr.tl.cosine_similarity``, mean over the 20 genes with most counts in th
 ``median_dist`` (median distance between partners in the coordinates of the files, in the unit
 of the slide: Visium pixels, µm, ST array units), ``distinct`` (distinct source cells used as
 partners), ``seconds`` (the method's wall time from its inputs to the partners, in its own
-process, imports and data loading excluded, just-in-time compilation included) and ``rss_gb``
+process, imports and data loading excluded, just-in-time compilation included), ``cpu_s`` (the
+CPU time of that process over the same span: on a shared machine, less sensitive to the other
+jobs than ``seconds``) and ``rss_gb``
 (the process's peak resident memory: data, libraries and the method).
 
 Examples
@@ -72,7 +74,7 @@ PRELOAD = {"hiref_default": ("hiref",), "hiref_position": ("hiref",), "moscot_si
            "paste": ("paste",), "pot_emd": ("ot",), "scipy_lsa": ("scipy.optimize",)}  # fmt: skip
 BINS = {"dlpfc": 30, "merfish": 75, "breast": 15}
 COLUMNS = ["case", "method", "n_source", "n_target", "accuracy", "cosine", "median_dist", "distinct", "one_to_one",
-           "seconds", "rss_gb", "status"]  # fmt: skip
+           "seconds", "cpu_s", "rss_gb", "status"]  # fmt: skip
 
 
 def load_case(name: str, data: Path = DATA) -> tuple[ad.AnnData, ad.AnnData, str | None, int]:
@@ -226,10 +228,11 @@ def child(case: str, method: str, data: Path) -> dict:
     source, target, obs, bins = load_case(case, data)
     for module in PRELOAD.get(method, ()):  # imports are not part of the timed run
         importlib.import_module(module)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     partner, notes = RUNNERS[method](source, target)
-    seconds = time.perf_counter() - t0
-    row = {"case": case, "method": method, "n_source": source.n_obs, "n_target": target.n_obs, "seconds": seconds}
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    row = {"case": case, "method": method, "n_source": source.n_obs, "n_target": target.n_obs, "seconds": seconds,
+           "cpu_s": cpu}  # fmt: skip
     row.update(score(source, target, partner, obs, bins))
     row.update(notes)
     row["rss_gb"] = rss_gb("VmHWM")
@@ -257,7 +260,8 @@ def run_one(case: str, method: str, data: Path, limit: float) -> dict:
 
 def summary(rows: list[dict]) -> list[dict]:
     """The short table: per case and method, the scores a user chooses by."""
-    keys = ("case", "method", "accuracy", "cosine", "distinct", "one_to_one", "seconds", "rss_gb", "status")
+    keys = ("case", "method", "accuracy", "cosine", "median_dist", "distinct", "one_to_one", "seconds", "cpu_s",
+            "rss_gb", "status")  # fmt: skip
     return [{k: r.get(k) for k in keys if k in r or k in ("case", "method")} for r in rows]
 
 
