@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=float, default=900.0, help="seconds before a method is stopped")
     parser.add_argument("--mem-gb", type=float, default=20.0, help="resident GB before a method is stopped")
+    parser.add_argument("--limit-for", nargs="*", default=[], metavar="METHOD=SECONDS",
+                        help="another time limit for some methods (e.g. hiref=400)")  # fmt: skip
     parser.add_argument("--machine-note", default="", help="a line on the machine (cores, sharing)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
@@ -287,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     from _common import print_table, write_json
 
     methods = args.methods.split(",")
+    limit_for = {m: float(v) for m, v in (item.split("=") for item in args.limit_for)}
     rows: list[dict] = []
     stopped: set[str] = set()
     t_all = time.perf_counter()
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             if method in stopped:
                 continue
-            row = run_one(method, n, args.kind, args.seed, args.limit, args.mem_gb)
+            row = run_one(method, n, args.kind, args.seed, limit_for.get(method, args.limit), args.mem_gb)
             rows.append(row)
             print(json.dumps(row), flush=True)
             if row.get("status") != "ok":
@@ -308,8 +311,11 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(rows, COLUMNS, f"planted {args.kind} pairs: hiref and peers until each stops")
     table = stops(rows, methods)
     print_table(table, list(table[0]), "where each method stops")
-    limits = f"limits: {args.limit:g} s and {args.mem_gb:g} GB resident per run"
+    limits = f"limits: {args.limit:g} s and {args.mem_gb:g} GB resident per run" + "".join(
+        f", {m} {v:g} s" for m, v in limit_for.items()
+    )
     payload = {"settings": {"kind": args.kind, "seed": args.seed, "limit_s": args.limit, "mem_gb": args.mem_gb,
+                            "limit_s_for": limit_for,
                             "machine_note": args.machine_note, "total_seconds": total},
                "stops": table, "rows": rows}  # fmt: skip
     if args.json:
