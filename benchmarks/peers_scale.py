@@ -95,7 +95,9 @@ def _moscot(X: np.ndarray, Y: np.ndarray, rank: int) -> dict:
     n = len(X)
     obs = pd.DataFrame({"batch": pd.Categorical(["src"] * n + ["tgt"] * n, categories=["src", "tgt"])},
                        index=[f"c{i}" for i in range(2 * n)])  # fmt: skip
-    joint = ad.AnnData(obs=obs, obsm={"spatial": np.concatenate([X, Y]).astype(np.float32)})
+    # moscot refuses an AnnData without variables: one column of zeros (the points are in obsm)
+    joint = ad.AnnData(X=np.zeros((2 * n, 1), np.float32), obs=obs,
+                       obsm={"spatial": np.concatenate([X, Y]).astype(np.float32)})  # fmt: skip
     problem = SinkhornProblem(joint).prepare(key="batch", joint_attr={"attr": "obsm", "key": "spatial"})
     problem = problem.solve(rank=rank) if rank > 0 else problem.solve()
     solution = problem.solutions[("src", "tgt")]
