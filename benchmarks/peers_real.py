@@ -276,7 +276,8 @@ def overview(rows: list[dict]) -> list[dict]:
     """One row per method, the scores a user chooses by in columns (a failed run says why; blank: not run)."""
     out = []
     cases = {r["case"] for r in rows}
-    for method in dict.fromkeys(r["method"] for r in rows):
+    present = {r["method"] for r in rows}
+    for method in [m for m in METHODS if m in present]:
         line: dict = {"method": method}
         for title, case, key in OVERVIEW:
             if case not in cases:
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("RESULT " + json.dumps(child(*args.child, args.data)), flush=True)
         return {}
     sys.path.insert(0, str(HERE))
-    from _common import print_table, write_json
+    from _common import machine, print_table, write_json
 
     skip = set(filter(None, args.skip.split(",")))
     rows = []
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows.sort(key=lambda r: (order.get(r["case"], 99), METHODS.index(r["method"])))
         settings = {"limit_s": args.limit, "machine_note": args.machine_note, "total_seconds": total,
                     "versions": _versions()}  # fmt: skip
-        payload = {"settings": settings, "overview": overview(rows), "summary": summary(rows), "_rows": rows}
+        payload = {"machine": {**machine(), "note": args.machine_note}, "settings": settings,
+                   "overview": overview(rows), "summary": summary(rows), "_rows": rows}  # fmt: skip
         write_json(args.json, payload)
     return payload
 

@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         plot(old["rows"], args.plot, f"limits: {s['limit_s']:g} s and {s['mem_gb']:g} GB resident per run{extra}")
         return old
     sys.path.insert(0, str(HERE))
-    from _common import print_table, write_json
+    from _common import machine, print_table, write_json
 
     methods = args.methods.split(",")
     limit_for = {m: float(v) for m, v in (item.split("=") for item in args.limit_for)}
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "machine_note": args.machine_note, "total_seconds": total},
                "stops": table, "rows": rows}  # fmt: skip
     if args.json:
-        write_json(args.json, payload)
+        write_json(args.json, {"machine": {**machine(), "note": args.machine_note}, **payload})
     if args.plot:
         plot(rows, args.plot, limits)
     return payload
