@@ -61,6 +61,7 @@ LABEL = {"hiref": "hiref (hr.solve)", "scipy_lsa": "scipy linear_sum_assignment 
 #: The time the figure shows: the CPU time of the method's process (the machine is shared, so its
 #: wall time also counts other jobs).
 TIME = "cpu_s"
+SHORT = {"scipy_lsa": "scipy", "pot_emd": "POT", "moscot_sinkhorn": "moscot", "moscot_lowrank": "moscot r50"}
 COLUMNS = ["n", "method", "seconds", "cpu_s", "rss_gb", "gap_pct", "true_pct", "one_to_one", "status"]
 
 
@@ -236,6 +237,7 @@ def plot(rows: list[dict], path: str | Path, limits: str) -> None:
 
     fig, (ax_t, ax_g) = plt.subplots(1, 2, figsize=(10, 4.2))
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    labelled: dict[tuple, int] = {}  # stop labels already written at one spot: the next one goes below
     for method in methods:
         color, marker = STYLE.get(method, ("C7", "x"))
         ok = sorted((r for r in rows if r["method"] == method and r.get("status") == "ok"), key=lambda r: r["n"])
@@ -254,8 +256,10 @@ def plot(rows: list[dict], path: str | Path, limits: str) -> None:
             else:
                 ax_t.plot([], [], marker=marker, color=color, label=LABEL.get(method, method))
             ax_t.plot(stop["n"], y, "x", color=color, ms=10, mew=2)
-            ax_t.annotate(f"stops: {word}", (stop["n"], y), textcoords="offset points", xytext=(6, -3), fontsize=7,
-                          color=color)  # fmt: skip
+            spot = (stop["n"], round(float(np.log10(y)), 1))
+            k = labelled[spot] = labelled.get(spot, -1) + 1
+            ax_t.annotate(f"{SHORT.get(method, method)}: {word}", (stop["n"], y),
+                          textcoords="offset points", xytext=(8, -3 - 10 * k), fontsize=7, color=color)  # fmt: skip
     for ax in (ax_t, ax_g):
         ax.set_xscale("log", base=2)
     ax_t.set_yscale("log")
@@ -263,6 +267,12 @@ def plot(rows: list[dict], path: str | Path, limits: str) -> None:
     # can cost less than the optimum
     ax_g.set_yscale("symlog", linthresh=1e-3)
     ax_g.axhline(0, color="0.6", lw=0.8)
+    gaps = [r["gap_pct"] for r in rows if r.get("gap_pct") is not None]
+    if gaps:
+        ax_g.set_ylim(min(-1e-3, 3 * min(gaps)), max(1.0, 3 * max(gaps)))
+        if min(gaps) < 0:
+            ax_g.annotate("below 0: a coupling whose marginals are off\n(Sinkhorn not converged)", (0.3, 0.1),
+                          xycoords="axes fraction", fontsize=7, color="0.3")  # fmt: skip
     for ax in (ax_t, ax_g):
         ax.set_xlabel("points per side, n")
         ax.grid(alpha=0.3, which="both")
