@@ -333,7 +333,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rows_from:
         done = {(r["case"], r["method"]) for r in rows}
         earlier = [json.loads(line) for line in args.rows_from.read_text().splitlines() if line.startswith("{")]
-        rows = [r for r in earlier if (r["case"], r["method"]) not in done] + rows
+        latest = {(r["case"], r["method"]): r for r in earlier}  # a later run of a case and method wins
+        rows = [r for key, r in latest.items() if key not in done] + rows
+        earlier = list(latest.values())
         total += sum(r.get("seconds", 0.0) for r in earlier)  # their methods' time (without process start)
     print_table(rows, COLUMNS, "hiref and its peers on real sections (partners: argmax of each coupling column)")
     payload = {"rows": rows}
