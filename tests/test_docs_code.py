@@ -42,3 +42,18 @@ def test_page_shows_the_readme_recipe(page):
     assert "hr.pp.register(a, b)" in code
     assert RECIPE in code
     assert "use_rep={" not in code  # explicit weights are an option, described in prose, not the recipe
+
+
+def test_peers_page_code_runs():
+    """docs/peers.md ("Coming from moscot or PASTE"): its hiref blocks run (the PASTE block needs PASTE)."""
+    import hiref as hr
+
+    blocks = [code for code in python_blocks("peers.md") if "import paste" not in code]
+    assert len(blocks) >= 2
+    a, b = hr.datasets.simulate_slices(n_obs=300, seed=0)
+    a.obs["layer"], b.obs["layer"] = a.obs["region"], b.obs["region"]
+    namespace: dict = {"a": a, "b": b}
+    for index, code in enumerate(blocks):
+        exec(compile(code, f"docs/peers.md block {index}", "exec"), namespace)
+    assert (b.obs["layer_from_a"] != "unmatched").all()  # b is the smaller side: every cell has a partner
+    assert (b.obs["layer_from_a"].astype(str) == namespace["pred"].obs["layer"].astype(str)).mean() == 1

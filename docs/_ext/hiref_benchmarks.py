@@ -8,6 +8,8 @@ one-row table) or a scalar (a line of text); unknown columns and sections are sh
 come; keys starting with ``_`` (raw data kept for scripts) are not shown. PNG files of the
 same folder are shown under the file whose name they start with, the
 others at the end. The page is read again on every build, so files that appear later show up.
+The directive ``hiref-benchmark-table FILE`` (option ``:section:``) renders one table of one
+file, with its machine line, for the top of a page.
 """
 
 from __future__ import annotations
@@ -206,6 +208,45 @@ class HirefBenchmarks(SphinxDirective):
         return figure
 
 
+class HirefBenchmarkTable(SphinxDirective):
+    """``hiref-benchmark-table FILE``: one section of one results file as a table, with its machine line.
+
+    ``FILE`` is a JSON file of the results folder; ``:section:`` the key of the table (a list of
+    row dicts). Used at the top of a page, where a reader needs one table and not the whole file.
+    """
+
+    required_arguments = 1
+    has_content = False
+    option_spec = {"section": str, "path": str}  # noqa: RUF012
+
+    def run(self) -> list[nodes.Node]:
+        """The machine line and the table; a warning when the file or section is missing."""
+        folder = Path(self.env.srcdir, self.options.get("path", self.config.hiref_benchmarks_dir)).resolve()
+        path = folder / self.arguments[0]
+        key = self.options.get("section", "summary")
+        docs = getattr(self.env, ENV_KEY, set())
+        docs.add(self.env.docname)
+        setattr(self.env, ENV_KEY, docs)
+        if not path.is_file():
+            para = nodes.paragraph()
+            para += nodes.emphasis(text=f"No results yet ({path.name} is missing).")
+            return [para]
+        self.env.note_dependency(str(path))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            logger.warning("hiref-benchmark-table: cannot read %s: %s", path, err, location=self.get_location())
+            return []
+        rows = data.get(key) if isinstance(data, Mapping) else None
+        if not isinstance(rows, list) or not rows:
+            logger.warning("hiref-benchmark-table: %s has no table %r", path.name, key, location=self.get_location())
+            return []
+        out: list[nodes.Node] = [make_table(rows)]
+        if "machine" in data:
+            out.append(machine_line(data["machine"]))
+        return out
+
+
 def always_outdated(
     app: Sphinx, env: BuildEnvironment, added: set[str], changed: set[str], removed: set[str]
 ) -> list[str]:
@@ -230,6 +271,7 @@ def setup(app: Sphinx) -> dict[str, object]:
     """Register the directive, its configuration value and the re-read hook."""
     app.add_config_value("hiref_benchmarks_dir", "../benchmarks/results", "env", types=frozenset({str}))
     app.add_directive("hiref-benchmarks", HirefBenchmarks)
+    app.add_directive("hiref-benchmark-table", HirefBenchmarkTable)
     app.connect("env-get-outdated", always_outdated)
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)

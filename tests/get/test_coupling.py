@@ -31,6 +31,15 @@ def test_coupling_is_the_stored_matching(aligned):
     assert (hr.get.coupling(b, a) != P.T).nnz == 0
 
 
+def test_coupling_normalized_sums_to_one(aligned):
+    a, b = aligned
+    P = hr.get.coupling(a, b)
+    Q = hr.get.coupling(a, b, normalize=True, dtype=np.float64)
+    assert Q.sum() == pytest.approx(1.0)
+    assert np.array_equal(Q.nonzero()[1], P.nonzero()[1])
+    assert np.allclose(Q.data, 1 / P.nnz)
+
+
 @pytest.mark.parametrize("form", ["csr", "coo", "dense", "bool", "perm"])
 def test_round_trip_align_coupling_store(aligned, form):
     a, b = aligned

@@ -26,7 +26,9 @@ def perm_to_coupling(perm: np.ndarray, n_other: int, dtype: DTypeLike = np.float
     return sp.csr_matrix((data, perm[matched], indptr), shape=(len(perm), n_other))
 
 
-def coupling(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY, dtype: DTypeLike = np.float32) -> sp.csr_matrix:
+def coupling(
+    adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY, dtype: DTypeLike = np.float32, normalize: bool = False
+) -> sp.csr_matrix:
     """The one-to-one matching stored under ``key`` as a sparse coupling matrix.
 
     The reverse of :func:`hiref.tl.store_matching`. The matching is read with
@@ -41,12 +43,18 @@ def coupling(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY, dtype: D
         :func:`hiref.tl.align_series`, or :func:`hiref.tl.store_matching`).
     dtype
         Data type of the entries.
+    normalize
+        Divide the entries by the number of pairs, so that they sum to 1 like the couplings of
+        moscot (``transport_matrix``) and PASTE (``pairwise_align``), for code that expects a
+        probability coupling (weighted means, push-forwards of distributions).
 
     Returns
     -------
-    ``adata1.n_obs x adata2.n_obs`` CSR matrix with a 1 where a cell of ``adata1`` (row) is
-    matched to a cell of ``adata2`` (column): at most one 1 per row and per column; the rows of
-    unmatched cells are empty.
+    ``adata1.n_obs x adata2.n_obs`` CSR matrix with a 1 (``1 / n_pairs`` with ``normalize``)
+    where a cell of ``adata1`` (row) is matched to a cell of ``adata2`` (column): at most one
+    entry per row and per column; the rows of unmatched cells are empty. Rows are the source,
+    columns the target, as in moscot and PASTE, so ``P.T @ X`` carries a per-cell array ``X``
+    of ``adata1`` to the partners in ``adata2`` (zeros for unmatched cells).
 
     Examples
     --------
@@ -58,4 +66,7 @@ def coupling(adata1: AnnData, adata2: AnnData, *, key: str = ALIGN_KEY, dtype: D
     (True, True)
     """
     perm = matching(adata1, adata2, key=key).perm
-    return perm_to_coupling(perm, adata2.n_obs, dtype)
+    P = perm_to_coupling(perm, adata2.n_obs, dtype)
+    if normalize and P.nnz:
+        P.data /= P.nnz
+    return P
