@@ -358,8 +358,9 @@ def compute_alignment(
         _add_quality(side1, matching.perm, (R1, R2), (spatial1, spatial2), root=root, knn=knn)
         _add_quality(side2, matching.perm_y, (R2, R1), (spatial2, spatial1), root=root, knn=knn and knn[::-1])
         if spatial1 is not None:
-            doubt = doubt_summary(adata1, adata2, (side1, side2), matching.perm_y, knn[1][1][:, 0],
-                                  layer=request.layer, seed=request.random_state)  # fmt: skip
+            confidence = Keys(writes.key).confidence
+            doubt = doubt_summary(adata1, adata2, (side1.obs[confidence], side2.obs[confidence]), matching.perm_y,
+                                  knn[1][1][:, 0], layer=request.layer, seed=request.random_state)  # fmt: skip
             side1.record["doubt"] = side2.record["doubt"] = doubt
     logger.info(
         "finished (%.1f s): matched %d pairs, cost %.6g, %s; adding .uns[%r], .obs%s, .obsm%s",

@@ -25,13 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hiref._keys import Keys
 from hiref._logging import logger
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-    from ._align import AlignedSide
 
 #: Below this ``partner_similarity`` an alignment is called doubtful.
 DOUBTFUL_SIMILARITY = 0.25
@@ -89,7 +86,7 @@ def partner_similarity(E1: np.ndarray, E2: np.ndarray, partner_of_2: np.ndarray,
 def doubt_summary(
     adata1: AnnData,
     adata2: AnnData,
-    sides: tuple[AlignedSide, AlignedSide],
+    confidences: tuple[np.ndarray, np.ndarray],
     partner_of_2: np.ndarray,
     nearest_in_2: np.ndarray,
     *,
@@ -98,14 +95,26 @@ def doubt_summary(
 ) -> dict:
     """The label-free verdict stored as ``.uns[key_added]["doubt"]`` on both objects.
 
+    Parameters
+    ----------
+    adata1, adata2
+        The aligned objects (their shared genes are compared).
+    confidences
+        The spatial confidence of every cell of both objects (NaN where none).
+    partner_of_2, nearest_in_2
+        See :func:`partner_similarity`.
+    layer
+        ``.layers`` key of the expression, as given to the alignment.
+    seed
+        Seed of the PCA.
+
     Returns
     -------
     ``partner_similarity`` (NaN without enough shared genes), ``low_confidence_share`` (over
     the matched cells of both objects), and ``verdict``: ``"doubtful"`` (a WARNING log says so),
     ``"sound"``, or ``"not judged"`` (no shared genes to judge by).
     """
-    key = Keys(sides[0].writes.key).confidence
-    conf = np.concatenate([np.asarray(side.obs[key], float) for side in sides])
+    conf = np.concatenate([np.asarray(c, dtype=float) for c in confidences])
     conf = conf[np.isfinite(conf)]
     low = float((conf < LOW_CONFIDENCE).mean()) if conf.size else float("nan")
     E = _expression(adata1, adata2, layer, seed)
