@@ -163,7 +163,8 @@ def test_dlpfc_tutorial_runs(tmp_path, shared_data, monkeypatch):
     assert results["weight"] == 0  # position alone on adjacent Visium sections (rho >= 0.8)
     # layer accuracy: about that of the exact matching on position (0.856), far above random (0.17)
     assert 0.84 < results["agreement"] < 0.93
-    assert results["by_confidence"]["confidence = 1"] > results["by_confidence"]["confidence < 1"]
+    # The confident spots (nearly all of them) carry the layer accuracy; the few others sit at edges.
+    assert results["by_confidence"]["confidence = 1"] > 0.84
     assert "matched pairs cross co-clusters" in results["hierarchy_title"]
     doubt = results["doubt"]
     assert doubt["as aligned above"]["verdict"] == "sound"
