@@ -97,3 +97,12 @@ def wrong_solver(request, monkeypatch):
     for module in (hiref.tl._align, hiref.tl._auto, hiref.pp._motion):
         monkeypatch.setattr(module, "solve", wrong(module))
     return request.param
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (small problems run faster so, and the machine may be shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

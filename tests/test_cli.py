@@ -12,7 +12,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
@@ -22,13 +21,7 @@ from hiref.cli import EXIT_ERROR, EXIT_INTERRUPTED, main
 N_A, N_B = 300, 270  # slice B lacks 10 % of the cells, so the matching is partial on A
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small problems run faster on one thread, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _digest(folder):

@@ -17,7 +17,6 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from scipy.spatial import cKDTree
 
 import hiref as hr
@@ -29,12 +28,7 @@ STORED = ["transfer", "bin", "cosine", "label_agreement", "coupling", "trace"]
 SHARE = 0.8  # of the way from chance to the truth that a right answer must close
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _dense(X):
