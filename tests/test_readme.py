@@ -46,6 +46,8 @@ def test_readme_examples_run(monkeypatch):
     store_random_matching(a, b, key_added="random")
     chance = hr.tl.label_agreement(a, b, obs="region", key="random").loc["overall", "agreement"]
     assert agreement - chance > 0.9 * (1 - chance)
+    carried = (b.obs["hiref_region"] == b.obs["region"]).mean()
+    assert carried - chance > 0.9 * (1 - chance)
     pred = namespace["pred"]
     np.testing.assert_array_equal(pred.obs["region"].astype(str), a.obs["region"].astype(str).to_numpy()[partner])
 

@@ -1,8 +1,8 @@
 """The AnnData contract: what a tool writes, who owns it, and the one way it is written.
 
 Every tool that writes results into an AnnData (``hr.tl.align``, ``align_series``, ``trace``,
-``stack``, ``store_matching``, ``transfer``, ``bin_spatial``, ``hr.pp.register``) follows the
-same steps:
+``stack``, ``store_matching``, ``transfer``, ``transfer_labels``, ``bin_spatial``,
+``hr.pp.register``) follows the same steps:
 
 1. describe, per object, what it will write: a :class:`Writes` built from ``key_added``
    through :mod:`hiref._keys` (its ``.uns`` record, ``.obs`` columns, ``.obsm``/``.obsp``
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hiref._anndata import actualize
-from hiref._keys import BinKeys, Keys, RegisterKeys, SeriesKeys, StackKeys, TraceKeys, TransferKeys
+from hiref._keys import BinKeys, Keys, LabelKeys, RegisterKeys, SeriesKeys, StackKeys, TraceKeys, TransferKeys
 from hiref._params import params_record
 
 if TYPE_CHECKING:
@@ -331,6 +331,15 @@ def transfer_writes(key: str, *, columns: tuple[str, ...], spatial_key: str | No
     return Writes(
         tool="hr.tl.transfer", key=key, uns=keys.uns, obs=(keys.matched, keys.source, *columns),
         obsm=(spatial_key,) if spatial_key is not None else (), argument="key",
+    )  # fmt: skip
+
+
+def label_writes(key: str) -> Writes:
+    """What :func:`hiref.tl.transfer_labels` writes on the target."""
+    keys = LabelKeys(key)
+    return Writes(
+        tool="hr.tl.transfer_labels", key=key, uns=keys.uns, signature=("label", "alignment", "n_neighbors"),
+        obs=(keys.obs, keys.agreement), listed=("obs",),
     )  # fmt: skip
 
 

@@ -100,6 +100,39 @@ class TransferKeys:
 
 
 @dataclass(frozen=True)
+class LabelKeys:
+    """The entries written by :func:`hiref.tl.transfer_labels` on the target under ``key``.
+
+    Attributes
+    ----------
+    key
+        The ``key_added`` of :func:`hiref.tl.transfer_labels` (default ``f"{alignment key}_{obs}"``).
+    """
+
+    key: str
+
+    @classmethod
+    def default(cls, alignment_key: str, obs: str) -> LabelKeys:
+        """The entries under the default ``key_added``: ``f"{alignment_key}_{obs}"``."""
+        return cls(f"{alignment_key}_{obs}")
+
+    @property
+    def obs(self) -> str:
+        """``adata_target.obs[...]``: the transferred label, categorical."""
+        return self.key
+
+    @property
+    def agreement(self) -> str:
+        """``adata_target.obs[...]``: the share of the votes that went to the transferred label."""
+        return f"{self.key}_agreement"
+
+    @property
+    def uns(self) -> str:
+        """``adata_target.uns[...]``: what was transferred (source column, alignment key, neighbours, params)."""
+        return self.key
+
+
+@dataclass(frozen=True)
 class SeriesKeys:
     """The entries written by :func:`hiref.tl.align_series` under ``key``.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._align import align
 from ._bin import bin_spatial
 from ._evaluate import cosine_similarity, label_agreement
+from ._labels import transfer_labels
 from ._series import align_series, transitions
 from ._stack import stack
 from ._store import store_matching
@@ -21,5 +22,6 @@ __all__ = [
     "store_matching",
     "trace",
     "transfer",
+    "transfer_labels",
     "transitions",
 ]

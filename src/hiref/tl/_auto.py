@@ -354,11 +354,13 @@ def auto_representation(
     n_pcs: int | None,
     random_state: int,
     device: str | None,
+    weight: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict, tuple[np.ndarray, np.ndarray] | None]:
     """Arrays for ``use_rep="auto"``: standardised coordinates next to weighted expression PCs.
 
     Without coordinates in both objects this is expression alone (the joint PCA, or
-    ``.obsm["X_pca"]`` when both have it), the recipe for time courses.
+    ``.obsm["X_pca"]`` when both have it), the recipe for time courses. ``weight`` skips the
+    rule and uses that expression weight (to rebuild a stored alignment's arrays).
     """
     from hiref._rep import JointRows, representations
 
@@ -378,7 +380,10 @@ def auto_representation(
     scale = np.sqrt(((S1**2).sum() + (S2**2).sum()) / (len(S1) + len(S2)))
     S1, S2 = S1 / (scale or 1.0), S2 / (scale or 1.0)
     X = JointRows(adata1, adata2, layer=layer)  # preprocessed a block of rows at a time: no copy of the whole
-    weight, auto = choose_weight(S1, S2, X, adata1.n_obs, random_state=random_state, device=device)
+    if weight is None:
+        weight, auto = choose_weight(S1, S2, X, adata1.n_obs, random_state=random_state, device=device)
+    else:
+        auto = {"rule": "weight given", "weight": float(weight)}
     # Up to WINDOWS_MIN_DIM dimensions in all, the engine finishes with a k-d tree polish alone.
     fast_pcs = max(0, WINDOWS_MIN_DIM - S1.shape[1])
     E, kept, pca_info, computed = _expression(
