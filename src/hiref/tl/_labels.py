@@ -16,8 +16,8 @@ Either alone falls short somewhere: the nearest source cells without the move mi
 displacements that different cell densities force on a one-to-one matching. Measured with
 ``benchmarks/recipe.py`` (the DLPFC pair both ways, its 70 % crops from three sides, half of its
 spots, the MERFISH pair both ways; seeds 0-2; the default recipe, then ``n_neighbors=8``): the
-votes score 0.857-0.910 on the DLPFC cases and 0.817-0.819 on MERFISH, between 0.006 below
-(one crop) and 0.035 above the partner's own label on DLPFC and 0.08 above it on MERFISH;
+votes score 0.857-0.910 on the DLPFC cases and 0.808-0.818 on MERFISH, between 0.007 below
+(one crop) and 0.035 above the partner's own label on DLPFC and 0.07-0.08 above it on MERFISH;
 against the nearest source cell in space, from 0.026 below (a crop) to 0.020 above on DLPFC,
 and 0.6 above on MERFISH, whose cell classes are mixed in space.
 
@@ -198,7 +198,7 @@ def transfer_labels(
     spacing come from the grid and from different cell densities, not from a warp). The result
     is not one-to-one: it is what to use for carrying annotations (cell types, layers,
     regions) across. On 11 labelled cases (DLPFC both ways, crops, halves; MERFISH both ways)
-    it scored from 0.006 below to 0.08 above the partner's own label (see
+    it scored from 0.007 below to 0.08 above the partner's own label (see
     ``benchmarks/recipe.py`` and the DLPFC tutorial).
 
     Parameters
