@@ -1,4 +1,4 @@
-"""The ``hiref`` command: ``hiref demo``, ``hiref align`` and ``hiref transfer``, one module per subcommand.
+"""The ``hiref`` command: ``hiref demo``, ``align``, ``transfer`` and ``labels``, one module per subcommand.
 
 Every command validates its arguments and inputs before any expensive work, writes its outputs
 atomically (see :func:`hiref._io.atomic_outputs`) and reports an error as one line
@@ -18,6 +18,7 @@ from typing import NoReturn
 from ._align import _add_align, _rep, _run_align, _use_rep
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, CliError, _Parser
 from ._demo import _add_demo, _run_demo
+from ._labels import _add_labels, _run_labels
 from ._transfer import _add_transfer, _run_transfer
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "CliError", "_rep", "_use_rep", "main"]
@@ -29,10 +30,11 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="hiref", description="One-to-one alignment by Hierarchical Refinement.")
     parser.add_argument("--version", action="version", version=f"hiref {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,align,transfer}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,align,transfer,labels}")
     _add_demo(sub, PAIRS)
     _add_align(sub)
     _add_transfer(sub)
+    _add_labels(sub)
     return parser
 
 
@@ -40,6 +42,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _run_demo,
     "align": _run_align,
     "transfer": _run_transfer,
+    "labels": _run_labels,
 }
 
 
