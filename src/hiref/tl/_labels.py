@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from hiref._anndata import check_adata, check_in_memory
 from hiref._contract import check_writable, label_writes, write
 from hiref._keys import ALIGN_KEY, LabelKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool, check_positive_int
+from hiref.engine.finish.polish import nearest
 from hiref.get._matching import partners, stored, stored_params
 
 if TYPE_CHECKING:
@@ -118,11 +118,11 @@ def mapped(R_source: np.ndarray, R_target: np.ndarray, partner: np.ndarray, n_sm
         return R_target
     shift = np.zeros_like(R_target, dtype=np.float64)
     shift[matched] = R_source[partner[matched]] - R_target[matched]
-    k = min(n_smooth, R_target.shape[0])
-    near = cKDTree(R_target).query(R_target, k, workers=-1)[1].reshape(-1, k)
+    near = nearest(R_target, R_target, n_smooth)
     weight = matched[near]
     smooth = (shift[near] * weight[..., None]).sum(1) / np.maximum(weight.sum(1), 1)[:, None]
-    spacing = float(np.median(cKDTree(R_source).query(R_source, 2, workers=-1)[0][:, 1]))
+    closest = nearest(R_source, R_source, 2)[:, 1]
+    spacing = float(np.median(np.linalg.norm(R_source - R_source[closest], axis=1)))
     length = np.linalg.norm(smooth, axis=1)
     keep = np.clip(1.0 - spacing / np.maximum(length, np.finfo(float).tiny), 0.0, 1.0)
     return R_target + smooth * keep[:, None]
@@ -161,11 +161,10 @@ def neighbour_votes(
     Array ``(m, n_categories)`` of vote counts.
     """
     m = R_target.shape[0]
-    k_source = min(n_neighbors, R_source.shape[0])
-    k_target = min(n_neighbors, m)
     at = R_target if looked_up is None else looked_up
-    near_source = cKDTree(R_source).query(at, k_source, workers=-1)[1].reshape(m, k_source)
-    near_target = cKDTree(R_target).query(R_target, k_target, workers=-1)[1].reshape(m, k_target)
+    near_source = nearest(R_source, np.ascontiguousarray(at, dtype=R_source.dtype), n_neighbors)
+    near_target = nearest(R_target, R_target, n_neighbors)
+    k_source = near_source.shape[1]
     via_partner = partner[near_target]
     voters = np.concatenate([near_source, np.maximum(via_partner, 0)], 1)
     label = codes[voters]
@@ -280,7 +279,7 @@ def transfer_labels(
     source_first = stored(adata_source, key, "adata_source").get("role") != "target"
     pair = (adata_source, adata_target) if source_first else (adata_target, adata_source)
     R1, R2, how = _rebuild(*pair, stored_params(adata_source, key, "adata_source"), use_rep)
-    R_source, R_target = (R1, R2) if source_first else (R2, R1)
+    R_source, R_target = (np.ascontiguousarray(R, dtype=np.float64) for R in ((R1, R2) if source_first else (R2, R1)))
 
     values = adata_source.obs[obs]
     categorical = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
