@@ -6,8 +6,8 @@ import argparse
 
 from hiref._keys import ALIGN_KEY
 
-from ._common import CliError, _api_error, _check_inputs, _check_outputs, _read, _write
-from ._transfer import _check_aligned
+from ._common import _api_error, _write
+from ._transfer import _read_aligned
 
 _LABELS_EPILOG = """\
 Both inputs must be outputs of one `hiref align` run (aligned under --key).
@@ -44,14 +44,7 @@ def _run_labels(args: argparse.Namespace) -> int:
     from hiref._keys import LabelKeys
     from hiref.tl import transfer_labels
 
-    inputs = _check_inputs([args.source, args.target])
-    (output,) = _check_outputs([args.out], inputs, overwrite=args.overwrite)
-    if not args.key:
-        msg = "argument --key: must not be empty"
-        raise CliError(msg)
-    source, target = _read(inputs[0]), _read(inputs[1])
-    _check_aligned(source, inputs[0], args)
-    _check_aligned(target, inputs[1], args)
+    inputs, output, source, target = _read_aligned(args)
     try:
         transfer_labels(source, target, args.obs, key=args.key, n_neighbors=args.n_neighbors, key_added=args.key_added)
     except (KeyError, ValueError, TypeError) as err:

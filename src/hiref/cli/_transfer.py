@@ -78,10 +78,8 @@ def _check_aligned(adata: AnnData, path: Path, args: argparse.Namespace) -> None
     raise CliError(msg)
 
 
-def _run_transfer(args: argparse.Namespace) -> int:
-    from hiref._keys import TransferKeys
-    from hiref.tl import transfer
-
+def _read_aligned(args: argparse.Namespace) -> tuple[list[Path], Path, AnnData, AnnData]:
+    """The checked input paths, the output path, and both inputs read, each holding the alignment ``--key``."""
     inputs = _check_inputs([args.source, args.target])
     (output,) = _check_outputs([args.out], inputs, overwrite=args.overwrite)
     if not args.key:
@@ -90,6 +88,14 @@ def _run_transfer(args: argparse.Namespace) -> int:
     source, target = _read(inputs[0]), _read(inputs[1])
     _check_aligned(source, inputs[0], args)
     _check_aligned(target, inputs[1], args)
+    return inputs, output, source, target
+
+
+def _run_transfer(args: argparse.Namespace) -> int:
+    from hiref._keys import TransferKeys
+    from hiref.tl import transfer
+
+    inputs, output, source, target = _read_aligned(args)
     if args.spatial_key is not None and args.spatial_key not in target.obsm:
         msg = (
             f"argument --spatial-key: {inputs[1]} has no .obsm[{args.spatial_key!r}] "
