@@ -8,7 +8,8 @@ says so. Cases (``--cases``):
 - ``dlpfc_fwd_cropR``: the target (151674) cut to the right 70 % of its width, as users' sections
   rarely cover the same area (the crops of ``benchmarks/recipe.py``);
 - ``merfish``: MERFISH hypothalamus Bregma 0.26 -> 0.21 (cell classes);
-- ``breast_1_2``: the PASTE breast-cancer slices 1 -> 2 (no labels: gene transfer only).
+- ``breast_1_2``, ``breast_2_3``, ``breast_3_4``: the PASTE breast-cancer slices 1 -> 2, 2 -> 3
+  and 3 -> 4 (no labels: gene transfer only).
 
 Methods (``--methods``); every coupling is read as a matching by the argmax of each column (every
 target cell takes the source cell carrying most of its mass: the PASTE convention), so several
@@ -62,7 +63,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
-CASES = ("dlpfc_fwd", "dlpfc_rev", "dlpfc_fwd_cropR", "merfish", "breast_1_2")
+CASES = ("dlpfc_fwd", "dlpfc_rev", "dlpfc_fwd_cropR", "merfish", "breast_1_2", "breast_2_3", "breast_3_4")
 METHODS = ("hiref_default", "hiref_position", "moscot_sinkhorn", "moscot_lowrank", "moscot_alignment", "paste",
            "pot_emd", "scipy_lsa")  # fmt: skip
 #: The package each peer needs (the rest need only hiref, numpy and scipy).
@@ -245,6 +246,11 @@ def run_one(case: str, method: str, data: Path, limit: float) -> dict:
     base = {"case": case, "method": method}
     if method in NEEDS and importlib.util.find_spec(NEEDS[method]) is None:
         return {**base, "status": f"skipped: {NEEDS[method]} not installed"}
+    return {**_run_child(case, method, data, limit), "limit_s": limit}
+
+
+def _run_child(case: str, method: str, data: Path, limit: float) -> dict:
+    base = {"case": case, "method": method}
     command = [sys.executable, str(Path(__file__).resolve()), "--child", case, method, "--data", str(data)]
     t0 = time.perf_counter()
     try:
@@ -269,7 +275,8 @@ def summary(rows: list[dict]) -> list[dict]:
 OVERVIEW = (("DLPFC fwd: layer acc.", "dlpfc_fwd", "accuracy"), ("DLPFC rev: layer acc.", "dlpfc_rev", "accuracy"),
             ("DLPFC fwd, target cropped to 70 %: layer acc.", "dlpfc_fwd_cropR", "accuracy"),
             ("MERFISH: class acc.", "merfish", "accuracy"), ("DLPFC fwd: gene cosine", "dlpfc_fwd", "cosine"),
-            ("breast 1-2: gene cosine", "breast_1_2", "cosine"),
+            ("breast 1-2: gene cosine", "breast_1_2", "cosine"), ("breast 2-3: gene cosine", "breast_2_3", "cosine"),
+            ("breast 3-4: gene cosine", "breast_3_4", "cosine"),
             ("DLPFC fwd: seconds", "dlpfc_fwd", "seconds"), ("DLPFC fwd: peak GB", "dlpfc_fwd", "rss_gb"))  # fmt: skip
 
 
@@ -344,7 +351,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.update and args.json.exists():
             old = json.loads(args.json.read_text())
             done = {(r["case"], r["method"]) for r in rows}
-            rows = [r for r in old.get("_rows", []) if (r["case"], r["method"]) not in done] + rows
+            kept = [r for r in old.get("_rows", []) if (r["case"], r["method"]) not in done]
+            for r in kept:  # rows of earlier runs keep the limit they ran under
+                r.setdefault("limit_s", old.get("settings", {}).get("limit_s"))
+            rows = kept + rows
             total += old.get("settings", {}).get("total_seconds", 0.0)
         order = {c: i for i, c in enumerate(CASES)}
         rows.sort(key=lambda r: (order.get(r["case"], 99), METHODS.index(r["method"])))
