@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--update", action="store_true", help="keep the other rows of an existing --json file")
     parser.add_argument("--machine-note", default="", help="a line on the machine (cores, sharing)")
+    parser.add_argument("--left-out", nargs="*", default=[], metavar="CASE:METHOD=WHY",
+                        help="pairs deliberately not run, and why (the JSON's left_out table)")  # fmt: skip
     parser.add_argument(
         "--rows-from",
         type=Path,
@@ -348,20 +350,30 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(rows, COLUMNS, "hiref and its peers on real sections (partners: argmax of each coupling column)")
     payload = {"rows": rows}
     if args.json:
+        left_out = {}
         if args.update and args.json.exists():
             old = json.loads(args.json.read_text())
+            left_out = {(r["case"], r["method"]): r for r in old.get("left_out", [])}
             done = {(r["case"], r["method"]) for r in rows}
             kept = [r for r in old.get("_rows", []) if (r["case"], r["method"]) not in done]
             for r in kept:  # rows of earlier runs keep the limit they ran under
                 r.setdefault("limit_s", old.get("settings", {}).get("limit_s"))
             rows = kept + rows
             total += old.get("settings", {}).get("total_seconds", 0.0)
+        for item in args.left_out:
+            pair, why = item.split("=", 1)
+            case, method = pair.split(":")
+            left_out[(case, method)] = {"case": case, "method": method, "why": why}
+        ran = {(r["case"], r["method"]) for r in rows}
+        left_out = [r for key, r in left_out.items() if key not in ran]
         order = {c: i for i, c in enumerate(CASES)}
         rows.sort(key=lambda r: (order.get(r["case"], 99), METHODS.index(r["method"])))
         settings = {"limit_s": args.limit, "machine_note": args.machine_note, "total_seconds": total,
                     "versions": _versions()}  # fmt: skip
         payload = {"machine": {**machine(), "note": args.machine_note}, "settings": settings,
                    "overview": overview(rows), "summary": summary(rows), "_rows": rows}  # fmt: skip
+        if left_out:
+            payload["left_out"] = left_out
         write_json(args.json, payload)
     return payload
 
