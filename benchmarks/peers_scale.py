@@ -390,8 +390,10 @@ def plot(rows: list[dict], path: str | Path, limits: str, limit_s: float | None 
         spot = (stop["n"], round(float(np.log10(y)), 0))
         k = labelled[spot] = labelled.get(spot, -1) + 1
         text = f"{SHORT.get(method, method)}: {word}" + (" (predicted)" if predicted else "")
-        ax_t.annotate(text, (stop["n"], y), textcoords="offset points", xytext=(10, -3 - 11 * k), fontsize=7,
-                      color=color, bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})  # fmt: skip
+        right = stop["n"] * 8 >= max(r["n"] for r in rows)  # near the right edge: the label goes under it
+        ax_t.annotate(text, (stop["n"], y), textcoords="offset points", xytext=(0, -18) if right else (10, -3 - 11 * k),
+                      ha="center" if right else "left", fontsize=7, color=color,
+                      bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})  # fmt: skip
     if limit_s:
         ax_t.axhline(limit_s, color="0.5", lw=0.8, ls="--")
         ax_t.annotate(f"time limit {limit_s:g} s", (0.02, limit_s), xycoords=("axes fraction", "data"),
