@@ -8,7 +8,8 @@ says so. Cases (``--cases``):
 - ``dlpfc_fwd_cropR``: the target (151674) cut to the right 70 % of its width, as users' sections
   rarely cover the same area (the crops of ``benchmarks/recipe.py``);
 - ``merfish``: MERFISH hypothalamus Bregma 0.26 -> 0.21 (cell classes);
-- ``breast_1_2``: the PASTE breast-cancer slices 1 -> 2 (no labels: gene transfer only).
+- ``breast_1_2``, ``breast_2_3``, ``breast_3_4``: the PASTE breast-cancer slices 1 -> 2, 2 -> 3
+  and 3 -> 4 (no labels: gene transfer only).
 
 Methods (``--methods``); every coupling is read as a matching by the argmax of each column (every
 target cell takes the source cell carrying most of its mass: the PASTE convention), so several
@@ -62,7 +63,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
-CASES = ("dlpfc_fwd", "dlpfc_rev", "dlpfc_fwd_cropR", "merfish", "breast_1_2")
+CASES = ("dlpfc_fwd", "dlpfc_rev", "dlpfc_fwd_cropR", "merfish", "breast_1_2", "breast_2_3", "breast_3_4")
 METHODS = ("hiref_default", "hiref_position", "moscot_sinkhorn", "moscot_lowrank", "moscot_alignment", "paste",
            "pot_emd", "scipy_lsa")  # fmt: skip
 #: The package each peer needs (the rest need only hiref, numpy and scipy).
@@ -245,6 +246,11 @@ def run_one(case: str, method: str, data: Path, limit: float) -> dict:
     base = {"case": case, "method": method}
     if method in NEEDS and importlib.util.find_spec(NEEDS[method]) is None:
         return {**base, "status": f"skipped: {NEEDS[method]} not installed"}
+    return {**_run_child(case, method, data, limit), "limit_s": limit}
+
+
+def _run_child(case: str, method: str, data: Path, limit: float) -> dict:
+    base = {"case": case, "method": method}
     command = [sys.executable, str(Path(__file__).resolve()), "--child", case, method, "--data", str(data)]
     t0 = time.perf_counter()
     try:
@@ -269,7 +275,8 @@ def summary(rows: list[dict]) -> list[dict]:
 OVERVIEW = (("DLPFC fwd: layer acc.", "dlpfc_fwd", "accuracy"), ("DLPFC rev: layer acc.", "dlpfc_rev", "accuracy"),
             ("DLPFC fwd, target cropped to 70 %: layer acc.", "dlpfc_fwd_cropR", "accuracy"),
             ("MERFISH: class acc.", "merfish", "accuracy"), ("DLPFC fwd: gene cosine", "dlpfc_fwd", "cosine"),
-            ("breast 1-2: gene cosine", "breast_1_2", "cosine"),
+            ("breast 1-2: gene cosine", "breast_1_2", "cosine"), ("breast 2-3: gene cosine", "breast_2_3", "cosine"),
+            ("breast 3-4: gene cosine", "breast_3_4", "cosine"),
             ("DLPFC fwd: seconds", "dlpfc_fwd", "seconds"), ("DLPFC fwd: peak GB", "dlpfc_fwd", "rss_gb"))  # fmt: skip
 
 
@@ -306,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--update", action="store_true", help="keep the other rows of an existing --json file")
     parser.add_argument("--machine-note", default="", help="a line on the machine (cores, sharing)")
+    parser.add_argument("--left-out", nargs="*", default=[], metavar="CASE:METHOD=WHY",
+                        help="pairs deliberately not run, and why (the JSON's left_out table)")  # fmt: skip
     parser.add_argument(
         "--rows-from",
         type=Path,
@@ -341,17 +350,30 @@ def main(argv: list[str] | None = None) -> dict:
     print_table(rows, COLUMNS, "hiref and its peers on real sections (partners: argmax of each coupling column)")
     payload = {"rows": rows}
     if args.json:
+        left_out = {}
         if args.update and args.json.exists():
             old = json.loads(args.json.read_text())
+            left_out = {(r["case"], r["method"]): r for r in old.get("left_out", [])}
             done = {(r["case"], r["method"]) for r in rows}
-            rows = [r for r in old.get("_rows", []) if (r["case"], r["method"]) not in done] + rows
+            kept = [r for r in old.get("_rows", []) if (r["case"], r["method"]) not in done]
+            for r in kept:  # rows of earlier runs keep the limit they ran under
+                r.setdefault("limit_s", old.get("settings", {}).get("limit_s"))
+            rows = kept + rows
             total += old.get("settings", {}).get("total_seconds", 0.0)
+        for item in args.left_out:
+            pair, why = item.split("=", 1)
+            case, method = pair.split(":")
+            left_out[(case, method)] = {"case": case, "method": method, "why": why}
+        ran = {(r["case"], r["method"]) for r in rows}
+        left_out = [r for key, r in left_out.items() if key not in ran]
         order = {c: i for i, c in enumerate(CASES)}
         rows.sort(key=lambda r: (order.get(r["case"], 99), METHODS.index(r["method"])))
         settings = {"limit_s": args.limit, "machine_note": args.machine_note, "total_seconds": total,
                     "versions": _versions()}  # fmt: skip
         payload = {"machine": {**machine(), "note": args.machine_note}, "settings": settings,
                    "overview": overview(rows), "summary": summary(rows), "_rows": rows}  # fmt: skip
+        if left_out:
+            payload["left_out"] = left_out
         write_json(args.json, payload)
     return payload
 

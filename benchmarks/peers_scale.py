@@ -3,10 +3,21 @@
 The planted pair of ``hr.datasets.planted_pair(n, kind=--kind)`` (``density``: a smooth
 non-uniform density on an irregular outline, MERFISH-like) has a known optimal matching for the
 squared Euclidean cost at any ``n``, so every method's gap to the optimum can be measured where
-no exact solver can run. For every ``n`` of ``--n`` (ascending) each method of ``--methods`` runs
-in its own process, which the parent watches: it is stopped when it passes ``--limit`` seconds or
-its resident memory passes ``--mem-gb``; a method that stopped (or failed) is not run at larger
-``n``, and its last row says why.
+no exact solver can run. The methods of ``--methods`` run one after the other, each over the
+sizes of ``--n`` in ascending order, every run in its own process, which the parent watches: it
+is killed when it passes ``--limit`` seconds (wall time of the process), when its resident memory
+passes ``--mem-gb``, or when the machine's available memory (``MemAvailable``) falls below
+``--free-gb`` (a safety margin on a shared machine); that row is a *measured* stop. Before each
+run, the method's time and peak memory at the new size are predicted from its two largest
+measured sizes (growth per doubling of ``n``; the memory at least the dense ``n x n`` matrices
+the method must hold): a run predicted past ``--margin`` times a limit is not started and its row
+is a *predicted* stop, with the prediction and the growth it came from. A method that stopped
+(or failed) is not run at larger ``n``. hiref runs at every seed of ``--hiref-seeds`` (the
+summary ``hiref_seeds`` gives the median and the worst over them); the peers, deterministic or
+nearly so, at one seed (``--seed``). ``--budget`` bounds the whole run: a run predicted to end
+past it is not started, and one still running when it ends is killed (status ``not run`` /
+``not finished``: a budget cut, not a stop of the method). The JSON file is rewritten after
+every size, so an interrupted run keeps what it measured.
 
 Methods:
 
@@ -27,13 +38,18 @@ process's CPU time over the same span), ``rss_gb`` (the process's peak resident 
 output's cost over the optimum, in percent: for a bijection its mean squared distance, for a
 coupling its transport cost ``<P, C>``), ``true_pct`` (share of points given their true partner:
 for a coupling, every Y point takes the X point carrying most of its mass, the PASTE convention),
-and ``status`` (``ok``; ``stopped: ...`` with the limit it passed; ``not run``).
+``status`` (``ok``; ``stopped: ...`` with the limit it passed or is predicted to pass; ``not run``)
+and ``stop`` (``measured``, ``predicted`` or ``budget``). The figure draws the median over seeds,
+a filled marker where a method was stopped at a limit and an open one where its stop was
+predicted.
 
 Examples
 --------
     python benchmarks/peers_scale.py --json benchmarks/results/peers_scale.json \\
         --plot benchmarks/results/peers_scale.png
     python benchmarks/peers_scale.py --n 4096 16384 --methods hiref,scipy_lsa --limit 60 --mem-gb 4
+    python benchmarks/peers_scale.py --replot benchmarks/results/peers_scale.json \\
+        --plot benchmarks/results/peers_scale.png
 """
 
 from __future__ import annotations
@@ -58,11 +74,11 @@ STYLE = {"hiref": ("C3", "o"), "scipy_lsa": ("k", "s"), "pot_emd": ("0.45", "D")
 LABEL = {"hiref": "hiref (hr.solve)", "scipy_lsa": "scipy linear_sum_assignment (exact)",
          "pot_emd": "POT ot.emd (exact)", "moscot_sinkhorn": "moscot SinkhornProblem",
          "moscot_lowrank": "moscot SinkhornProblem, rank 50"}  # fmt: skip
-#: The time the figure shows: the CPU time of the method's process (the machine is shared, so its
-#: wall time also counts other jobs).
-TIME = "cpu_s"
+#: The time the figure shows: the wall time of the method (the one its limit and its predicted stop
+#: are on); the CPU time is in the rows (``cpu_s``), lower where other jobs shared the core.
+TIME = "seconds"
 SHORT = {"scipy_lsa": "scipy", "pot_emd": "POT", "moscot_sinkhorn": "moscot", "moscot_lowrank": "moscot r50"}
-COLUMNS = ["n", "method", "seconds", "cpu_s", "rss_gb", "gap_pct", "true_pct", "one_to_one", "status"]
+COLUMNS = ["n", "method", "seed", "seconds", "cpu_s", "rss_gb", "gap_pct", "true_pct", "one_to_one", "status"]
 
 
 def _sq_cost(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -185,8 +201,23 @@ def _rss_gb(pid: int) -> float:
     return 0.0
 
 
-def run_one(method: str, n: int, kind: str, seed: int, limit: float, mem_gb: float) -> dict:
-    """``child`` in a fresh process, stopped past ``limit`` seconds or ``mem_gb`` resident GB."""
+def mem_available_gb() -> float:
+    """The machine's available memory (``MemAvailable`` of ``/proc/meminfo``) in GB; infinity where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1e6
+    except (OSError, ValueError):
+        pass
+    return float("inf")
+
+
+def run_one(method: str, n: int, kind: str, seed: int, limit: float, mem_gb: float, free_gb: float = 1.5) -> dict:
+    """``child`` in a fresh process, stopped past ``limit`` seconds or ``mem_gb`` resident GB.
+
+    It is also stopped when the machine's available memory falls below ``free_gb`` (a safety
+    margin on a shared machine); its row says which of the three stopped it.
+    """
     command = [sys.executable, str(Path(__file__).resolve()), "--child", method, str(n), "--kind", kind,
                "--seed", str(seed)]  # fmt: skip
     t0 = time.perf_counter()
@@ -199,24 +230,79 @@ def run_one(method: str, n: int, kind: str, seed: int, limit: float, mem_gb: flo
                 reason = f"stopped: memory over {mem_gb:g} GB"
             elif time.perf_counter() - t0 > limit:
                 reason = f"stopped: over {limit:g} s"
+            elif mem_available_gb() < free_gb:
+                reason = f"stopped: machine's free memory under {free_gb:g} GB (at {peak:.1f} GB resident)"
             if reason:
                 proc.kill()
                 proc.wait()
                 break
             time.sleep(0.05)
         stdout, stderr = proc.communicate()
-    base = {"n": n, "method": method}
+    base = {"n": n, "method": method, "seed": seed}
     if reason:
-        return {**base, "seconds": time.perf_counter() - t0, "rss_gb": peak, "status": reason}
+        return {**base, "seconds": time.perf_counter() - t0, "rss_gb": peak, "status": reason, "stop": "measured"}
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (stderr.strip().splitlines() or ["?"])[-1][:200]
-        return {**base, "rss_gb": peak, "status": f"failed (exit {proc.returncode}): {tail}"}
-    return json.loads(lines[-1].removeprefix("RESULT "))
+        return {**base, "rss_gb": peak, "status": f"failed (exit {proc.returncode}): {tail}", "stop": "measured"}
+    return {**json.loads(lines[-1].removeprefix("RESULT ")), "seed": seed}
+
+
+#: Dense ``n x n`` float64 matrices a method holds at once (its memory floor): scipy the cost,
+#: POT the cost and the coupling, moscot the float32 coupling (half a float64 matrix).
+DENSE = {"scipy_lsa": 1.0, "pot_emd": 2.0, "moscot_sinkhorn": 0.5}
+
+
+def predict(rows: list[dict], method: str, n: int) -> dict | None:
+    """Time and peak memory of ``method`` at ``n`` from its two largest measured sizes; None with fewer.
+
+    Per doubling of ``n`` the time grows by ``g = (t1 / t0) ** (1 / log2(n1 / n0))`` (at least 1),
+    so ``t(n) = t1 * g ** log2(n / n1)``; the resident memory likewise, but never less than the
+    dense ``n x n`` matrices the method must hold (:data:`DENSE`). With several seeds at one size
+    the median is used.
+    """
+    done: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["method"] == method and r.get("status") == "ok" and r["n"] < n:
+            done.setdefault(r["n"], []).append(r)
+    if len(done) < 2:
+        return None
+    n0, n1 = sorted(done)[-2:]
+    t0, t1 = (float(np.median([r["seconds"] for r in done[k]])) for k in (n0, n1))
+    m0, m1 = (float(np.median([r["rss_gb"] for r in done[k]])) for k in (n0, n1))
+    steps = np.log2(n1 / n0)
+    ahead = np.log2(n / n1)
+    g_t = max(1.0, (t1 / t0) ** (1 / steps))
+    g_m = max(1.0, (m1 / m0) ** (1 / steps))
+    floor = DENSE.get(method, 0.0) * 8 * float(n) ** 2 / 1e9
+    return {"seconds": float(t1 * g_t**ahead), "growth_t": float(g_t), "rss_gb": float(max(m1 * g_m**ahead, floor)),
+            "growth_m": float(g_m),
+            "dense_gb": floor, "from_n": [n0, n1]}  # fmt: skip
+
+
+def predicted_stop(
+    rows: list[dict], method: str, n: int, limit: float, mem_gb: float, margin: float = 1.5
+) -> dict | None:
+    """The row of a predicted stop when the prediction passes ``margin`` times a limit; else None (run it)."""
+    guess = predict(rows, method, n)
+    if guess is None:
+        return None
+    base = {"n": n, "method": method, "stop": "predicted", "predicted_s": guess["seconds"],
+            "predicted_gb": guess["rss_gb"], "growth_per_doubling": guess["growth_t"]}  # fmt: skip
+    if guess["rss_gb"] > margin * mem_gb:
+        why = (f"stopped: predicted ~{guess['rss_gb']:.0f} GB > {mem_gb:g} GB limit (measured growth "
+               f"x{guess['growth_m']:.1f} per doubling; dense n x n matrices alone "
+               f"{guess['dense_gb']:.0f} GB)")  # fmt: skip
+        return {**base, "status": why}
+    if guess["seconds"] > margin * limit:
+        why = (f"stopped: predicted ~{guess['seconds']:.0f} s > {limit:g} s limit "
+               f"(measured growth x{guess['growth_t']:.1f} per doubling)")  # fmt: skip
+        return {**base, "status": why}
+    return None
 
 
 def stops(rows: list[dict], methods: list[str]) -> list[dict]:
-    """Per method: the largest n it finished and the row where it stopped, with the reason."""
+    """Per method: the largest n it finished and the row where it stopped, with the reason (measured or predicted)."""
     out = []
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
@@ -224,81 +310,154 @@ def stops(rows: list[dict], methods: list[str]) -> list[dict]:
         stop = next((r for r in mine if r.get("status") != "ok"), None)
         out.append({"method": method, "largest_n_done": max(done) if done else None,
                     "stopped_at_n": stop["n"] if stop else None,
-                    "why": stop["status"] if stop else "finished every n"})  # fmt: skip
+                    "why": stop["status"] if stop else "finished every n",
+                    "stop": stop.get("stop") if stop else None})  # fmt: skip
     return out
 
 
-def plot(rows: list[dict], path: str | Path, limits: str) -> None:
-    """Time and gap to the optimum against n (log-log), one line per method, a cross where it stopped."""
+def seed_summary(rows: list[dict], method: str = "hiref") -> list[dict]:
+    """Per n, over the seeds of ``method``: median and worst of the seconds, the gap and the share of true partners."""
+    out = []
+    for n in sorted({r["n"] for r in rows if r["method"] == method and r.get("status") == "ok"}):
+        mine = [r for r in rows if r["method"] == method and r["n"] == n and r.get("status") == "ok"]
+        s, c, g, t = (np.array([r[k] for r in mine]) for k in ("seconds", "cpu_s", "gap_pct", "true_pct"))
+        out.append({"n": n, "method": method, "seeds": len(mine), "seconds_median": float(np.median(s)),
+                    "seconds_max": float(s.max()), "cpu_s_median": float(np.median(c)), "cpu_s_max": float(c.max()),
+                    "gap_pct_median": float(np.median(g)), "gap_pct_max": float(g.max()),
+                    "true_pct_median": float(np.median(t)), "true_pct_min": float(t.min()),
+                    "rss_gb_max": float(max(r["rss_gb"] for r in mine))})  # fmt: skip
+    return out
+
+
+def _curve(rows: list[dict], method: str, key: str) -> tuple[list[int], list[float]]:
+    """The median of ``key`` over the seeds at every n the method finished."""
+    ns = sorted({r["n"] for r in rows if r["method"] == method and r.get("status") == "ok"})
+    ys = [float(np.median([r[key] for r in rows if r["method"] == method and r["n"] == n and r.get("status") == "ok"]))
+          for n in ns]  # fmt: skip
+    return ns, ys
+
+
+def plot(rows: list[dict], path: str | Path, limits: str, limit_s: float | None = None) -> None:
+    """Time and gap to the optimum against n (log-log), one line per method (the median over seeds).
+
+    Where a method stops: a filled marker for a measured stop (killed at a limit, at the time it
+    had run), an open one for a predicted stop (at the predicted time), joined by a dotted line.
+    """
     import matplotlib as mpl
 
     mpl.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (ax_t, ax_g) = plt.subplots(1, 2, figsize=(10, 4.2))
+    from hiref.engine.options import AUTO_POLISH_MAX  # above it, hr.solve's default leaves out the exact finish
+
+    fig, (ax_t, ax_g) = plt.subplots(1, 2, figsize=(11, 4.8))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     labelled: dict[tuple, int] = {}  # stop labels already written at one spot: the next one goes below
     for method in methods:
         color, marker = STYLE.get(method, ("C7", "x"))
-        ok = sorted((r for r in rows if r["method"] == method and r.get("status") == "ok"), key=lambda r: r["n"])
+        ns, ts = _curve(rows, method, TIME)
+        _, gs = _curve(rows, method, "gap_pct")
         stop = next((r for r in rows if r["method"] == method and r.get("status", "").startswith(("stopped", "fail"))),
                     None)  # fmt: skip
-        if ok:
-            ns = [r["n"] for r in ok]
-            ax_t.plot(ns, [r[TIME] for r in ok], marker=marker, color=color, label=LABEL.get(method, method))
-            ax_g.plot(ns, [r["gap_pct"] for r in ok], marker=marker, color=color)
-        if stop:
-            word = "memory" if "memory" in stop["status"] else ("time" if "over" in stop["status"] else "failed")
-            # the cross sits at the time spent when stopped (the limit, for a time-out), at the n it failed
-            y = stop.get("seconds") or (ok[-1][TIME] if ok else 1.0)
-            if ok:
-                ax_t.plot([ok[-1]["n"], stop["n"]], [ok[-1][TIME], y], ":", color=color)
-            else:
-                ax_t.plot([], [], marker=marker, color=color, label=LABEL.get(method, method))
-            ax_t.plot(stop["n"], y, "x", color=color, ms=10, mew=2)
-            spot = (stop["n"], round(float(np.log10(y)), 1))
-            k = labelled[spot] = labelled.get(spot, -1) + 1
-            ax_t.annotate(f"{SHORT.get(method, method)}: {word}", (stop["n"], y),
-                          textcoords="offset points", xytext=(8, -3 - 10 * k), fontsize=7, color=color)  # fmt: skip
+        label = LABEL.get(method, method)
+        if method == "hiref" and len({r.get("seed") for r in rows if r["method"] == method}) > 1:
+            label += ", median of seeds"
+        if ns:
+            ax_t.plot(ns, ts, marker=marker, color=color, label=label, ms=5)
+            ax_g.plot(ns, gs, marker=marker, color=color, ms=5)
+        else:
+            ax_t.plot([], [], marker=marker, color=color, label=label)
+        big = [(n, g) for n, g in zip(ns, gs, strict=True) if n > AUTO_POLISH_MAX]
+        if method == "hiref" and big:  # where its default leaves out the exact finish
+            ax_g.annotate(f"hiref's default skips its exact\nfinish above 2^{AUTO_POLISH_MAX.bit_length() - 1}", big[0],
+                          textcoords="offset points", xytext=(-150, 8), fontsize=7, color=color)  # fmt: skip
+        cut = next((r for r in rows if r["method"] == method and r.get("stop") == "budget"), None)
+        if cut and ns and not stop:  # the run's time budget ended it, no limit: a note at its last point
+            ax_t.annotate(f"{SHORT.get(method, method)}: not run further (time budget)", (ns[-1], ts[-1]),
+                          textcoords="offset points", xytext=(8, -10), fontsize=7, color=color)  # fmt: skip
+        if not stop:
+            continue
+        predicted = stop.get("stop") == "predicted"
+        s = stop["status"]
+        word = "memory" if ("memory" in s or " GB" in s) else ("time" if ("over" in s or " s limit" in s) else "failed")
+        y = stop.get("predicted_s") if predicted else stop.get("seconds")
+        y = y or (ts[-1] if ts else 1.0)
+        if ns:
+            ax_t.plot([ns[-1], stop["n"]], [ts[-1], y], ":", color=color)
+        face = "white" if predicted else color
+        ax_t.plot(stop["n"], y, marker=marker, ms=10, mew=1.8, color=color, mfc=face, ls="none")
+        spot = (stop["n"], round(float(np.log10(y)), 0))
+        k = labelled[spot] = labelled.get(spot, -1) + 1
+        text = f"{SHORT.get(method, method)}: {word}" + (" (predicted)" if predicted else "")
+        right = stop["n"] * 8 >= max(r["n"] for r in rows)  # near the right edge: the label goes under it
+        ax_t.annotate(text, (stop["n"], y), textcoords="offset points", xytext=(0, -18) if right else (10, -3 - 11 * k),
+                      ha="center" if right else "left", fontsize=7, color=color,
+                      bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})  # fmt: skip
+    if limit_s:
+        ax_t.axhline(limit_s, color="0.5", lw=0.8, ls="--")
+        ax_t.annotate(f"time limit {limit_s:g} s", (0.02, limit_s), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(0, 3), fontsize=7, color="0.4")  # fmt: skip
     for ax in (ax_t, ax_g):
         ax.set_xscale("log", base=2)
     ax_t.set_yscale("log")
     # symmetric log: 0 for an exact solver, and a coupling whose marginals are off (not converged)
     # can cost less than the optimum
-    ax_g.set_yscale("symlog", linthresh=1e-3)
+    ax_g.set_yscale("symlog", linthresh=1e-2)
     ax_g.axhline(0, color="0.6", lw=0.8)
     gaps = [r["gap_pct"] for r in rows if r.get("gap_pct") is not None]
     if gaps:
-        ax_g.set_ylim(min(-1e-3, 3 * min(gaps)), max(1.0, 3 * max(gaps)))
+        ax_g.set_ylim(min(-1e-2, 3 * min(gaps)), max(1.0, 3 * max(gaps)))
         if min(gaps) < 0:
-            ax_g.annotate("below 0: a coupling whose marginals are off\n(Sinkhorn not converged)", (0.3, 0.1),
+            ax_g.annotate("below 0: a coupling whose marginals are off\n(Sinkhorn not converged)", (0.22, 0.04),
                           xycoords="axes fraction", fontsize=7, color="0.3")  # fmt: skip
     for ax in (ax_t, ax_g):
         ax.set_xlabel("points per side, n")
         ax.grid(alpha=0.3, which="both")
-    ax_t.set_ylabel("CPU seconds (one core); x: wall time when stopped")
-    ax_g.set_ylabel("cost over the optimum (%, symlog)")
+    ax_t.set_ylabel("wall seconds on one core")
+    ax_g.set_ylabel("cost over the optimum (%, symlog; 0 = optimal)")
     ax_t.set_title("time to a matching / coupling", fontsize=10)
     ax_g.set_title("gap to the known optimum", fontsize=10)
-    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)
+    handles, labels = ax_t.get_legend_handles_labels()
+    kinds = {r.get("stop") for r in rows if r.get("status", "").startswith(("stopped", "fail"))}
+    if "measured" in kinds:
+        handles.append(Line2D([], [], marker="o", color="0.3", ls="none", ms=8))
+        labels.append("stopped at a limit (measured)")
+    if "predicted" in kinds:
+        handles.append(Line2D([], [], marker="o", color="0.3", mfc="white", ls="none", ms=8))
+        labels.append("stop predicted from the growth, not run")
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"planted density pairs; {limits}", fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.13, 1, 0.95))
     fig.savefig(path, dpi=140)
     print(f"wrote {path}")
 
 
+def _limits_line(s: dict) -> str:
+    extra = "".join(f", {m} {v:g} s" for m, v in s.get("limit_s_for", {}).items())
+    return f"limits {s['limit_s']:g} s and {s['mem_gb']:g} GB resident per run{extra}; {s.get('machine_short', '')}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, nargs="+", default=[2**k for k in range(12, 21)])
+    parser.add_argument("--n", type=int, nargs="+", default=[2**k for k in range(11, 21)])
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--kind", default="density", choices=["density", "lattice"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the peers' runs (they are deterministic)")
+    parser.add_argument("--hiref-seeds", type=int, nargs="+", default=[0, 1, 2], help="hiref's seeds at every n")
     parser.add_argument("--limit", type=float, default=900.0, help="seconds before a method is stopped")
     parser.add_argument("--mem-gb", type=float, default=20.0, help="resident GB before a method is stopped")
+    parser.add_argument("--free-gb", type=float, default=1.5,
+                        help="a run is also stopped when the machine's available memory falls below this")  # fmt: skip
+    parser.add_argument("--margin", type=float, default=1.5,
+                        help="a run predicted past this times a limit is not started")  # fmt: skip
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for the whole run: a run predicted to end past it is not started")  # fmt: skip
     parser.add_argument("--limit-for", nargs="*", default=[], metavar="METHOD=SECONDS",
                         help="another time limit for some methods (e.g. hiref=400)")  # fmt: skip
     parser.add_argument("--machine-note", default="", help="a line on the machine (cores, sharing)")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--machine-short", default="", help="a few words on the machine for the figure's title")
+    parser.add_argument("--json", type=Path, default=None, help="written after every run (and at the end)")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -310,48 +469,69 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.replot:
         old = json.loads(args.replot.read_text())
-        s = old["settings"]
-        extra = "".join(f", {m} {v:g} s" for m, v in s.get("limit_s_for", {}).items())
-        plot(old["rows"], args.plot, f"limits: {s['limit_s']:g} s and {s['mem_gb']:g} GB resident per run{extra}")
+        plot(old["rows"], args.plot, _limits_line(old["settings"]), old["settings"]["limit_s"])
         return old
     sys.path.insert(0, str(HERE))
     from _common import machine, print_table, write_json
 
     methods = args.methods.split(",")
     limit_for = {m: float(v) for m, v in (item.split("=") for item in args.limit_for)}
+    settings = {"kind": args.kind, "seed": args.seed, "hiref_seeds": args.hiref_seeds, "limit_s": args.limit,
+                "mem_gb": args.mem_gb, "free_gb": args.free_gb, "margin": args.margin, "budget_s": args.budget,
+                "limit_s_for": limit_for, "machine_note": args.machine_note, "machine_short": args.machine_short,
+                "rule": "methods run one after the other, each over ascending n; before a run the time and peak "
+                        "memory are predicted from the method's two largest measured sizes (growth per doubling; "
+                        "memory at least the dense n x n matrices it holds); a run predicted past margin x a limit "
+                        "is not started (stop: predicted); any other run is killed past the time limit, the "
+                        "resident-memory limit, or when the machine's available memory falls below free_gb "
+                        "(stop: measured); peers run one seed (they are deterministic), hiref every seed"}  # fmt: skip
     rows: list[dict] = []
-    stopped: set[str] = set()
     t_all = time.perf_counter()
-    for n in sorted(args.n):
-        for method in methods:
-            if method in NEEDS and importlib.util.find_spec(NEEDS[method]) is None:
-                if n == min(args.n):
-                    rows.append({"n": n, "method": method, "status": f"skipped: {NEEDS[method]} not installed"})
-                    stopped.add(method)
-                continue
-            if method in stopped:
-                continue
-            row = run_one(method, n, args.kind, args.seed, limit_for.get(method, args.limit), args.mem_gb)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+
+    def payload() -> dict:
+        settings["total_seconds"] = time.perf_counter() - t_all
+        return {"settings": settings, "stops": stops(rows, methods), "hiref_seeds": seed_summary(rows), "rows": rows}
+
+    for method in methods:
+        if method in NEEDS and importlib.util.find_spec(NEEDS[method]) is None:
+            rows.append({"n": min(args.n), "method": method, "status": f"skipped: {NEEDS[method]} not installed"})
+            continue
+        limit = limit_for.get(method, args.limit)
+        for n in sorted(args.n):
+            row = predicted_stop(rows, method, n, limit, args.mem_gb, args.margin)
+            guess = predict(rows, method, n)
+            left = None if args.budget is None else args.budget - (time.perf_counter() - t_all)
+            if row is None and left is not None and (left <= 0 or (guess and guess["seconds"] > left)):
+                row = {"n": n, "method": method, "stop": "budget",
+                       "status": f"not run: {max(left, 0):.0f} s left of the {args.budget:g} s budget"}  # fmt: skip
+            if row is not None:
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                break
+            seeds = args.hiref_seeds if method == "hiref" else [args.seed]
+            for seed in seeds:
+                left = None if args.budget is None else args.budget - (time.perf_counter() - t_all)
+                now = limit if left is None else max(1.0, min(limit, left))
+                row = run_one(method, n, args.kind, seed, now, args.mem_gb, args.free_gb)
+                if now < limit and row.get("status", "").startswith("stopped: over"):  # the budget, not the limit
+                    why = f"not finished: the run's {args.budget:g} s budget ran out after {row['seconds']:.0f} s"
+                    row.update(stop="budget", status=f"{why} (limit {limit:g} s not reached)")
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if row.get("status") != "ok":
+                    break
+            if args.json:
+                write_json(args.json, {"machine": {**machine(), "note": args.machine_note}, **payload()})
             if row.get("status") != "ok":
-                stopped.add(method)
-    total = time.perf_counter() - t_all
+                break
+    out = payload()
     print_table(rows, COLUMNS, f"planted {args.kind} pairs: hiref and peers until each stops")
-    table = stops(rows, methods)
-    print_table(table, list(table[0]), "where each method stops")
-    limits = f"limits: {args.limit:g} s and {args.mem_gb:g} GB resident per run" + "".join(
-        f", {m} {v:g} s" for m, v in limit_for.items()
-    )
-    payload = {"settings": {"kind": args.kind, "seed": args.seed, "limit_s": args.limit, "mem_gb": args.mem_gb,
-                            "limit_s_for": limit_for,
-                            "machine_note": args.machine_note, "total_seconds": total},
-               "stops": table, "rows": rows}  # fmt: skip
+    print_table(out["stops"], list(out["stops"][0]), "where each method stops")
     if args.json:
-        write_json(args.json, {"machine": {**machine(), "note": args.machine_note}, **payload})
+        write_json(args.json, {"machine": {**machine(), "note": args.machine_note}, **out})
     if args.plot:
-        plot(rows, args.plot, limits)
-    return payload
+        plot(rows, args.plot, _limits_line(settings), args.limit)
+    return out
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def test_scale_runs_hiref_and_exact(scale, tmp_path):
     assert 0 <= rows[0]["gap_pct"] < 5
     stopped = {"n": 512, "method": "scipy_lsa", "status": "stopped: over 1 s"}
     table = scale.stops([*rows, stopped], ["hiref", "scipy_lsa"])
-    assert table[1] == {"method": "scipy_lsa", "largest_n_done": 256, "stopped_at_n": 512, "why": "stopped: over 1 s"}
+    assert table[1] == {"method": "scipy_lsa", "largest_n_done": 256, "stopped_at_n": 512, "why": "stopped: over 1 s",
+                        "stop": None}  # fmt: skip
     scale.plot([*rows, stopped], tmp_path / "scale.png", "test limits")
     assert (tmp_path / "scale.png").stat().st_size > 0
 
@@ -75,3 +76,52 @@ def test_scale_skips_missing_peers(scale, tmp_path, monkeypatch):
     payload = scale.main(["--n", "256", "--methods", "moscot_sinkhorn,pot_emd", "--json", str(tmp_path / "s.json")])
     assert {r["status"] for r in payload["rows"]} == {"skipped: no_such_package_hiref_test not installed"}
     assert payload["stops"][0]["largest_n_done"] is None
+
+
+def _timed(method: str, seconds: dict[int, float], rss_gb: float = 1.0) -> list[dict]:
+    return [{"n": n, "method": method, "status": "ok", "seconds": t, "rss_gb": rss_gb} for n, t in seconds.items()]
+
+
+def test_scale_predicts_a_stop_from_the_growth(scale):
+    # x6 per doubling: 36 s at 2^13 -> ~216 s at 2^14 (run it), ~1296 s at 2^15 (> 1.5 x 600 s: predicted stop)
+    rows = _timed("scipy_lsa", {4096: 6.0, 8192: 36.0})
+    guess = scale.predict(rows, "scipy_lsa", 16384)
+    assert guess["growth_t"] == pytest.approx(6.0)
+    assert guess["seconds"] == pytest.approx(216.0)
+    assert scale.predicted_stop(rows, "scipy_lsa", 16384, limit=600, mem_gb=20) is None
+    row = scale.predicted_stop(rows, "scipy_lsa", 32768, limit=600, mem_gb=20)
+    assert row["stop"] == "predicted"
+    assert row["status"] == "stopped: predicted ~1296 s > 600 s limit (measured growth x6.0 per doubling)"
+    # under 1.5 x the limit it is run (and the real limit decides)
+    assert scale.predicted_stop(rows, "scipy_lsa", 32768, limit=900, mem_gb=20) is None
+    # one measured size is no growth: run
+    assert scale.predict(rows[:1], "scipy_lsa", 8192) is None
+    # memory: the dense n x n float64 cost of scipy is a floor (2^16: 34 GB) even when the RSS grew slowly
+    row = scale.predicted_stop(_timed("scipy_lsa", {4096: 1.0, 8192: 1.0}), "scipy_lsa", 65536, limit=900, mem_gb=20)
+    assert row["status"].startswith("stopped: predicted ~34 GB > 20 GB limit")
+    assert scale.predict(_timed("hiref", {4096: 1.0, 8192: 1.0}), "hiref", 65536)["rss_gb"] == pytest.approx(1.0)
+
+
+def test_scale_main_records_a_predicted_stop(scale, tmp_path, monkeypatch):
+    # fake runs: hiref takes 1 s, 8 s, 64 s, ... (x8 per doubling): 2^10 predicted at 512 s > 1.5 x 100 s
+    def fake_run(method, n, kind, seed, limit, mem_gb, free_gb=1.5):
+        seconds = 8.0 ** (n.bit_length() - 8)
+        return {"n": n, "method": method, "seed": seed, "seconds": seconds, "cpu_s": seconds, "rss_gb": 0.5,
+                "gap_pct": 0.0, "true_pct": 100.0, "one_to_one": True, "status": "ok"}  # fmt: skip
+
+    monkeypatch.setattr(scale, "run_one", fake_run)
+    sizes = ["128", "256", "512", "1024", "2048"]
+    out = ["--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")]
+    payload = scale.main(["--n", *sizes, "--methods", "hiref", "--hiref-seeds", "0", "1", "--limit", "100", *out])
+    rows = payload["rows"]
+    assert [(r["n"], r.get("stop")) for r in rows] == [(128, None)] * 2 + [(256, None)] * 2 + [(512, None)] * 2 + [
+        (1024, "predicted")
+    ]
+    assert rows[-1]["predicted_s"] == pytest.approx(512.0)
+    assert payload["stops"][0] == {"method": "hiref", "largest_n_done": 512, "stopped_at_n": 1024,
+                                   "why": rows[-1]["status"], "stop": "predicted"}  # fmt: skip
+    assert [s["seeds"] for s in payload["hiref_seeds"]] == [2, 2, 2]
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["settings"]["limit_s"] == 100
+    assert saved["settings"]["margin"] == 1.5
+    assert (tmp_path / "s.png").stat().st_size > 0
