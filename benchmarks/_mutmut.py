@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -23,8 +24,10 @@ import time
 from pathlib import Path
 
 #: Seconds a served test run may take before its child is killed (mutmut's own timeout only
-#: ends the ``ask`` process).
-CHILD_LIMIT = 300
+#: ends the ``ask`` process), and the address space it may take (a mutant that loops forever
+#: appending to a list must not exhaust a shared machine's memory).
+CHILD_LIMIT = 60
+CHILD_BYTES = 8 << 30
 
 
 def _preload() -> None:
@@ -45,7 +48,15 @@ def _preload() -> None:
 
 def serve(path: str, args: list[str]) -> None:
     """Answer every connection on the unix socket ``path`` with the exit status of ``pytest args``, run in a fork."""
-    sys.dont_write_bytecode = True  # never a stale .pyc of a mutant of the same size in the same second
+    # The sources compiled once, to .pyc files checked by hash (Python keeps them so): a child
+    # compiles only the mutated file, and never reads a stale .pyc of a mutant of the same size
+    # written in the same second (as .pyc files checked by time could).
+    import compileall
+    import py_compile
+
+    for folder in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if folder:
+            compileall.compile_dir(folder, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     _preload()
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(path)
@@ -58,12 +69,15 @@ def serve(path: str, args: list[str]) -> None:
                 pid = os.fork()
                 if pid == 0:
                     signal.alarm(CHILD_LIMIT)
+                    resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
                     import pytest
 
                     os._exit(int(pytest.main(args)))
                 _, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-                conn.sendall(str(code if code >= 0 else 128 - code).encode())
+                # mutmut 2 counts a mutant as killed only on exit status 1 or 2: a child killed by
+                # its time or memory limit (or crashing) did not pass, so it answers 1.
+                with contextlib.suppress(OSError):  # the runner was stopped by mutmut's own timeout
+                    conn.sendall(b"0" if os.waitstatus_to_exitcode(status) == 0 else b"1")
 
 
 def ask(path: str, message: bytes = b"run") -> int:

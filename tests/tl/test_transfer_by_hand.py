@@ -8,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 import hiref as hr
 
@@ -30,3 +31,23 @@ def test_names_that_are_not_strings_are_refused_by_name(argument, value):
     message = f"`{argument}` must be a string or a list of strings, got {value!r}."
     with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         hr.tl.transfer(source, target, key="hand", **{argument: value})
+
+
+@pytest.mark.parametrize("genes", [None, ["g2", "g0"]])
+def test_sparse_partners_with_empty_rows_between_them(genes):
+    # Partner rows that are empty (s1) or missing (t1, t4 unmatched) sit between non-empty ones.
+    X = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 3.0, 4.0], [5.0, 6.0, 0.0]])
+    source = ad.AnnData(X=sp.csr_matrix(X), obs=pd.DataFrame(index=["s0", "s1", "s2", "s3"]),
+                        var=pd.DataFrame(index=["g0", "g1", "g2"]))  # fmt: skip
+    target = ad.AnnData(X=np.zeros((6, 3)), obs=pd.DataFrame(index=[f"t{i}" for i in range(6)]))
+    # t0 <- s2, t2 <- s1 (empty), t3 <- s3, t5 <- s0.
+    hr.tl.store_matching(source, target, np.array([5, 2, 0, 3]), key_added="hand")
+    pred = hr.tl.transfer(source, target, key="hand", genes=genes)
+    columns = [0, 1, 2] if genes is None else [2, 0]
+    expected = np.zeros((6, len(columns)))
+    for t, s in ((0, 2), (2, 1), (3, 3), (5, 0)):
+        expected[t] = X[s, columns]
+    assert sp.issparse(pred.X)
+    np.testing.assert_array_equal(pred.X.toarray(), expected)
+    assert pred.X.has_canonical_format
+    assert pred.obs["hand_matched"].tolist() == [True, False, True, True, False, True]
