@@ -44,6 +44,17 @@ def test_swapped_rows_are_refused(stored):
         hr.get.matching(a, b[order].copy(), key="m")
 
 
+def test_swapped_rows_are_refused_with_names_kept_the_old_way(stored):
+    a, b, _ = stored
+    for x in (a, b):  # hiref before 0.2: the partner names in .uns, no column
+        x.uns["m"]["partner_names"] = x.obs["m_match"].astype(object).fillna("").to_numpy()
+        del x.obs["m_match"]
+    order = np.arange(b.n_obs)
+    order[[0, 1]] = [1, 0]
+    with pytest.raises(ValueError, match="reordered"):
+        hr.get.matching(a, b[order].copy(), key="m")
+
+
 def test_missing_name_at_a_matched_cell_is_refused(stored):
     a, b, perm = stored
     column = a.obs["m_match"].copy()
