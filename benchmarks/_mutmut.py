@@ -117,6 +117,9 @@ def _patch_mutmut():
                 if found is None:
                     sourcefile, text = kwargs["sourcefile"], kwargs["line"]
                     found = self._entity.select(lambda x: x.sourcefile == sourcefile and x.line == text).first()
+                if found is None:  # never registered (``cached_mutation_status`` asserts it was)
+                    found = self._entity(sourcefile=kwargs["sourcefile"], line=kwargs["line"] or " ",
+                                         line_number=kwargs["line_number"])  # fmt: skip
             return found
 
     cache.Line = _Lines(cache.Line)
@@ -141,7 +144,9 @@ def _patch_mutmut():
     return climain
 
 
-if __name__ == "__main__":
+if __name__ == "__mp_main__":  # mutmut's worker, spawned: it imports this file under that name
+    _patch_mutmut()
+elif __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         serve(sys.argv[2], sys.argv[3:])
     elif sys.argv[1:2] == ["ask"]:
