@@ -30,11 +30,12 @@ declare -A PATHS=(
 declare -A TESTS=(
   [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
   [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
-  [transfer]="tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named"
+  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named"
   [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/tl/test_trace_stack.py::test_trace_errors_write_nothing tests/tl/test_trace_stack.py::test_trace_on_one_anndata_follows_the_next_columns"
   [leaves]="tests/engine/test_blocks_leaves.py"
 )
-# seconds per module on one shared core (about 2-10 s per mutant), enough for every mutant to be tested
+# seconds per module: about 5-15 s per mutant on an idle core, enough there for every mutant (a busy
+# core can take three times as long: give more with $MUTATION_TIMEOUT)
 declare -A TIMEOUTS=([evaluate]=1200 [bin]=1500 [transfer]=2400 [get]=2400 [leaves]=600)
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=(evaluate bin transfer get leaves)
