@@ -7,7 +7,8 @@
 #   benchmarks/mutation.sh [MODULE ...]     e.g. benchmarks/mutation.sh evaluate bin
 #
 # It copies src/ and tests/ to a scratch folder (so the working tree is never left mutated), runs
-# mutmut there on each module with only the test files that exercise it, one thread and core 0,
+# mutmut there on each module with only the test files that exercise it (served by a process that
+# has imported hiref's libraries once: see benchmarks/_mutmut.py), one thread and core 0,
 # each module under a time limit (TIMEOUTS below, or $MUTATION_TIMEOUT seconds), and prints `mutmut results`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,22 +30,29 @@ declare -A PATHS=(
 declare -A TESTS=(
   [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
   [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
-  [transfer]="tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py"
-  [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_trace_stack.py"
+  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named"
+  [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/tl/test_trace_stack.py::test_trace_errors_write_nothing tests/tl/test_trace_stack.py::test_trace_on_one_anndata_follows_the_next_columns"
   [leaves]="tests/engine/test_blocks_leaves.py"
 )
-# seconds per module on one shared core (about 10-30 s per mutant)
-declare -A TIMEOUTS=([evaluate]=1200 [bin]=900 [transfer]=1500 [get]=1500 [leaves]=600)
+# seconds per module: about 5-15 s per mutant on an idle core, enough there for every mutant (a busy
+# core can take three times as long: give more with $MUTATION_TIMEOUT)
+declare -A TIMEOUTS=([evaluate]=1200 [bin]=1500 [transfer]=2400 [get]=2400 [leaves]=600)
 modules=("$@")
 [ ${#modules[@]} -eq 0 ] && modules=(evaluate bin transfer get leaves)
 for m in "${modules[@]}"; do
   echo "== $m: ${PATHS[$m]} against ${TESTS[$m]}"
-  # mutmut runs the runner without PYTHONPATH: a script sets it, so the mutated copy is what gets imported.
-  printf '#!/usr/bin/env bash\nPYTHONPATH=%q exec python -m pytest -x -q -p no:cacheprovider %s\n' \
-    "$work/src" "${TESTS[$m]}" > "run_$m.sh"
+  # A test server (benchmarks/_mutmut.py serve) imports torch, anndata, ... once; the runner mutmut
+  # calls asks it for one run, in a fork that imports the mutated copy of hiref from $work/src.
+  sock="$work/serve_$m.sock"
+  rm -f "$sock"
+  # shellcheck disable=SC2086
+  taskset -c 0 python "$root/benchmarks/_mutmut.py" serve "$sock" -x -q -p no:cacheprovider ${TESTS[$m]} \
+    > "serve_$m.log" 2>&1 &
+  printf '#!/usr/bin/env bash\nexec python %q ask %q\n' "$root/benchmarks/_mutmut.py" "$sock" > "run_$m.sh"
   chmod +x "run_$m.sh"
   timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c 0 python "$root/benchmarks/_mutmut.py" run --paths-to-mutate "${PATHS[$m]}" \
     --runner "./run_$m.sh" --tests-dir tests --simple-output || true
+  python "$root/benchmarks/_mutmut.py" stop "$sock" || true
   # a run cut short by the timeout leaves its last mutant applied: restore it before the next module
   find src -name "*.py.bak" | while read -r bak; do mv "$bak" "${bak%.bak}"; done
 done

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import matplotlib as mpl
+import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 mpl.use("Agg")
 
@@ -71,6 +74,53 @@ def dlpfc(shared_data):
     b = ad.read_h5ad(shared_data / "dlpfc_151674.h5ad")
     genes = a.var_names.intersection(b.var_names)
     return a[:, genes].copy(), b[:, genes].copy()
+
+
+@pytest.fixture(scope="session")
+def _dlpfc_aligned(dlpfc):
+    import hiref as hr
+
+    a, b = (x.copy() for x in dlpfc)
+    hr.tl.align(a, b, progress=False)
+    return a, b
+
+
+@pytest.fixture
+def dlpfc_aligned(_dlpfc_aligned):
+    """The DLPFC pair aligned by the default recipe (``hr.tl.align(a, b)``, once a session), fresh copies."""
+    return _dlpfc_aligned[0].copy(), _dlpfc_aligned[1].copy()
+
+
+@pytest.fixture(scope="session")
+def dlpfc_position(dlpfc):
+    """scipy's optimal one-to-one matching of the DLPFC pair on position alone (squared distances): perm a -> b."""
+    a, b = dlpfc
+    rows, cols = linear_sum_assignment(cdist(a.obsm["spatial"], b.obsm["spatial"], "sqeuclidean"))
+    perm = np.full(a.n_obs, -1, dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+@pytest.fixture(scope="session")
+def dlpfc_references(dlpfc, dlpfc_position):
+    """Layer accuracy on the DLPFC pair of two reference matchings, scored as hiref's.
+
+    ``position``: scipy's optimal one-to-one matching on position alone; ``chance``: the best of
+    three random matchings.
+    """
+    import hiref as hr
+
+    from helpers import store_random_matching
+
+    a, b = (x.copy() for x in dlpfc)
+    hr.tl.store_matching(a, b, dlpfc_position, key_added="position")
+    out = {"position": hr.tl.label_agreement(a, b, obs="layer", key="position").loc["overall", "agreement"]}
+    chance = []
+    for seed in range(3):
+        store_random_matching(a, b, key_added="random", seed=seed)
+        chance.append(hr.tl.label_agreement(a, b, obs="layer", key="random").loc["overall", "agreement"])
+    out["chance"] = max(chance)
+    return out
 
 
 @pytest.fixture(params=["random", "half"])

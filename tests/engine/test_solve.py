@@ -132,8 +132,8 @@ def test_translation_is_recovered():
 
 
 def test_timings_memory_and_schedule():
-    X, Y = halfmoon_scurve(1000, seed=0)
-    m = hr.solve(X, Y, progress=False, leaf_size=50, schedule=[4, 5], polish=False)
+    X, Y = halfmoon_scurve(200, seed=0)  # two levels of 4 and 5 co-clusters down to leaves of 10
+    m = hr.solve(X, Y, progress=False, leaf_size=10, schedule=[4, 5], polish=False)
     assert m.schedule == [4, 5]
     assert set(m.timings) == {"level_1", "level_2", "leaves", "bound", "total"}  # the hierarchy's own certificate
     assert all(v >= 0 for v in m.timings.values())

@@ -40,6 +40,21 @@ def test_swapped_rows_are_refused(stored):
     a, b, _ = stored
     order = np.arange(b.n_obs)
     order[[0, 1]] = [1, 0]
+    with pytest.raises(ValueError, match="reordered") as err:
+        hr.get.matching(a, b[order].copy(), key="m")
+    assert str(err.value) == (
+        "the obs_names of `adata1` and `adata2` no longer match the alignment stored under 'm': one of them was "
+        "subset, reordered or renamed since hr.tl.align, or they are not the objects that were aligned; align again."
+    )
+
+
+def test_swapped_rows_are_refused_with_names_kept_the_old_way(stored):
+    a, b, _ = stored
+    for x in (a, b):  # hiref before 0.2: the partner names in .uns, no column
+        x.uns["m"]["partner_names"] = x.obs["m_match"].astype(object).fillna("").to_numpy()
+        del x.obs["m_match"]
+    order = np.arange(b.n_obs)
+    order[[0, 1]] = [1, 0]
     with pytest.raises(ValueError, match="reordered"):
         hr.get.matching(a, b[order].copy(), key="m")
 
@@ -48,6 +63,19 @@ def test_missing_name_at_a_matched_cell_is_refused(stored):
     a, b, perm = stored
     column = a.obs["m_match"].copy()
     column.iloc[np.flatnonzero(perm >= 0)[0]] = np.nan
+    a.obs["m_match"] = column
+    with pytest.raises(ValueError, match="no longer match"):
+        hr.get.matching(a, b, key="m")
+
+
+def test_missing_name_of_the_last_category_is_refused(stored):
+    # The cell whose partner's name is the last category loses it: the name is gone from every
+    # matched cell, and the category's slot would still hold that partner's position.
+    a, b, _ = stored
+    column = a.obs["m_match"].copy()
+    last = column.cat.categories[-1]
+    column[column == last] = np.nan
+    assert last in column.cat.categories
     a.obs["m_match"] = column
     with pytest.raises(ValueError, match="no longer match"):
         hr.get.matching(a, b, key="m")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -57,7 +59,7 @@ def test_cells_outside_the_extent_and_masked_cells_are_left_out(cells):
     mask = np.array([True, False, True, False, False, True])
     masked = hr.tl.bin_spatial(cells, bins=1, extent=(0, 3, 0, 2), mask=mask)
     np.testing.assert_allclose(masked.X, [cells.X[mask].mean(0)])
-    with pytest.raises(ValueError, match=r"`mask` must be a boolean array of length 6, got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"^`mask` must be a boolean array of length 6, got shape \(5,\)\.$"):
         hr.tl.bin_spatial(cells, mask=mask[:5])
 
 
@@ -82,7 +84,8 @@ def test_genes_layer_key_and_sparse(cells):
      ((2, 2, 2), ValueError), ((2, 0), ValueError), (0, ValueError), (-1, ValueError), ({"a": 1}, TypeError)],
 )  # fmt: skip
 def test_bad_bins(cells, bins, error):
-    with pytest.raises(error, match=r"`bins` must be a positive int or a pair of them, got "):
+    message = f"`bins` must be a positive int or a pair of them, got {bins!r}."
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         hr.tl.bin_spatial(cells, bins=bins)
 
 
@@ -93,7 +96,8 @@ def test_bad_extent(cells, extent):
     if extent is None:  # None is the default: the cells' bounds
         assert hr.tl.bin_spatial(cells, extent=extent).n_obs > 0
         return
-    with pytest.raises(ValueError, match=r"`extent` must be \(xmin, xmax, ymin, ymax\) with finite xmin < xmax"):
+    message = f"`extent` must be (xmin, xmax, ymin, ymax) with finite xmin < xmax and ymin < ymax, got {extent!r}."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         hr.tl.bin_spatial(cells, extent=extent)
 
 
