@@ -98,9 +98,8 @@ def test_either_order_of_the_alignment(slices):
     assert (forward.obs["hiref_region"] == b2.obs["hiref_region"]).mean() > 0.95
 
 
-def test_dlpfc_beats_the_partner_and_the_nearest_spot(dlpfc):
-    a, b = (x.copy() for x in dlpfc)
-    hr.tl.align(a, b, progress=False)
+def test_dlpfc_beats_the_partner_and_the_nearest_spot(dlpfc_aligned):
+    a, b = dlpfc_aligned
     hr.tl.transfer_labels(a, b, "layer")
     labelled = b.obs["layer"].astype(str) != "NA"
     truth = b.obs["layer"].astype(str)[labelled].to_numpy()
