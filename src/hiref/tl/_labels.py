@@ -142,10 +142,8 @@ def neighbour_votes(
 
     Parameters
     ----------
-    R_source, R_target
-        The cells of both objects in one representation, shape ``(n, d)`` and ``(m, d)``.
-    partner
-        Position in the source of every target cell's partner (``-1``: none).
+    R_source, R_target, partner
+        As for :func:`mapped`.
     codes
         Category of every source cell (``-1``: missing, casts no vote).
     n_categories
