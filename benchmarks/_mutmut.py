@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 #: Seconds a served test run may take before its child is killed (mutmut's own timeout only
 #: ends the ``ask`` process), and the address space it may take (a mutant that loops forever
@@ -82,14 +81,18 @@ def serve(path: str, args: list[str]) -> None:
 
 def ask(path: str, message: bytes = b"run") -> int:
     """Ask the server on ``path`` for one test run; its exit status."""
-    for _ in range(600):  # the server may still be importing
-        if Path(path).exists():
-            break
-        time.sleep(0.5)
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.connect(path)
-        conn.sendall(message)
-        return int(conn.recv(16) or b"1") if message == b"run" else 0
+    for attempt in range(600):  # the server may still be importing, or bound but not yet listening
+        with socket.socket(socket.AF_UNIX) as conn:
+            try:
+                conn.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if attempt == 599:
+                    raise
+                time.sleep(0.5)
+                continue
+            conn.sendall(message)
+            return int(conn.recv(16) or b"1") if message == b"run" else 0
+    return 1
 
 
 def _patch_mutmut():
