@@ -50,6 +50,9 @@ Examples
     python benchmarks/peers_scale.py --n 4096 16384 --methods hiref,scipy_lsa --limit 60 --mem-gb 4
     python benchmarks/peers_scale.py --replot benchmarks/results/peers_scale.json \\
         --plot benchmarks/results/peers_scale.png
+    # hiref again after an engine change, the peers' rows kept from the earlier run
+    python benchmarks/peers_scale.py --methods hiref --keep benchmarks/results/peers_scale.json \\
+        --json benchmarks/results/peers_scale.json --plot benchmarks/results/peers_scale.png
 """
 
 from __future__ import annotations
@@ -463,6 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--replot", type=Path, default=None, help="only draw --plot from this JSON file of an earlier run"
     )
+    parser.add_argument(
+        "--keep", type=Path, default=None,
+        help="an earlier run's JSON: its rows of the methods not run now are kept (their settings noted)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.child:
         print("RESULT " + json.dumps(child(args.child[0], int(args.child[1]), args.kind, args.seed)), flush=True)
@@ -486,6 +493,13 @@ def main(argv: list[str] | None = None) -> dict:
                         "resident-memory limit, or when the machine's available memory falls below free_gb "
                         "(stop: measured); peers run one seed (they are deterministic), hiref every seed"}  # fmt: skip
     rows: list[dict] = []
+    if args.keep:
+        earlier = json.loads(args.keep.read_text())
+        rows = [r for r in earlier["rows"] if r["method"] not in methods]
+        kept = sorted({r["method"] for r in rows})
+        settings["kept"] = {"methods": kept, "from": earlier.get("machine", {}).get("date"),
+                            "settings": earlier["settings"]}  # fmt: skip
+        methods = kept + methods
     t_all = time.perf_counter()
 
     def payload() -> dict:
@@ -493,6 +507,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {"settings": settings, "stops": stops(rows, methods), "hiref_seeds": seed_summary(rows), "rows": rows}
 
     for method in methods:
+        if args.keep and method in settings["kept"]["methods"]:
+            continue
         if method in NEEDS and importlib.util.find_spec(NEEDS[method]) is None:
             rows.append({"n": min(args.n), "method": method, "status": f"skipped: {NEEDS[method]} not installed"})
             continue

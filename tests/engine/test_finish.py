@@ -11,8 +11,8 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, epsilons
 from hiref.engine.finish.certificate import c_transform, lower_bound
-from hiref.engine.finish.hull import hull_best
 from hiref.engine.finish.polish import candidate_arcs, certify, exact_finish
+from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import SqEuclidean
 
 
@@ -35,6 +35,41 @@ def test_auction_on_a_complete_graph_is_exact(n, m):
     left = np.setdiff1d(np.arange(m), mate)
     if left.size:
         assert prices[left].max() <= prices[mate].min() + 1e-9
+
+
+def test_auction_after_new_arcs_checks_only_the_rows_that_got_them():
+    # A sparse balanced problem solved once; then a few rows get new arcs and the auction goes
+    # on from its mate and prices, the other rows taken as settled. Still exact on the new graph.
+    rng = np.random.default_rng(7)
+    n, k = 300, 6
+    C = rng.random((n, n))
+    cols = np.concatenate([np.arange(n)[:, None], rng.integers(0, n, (n, k))], axis=1)  # a feasible start
+    cols = np.array([np.unique(row) for row in cols], dtype=object)
+
+    def graph(rows_cols):
+        indptr = np.r_[0, np.cumsum([len(c) for c in rows_cols])]
+        flat = np.concatenate(rows_cols).astype(np.int64)
+        return Graph(indptr, flat, C[np.repeat(np.arange(n), np.diff(indptr)), flat], n)
+
+    def optimum(rows_cols):
+        dense = np.full((n, n), 1e6)
+        for i, c in enumerate(rows_cols):
+            dense[i, c] = C[i, c]
+        r, c = linear_sum_assignment(dense)
+        return dense[r, c].sum()
+
+    eps = epsilons(1.0, 1e-9, 5.0)
+    mate, prices, _ = auction_cpu(graph(cols), np.full(n, -1), np.zeros(n), eps)
+    assert np.isclose(C[np.arange(n), mate].sum(), optimum(cols), atol=n * 1e-9)
+    grown = rng.choice(n, 40, replace=False)
+    for i in grown:
+        cols[i] = np.unique(np.r_[cols[i], rng.integers(0, n, 5)])
+    settled = np.ones(n, dtype=bool)
+    settled[grown] = False
+    again, _, _ = auction_cpu(graph(cols), mate, prices, epsilons(1e-3, 1e-9, 5.0), settled=settled)
+    assert len(np.unique(again)) == n
+    assert C[np.arange(n), again].sum() <= optimum(cols) + n * 1e-9
+    assert C[np.arange(n), again].sum() < C[np.arange(n), mate].sum()  # the new arcs were worth taking
 
 
 @pytest.mark.parametrize(("s", "t"), [(1, 1), (7, 7), (16, 16), (12, 19), (40, 40)])
@@ -93,7 +128,7 @@ def test_certificate_of_any_matching_is_valid(name):
         assert bound <= opt * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("d", [2, 3])  # the plane: a walk on a convex hull; 3-D: the lifted k-d tree
+@pytest.mark.parametrize("d", [2, 3])
 def test_c_transform_equals_exact_minima(d):
     rng = np.random.default_rng(4)
     A, B = torch.as_tensor(rng.normal(size=(300, d))), torch.as_tensor(rng.normal(size=(350, d)) * 1.5)
@@ -106,20 +141,32 @@ def test_c_transform_equals_exact_minima(d):
     )
 
 
-def test_hull_walk_finds_the_exact_best_and_falls_back_on_a_flat_hull():
+@pytest.mark.parametrize("d", [1, 2, 3, 8])
+def test_price_tree_finds_the_exact_best_for_any_later_prices(d):
     rng = np.random.default_rng(5)
-    a, b = rng.normal(size=(2000, 2)), rng.uniform(-2, 2, size=(2500, 2))
-    prices = np.sin(3 * b[:, 0]) + 0.2 * rng.normal(size=2500)  # many points off the lower hull
-    found = hull_best(a, b, prices)
-    value = cdist(a, b, "sqeuclidean") + prices[None, :]
-    np.testing.assert_allclose(value[np.arange(2000), found[:, 0]], value.min(1), rtol=0, atol=1e-9)
-    assert (found[:, 1] != found[:, 0]).all()
-    # Points on one line lift onto one plane: no hull, and the c-transform answers another way.
+    a, b = rng.normal(size=(1500, d)), rng.uniform(-2, 2, size=(2000, d))
+    first = np.sin(3 * b[:, 0]) + 0.2 * rng.normal(size=2000)  # many points never the best
+    tree = PriceTree(b, first)
+    # later prices: lower and higher, with a fitted part unlike the first prices'
+    for prices in (first, first - 5 * b[:, 0] - (b**2).sum(1) + rng.normal(size=2000), -first):
+        tree.update(prices)
+        found = tree.best(a, 3)
+        value = cdist(a, b, "sqeuclidean") + prices[None, :]
+        np.testing.assert_allclose(value[np.arange(1500)[:, None], found], np.sort(value, 1)[:, :3], rtol=0, atol=1e-9)
+
+
+def test_price_tree_on_degenerate_clouds():
+    rng = np.random.default_rng(6)
     line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50)])
-    assert hull_best(a[:10], line, 2 * line[:, 0]) is None
-    dual = c_transform(SqEuclidean(), torch.as_tensor(a[:10]), torch.as_tensor(line), 2 * line[:, 0], scale=1.0)
-    exact = (cdist(a[:10], line, "sqeuclidean") + 2 * line[None, :, 0]).min(1)
+    a = rng.normal(size=(10, 2))
+    dual = c_transform(SqEuclidean(), torch.as_tensor(a), torch.as_tensor(line), 2 * line[:, 0], scale=1.0)
+    exact = (cdist(a, line, "sqeuclidean") + 2 * line[None, :, 0]).min(1)
     np.testing.assert_allclose(dual.u, exact, rtol=1e-12, atol=1e-9)
+    # fewer points than a leaf, repeated points, more candidates asked than points
+    few = np.repeat(rng.normal(size=(3, 2)), 2, axis=0)
+    found = PriceTree(few, np.zeros(6)).best(a, 8)
+    assert found.shape == (10, 6)
+    np.testing.assert_array_equal(np.sort(found, 1), np.tile(np.arange(6), (10, 1)))
 
 
 @pytest.mark.parametrize("unbalanced", [False, True])

@@ -27,12 +27,11 @@ from hiref.engine.split.level import LevelOptions
 WINDOWS_MIN_DIM = 16
 #: Largest cloud (points of the larger side) for which ``refine=None`` refines by windows.
 AUTO_FINISH_MAX = 1 << 18
-#: Largest cloud for which ``polish=None`` runs the exact finish (in at most 16 working
-#: dimensions; above, up to :data:`AUTO_FINISH_WORK` points x dimensions), and for which an
-#: unfinished matching is still bounded. Planted tissue pairs, 2 cores: exact with 100 % true
-#: partners in 5.5-10 s at 2**16 and 24-77 s at 2**18; at 2**20 (``polish=True``) also exact but
-#: 341 s and 3.4 GB, most of it in the certificate's k-d tree query (100 s a pass).
-AUTO_POLISH_MAX = 1 << 18
+#: Largest cloud for which ``polish=None`` runs the exact finish in at most 16 working dimensions
+#: (above, as for the windows: :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points
+#: x dimensions), and for which an unfinished matching is still bounded. Planted tissue pairs,
+#: one core: exact with 100 % true partners at 2**20 in 64-104 s in all and 1.4-1.6 GB.
+AUTO_POLISH_MAX = 1 << 22
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -80,7 +79,7 @@ class SolveOptions:
         default=None,
         metadata=_help(
             "exact finish on one sparse graph of candidate partners, with an optimality certificate (default: up to "
-            "2^18 points in at most 16 working dims, else 2^24 points x dims)"
+            "2^22 points in at most 16 working dims, else 2^18 points and 2^24 points x dims)"
         ),
     )
     polish_neighbours: int = field(default=8, metadata=_help("candidate partners per point and kind in the finish"))
@@ -219,15 +218,16 @@ class Plan:
         nearest neighbours alone find few of the missing partners and windows pay most, up to
         :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions;
         ``polish=None`` runs the exact finish up to :data:`AUTO_POLISH_MAX` points in at most
-        :data:`WINDOWS_MIN_DIM` working dimensions, and up to :data:`AUTO_FINISH_WORK` points x
-        dimensions above.
+        :data:`WINDOWS_MIN_DIM` working dimensions, and above on the clouds that the windows take.
         """
         opts = self.options
         work_d = opts.sketch_dim if self.sketched else self.d
         small = n_large <= AUTO_FINISH_MAX and n_large * self.d <= AUTO_FINISH_WORK
         refine = opts.refine if opts.refine is not None else small and work_d > WINDOWS_MIN_DIM
-        low_dim = work_d <= WINDOWS_MIN_DIM or n_large * self.d <= AUTO_FINISH_WORK
-        polish = opts.polish if opts.polish is not None else n_large <= AUTO_POLISH_MAX and low_dim
+        if opts.polish is not None:
+            polish = opts.polish
+        else:  # nearest neighbours in high dimensions are exact scans over all pairs
+            polish = n_large <= AUTO_POLISH_MAX if work_d <= WINDOWS_MIN_DIM else small
         return refine and opts.refine_passes > 0, polish
 
     def check_distributable(self) -> None:

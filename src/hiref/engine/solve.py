@@ -87,10 +87,10 @@ def solve(
         the graph lacks are found by the dual's c-transform and added until none is left, so
         mass moves along co-cluster boundaries as far as it must. It ends with a certificate:
         :attr:`Matching.lower_bound` and :attr:`Matching.gap_bound`. ``None`` (default): on for
-        clouds of at most 2**18 points in at most 16 working dimensions (above, up to 2**24
-        points x dimensions); pass ``True`` to finish larger clouds too (at 2**20 points in
-        2-D: exact, but minutes). Without it, the hierarchy's own matching still gets a
-        (looser) bound up to 2**18 points.
+        clouds of at most 2**22 points in at most 16 working dimensions (above, for at most
+        2**18 points and 2**24 points x dimensions); pass ``True`` to finish larger clouds too.
+        Without it, the hierarchy's own matching still gets a (looser) bound up to 2**22
+        points.
     polish_neighbours
         Candidate partners of each kind per point in the first graph of the finish (missing
         arcs are added by pricing where the c-transform is computed).

@@ -38,7 +38,7 @@ from hiref._contract import check_writable, label_writes, write
 from hiref._keys import ALIGN_KEY, LabelKeys
 from hiref._logging import logger
 from hiref.engine.checks import check_bool, check_positive_int
-from hiref.engine.finish.polish import nearest
+from hiref.engine.finish.neighbours import nearest
 from hiref.get._matching import partners, stored, stored_params
 
 if TYPE_CHECKING:

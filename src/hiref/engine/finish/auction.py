@@ -77,7 +77,9 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def bid(indptr, cols, costs, prices, mate, owner, held, eps, queue, n_free, jump, max_bids):  # pragma: no cover
+    def bid(  # pragma: no cover
+        indptr, cols, costs, prices, mate, owner, held, eps, queue, n_free, jump, max_bids, touched
+    ):
         head, tail, cap, left, bids = 0, n_free % queue.shape[0], queue.shape[0], n_free, 0
         while left > 0:
             if bids >= max_bids:
@@ -100,6 +102,7 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
             prices[best_j] = raised
             previous = owner[best_j]
             owner[best_j], mate[i], held[i] = i, best_j, best_c
+            touched[i] = True
             bids += 1
             if previous >= 0:
                 mate[previous] = -1
@@ -109,9 +112,11 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
         return bids
 
     @numba.njit(cache=True, nogil=True)
-    def release(indptr, cols, costs, prices, mate, owner, held, eps, queue):  # pragma: no cover
+    def release(indptr, cols, costs, prices, mate, owner, held, eps, queue, touched):  # pragma: no cover
         n_free = 0
         for i in range(indptr.shape[0] - 1):
+            if not touched[i]:
+                continue
             j = mate[i]
             best, current = np.inf, np.inf
             for k in range(indptr[i], indptr[i + 1]):
@@ -181,7 +186,7 @@ def epsilons(start: float, stop: float, factor: float) -> list[float]:
 
 
 def auction_cpu(
-    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float]
+    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], *, settled: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Epsilon-scaling auction on the CPU (compiled, one bidder at a time).
 
@@ -195,6 +200,12 @@ def auction_cpu(
         Starting prices of the objects, (m,).
     eps
         The phases' ``eps``, decreasing.
+    settled
+        Rows (boolean mask) known to hold their object within ``eps[-1]`` of their best at the
+        start, e.g. after an earlier auction on the same graph less a few arcs of other rows.
+        With as many objects as rows, prices only rise, so such a row keeps that until it is
+        outbid: each phase checks only the other rows and those that bid, not every row.
+        Ignored with more objects than rows (the reverse bids lower prices).
 
     Returns
     -------
@@ -217,10 +228,13 @@ def auction_cpu(
         np.cumsum(np.bincount(graph.cols, minlength=graph.m), out=t_indptr[1:])
         t_rows, t_costs = graph.rows()[order], graph.costs[order]
     bids, budget = 0, MAX_BIDS_PER_ARC * max(graph.cols.shape[0], 1)
+    check = np.ones(graph.n, dtype=bool)  # rows that each phase checks
+    if settled is not None and graph.m == graph.n:
+        check &= ~np.asarray(settled, dtype=bool) | (mate < 0)
     for e in eps:
         arcs = (graph.indptr, graph.cols, graph.costs)
-        n_free = release(*arcs, prices, mate, owner, held, e, queue)
-        got = bid(*arcs, prices, mate, owner, held, e, queue, n_free, spread + e, budget - bids)
+        n_free = release(*arcs, prices, mate, owner, held, e, queue, check)
+        got = bid(*arcs, prices, mate, owner, held, e, queue, n_free, spread + e, budget - bids, check)
         if got < 0:
             return None, None, bids
         bids += got

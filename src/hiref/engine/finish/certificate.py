@@ -8,13 +8,9 @@ the dual asks ``-p <= 0``: prices are taken relative to their minimum, which add
 ``(m - n) * min(p)``. With the auction's final prices the bound is within ``n * eps`` of the
 matching's cost on its graph, so it proves the matching optimal up to that.
 
-For the squared Euclidean cost in the plane it is a walk on the convex hull of the lifted points
-(:mod:`.hull`). In other low dimensions it is an exact nearest-neighbour query in one more
-dimension: with ``y' = (y, sqrt(p(y) - min p))`` and ``x' = (x, 0)``,
-``|x' - y'|^2 = |x - y|^2 + p(y) - min p``, which a k-d tree answers exactly in low dimension
-(after a change of coordinates that absorbs the prices' fitted quadratic part, so that only the
-residual is lifted and each query's search stays local).
-Elsewhere it takes exact minima over all pairs, a chunk of rows at a time.
+For the squared Euclidean cost in low dimensions, a branch-and-bound search on a k-d tree whose
+nodes know their lowest price answers it exactly (:mod:`.pricetree`); elsewhere it takes exact
+minima over all pairs, a chunk of rows at a time.
 """
 
 from __future__ import annotations
@@ -24,18 +20,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
-from hiref.engine.finish.hull import hull_best
+from hiref.engine.finish.neighbours import spatial_order
+from hiref.engine.finish.pricetree import PriceTree
 
 if TYPE_CHECKING:
     from hiref.engine.geometry.costs import Cost
 
-#: Largest dimension for which the lifted k-d tree answers the c-transform.
+#: Largest dimension for which the price tree answers the c-transform.
 TREE_MAX_DIM = 16
-#: In the plane, the convex-hull walk answers when the queries number at least 1/HULL_SHARE of
-#: the larger cloud (building the hull costs about as much as that many lifted k-d tree queries).
-HULL_SHARE = 16
 #: Entries of one chunk of exact costs (float64).
 _CHUNK = 1 << 23
 
@@ -50,17 +43,26 @@ class Dual:
         ``min_y c(x, y) / scale + p(y)`` for every point ``x``, (n,), float64.
     best
         The ``k`` points ``y`` of lowest ``c(x, y) / scale + p(y)``, (n, k), best first.
+    search
+        The tree that answered (``None`` where exact minima over all pairs did), kept so that
+        later calls reuse it.
     """
 
     u: np.ndarray
     best: np.ndarray
+    search: PriceTree | None = None
 
 
 def transform_feasible(geometry: Cost, d: int, n: int, m: int, budget: float) -> bool:
     """Whether the c-transform is computed: by a k-d tree, or within ``budget`` entries x dimensions."""
-    if geometry.name == "sqeuclidean" and d <= TREE_MAX_DIM:
+    if uses_price_tree(geometry, d):
         return True
     return float(n) * float(m) * max(1, d) <= budget
+
+
+def uses_price_tree(geometry: Cost, d: int) -> bool:
+    """Whether the c-transform is answered by the price tree (else by exact minima over all pairs)."""
+    return geometry.name == "sqeuclidean" and d <= TREE_MAX_DIM
 
 
 def c_transform(
@@ -88,48 +90,26 @@ def c_transform(
     """
     k = min(k, B.shape[0])
     A_rows = A if rows is None else A[torch.as_tensor(rows, device=A.device)]
-    best = None
-    if geometry.name == "sqeuclidean" and A.shape[1] == 2 and A_rows.shape[0] * HULL_SHARE >= B.shape[0]:
+    if uses_price_tree(geometry, A.shape[1]):
         root = np.sqrt(scale)
-        found = hull_best(A_rows.double().cpu().numpy() / root, B.double().cpu().numpy() / root, prices)
-        best = None if found is None else np.ascontiguousarray(found[:, :k])
-    if best is None and geometry.name == "sqeuclidean" and A.shape[1] <= TREE_MAX_DIM:
-        best = _lifted_nearest(A_rows, B, prices, scale, k)
-    elif best is None:
+        search = previous.search if previous is not None else None
+        if search is None:
+            search = PriceTree(B.double().cpu().numpy() / root, prices)
+        search.update(prices)
+        if rows is None and search.queries is None:  # the same queries come back: order them once
+            search.queries = spatial_order(A.double().cpu().numpy())
+        best = search.best(A_rows.double().cpu().numpy() / root, k, order=search.queries if rows is None else None)
+    else:
+        search = None
         best = _exact_nearest(geometry, A_rows, B, prices, scale, k)
     # The value itself, recomputed exactly for the best candidate.
     j = torch.as_tensor(best[:, 0], device=B.device)
     u = geometry.paired(A_rows.double(), B[j].double()).cpu().numpy() / scale + prices[best[:, 0]]
     if rows is None or previous is None:
-        return Dual(u, best)
-    out = Dual(previous.u.copy(), previous.best.copy())
+        return Dual(u, best, search)
+    out = Dual(previous.u.copy(), previous.best.copy(), search)
     out.u[rows], out.best[rows] = u, best
     return out
-
-
-def _lifted_nearest(A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, scale: float, k: int) -> np.ndarray:
-    # The lift's height is what widens each query's search: prices that rise across the cloud
-    # (a translation, a dilation) would put most points within reach of every query. The part
-    # alpha |y|^2 + a.y of the prices that a least-squares fit explains is absorbed exactly into
-    # the geometry instead: |x - y|^2 + alpha |y|^2 + a.y = (1 + alpha) |y - w|^2 + terms in x
-    # alone, with w = (2x - a) / (2 (1 + alpha)); only the residual is lifted.
-    root = np.sqrt(scale)
-    a_pts = A.double().cpu().numpy() / root
-    b_pts = B.double().cpu().numpy() / root
-    sq = (b_pts * b_pts).sum(1)
-    design = np.concatenate([sq[:, None], b_pts, np.ones((b_pts.shape[0], 1))], axis=1)
-    coef = np.linalg.lstsq(design, prices, rcond=None)[0]
-    alpha, slope = float(coef[0]), coef[1:-1]
-    if not 1.0 + alpha > 0.05:  # keep the quadratic form well inside positive definiteness
-        alpha = 0.0
-        coef = np.linalg.lstsq(design[:, 1:], prices, rcond=None)[0]
-        slope = coef[:-1]
-    residual = prices - alpha * sq - b_pts @ slope
-    lift = np.sqrt(np.maximum(residual - residual.min(), 0.0) / (1.0 + alpha))
-    tree = cKDTree(np.concatenate([b_pts, lift[:, None]], axis=1))
-    w = (2.0 * a_pts - slope[None, :]) / (2.0 * (1.0 + alpha))
-    _, idx = tree.query(np.concatenate([w, np.zeros((w.shape[0], 1))], axis=1), k, workers=-1)
-    return np.asarray(idx, dtype=np.int64).reshape(a_pts.shape[0], k)
 
 
 def _exact_nearest(

@@ -32,23 +32,23 @@ depend on the data's units. Points of the larger cloud left unmatched end as its
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
-from hiref.engine.finish.certificate import Dual, c_transform, lower_bound, transform_feasible
+from hiref.engine.finish.certificate import Dual, c_transform, lower_bound, transform_feasible, uses_price_tree
 from hiref.engine.finish.leaves import mean_paired_cost
+from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest
 from hiref.engine.finish.prices import price_guess
 from hiref.engine.geometry.costs import Cost
 
 logger = logging.getLogger("hiref")
 
-#: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
-#: computed in chunks (a tree degrades to a scan there anyway).
-_TREE_MAX_DIM = 16
 #: ``eps`` of the last auction phase, relative to the mean cost: the matching is optimal on its
 #: graph within this share of the cost.
 FINAL_EPS = 1e-7
@@ -63,6 +63,11 @@ MAX_ROUNDS = 30
 #: Pricing stops once the certificate proves the matching this close to the optimum
 #: (relative); arcs still missing then can gain at most that much.
 CERTIFIED = 1e-5
+#: Pricing also stops once the bound proves the matching this close to the optimum and the last
+#: two solves lowered the cost by less than a hundredth of what is left to prove: the rounds
+#: after that only tighten the bound (on lattices, whose optimal prices are far from unique,
+#: by about a tenth a round).
+CERTIFIED_STALLED = 1e-4
 #: Arcs added per point whose best partner lies outside the graph.
 _PRICED_ARCS = 2
 
@@ -84,7 +89,8 @@ class Finish:
         Solves of the graph (1 + rounds of pricing that added arcs).
     exact
         Whether the last pricing found no missing arc, or proved the matching within
-        :data:`CERTIFIED` of the optimum.
+        :data:`CERTIFIED` of the optimum (:data:`CERTIFIED_STALLED` once the cost stopped
+        falling).
     """
 
     perm: np.ndarray
@@ -92,28 +98,6 @@ class Finish:
     lower_bound: float | None
     rounds: int
     exact: bool
-
-
-def nearest(points: np.ndarray | cKDTree, queries: np.ndarray, k: int) -> np.ndarray:
-    """Indices (q, k) of the ``k`` nearest ``points`` (or points of a tree) of every query."""
-    if isinstance(points, cKDTree):
-        k = min(k, points.n)
-        _, idx = points.query(queries, k, workers=-1)
-        return np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
-    k = min(k, points.shape[0])
-    if k == 0:
-        return np.empty((queries.shape[0], 0), dtype=np.int64)
-    if points.shape[1] <= _TREE_MAX_DIM:
-        return nearest(cKDTree(points), queries, k)
-    P = torch.from_numpy(points)
-    pp = (P * P).sum(1)
-    rows = max(1, (1 << 24) // max(1, points.shape[0]))
-    out = []
-    for lo in range(0, queries.shape[0], rows):
-        Q = torch.from_numpy(queries[lo : lo + rows])
-        D = pp[None, :] - 2.0 * Q @ P.T
-        out.append(torch.topk(D, k, dim=1, largest=False).indices.numpy())
-    return np.concatenate(out).astype(np.int64)
 
 
 class Neighbourhoods:
@@ -129,20 +113,49 @@ class Neighbourhoods:
 
     def __init__(self, A: np.ndarray, B: np.ndarray, k: int) -> None:
         self.n, self.m, self.k = A.shape[0], B.shape[0], k
-        tree_b = cKDTree(B) if B.shape[1] <= _TREE_MAX_DIM else B
-        self.near_b = nearest(tree_b, A, k)  # (n, k) points of B near each point of A
-        self.b_near_b = nearest(tree_b, B, k + 1)[:, 1:]  # (m, k) points of B near each point of B
-        self.near_a = nearest(A, A, k + 1)[:, 1:]  # (n, k) points of A near each point of A
+        index = index_dtype(self.m)
+        if B.shape[1] <= TREE_MAX_DIM:
+            tree_a, tree_b = cKDTree(A), cKDTree(B)
+            near_b = nearest(tree_b, A, k, order=tree_a.indices)  # (n, k) points of B near each point of A
+            b_near_b = nearest(tree_b, B, k + 1, order=tree_b.indices)[:, 1:]  # (m, k) points of B near B
+            near_a = nearest(tree_a, A, k + 1, order=tree_a.indices)[:, 1:]  # (n, k) points of A near A
+        else:
+            near_b, b_near_b, near_a = nearest(B, A, k), nearest(B, B, k + 1)[:, 1:], nearest(A, A, k + 1)[:, 1:]
+        self.near_b, self.b_near_b = near_b.astype(index), b_near_b.astype(index)
+        self.near_a = near_a.astype(index_dtype(self.n))
 
     def arcs(self, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate pairs under the current partners ``perm`` (n,), those pairs included.
 
         Returns unique ``cols`` grouped by row, and the row pointers (n + 1,).
         """
+        perm = perm.astype(self.near_b.dtype)
         candidates = np.concatenate(
             [perm[:, None], self.near_b, self.b_near_b[perm], perm[self.near_a]], axis=1
         )  # fmt: skip
         return unique_rows(candidates)
+
+
+@cache
+def _held_kernel() -> Callable:
+    """The compiled membership test of arcs in the graph (compiled once, cached on disk)."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def held(indptr, cols, rows, new_cols, out):  # pragma: no cover
+        for t in range(rows.shape[0]):
+            out[t] = False
+            for e in range(indptr[rows[t]], indptr[rows[t] + 1]):
+                if cols[e] == new_cols[t]:
+                    out[t] = True
+                    break
+
+    return held
+
+
+def index_dtype(size: int) -> type:
+    """The smallest integer type for indices into ``size`` points (arcs are stored compactly)."""
+    return np.int32 if size < 2**31 else np.int64
 
 
 def unique_rows(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,25 +205,45 @@ class _Problem:
     def __init__(self, geometry: Cost, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
         self.geometry, self.A, self.B, self.scale = geometry, A, B, scale
         self.n, self.m = A.shape[0], B.shape[0]
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.costs: list[np.ndarray] = []
+        self.indptr = np.zeros(self.n + 1, dtype=np.int64)
+        self.cols = np.empty(0, dtype=index_dtype(self.m))
+        self.costs = np.empty(0, dtype=np.float64)
 
-    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        """Add arcs (exact costs, divided by the scale)."""
-        self.rows.append(rows)
-        self.cols.append(cols)
-        self.costs.append(_arc_costs(self.geometry, self.A, self.B, rows, cols) / self.scale)
+    def add(self, rows: np.ndarray, cols: np.ndarray, *, distinct: bool = False) -> None:
+        """Add the arcs ``(rows, cols)`` that are not there yet (exact costs, divided by the scale).
+
+        ``distinct``: the caller vouches that the arcs are new, distinct and sorted by row. The
+        arrays are merged row by row, in time linear in the arcs, however few are added.
+        """
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=self.cols.dtype)
+        if not distinct:
+            rows, cols = self._new(rows, cols)
+        if rows.size == 0:
+            return
+        costs = self.cost(rows, cols)
+        if self.cols.size == 0:
+            self.cols, self.costs = cols, costs
+            np.cumsum(np.bincount(rows, minlength=self.n), out=self.indptr[1:])
+            return
+        at = self.indptr[rows + 1]  # the end of each arc's row: new arcs follow the row's old ones
+        self.cols, self.costs = np.insert(self.cols, at, cols), np.insert(self.costs, at, costs)
+        self.indptr = self.indptr + np.r_[0, np.cumsum(np.bincount(rows, minlength=self.n))]
+
+    def cost(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored)."""
+        return _arc_costs(self.geometry, self.A, self.B, rows, cols) / self.scale
+
+    def _new(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct arcs among ``(rows, cols)`` that the problem lacks, sorted by row."""
+        key = np.unique(rows * self.m + cols)
+        rows, cols = key // self.m, (key % self.m).astype(self.cols.dtype)
+        held = np.empty(rows.shape[0], dtype=bool)
+        _held_kernel()(self.indptr, self.cols, rows, cols, held)
+        return rows[~held], cols[~held]
 
     def graph(self) -> Graph:
-        """The arcs so far, deduplicated, as one compressed-row graph."""
-        if len(self.rows) > 1:
-            rows, cols, costs = np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.costs)
-            key, first = np.unique(rows * self.m + cols, return_index=True)
-            self.rows, self.cols, self.costs = [key // self.m], [key % self.m], [costs[first]]
-        indptr = np.zeros(self.n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.rows[0], minlength=self.n), out=indptr[1:])
-        return Graph(indptr, self.cols[0], self.costs[0], self.m)
+        """The arcs so far, as one compressed-row graph."""
+        return Graph(self.indptr, self.cols, self.costs, self.m)
 
 
 def exact_finish(
@@ -261,12 +294,13 @@ def exact_finish(
     near = Neighbourhoods(Aw_np, Bw_np, neighbours)
     problem = _Problem(geometry, A, B, start_cost)
     cols, indptr = near.arcs(perm)
-    problem.add(np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)), cols)
+    problem.add(np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)), cols, distinct=True)
     mate = perm
     prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
     eps = epsilons(WARM_EPS if prices is not None else 1.0, FINAL_EPS, EPS_FACTOR)
     prices = np.zeros(m) if prices is None else prices
     feasible = transform_feasible(geometry, A.shape[1], n, m, bound_budget)
+    by_tree = uses_price_tree(geometry, A.shape[1])
     costs: list[float] = []
     rounds, exact, bound, dual, asked = 0, False, None, None, None
     solve_next = True
@@ -275,7 +309,11 @@ def exact_finish(
         if solve_next:
             graph = problem.graph()
             before_mate, before_prices = mate, prices
-            mate, prices = _solve(graph, mate, prices, eps, A.device)
+            settled = None
+            if asked is not None:  # only the rows given new arcs can have lost their slackness
+                settled = np.ones(n, dtype=bool)
+                settled[asked] = False
+            mate, prices = _solve(graph, mate, prices, eps, A.device, settled)
             if mate is None:  # the auction gave up: keep the matching before this round
                 logger.warning("hiref: the exact finish did not converge; keeping the matching it had")
                 mate, prices = before_mate, before_prices
@@ -284,21 +322,23 @@ def exact_finish(
             costs.append(mean_paired_cost(geometry, A, B, mate[:n]))
             if not feasible:
                 break
-            # After the first round only the points that moved or lacked arcs are priced again,
-            # as long as no price went down (always so when n == m: forward bids only raise
-            # prices); the others keep values that are still valid, if loose.
-            if dual is not None and bool((prices >= before_prices).all()):
+            # Where the c-transform takes exact minima over all pairs, after the first round only
+            # the points that moved or lacked arcs are priced again, as long as no price went
+            # down (always so when n == m: forward bids only raise prices); the others keep
+            # values that are still valid, if loose. The price tree prices every point: it is
+            # cheap, and loose values would keep the bound from proving the matching.
+            if dual is not None and not by_tree and bool((prices >= before_prices).all()):
                 rows = np.union1d(np.flatnonzero(mate != before_mate), asked)
         dual = c_transform(
             geometry, A, B, prices, scale=start_cost, k=_PRICED_ARCS, previous=dual, rows=rows
         )  # fmt: skip
         bound = lower_bound(dual, prices, n) * start_cost
-        certified = costs[-1] - bound <= CERTIFIED * abs(bound)
+        certified = _certified(costs, bound)
         asked = np.empty(0, dtype=np.int64) if certified else _missing_arcs(problem, dual, graph, mate, prices)
         logger.debug(
             "hiref finish round %d: cost %.8g, bound %.8g, %d points short", rounds, costs[-1], bound, asked.size
         )
-        if asked.size == 0 and rows is not None:
+        if asked.size == 0 and rows is not None and not certified:
             solve_next = False  # nothing found among the points priced again: price all once more
             continue
         exact = asked.size == 0
@@ -312,10 +352,26 @@ def exact_finish(
     return Finish(mate[:n].copy(), costs, bound, rounds, exact)
 
 
-def _solve(graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], device: torch.device):
+def _certified(costs: list[float], bound: float) -> bool:
+    """Whether pricing stops.
+
+    It stops when the bound proves the matching within :data:`CERTIFIED` of the optimum, or within
+    :data:`CERTIFIED_STALLED` once the last solves stopped lowering the cost.
+    """
+    gap = costs[-1] - bound
+    if gap <= CERTIFIED * abs(bound):
+        return True
+    stalled = len(costs) >= 3 and costs[-3] - costs[-1] <= 0.01 * gap
+    return stalled and gap <= CERTIFIED_STALLED * abs(bound)
+
+
+def _solve(
+    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], device: torch.device,
+    settled: np.ndarray | None = None,
+):  # fmt: skip
     """One auction on the graph: compiled on the CPU, batched tensor steps elsewhere (balanced problems)."""
     if device.type == "cpu" or graph.m > graph.n:
-        mate, prices, _ = auction_cpu(graph, mate, prices, eps)
+        mate, prices, _ = auction_cpu(graph, mate, prices, eps, settled=settled)
         return mate, prices
     counts = np.diff(graph.indptr)
     width = int(counts.max())
@@ -333,10 +389,7 @@ def _solve(graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float],
 
 def _missing_arcs(problem: _Problem, dual: Dual, graph: Graph, mate: np.ndarray, prices: np.ndarray) -> np.ndarray:
     """Add the arcs whose reduced cost is below the current pairs' (the graph lacks them); returns their rows."""
-    rows = graph.rows()
-    mine = graph.cols == mate[rows]  # each row's current arc, once
-    current = np.empty(graph.n)
-    current[rows[mine]] = graph.costs[mine] + prices[graph.cols[mine]]
+    current = problem.cost(np.arange(graph.n), mate[: graph.n]) + prices[mate[: graph.n]]
     short = np.flatnonzero(dual.u < current - 2 * FINAL_EPS)
     if short.size:
         problem.add(np.repeat(short, dual.best.shape[1]), dual.best[short].ravel())
@@ -366,7 +419,7 @@ def certify(
     if scale <= 0.0:
         return scale
     Bw_np = (B if Bw is None else Bw).double().cpu().numpy()
-    tree = cKDTree(Bw_np) if Bw_np.shape[1] <= _TREE_MAX_DIM else Bw_np
+    tree = cKDTree(Bw_np) if Bw_np.shape[1] <= TREE_MAX_DIM else Bw_np
     neighbours = nearest(tree, Bw_np, 5)[:, 1:]
     prices = price_guess(geometry, A, B, perm, neighbours, scale=scale)
     if prices is None:

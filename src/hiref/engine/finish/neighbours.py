@@ -1,0 +1,54 @@
+"""Exact nearest neighbours: a k-d tree in low dimensions, chunked exact distances above."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+#: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
+#: computed in chunks (a tree degrades to a scan there anyway).
+TREE_MAX_DIM = 16
+#: Fewest queries that are put in spatial order before a k-d tree search.
+_ORDER_MIN = 1 << 14
+
+
+def spatial_order(points: np.ndarray) -> np.ndarray:
+    """A permutation of ``points`` (q, d) that keeps nearby points close in memory (a k-d tree's order)."""
+    return cKDTree(points, balanced_tree=False, compact_nodes=False).indices
+
+
+def nearest(
+    points: np.ndarray | cKDTree, queries: np.ndarray, k: int, *, order: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices (q, k) of the ``k`` nearest ``points`` (or points of a tree) of every query.
+
+    Many queries are asked in a spatial ``order`` (computed when not given): neighbouring
+    queries then visit the same tree nodes, which makes the search about three times faster
+    on a million points in the plane.
+    """
+    if isinstance(points, cKDTree):
+        k = min(k, points.n)
+        if order is None and queries.shape[0] >= _ORDER_MIN and queries.shape[1] <= TREE_MAX_DIM:
+            order = spatial_order(queries)
+        if order is None:
+            _, idx = points.query(queries, k, workers=-1)
+            return np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
+        _, idx = points.query(queries[order], k, workers=-1)
+        out = np.empty((queries.shape[0], k), dtype=np.int64)
+        out[order] = np.asarray(idx, dtype=np.int64).reshape(queries.shape[0], k)
+        return out
+    k = min(k, points.shape[0])
+    if k == 0:
+        return np.empty((queries.shape[0], 0), dtype=np.int64)
+    if points.shape[1] <= TREE_MAX_DIM:
+        return nearest(cKDTree(points), queries, k)
+    P = torch.from_numpy(points)
+    pp = (P * P).sum(1)
+    rows = max(1, (1 << 24) // max(1, points.shape[0]))
+    out = []
+    for lo in range(0, queries.shape[0], rows):
+        Q = torch.from_numpy(queries[lo : lo + rows])
+        D = pp[None, :] - 2.0 * Q @ P.T
+        out.append(torch.topk(D, k, dim=1, largest=False).indices.numpy())
+    return np.concatenate(out).astype(np.int64)
