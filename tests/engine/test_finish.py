@@ -9,7 +9,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 import hiref as hr
-from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, epsilons
+from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.certificate import c_transform, lower_bound
 from hiref.engine.finish.polish import candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
@@ -213,6 +213,32 @@ def test_planted_pair_above_the_old_block_size_is_solved_exactly():
     assert m.cost / opt - 1 <= 1e-3
     assert np.mean(m.perm == truth) >= 0.98
     assert m.cost / opt - 1 <= m.gap_bound <= 5e-3
+
+
+def test_batched_auction_of_the_device_path_is_exact_on_a_sparse_graph():
+    # The finish's auction on CUDA is the batched (Jacobi) one; it runs on any device, so it is
+    # checked here on the CPU, on padded rows of different lengths, from a warm start.
+    rng = np.random.default_rng(8)
+    n, width = 400, 9
+    C = rng.random((n, n))
+    cols = np.concatenate([np.arange(n)[:, None], rng.integers(0, n, (n, width - 1))], axis=1)
+    costs = C[np.arange(n)[:, None], cols]
+    costs[rng.random((n, width)) < 0.3] = np.inf  # padding: rows of different lengths
+    costs[:, 0] = C[np.arange(n), np.arange(n)]  # the identity stays: a feasible assignment
+    dense = np.full((n, n), 1e6)
+    for i in range(n):
+        ok = np.isfinite(costs[i])
+        dense[i, cols[i, ok]] = costs[i, ok]
+    r, c = linear_sum_assignment(dense)
+    for start in (np.full(n, -1), np.arange(n)):
+        mate, _ = auction_torch(
+            torch.as_tensor(cols), torch.as_tensor(costs), n, torch.as_tensor(start), torch.zeros(n),
+            epsilons(1.0, 1e-9, 5.0),
+        )  # fmt: skip
+        mate = mate.numpy()
+        assert len(np.unique(mate)) == n
+        assert (dense[np.arange(n), mate] < 1e6).all()  # every row on one of its arcs
+        assert dense[np.arange(n), mate].sum() <= dense[r, c].sum() + n * 1e-9
 
 
 @pytest.mark.gpu

@@ -348,7 +348,8 @@ def exact_finish(
                 bound = lower_bound(dual, prices, n) * start_cost
             break
         solve_next = True
-        eps = epsilons(REPRICE_EPS, FINAL_EPS, EPS_FACTOR)
+        # prices far from the new optimum take coarse bids first (else long wars of small ones)
+        eps = epsilons(float(np.clip((costs[-1] - bound) / costs[-1], REPRICE_EPS, WARM_EPS)), FINAL_EPS, EPS_FACTOR)
     return Finish(mate[:n].copy(), costs, bound, rounds, exact)
 
 
