@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
-from hiref.engine.finish.certificate import c_transform, lower_bound
+from hiref.engine.finish.certificate import c_transform, lower_bound, tightened_bound
 from hiref.engine.finish.polish import candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import SqEuclidean
@@ -139,6 +139,23 @@ def test_c_transform_equals_exact_minima(d):
     assert lower_bound(dual, prices, 300) == pytest.approx(
         (exact - prices.min()).sum() / 300 - (prices - prices.min()).sum() / 300
     )
+
+
+@pytest.mark.parametrize(("n", "m"), [(300, 300), (250, 320)])
+def test_tightened_bound_is_valid_and_no_looser(n, m):
+    rng = np.random.default_rng(n + m)
+    A, B = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 0.3
+    opt = _optimum(A, B)
+    for noise in (0.0, 0.3):  # prices from a near-optimal and a rough dual
+        r, c = linear_sum_assignment(cdist(A, B, "sqeuclidean"))
+        perm = c[np.argsort(r)]
+        prices = np.zeros(m)
+        prices[perm] = -((A - B[perm]) ** 2).sum(1) + noise * rng.normal(size=n)
+        dual = c_transform(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), prices, scale=1.0)
+        plain = lower_bound(dual, prices, n)
+        tight, _ = tightened_bound(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), dual, scale=1.0)
+        assert plain <= tight + 1e-12
+        assert tight <= opt * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8])

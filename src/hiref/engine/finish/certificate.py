@@ -125,6 +125,30 @@ def _exact_nearest(
     return np.concatenate(out).astype(np.int64)
 
 
+def tightened_bound(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, dual: Dual, *, scale: float, tree: PriceTree | None = None
+) -> tuple[float, PriceTree]:
+    """The lower bound of ``dual.u`` with the best prices for it, and the tree that found them.
+
+    The prices ``q(y) = max_x u(x) - c(x, y) / scale`` keep ``(u, -q)`` dual feasible and are at
+    most any prices that ``u`` is the c-transform of, so the bound is at least
+    :func:`lower_bound`'s: where the auction's prices leave slack (a lattice, whose optimal
+    prices are far from unique), this proves in one query what more rounds of pricing would.
+    The squared Euclidean cost in low dimension only (see :func:`uses_price_tree`); ``tree``
+    (over ``A``) is reused from an earlier call.
+    """
+    root = np.sqrt(scale)
+    b = B.double().cpu().numpy() / root
+    if tree is None:
+        tree = PriceTree(A.double().cpu().numpy() / root, -dual.u)
+        tree.queries = spatial_order(b)
+    tree.update(-dual.u)
+    best = tree.best(b, 1, order=tree.queries)[:, 0]
+    j = torch.as_tensor(best, device=A.device)
+    q = dual.u[best] - geometry.paired(A[j].double(), B.double()).cpu().numpy() / scale
+    return lower_bound(dual, q, A.shape[0]), tree
+
+
 def lower_bound(dual: Dual, prices: np.ndarray, n: int) -> float:
     """The dual's lower bound on the optimal mean cost per matched pair, in units of the prices."""
     floor = float(prices.min())

@@ -41,7 +41,14 @@ import torch
 from scipy.spatial import cKDTree
 
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
-from hiref.engine.finish.certificate import Dual, c_transform, lower_bound, transform_feasible, uses_price_tree
+from hiref.engine.finish.certificate import (
+    Dual,
+    c_transform,
+    lower_bound,
+    tightened_bound,
+    transform_feasible,
+    uses_price_tree,
+)
 from hiref.engine.finish.leaves import mean_paired_cost
 from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest
 from hiref.engine.finish.prices import price_guess
@@ -302,7 +309,7 @@ def exact_finish(
     feasible = transform_feasible(geometry, A.shape[1], n, m, bound_budget)
     by_tree = uses_price_tree(geometry, A.shape[1])
     costs: list[float] = []
-    rounds, exact, bound, dual, asked = 0, False, None, None, None
+    rounds, exact, bound, dual, asked, back = 0, False, None, None, None, None
     solve_next = True
     while True:
         rows = None
@@ -334,6 +341,10 @@ def exact_finish(
         )  # fmt: skip
         bound = lower_bound(dual, prices, n) * start_cost
         certified = _certified(costs, bound)
+        if not certified and by_tree and (_stalled(costs, bound) or rounds >= MAX_ROUNDS):
+            tight, back = tightened_bound(geometry, A, B, dual, scale=start_cost, tree=back)
+            bound = max(bound, tight * start_cost)
+            certified = _certified(costs, bound)
         asked = np.empty(0, dtype=np.int64) if certified else _missing_arcs(problem, dual, graph, mate, prices)
         logger.debug(
             "hiref finish round %d: cost %.8g, bound %.8g, %d points short", rounds, costs[-1], bound, asked.size
@@ -362,8 +373,12 @@ def _certified(costs: list[float], bound: float) -> bool:
     gap = costs[-1] - bound
     if gap <= CERTIFIED * abs(bound):
         return True
-    stalled = len(costs) >= 3 and costs[-3] - costs[-1] <= 0.01 * gap
-    return stalled and gap <= CERTIFIED_STALLED * abs(bound)
+    return _stalled(costs, bound) and gap <= CERTIFIED_STALLED * abs(bound)
+
+
+def _stalled(costs: list[float], bound: float) -> bool:
+    """Whether the last two solves lowered the cost by less than a hundredth of what is left to prove."""
+    return len(costs) >= 3 and costs[-3] - costs[-1] <= 0.01 * (costs[-1] - bound)
 
 
 def _solve(
