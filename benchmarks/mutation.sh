@@ -31,8 +31,8 @@ declare -A PATHS=(
 )
 declare -A TESTS=(
   [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
-  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
-  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named"
+  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/test_package_structure.py::test_signature_conventions"
+  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named tests/test_package_structure.py::test_signature_conventions"
   [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/tl/test_trace_stack.py::test_trace_errors_write_nothing tests/tl/test_trace_stack.py::test_trace_on_one_anndata_follows_the_next_columns"
   [leaves]="tests/engine/test_blocks_leaves.py"
 )

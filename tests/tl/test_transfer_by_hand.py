@@ -109,3 +109,20 @@ def test_the_record_names_key_layer_and_matched_column_and_coordinates_follow_sp
     assert list(pred.obsm) == ["xy"]
     assert list(hr.tl.transfer(source, target, key="hand", spatial_key=None).obsm) == []
     assert list(hr.tl.transfer(source, target, key="hand").obsm) == []  # the target has no "spatial"
+
+
+def test_a_subset_or_reordered_target_is_named_in_the_message():
+    source, target = _pair()
+    with pytest.raises(ValueError, match="has 3 cells") as err:
+        hr.tl.transfer(source, target[:3].copy(), key="hand")
+    assert str(err.value) == (
+        "`adata_target` has 3 cells but the alignment 'hand' was stored for 4: the object was subset or extended "
+        "since hr.tl.align; align again."
+    )
+    with pytest.raises(ValueError, match="no longer match") as err:
+        hr.tl.transfer(source, target[[2, 1, 0, 3]].copy(), key="hand")
+    assert str(err.value) == (
+        "the obs_names of `adata_target` and `adata_source` no longer match the alignment stored under 'hand': one "
+        "of them was subset, reordered or renamed since hr.tl.align, or they are not the objects that were aligned; "
+        "align again."
+    )
