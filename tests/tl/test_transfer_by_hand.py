@@ -83,7 +83,7 @@ def test_obs_columns_named_like_what_transfer_writes_are_refused(column):
     source.obs[column] = ["r0", "r1", "r0"]
     source.obs["region"] = ["r0", "r1", "r2"]
     message = f"`obs` names ['{column}'], which transfer writes itself under `key`='hand'; rename those columns first."
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         hr.tl.transfer(source, target, key="hand", obs=["region", column])
     pred = hr.tl.transfer(source, target, key="hand", obs="region")  # not asked for: no conflict
     region = pred.obs["region"].astype(object)
@@ -126,3 +126,10 @@ def test_a_subset_or_reordered_target_is_named_in_the_message():
         "of them was subset, reordered or renamed since hr.tl.align, or they are not the objects that were aligned; "
         "align again."
     )
+
+
+def test_a_missing_layer_is_named_with_the_source():
+    source, target = _pair()
+    with pytest.raises(KeyError) as err:
+        hr.tl.transfer(source, target, key="hand", layer="counts")
+    assert err.value.args[0] == "`adata_source` has no .layers['counts'] (available: none)."
