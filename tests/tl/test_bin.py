@@ -130,3 +130,12 @@ def test_missing_genes_are_named_ten_at_most(cells):
     with pytest.raises(KeyError) as err:
         hr.tl.bin_spatial(cells, genes=["g1", *missing])
     assert err.value.args[0] == f"`genes` not in adata.var_names: {missing[:10]}."
+
+
+def test_missing_coordinates_and_layer_get_whole_messages(cells):
+    with pytest.raises(KeyError) as err:
+        hr.tl.bin_spatial(cells, spatial_key="xy")
+    assert err.value.args[0] == "`adata` has no .obsm['xy'] (available: ['spatial']). Pass `spatial_key=`."
+    with pytest.raises(KeyError) as err:
+        hr.tl.bin_spatial(cells, layer="counts")
+    assert err.value.args[0] == "`adata` has no .layers['counts'] (available: ['double'])."
