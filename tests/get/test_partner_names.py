@@ -1,8 +1,8 @@
 """The partner names stored with a matching, checked cell by cell on small hand-made pairs.
 
 ``a`` (6 cells ``a0``..``a5``) is matched to ``b`` (5 cells ``b0``..``b4``) by
-``PERM = [3, -1, 0, 4, 1, -1]``: ``a2``'s partner is the first cell of ``b``, where an
-off-by-one in the checks would go unseen.
+``PERM = [3, -1, 0, 4, 1, -1]``: ``a2``'s partner is ``b``'s first cell and ``b3``'s is ``a``'s
+first, so a check that skips position 0 is caught.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ def _pair(b_names: list[str] | None = None) -> tuple[ad.AnnData, ad.AnnData]:
 
 
 def _read(a: ad.AnnData, b: ad.AnnData) -> np.ndarray:
+    """The checked partners of ``a``'s cells in ``b``, named as ``hr.get.matching`` names them."""
     return partners(a, b, "m", name="adata1", other_name="adata2")
 
 
 def _refused(a: ad.AnnData, b: ad.AnnData) -> None:
+    """Check that reading ``a``'s partners in ``b`` raises the whole moved-rows message."""
     with pytest.raises(ValueError, match="no longer match") as err:
         _read(a, b)
     assert str(err.value) == _moved("adata1", "adata2")
