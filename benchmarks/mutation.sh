@@ -8,7 +8,8 @@
 #
 # It copies src/ and tests/ to a scratch folder (so the working tree is never left mutated), runs
 # mutmut there on each module with only the test files that exercise it (served by a process that
-# has imported hiref's libraries once: see benchmarks/_mutmut.py), one thread and core 0,
+# has imported hiref's libraries once: see benchmarks/_mutmut.py), one thread and one core (core 0,
+# or $MUTATION_CORE: `MUTATION_CORE=1 benchmarks/mutation.sh get` where core 0 is someone else's),
 # each module under a time limit (TIMEOUTS below, or $MUTATION_TIMEOUT seconds), and prints `mutmut results`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,7 @@ find "$work" -name __pycache__ -prune -exec rm -rf {} +
 cd "$work"
 export PYTHONPATH="$work/src" HIREF_NUM_THREADS=1 OMP_NUM_THREADS=1
 export HIREF_SHARED_DATA="${HIREF_SHARED_DATA:-$root/../shared/data}"
+core="${MUTATION_CORE:-0}"
 
 declare -A PATHS=(
   [evaluate]=src/hiref/tl/_evaluate.py
@@ -29,8 +31,8 @@ declare -A PATHS=(
 )
 declare -A TESTS=(
   [evaluate]="tests/tl/test_evaluate.py tests/tl/test_transfer_bin.py tests/tl/test_confidence_labels.py"
-  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py"
-  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named"
+  [bin]="tests/tl/test_bin.py tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/test_package_structure.py::test_signature_conventions"
+  [transfer]="tests/tl/test_transfer_by_hand.py tests/tl/test_transfer_bin.py tests/tl/test_transfer_chunks.py tests/tl/test_validation.py::test_transfer_and_register_refuse_backed tests/tl/test_validation.py::test_transfer_keeps_missing_values_and_dtypes tests/tl/test_validation.py::test_duplicate_var_names_are_named tests/test_package_structure.py::test_signature_conventions"
   [get]="tests/get tests/tl/test_transfer_bin.py tests/tl/test_evaluate.py tests/tl/test_trace_stack.py::test_trace_errors_write_nothing tests/tl/test_trace_stack.py::test_trace_on_one_anndata_follows_the_next_columns"
   [leaves]="tests/engine/test_blocks_leaves.py"
 )
@@ -46,11 +48,11 @@ for m in "${modules[@]}"; do
   sock="$work/serve_$m.sock"
   rm -f "$sock"
   # shellcheck disable=SC2086
-  taskset -c 0 python "$root/benchmarks/_mutmut.py" serve "$sock" -x -q -p no:cacheprovider ${TESTS[$m]} \
+  taskset -c "$core" python "$root/benchmarks/_mutmut.py" serve "$sock" -x -q -p no:cacheprovider ${TESTS[$m]} \
     > "serve_$m.log" 2>&1 &
   printf '#!/usr/bin/env bash\nexec python %q ask %q\n' "$root/benchmarks/_mutmut.py" "$sock" > "run_$m.sh"
   chmod +x "run_$m.sh"
-  timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c 0 python "$root/benchmarks/_mutmut.py" run --paths-to-mutate "${PATHS[$m]}" \
+  timeout "${MUTATION_TIMEOUT:-${TIMEOUTS[$m]}}" taskset -c "$core" python "$root/benchmarks/_mutmut.py" run --paths-to-mutate "${PATHS[$m]}" \
     --runner "./run_$m.sh" --tests-dir tests --simple-output || true
   python "$root/benchmarks/_mutmut.py" stop "$sock" || true
   # a run cut short by the timeout leaves its last mutant applied: restore it before the next module

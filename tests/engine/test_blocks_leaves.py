@@ -147,3 +147,18 @@ def test_mean_paired_cost_is_exact(monkeypatch, chunk):
     got = leaves.mean_paired_cost(SqEuclidean(), torch.tensor(X, dtype=torch.float32), torch.tensor(Y), perm)
     assert got == pytest.approx(expected, rel=1e-6)
     assert isinstance(got, float)
+
+
+def test_a_leaf_with_a_near_tie_is_solved_exactly_on_the_cpu():
+    # Near-duplicate points: two matchings of this leaf are about 1e-10 apart (seed found by a search
+    # on which an auction with a relative tolerance of 1e-9 stops at the worse one).
+    rng = np.random.default_rng(189)
+    P = rng.random((4, 2))
+    X = P + 1e-7 * rng.standard_normal((4, 2))
+    Y = P[rng.permutation(4)] + 1e-7 * rng.standard_normal((4, 2))
+    Y[:2] = X[0] + 1e-7 * rng.standard_normal((2, 2))
+    C = cdist(X, Y, "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    blocks = Blocks(torch.arange(4), torch.arange(4), torch.tensor([4]), torch.tensor([4]))
+    perm = solve_leaves(SqEuclidean(), torch.tensor(X), torch.tensor(Y), blocks)
+    assert C[np.arange(4), perm].sum() <= C[rows, cols].sum() + 1e-14

@@ -123,3 +123,19 @@ def test_default_grid_is_75_a_side(cells):
     assert hr.tl.bin_spatial(cells).n_obs == 5
     assert hr.tl.bin_spatial(cells, bins=76).n_obs == 6
     assert hr.tl.bin_spatial(cells).uns["bin_spatial"]["bins"].tolist() == [75, 75]
+
+
+def test_missing_genes_are_named_ten_at_most(cells):
+    missing = [f"x{i}" for i in range(11)]
+    with pytest.raises(KeyError) as err:
+        hr.tl.bin_spatial(cells, genes=["g1", *missing])
+    assert err.value.args[0] == f"`genes` not in adata.var_names: {missing[:10]}."
+
+
+def test_missing_coordinates_and_layer_get_whole_messages(cells):
+    with pytest.raises(KeyError) as err:
+        hr.tl.bin_spatial(cells, spatial_key="xy")
+    assert err.value.args[0] == "`adata` has no .obsm['xy'] (available: ['spatial']). Pass `spatial_key=`."
+    with pytest.raises(KeyError) as err:
+        hr.tl.bin_spatial(cells, layer="counts")
+    assert err.value.args[0] == "`adata` has no .layers['counts'] (available: ['double'])."

@@ -194,3 +194,21 @@ def test_label_agreement_errors_name_both_sides_of_a_moved_alignment():
         hr.tl.label_agreement(a, b[[1, 0, 2]].copy(), obs="lab")
     with pytest.raises(KeyError, match="`adata_to` has no alignment under key 'other'"):
         hr.tl.label_agreement(a, b, obs="lab", key="other")
+
+
+def test_missing_genes_coordinates_and_columns_get_whole_messages(pair):
+    pred, true = pair
+    with pytest.raises(KeyError) as err:
+        hr.tl.cosine_similarity(pred, true, genes=["g1", "g9"])
+    assert err.value.args[0] == "`genes` not in adata_pred.var_names: ['g9']."
+    with pytest.raises(KeyError) as err:
+        hr.tl.cosine_similarity(pred, true, genes="g1", spatial_key="xy")
+    assert err.value.args[0] == "`adata_pred` has no .obsm['xy'] (available: ['spatial']). Pass `spatial_key=`."
+    pred.obsm["xy"] = pred.obsm["spatial"]
+    with pytest.raises(KeyError) as err:
+        hr.tl.cosine_similarity(pred, true, genes="g1", spatial_key="xy")
+    assert err.value.args[0] == "`adata_true` has no .obsm['xy'] (available: ['spatial']). Pass `spatial_key=`."
+    a, b = _labelled(["x", "y"], ["y", "x"], [1, 0])
+    with pytest.raises(KeyError) as err:
+        hr.tl.label_agreement(a, b, obs="cell")
+    assert err.value.args[0] == "`adata_from` has no .obs['cell'] (columns: ['lab', 'hiref_match']); pass `obs=`."

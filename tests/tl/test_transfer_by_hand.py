@@ -57,3 +57,79 @@ def test_partners_with_empty_rows_between_them(genes, sparse):
     assert pred.obs["hand_matched"].tolist() == [True, False, True, True, False, True]
     assert pred.obs["hand_source"].iloc[[0, 2, 3, 5]].tolist() == ["s2", "s1", "s3", "s0"]
     assert pred.obs["hand_source"].iloc[[1, 4]].isna().all()
+
+
+@pytest.mark.parametrize("n_missing", [10, 11])
+def test_missing_genes_are_named_ten_at_most(n_missing):
+    source, target = _pair()
+    missing = [f"x{i}" for i in range(n_missing)]
+    message = f"`genes` not in adata_source.var_names: {missing[:10]}{' ...' if n_missing == 11 else ''}."
+    with pytest.raises(KeyError) as err:
+        hr.tl.transfer(source, target, key="hand", genes=["g1", *missing])
+    assert err.value.args[0] == message
+
+
+def test_missing_obs_columns_are_named_with_those_available():
+    source, target = _pair()
+    source.obs["region"] = ["r0", "r1", "r0"]
+    with pytest.raises(KeyError) as err:
+        hr.tl.transfer(source, target, key="hand", obs=["region", "nope"])
+    assert err.value.args[0] == "`obs` columns not in adata_source.obs: ['nope'] (available: ['hand_match', 'region'])."
+
+
+@pytest.mark.parametrize("column", ["hand_matched", "hand_source"])
+def test_obs_columns_named_like_what_transfer_writes_are_refused(column):
+    source, target = _pair()
+    source.obs[column] = ["r0", "r1", "r0"]
+    source.obs["region"] = ["r0", "r1", "r2"]
+    message = f"`obs` names ['{column}'], which transfer writes itself under `key`='hand'; rename those columns first."
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        hr.tl.transfer(source, target, key="hand", obs=["region", column])
+    pred = hr.tl.transfer(source, target, key="hand", obs="region")  # not asked for: no conflict
+    region = pred.obs["region"].astype(object)
+    assert region.where(region.notna(), None).tolist() == ["r2", None, "r0", "r1"]
+
+
+@pytest.mark.parametrize("which", ["adata_source", "adata_target"])
+def test_an_argument_that_is_not_an_anndata_is_named(which):
+    source, target = _pair()
+    args = ("cells", target) if which == "adata_source" else (source, "cells")
+    with pytest.raises(TypeError, match=f"^`{which}` must be an AnnData, got str.$"):
+        hr.tl.transfer(*args, key="hand")
+
+
+def test_the_record_names_key_layer_and_matched_column_and_coordinates_follow_spatial_key():
+    source, target = _pair()
+    source.layers["counts"] = source.X * 2
+    target.obsm["xy"] = np.arange(8.0).reshape(4, 2)
+    pred = hr.tl.transfer(source, target, key="hand", layer="counts", spatial_key="xy")
+    assert dict(pred.uns["hiref_transfer"]) == {"key": "hand", "layer": "counts", "matched_key": "hand_matched"}
+    np.testing.assert_array_equal(pred.obsm["xy"], target.obsm["xy"])
+    np.testing.assert_array_equal(pred.X[[0, 2, 3]], source.layers["counts"][[2, 0, 1]])
+    assert list(pred.obsm) == ["xy"]
+    assert list(hr.tl.transfer(source, target, key="hand", spatial_key=None).obsm) == []
+    assert list(hr.tl.transfer(source, target, key="hand").obsm) == []  # the target has no "spatial"
+
+
+def test_a_subset_or_reordered_target_is_named_in_the_message():
+    source, target = _pair()
+    with pytest.raises(ValueError, match="has 3 cells") as err:
+        hr.tl.transfer(source, target[:3].copy(), key="hand")
+    assert str(err.value) == (
+        "`adata_target` has 3 cells but the alignment 'hand' was stored for 4: the object was subset or extended "
+        "since hr.tl.align; align again."
+    )
+    with pytest.raises(ValueError, match="no longer match") as err:
+        hr.tl.transfer(source, target[[2, 1, 0, 3]].copy(), key="hand")
+    assert str(err.value) == (
+        "the obs_names of `adata_target` and `adata_source` no longer match the alignment stored under 'hand': one "
+        "of them was subset, reordered or renamed since hr.tl.align, or they are not the objects that were aligned; "
+        "align again."
+    )
+
+
+def test_a_missing_layer_is_named_with_the_source():
+    source, target = _pair()
+    with pytest.raises(KeyError) as err:
+        hr.tl.transfer(source, target, key="hand", layer="counts")
+    assert err.value.args[0] == "`adata_source` has no .layers['counts'] (available: none)."

@@ -155,3 +155,10 @@ def test_sparse_transfer_allocates_about_one_output():
     out = pred.X.data.nbytes + pred.X.indices.nbytes + pred.X.indptr.nbytes
     assert pred.X.nnz == X.nnz
     assert peak < 1.6 * out, f"peak {peak / 1e6:.0f} MB for an output of {out / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("size", [2**31 - 1, 2**31])
+def test_index_dtype_is_the_one_scipy_gives_at_the_int32_limit(size):
+    # scipy's own choice for an empty CSR matrix with `size` columns (no entries allocated).
+    empty = sp.csr_matrix((np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(2, dtype=np.int64)), shape=(1, size))
+    assert _transfer._index_dtype(3, size, 5) == empty.indices.dtype

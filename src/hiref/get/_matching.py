@@ -98,9 +98,9 @@ def _categories_match(partner: np.ndarray, matched: np.ndarray, column: pd.Serie
 def _names_match(partner: np.ndarray, adata: AnnData, keys: Keys, other: AnnData) -> bool:
     """Whether ``other``'s obs names at ``partner`` are the partner names stored on ``adata`` (where matched).
 
-    True where ``adata`` stores no names. A categorical ``.obs[keys.match]`` (what hr.tl.align
-    writes) is checked by its codes (fast); otherwise, or when that does not show a match, the
-    names are compared as strings.
+    True where ``adata`` stores no names; False where a matched cell's name is missing. A
+    categorical ``.obs[keys.match]`` (what hr.tl.align writes) is checked by its codes (fast);
+    otherwise, or when that does not show a match, the names are compared as strings.
     """
     matched = partner >= 0
     if not matched.any():
@@ -120,6 +120,8 @@ def _names_match(partner: np.ndarray, adata: AnnData, keys: Keys, other: AnnData
         return True
     if names.shape != partner.shape:
         return False
+    if column is not None and column.isna().to_numpy()[matched].any():
+        return False  # a matched cell without its partner's name (stored as "", the name a partner may have)
     return np.array_equal(str_array(other.obs_names.to_numpy()[partner[matched]]), names[matched])
 
 
