@@ -118,6 +118,25 @@ def test_exact_finish_from_a_random_start_reaches_the_optimum_and_proves_it(name
     assert fin.lower_bound >= opt * (1 - 1e-3)  # and tight, even from a random start
 
 
+def test_a_spent_time_budget_keeps_the_first_solve_and_a_valid_bound():
+    A, B = next(iter(_pairs().values()))
+    start = np.random.default_rng(4).permutation(B.shape[0])[: A.shape[0]]
+    args = (SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start)
+    full = exact_finish(*args, generator=torch.Generator())
+    cut = exact_finish(*args, generator=torch.Generator(), time_budget=0.0)
+    assert full.rounds > 1  # from a random start one round is not enough
+    assert cut.rounds == 1
+    assert not cut.exact
+    opt = _optimum(A, B)
+    assert cut.lower_bound <= opt * (1 + 1e-12) <= cut.costs[-1] * (1 + 1e-12)
+    assert cut.costs[-1] < float(((A - B[start]) ** 2).sum(1).mean())
+    # the automatic finish gets twice the levels' time above 2**18 points; an explicit one none
+    timings = {"level_1": 1.0, "level_2": 2.0, "leaves": 0.5, "polish": 9.0}
+    assert hr.SolveOptions().plan(2).finish_time_budget(1 << 20, timings) == pytest.approx(7.0)
+    assert hr.SolveOptions().plan(2).finish_time_budget(1 << 18, timings) is None
+    assert hr.SolveOptions(polish=True).plan(2).finish_time_budget(1 << 20, timings) is None
+
+
 @pytest.mark.parametrize("name", list(_pairs()))
 def test_certificate_of_any_matching_is_valid(name):
     A, B = _pairs()[name]

@@ -32,6 +32,13 @@ AUTO_FINISH_MAX = 1 << 18
 #: x dimensions), and for which an unfinished matching is still bounded. Planted tissue pairs,
 #: one core: exact with 100 % true partners at 2**20 in 64-104 s in all and 1.4-1.6 GB.
 AUTO_POLISH_MAX = 1 << 22
+#: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new
+#: round of pricing after this many times the seconds of the levels and leaves: on planted pairs
+#: it ends well within that (2**20, 2 cores: 22 s after 24 s), but where the hierarchy's matching
+#: is far from the optimum in many places (simulated sections with jittered cells, 300,000 per
+#: side) each round mends a little for 20 s, and the first round already gives most of the gain.
+#: ``polish=True`` has no limit.
+AUTO_FINISH_TIME_FACTOR = 2.0
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -229,6 +236,13 @@ class Plan:
         else:  # nearest neighbours in high dimensions are exact scans over all pairs
             polish = n_large <= AUTO_POLISH_MAX if work_d <= WINDOWS_MIN_DIM else small
         return refine and opts.refine_passes > 0, polish
+
+    def finish_time_budget(self, n_large: int, timings: dict[str, float]) -> float | None:
+        """Seconds the exact finish may price for (``None``: no limit); see :data:`AUTO_FINISH_TIME_FACTOR`."""
+        if self.options.polish is not None or n_large <= AUTO_FINISH_MAX:
+            return None
+        levels = sum(t for name, t in timings.items() if name.startswith("level_") or name == "leaves")
+        return AUTO_FINISH_TIME_FACTOR * levels
 
     def check_distributable(self) -> None:
         """Raise for the options that a distributed run does not support."""

@@ -32,6 +32,7 @@ depend on the data's units. Points of the larger cloud left unmatched end as its
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -264,6 +265,7 @@ def exact_finish(
     neighbours: int = 8,
     generator: torch.Generator,
     bound_budget: float = 2.0**34,
+    time_budget: float | None = None,
 ) -> Finish:
     """Make a matching optimal on a candidate graph of all points, add missing arcs, bound the optimum.
 
@@ -286,11 +288,15 @@ def exact_finish(
         Largest ``n * m * d`` for which the c-transform is computed by exact minima over all
         pairs where no k-d tree applies (the squared Euclidean cost in at most 16 dimensions
         always uses one). Above it, no pricing and no bound.
+    time_budget
+        Seconds after which no new round of pricing starts (``None``: no limit). The matching
+        of the last solve is kept with the bound of its prices: valid, but not proved optimal.
 
     Returns
     -------
     The finish: matching, costs, lower bound, rounds.
     """
+    started = time.perf_counter()
     n, m = A.shape[0], B.shape[0]
     perm = np.asarray(perm, dtype=np.int64).copy()
     start_cost = mean_paired_cost(geometry, A, B, perm)
@@ -353,7 +359,10 @@ def exact_finish(
             solve_next = False  # nothing found among the points priced again: price all once more
             continue
         exact = asked.size == 0
-        if exact or rounds >= MAX_ROUNDS:
+        out_of_time = time_budget is not None and time.perf_counter() - started > time_budget
+        if out_of_time and not exact:
+            logger.info("hiref: the exact finish stopped after %d rounds, its time budget spent", rounds)
+        if exact or rounds >= MAX_ROUNDS or out_of_time:
             if rows is not None and not certified:  # values kept from earlier rounds: valid but loose
                 dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                 bound = lower_bound(dual, prices, n) * start_cost
