@@ -11,9 +11,9 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.certificate import c_transform, lower_bound, tightened_bound
-from hiref.engine.finish.polish import candidate_arcs, certify, exact_finish
+from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
-from hiref.engine.geometry.costs import SqEuclidean
+from hiref.engine.geometry.costs import Custom, Power, SqEuclidean, Transposed
 
 
 def _optimum(A: np.ndarray, B: np.ndarray) -> float:
@@ -102,6 +102,8 @@ def _pairs():
         "lattice": (X, Y),
         "lattice, more Y": (X[:240], Y),
         "3-D": (rng.normal(size=(200, 3)), rng.normal(size=(230, 3)) + 0.5),
+        "20-D (priced by exact minima)": (rng.normal(size=(200, 20)), 1.1 * rng.normal(size=(200, 20)) + 0.5),
+        "20-D, more Y": (rng.normal(size=(180, 20)), rng.normal(size=(230, 20)) + 0.5),
     }
 
 
@@ -147,23 +149,24 @@ def test_certificate_of_any_matching_is_valid(name):
         assert bound <= opt * (1 + 1e-12)
 
 
-@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("d", [2, 3, 20])
 def test_c_transform_equals_exact_minima(d):
     rng = np.random.default_rng(4)
-    A, B = torch.as_tensor(rng.normal(size=(300, d))), torch.as_tensor(rng.normal(size=(350, d)) * 1.5)
+    # far from the origin: the exact minima of high dimensions must not lose digits to large norms
+    A, B = torch.as_tensor(rng.normal(size=(300, d)) + 1e4), torch.as_tensor(rng.normal(size=(350, d)) * 1.5 + 1e4)
     prices = rng.normal(size=350) + 3 * B[:, 0].numpy() + 0.7 * (B.numpy() ** 2).sum(1)
     dual = c_transform(SqEuclidean(), A, B, prices, scale=0.3, k=3 if d == 3 else 2)
     exact = (cdist(A.numpy(), B.numpy(), "sqeuclidean") / 0.3 + prices[None, :]).min(1)
-    assert np.allclose(dual.u, exact, rtol=1e-12, atol=1e-9)
+    assert np.allclose(dual.u, exact, rtol=1e-12, atol=1e-7)
     assert lower_bound(dual, prices, 300) == pytest.approx(
         (exact - prices.min()).sum() / 300 - (prices - prices.min()).sum() / 300
     )
 
 
-@pytest.mark.parametrize(("n", "m"), [(300, 300), (250, 320)])
-def test_tightened_bound_is_valid_and_no_looser(n, m):
+@pytest.mark.parametrize(("n", "m", "d"), [(300, 300, 2), (250, 320, 2), (250, 320, 20)])
+def test_tightened_bound_is_valid_and_no_looser(n, m, d):
     rng = np.random.default_rng(n + m)
-    A, B = rng.normal(size=(n, 2)), rng.normal(size=(m, 2)) + 0.3
+    A, B = rng.normal(size=(n, d)), rng.normal(size=(m, d)) + 0.3
     opt = _optimum(A, B)
     for noise in (0.0, 0.3):  # prices from a near-optimal and a rough dual
         r, c = linear_sum_assignment(cdist(A, B, "sqeuclidean"))
@@ -175,6 +178,45 @@ def test_tightened_bound_is_valid_and_no_looser(n, m):
         tight, _ = tightened_bound(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), dual, scale=1.0)
         assert plain <= tight + 1e-12
         assert tight <= opt * (1 + 1e-12)
+
+
+def _asymmetric(x, y):
+    return ((x[..., :, None, :] - 0.5 * y[..., None, :, :]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [SqEuclidean(), Power(1.0), Custom(_asymmetric, name="asymmetric"), Transposed(Custom(_asymmetric, name="a"))],
+    ids=["sqeuclidean", "euclidean", "custom", "transposed custom"],
+)
+def test_cheapest_points_are_the_exact_minima(geometry, monkeypatch):
+    import hiref.engine.geometry.costs as costs
+
+    monkeypatch.setattr(costs, "_CHUNK", 7 * 90)  # several chunks of rows
+    rng = np.random.default_rng(5)
+    X = torch.as_tensor(rng.normal(size=(50, 6)) + 300.0)
+    Y = torch.as_tensor(rng.normal(size=(90, 6)) * 2 + 300.0)
+    shift = torch.as_tensor(rng.normal(size=90) * 3)
+    value = (geometry.dense(X, Y) + shift[None, :]).numpy()
+    got = geometry.cheapest(X, Y, shift, 4).numpy()
+    assert got.shape == (50, 4)
+    assert np.allclose(np.take_along_axis(value, got, 1), np.sort(value, 1)[:, :4], rtol=1e-12, atol=1e-8)
+
+
+def test_new_arcs_merge_into_their_rows_once():
+    rng = np.random.default_rng(6)
+    A, B = torch.as_tensor(rng.random((6, 2))), torch.as_tensor(rng.random((8, 2)))
+    problem = _Problem(SqEuclidean(), A, B, scale=0.5)
+    problem.add(np.array([0, 0, 2, 5]), np.array([1, 3, 0, 7]))
+    got = problem.add_candidates(np.array([0, 3, 5]), np.array([[3, 4, 4], [2, 2, 6], [7, 7, 7]]))
+    assert got.tolist() == [0, 3]  # row 5 asked only for the arc it has
+    graph = problem.graph()
+    arcs = {(i, int(j)) for i in range(6) for j in graph.cols[graph.indptr[i] : graph.indptr[i + 1]]}
+    assert arcs == {(0, 1), (0, 3), (0, 4), (2, 0), (3, 2), (3, 6), (5, 7)}
+    assert graph.cols.shape[0] == len(arcs)  # no arc twice
+    rows = graph.rows()
+    expected = ((A.numpy()[rows] - B.numpy()[graph.cols]) ** 2).sum(1) / 0.5
+    assert np.allclose(graph.costs, expected, rtol=1e-15)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8])

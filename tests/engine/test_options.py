@@ -71,6 +71,10 @@ def test_plan_resolves_dimension_dependent_defaults():
     assert opts.plan(30).refine_window == 1024
     assert SolveOptions(leaf_size=100).plan(2).refine_window == 200
     assert opts.plan(30).finishing(5000) == (True, True)
+    # where the finish prices every point it finds what the windows would: no windows unless asked
+    assert opts.plan(30).finishing(5000, priced=True) == (False, True)
+    assert SolveOptions(refine=True).plan(30).finishing(5000, priced=True) == (True, True)
+    assert SolveOptions(polish=False).plan(30).finishing(5000, priced=True) == (True, False)
     assert opts.plan(2).finishing(5000) == (False, True)
     assert opts.plan(2).finishing(1 << 22) == (False, True)  # the exact finish, on by default up to 2**22
     assert opts.plan(2).finishing((1 << 22) + 1) == (False, False)

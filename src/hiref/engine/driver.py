@@ -34,6 +34,7 @@ from tqdm import tqdm
 from hiref.engine._resources import record_memory
 from hiref.engine.blocks import Blocks, LevelSplit
 from hiref.engine.distributed.sharding import Owned, balanced, global_labels, own_blocks
+from hiref.engine.finish.certificate import transform_feasible
 from hiref.engine.finish.leaves import mean_paired_cost, solve_leaves
 from hiref.engine.finish.polish import certify, exact_finish
 from hiref.engine.finish.windows import refine_matching
@@ -312,7 +313,9 @@ def finish_matching(
     sought; ``None``: ``A``, ``B``); returns the matching, the mean cost after every pass or solve,
     and a lower bound on the optimal mean cost (``None`` where none was computed).
     """
-    refine, polish = plan.finishing(B.shape[0])
+    budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
+    priced = transform_feasible(geometry, A.shape[1], A.shape[0], B.shape[0], budget)
+    refine, polish = plan.finishing(B.shape[0], priced=priced)
     costs: list[float] = []
     if refine:
         t0 = time.perf_counter()
@@ -322,7 +325,6 @@ def finish_matching(
         )  # fmt: skip
         costs += passes
         timings["refine"] = time.perf_counter() - t0
-    budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
     t0 = time.perf_counter()
     if polish:
         finish = exact_finish(

@@ -30,11 +30,11 @@ AUTO_FINISH_MAX = 1 << 18
 #: Largest cloud for which ``polish=None`` runs the exact finish in at most 16 working dimensions
 #: (above, as for the windows: :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points
 #: x dimensions), and for which an unfinished matching is still bounded. Planted tissue pairs,
-#: one core: exact with 100 % true partners at 2**20 in 64-104 s in all and 1.4-1.6 GB.
+#: 2 cores: exact with 99.998 % true partners or more at 2**20 in 39-52 s in all and 1.3-1.5 GB.
 AUTO_POLISH_MAX = 1 << 22
 #: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new
 #: round of pricing after this many times the seconds of the levels and leaves: on planted pairs
-#: it ends well within that (2**20, 2 cores: 22 s after 24 s), but where the hierarchy's matching
+#: it ends well within that (2**20, 2 cores: 19-32 s after about 20 s), but where the hierarchy's matching
 #: is far from the optimum in many places (simulated sections with jittered cells, 300,000 per
 #: side) each round mends a little for 20 s, and the first round already gives most of the gain.
 #: ``polish=True`` has no limit.
@@ -218,23 +218,29 @@ class Plan:
             return rank_schedule(n_large, max_rank=self.options.max_rank, leaf_size=self.leaf_size, objective="work")
         return check_schedule(n_large, list(self.options.schedule), self.leaf_size)
 
-    def finishing(self, n_large: int) -> tuple[bool, bool]:
+    def finishing(self, n_large: int, *, priced: bool = False) -> tuple[bool, bool]:
         """Whether to refine by windows and whether to polish on a sparse graph (see :func:`hiref.solve`).
 
         ``refine=None`` refines in more than :data:`WINDOWS_MIN_DIM` working dimensions, where
         nearest neighbours alone find few of the missing partners and windows pay most, up to
-        :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions;
+        :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points x dimensions, unless the
+        exact finish runs and can price every point (``priced``): it then finds every missing
+        partner itself, in less time than the windows take (Gaussian mixtures, 4,096 points in
+        30 dimensions: 1.3 s of windows saved, the finish as fast after them as without);
         ``polish=None`` runs the exact finish up to :data:`AUTO_POLISH_MAX` points in at most
         :data:`WINDOWS_MIN_DIM` working dimensions, and above on the clouds that the windows take.
         """
         opts = self.options
         work_d = opts.sketch_dim if self.sketched else self.d
         small = n_large <= AUTO_FINISH_MAX and n_large * self.d <= AUTO_FINISH_WORK
-        refine = opts.refine if opts.refine is not None else small and work_d > WINDOWS_MIN_DIM
         if opts.polish is not None:
             polish = opts.polish
         else:  # nearest neighbours in high dimensions are exact scans over all pairs
             polish = n_large <= AUTO_POLISH_MAX if work_d <= WINDOWS_MIN_DIM else small
+        if opts.refine is not None:
+            refine = opts.refine
+        else:
+            refine = small and work_d > WINDOWS_MIN_DIM and not (polish and priced)
         return refine and opts.refine_passes > 0, polish
 
     def finish_time_budget(self, n_large: int, timings: dict[str, float]) -> float | None:

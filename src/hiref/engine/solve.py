@@ -77,7 +77,9 @@ def solve(
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
         raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
         lowers the cost most, before the finish) for clouds of at most 2**18 points and
-        2**24 points x dimensions, off otherwise.
+        2**24 points x dimensions, unless the finish can price every point (at most 2**34
+        pairs x dimensions on the CPU: it then finds those partners itself and proves them);
+        off otherwise.
     polish
         After the bijection (and the windows), the exact finish
         (:mod:`hiref.engine.finish.polish`): the assignment is solved on one sparse graph of

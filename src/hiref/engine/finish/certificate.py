@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 #: Largest dimension for which the price tree answers the c-transform.
 TREE_MAX_DIM = 16
-#: Entries of one chunk of exact costs (float64).
-_CHUNK = 1 << 23
 
 
 @dataclass
@@ -90,18 +88,14 @@ def c_transform(
     """
     k = min(k, B.shape[0])
     A_rows = A if rows is None else A[torch.as_tensor(rows, device=A.device)]
+    search = previous.search if previous is not None else None
     if uses_price_tree(geometry, A.shape[1]):
-        root = np.sqrt(scale)
-        search = previous.search if previous is not None else None
         if search is None:
-            search = PriceTree(B.double().cpu().numpy() / root, prices)
-        search.update(prices)
+            search = PriceTree(B.double().cpu().numpy() / np.sqrt(scale), prices)
         if rows is None and search.queries is None:  # the same queries come back: order them once
             search.queries = spatial_order(A.double().cpu().numpy())
-        best = search.best(A_rows.double().cpu().numpy() / root, k, order=search.queries if rows is None else None)
-    else:
-        search = None
-        best = _exact_nearest(geometry, A_rows, B, prices, scale, k)
+    order = search.queries if rows is None and search is not None else None
+    best = best_points(geometry, A_rows, B, prices, scale=scale, k=k, search=search, order=order)
     # The value itself, recomputed exactly for the best candidate.
     j = torch.as_tensor(best[:, 0], device=B.device)
     u = geometry.paired(A_rows.double(), B[j].double()).cpu().numpy() / scale + prices[best[:, 0]]
@@ -112,38 +106,47 @@ def c_transform(
     return out
 
 
-def _exact_nearest(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, scale: float, k: int
-) -> np.ndarray:
-    p = torch.as_tensor(prices, device=B.device, dtype=torch.float64)
-    Bd = B.double()
-    rows = max(1, _CHUNK // max(1, B.shape[0]))
-    out = []
-    for lo in range(0, A.shape[0], rows):
-        value = geometry.dense(A[lo : lo + rows].double(), Bd) / scale + p[None, :]
-        out.append(torch.topk(value, k, dim=1, largest=False).indices.cpu().numpy())
-    return np.concatenate(out).astype(np.int64)
+def best_points(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, *, scale: float, k: int,
+    search: PriceTree | None = None, order: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The ``k`` points of ``B`` of lowest ``c(x, y) / scale + p(y)`` for every point of ``A``, (n, k), best first.
+
+    By the price tree ``search`` over ``B`` (built with the same ``scale``; queries in ``order``)
+    where there is one, else by exact minima over all pairs.
+    """
+    if search is not None:
+        search.update(prices)
+        return search.best(A.double().cpu().numpy() / np.sqrt(scale), k, order=order)
+    shift = torch.as_tensor(prices * scale, device=B.device)
+    return geometry.cheapest(A, B, shift, k).cpu().numpy()
 
 
 def tightened_bound(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, dual: Dual, *, scale: float, tree: PriceTree | None = None
-) -> tuple[float, PriceTree]:
+) -> tuple[float, PriceTree | None]:
     """The lower bound of ``dual.u`` with the best prices for it, and the tree that found them.
 
     The prices ``q(y) = max_x u(x) - c(x, y) / scale`` keep ``(u, -q)`` dual feasible and are at
     most any prices that ``u`` is the c-transform of, so the bound is at least
     :func:`lower_bound`'s: where the auction's prices leave slack (a lattice, whose optimal
-    prices are far from unique), this proves in one query what more rounds of pricing would.
-    The squared Euclidean cost in low dimension only (see :func:`uses_price_tree`); ``tree``
-    (over ``A``) is reused from an earlier call.
+    prices are far from unique; high dimensions), this proves in one query what more rounds of
+    pricing would. The price tree over ``A`` answers where :func:`uses_price_tree` says so
+    (``tree`` is reused from an earlier call), exact minima over all pairs elsewhere.
     """
-    root = np.sqrt(scale)
-    b = B.double().cpu().numpy() / root
-    if tree is None:
-        tree = PriceTree(A.double().cpu().numpy() / root, -dual.u)
-        tree.queries = spatial_order(b)
-    tree.update(-dual.u)
-    best = tree.best(b, 1, order=tree.queries)[:, 0]
+    if uses_price_tree(geometry, A.shape[1]):
+        root = np.sqrt(scale)
+        b = B.double().cpu().numpy() / root
+        if tree is None:
+            tree = PriceTree(A.double().cpu().numpy() / root, -dual.u)
+            tree.queries = spatial_order(b)
+        tree.update(-dual.u)
+        best = tree.best(b, 1, order=tree.queries)[:, 0]
+    else:
+        from hiref.engine.geometry.costs import Transposed
+
+        shift = torch.as_tensor(-dual.u * scale, device=A.device)
+        best = Transposed(geometry).cheapest(B, A, shift, 1)[:, 0].cpu().numpy()
     j = torch.as_tensor(best, device=A.device)
     q = dual.u[best] - geometry.paired(A[j].double(), B.double()).cpu().numpy() / scale
     return lower_bound(dual, q, A.shape[0]), tree

@@ -43,12 +43,13 @@ def nearest(
         return np.empty((queries.shape[0], 0), dtype=np.int64)
     if points.shape[1] <= TREE_MAX_DIM:
         return nearest(cKDTree(points), queries, k)
-    P = torch.from_numpy(points)
-    pp = (P * P).sum(1)
+    centre = points.mean(0)  # centred, so that no large norms cancel
+    P = torch.from_numpy(points - centre)
+    pp = (P * P).sum(1)[None, :]
     rows = max(1, (1 << 24) // max(1, points.shape[0]))
     out = []
     for lo in range(0, queries.shape[0], rows):
-        Q = torch.from_numpy(queries[lo : lo + rows])
-        D = pp[None, :] - 2.0 * Q @ P.T
+        Q = torch.from_numpy(queries[lo : lo + rows] - centre)
+        D = torch.addmm(pp, Q, P.T, alpha=-2.0)  # |q - p|^2 - |q|^2: the same order along a row
         out.append(torch.topk(D, k, dim=1, largest=False).indices.numpy())
     return np.concatenate(out).astype(np.int64)

@@ -31,8 +31,9 @@ _DIRECT_MAX_DIM = 3
 #: of bids).
 _DIRECT_MAX_POINTS = 1 << 17
 _COARSE_STRIDE = 8
-#: Conjugate-gradient steps after the coarse guess.
-_SMOOTHING_STEPS = 100
+#: Conjugate-gradient steps after the coarse guess (planted pairs of 2**20 points: 30 steps instead
+#: of 100 save 2-3 s, and the finish from them reaches the optimum as fast).
+_SMOOTHING_STEPS = 30
 
 
 def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:

@@ -23,6 +23,9 @@ import torch
 
 from hiref.engine.reducer import LOCAL, Reducer
 
+#: Entries of one chunk of a cost matrix formed to find row minima (float64).
+_CHUNK = 1 << 23
+
 
 def masked_mean(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over axis 1 of ``points`` (B, W, d) counting only ``mask`` (B, W); returns (B, d)."""
@@ -100,6 +103,24 @@ class Cost(ABC):
     def paired(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """Cost of each row pair ``(X[i], Y[i])``, shape (n,)."""
         return self.dense(X[:, None, :], Y[:, None, :])[:, 0, 0]
+
+    def cheapest(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """The ``k`` points ``j`` of lowest ``c(X[i], Y[j]) + shift[j]`` for every ``i``, best first.
+
+        Exact minima over all pairs in float64, a chunk of rows at a time; (n, d), (m, d) and
+        (m,) give (n, k) indices into ``Y``.
+        """
+        Yd, shift = Y.double(), shift.double()
+        rows = max(1, _CHUNK // max(1, Y.shape[0]))
+        out = [
+            torch.topk(self._shifted(X[lo : lo + rows].double(), Yd, shift), k, dim=1, largest=False).indices
+            for lo in range(0, X.shape[0], rows)
+        ]
+        return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long, device=X.device)
+
+    def _shifted(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """``c(X[i], Y[j]) + shift[j]``, up to a term constant in each row (only its order matters)."""
+        return self.dense(X, Y) + shift[None, :]
 
     @abstractmethod
     def block_operator(
@@ -186,6 +207,13 @@ class SqEuclidean(Cost):
         """Cost of each row pair ``(X[i], Y[i])``, shape (n,)."""
         diff = X - Y
         return (diff * diff).sum(-1)
+
+    def _shifted(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        # |x|^2 is the same along a row: one fused product instead of a full cost matrix (centred,
+        # so that no large norms cancel)
+        centre = Y.mean(0)
+        Y = Y - centre
+        return torch.addmm((Y * Y).sum(1).add_(shift)[None, :], X - centre, Y.T, alpha=-2.0)
 
     def level_costs(
         self,
@@ -440,6 +468,9 @@ class Transposed(Cost):
     def paired(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """``c(Y[i], X[i])``, shape (n,)."""
         return self.base.paired(Y, X)
+
+    def _shifted(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return self.base._shifted(X, Y, shift) if self.symmetric else super()._shifted(X, Y, shift)
 
     def block_operator(
         self, X: torch.Tensor, Y: torch.Tensor, mask_x: torch.Tensor, mask_y: torch.Tensor, generator: torch.Generator
