@@ -73,3 +73,17 @@ def test_even_sample_spreads_the_cells():
     assert _gap_spread(U[_motion.even_sample(U, 500, rng)]) < _gap_spread(U[rng.choice(6000, 500, replace=False)])
     assert sorted(_motion.even_sample(U[:50], 80, rng)) == list(range(50))  # fewer cells than asked: all of them
     assert len(np.unique(_motion.even_sample(np.zeros((20, 2)), 5, rng))) == 5  # no spread: random cells
+
+
+def test_chamfer_scores_equal_the_direct_distances_far_from_the_origin():
+    rng = np.random.default_rng(8)
+    P = rng.uniform(-50, 50, (120, 2)) + 1e5  # Visium-like units far from 0: no digits lost
+    moved = rng.uniform(-50, 50, (7, 90, 2)) + 1e5
+    moved[0, :5] = P[:5]  # coincident cells score exactly 0, never below
+    De = rng.random((120, 90))
+    for expression in (None, De):
+        D = ((P[None, :, None, :] - moved[:, None, :, :]) ** 2).sum(-1)
+        if expression is not None:
+            D = D + expression[None]
+        direct = 0.5 * (D.min(2).mean(1) + D.min(1).mean(1))
+        np.testing.assert_allclose(_motion.chamfer_scores(P, moved, expression), direct, rtol=1e-9)

@@ -158,10 +158,15 @@ def chamfer_scores(P: np.ndarray, moved: np.ndarray, De: np.ndarray | None) -> n
     the other slice (coordinates plus expression), (n_candidates,).
     """
     out = np.empty(len(moved))
+    centre = P.mean(0)  # centred, so that the expansion below loses no digits to large coordinates
+    P = P - centre
+    pp = (P * P).sum(1)
     step = max(1, CHAMFER_BLOCK // max(1, P.shape[0] * moved.shape[1]))
     for start in range(0, len(moved), step):
-        block = moved[start : start + step]
-        D = ((P[None, :, None, :] - block[:, None, :, :]) ** 2).sum(-1)
+        block = moved[start : start + step] - centre
+        # |p - m|^2 = |p|^2 + |m|^2 - 2 p.m: a product instead of a (candidates, cells, cells, 2) temporary
+        D = pp[None, :, None] + (block * block).sum(-1)[:, None, :] - 2.0 * np.einsum("id,cjd->cij", P, block)
+        np.maximum(D, 0.0, out=D)  # rounding may leave coincident cells a hair below zero
         if De is not None:
             D += De[None]
         out[start : start + step] = 0.5 * (D.min(2).mean(1) + D.min(1).mean(1))
