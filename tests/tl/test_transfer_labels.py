@@ -29,24 +29,30 @@ def test_votes_weighed_by_hand():
     np.testing.assert_allclose(votes, [[w(0.9, 0.1), 1.0], [0.0, w(7.0, 1.0)]])
 
 
-def test_a_move_shorter_than_the_floor_is_dropped():
-    # A grid of spacing 1; the matching shifts every cell by 1.5 spacings, then by 3.
+def test_short_moves_are_dropped_and_long_ones_kept():
+    # A grid of spacing 1; the matching shifts every cell by 1.5, 2.5 and 3.5 spacings along x:
+    # dropped below 2, kept whole from 3, half of it at 2.5.
     g = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2)
     partner = np.arange(len(g))
-    for shift, moved in ((1.5, 0.0), (3.0, 1.0)):
-        at = mapped(g, g - [shift, 0.0], partner)  # partner minus itself: +shift along x
-        np.testing.assert_allclose(at - (g - [shift, 0.0]), np.tile([moved, 0.0], (len(g), 1)), atol=1e-12)
+    for shift, moved in ((1.5, 0.0), (2.5, 1.25), (3.5, 3.5)):
+        target = g - [shift, 0.0]  # partner minus itself: +shift along x
+        np.testing.assert_allclose(mapped(g, target, partner) - target, [[moved, 0.0]] * len(g), atol=1e-12)
+    # With coordinates first, only they move: the third column (expression) stays the cell's own.
+    source = np.column_stack([g, np.arange(len(g), dtype=float)])
+    target = np.column_stack([g - [3.5, 0.0], np.zeros(len(g))])
+    at = mapped(source, target, partner, n_space=2)
+    np.testing.assert_allclose(at[:, :2] - target[:, :2], [[3.5, 0.0]] * len(g), atol=1e-12)
+    np.testing.assert_array_equal(at[:, 2], 0.0)
 
 
-def _brute_force(R_source, R_target, partner, labels, k, n_smooth=32, floor=2.0, bandwidth=0.8):
+def _brute_force(R_source, R_target, partner, labels, k, n_smooth=32, floor=2.0, full=3.0, bandwidth=0.8):
     own = cdist(R_target, R_target)
     spacing = np.median(np.sort(cdist(R_source, R_source), 1)[:, 1])
     at = R_target.astype(float).copy()
     for i in range(len(R_target)):
         near = [j for j in np.argsort(own[i], kind="stable")[:n_smooth] if partner[j] >= 0]
         shift = np.mean([R_source[partner[j]] - R_target[j] for j in near], axis=0)
-        length = np.linalg.norm(shift)
-        at[i] += shift * max(0.0, 1.0 - floor * spacing / length) if length > 0 else 0.0
+        at[i] += shift * min(1.0, max(0.0, (np.linalg.norm(shift) / spacing - floor) / (full - floor)))
     out = []
     for i in range(len(R_target)):
         dist = np.linalg.norm(R_source - at[i], axis=1)

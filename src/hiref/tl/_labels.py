@@ -1,11 +1,12 @@
 """Carry a categorical annotation across an alignment by votes of the source cells where each cell lands.
 
 Every target cell is moved by the matching (:func:`mapped`: its partners' displacement,
-averaged over its 32 nearest target cells and shortened by two spacings, so that only a warp
-or a misplacement moves it; in a representation of coordinates and expression only the
-coordinates move, the expression stays the cell's own) and takes the label with most weight
-among the ``n_neighbors`` source cells nearest to where it lands, each weighted by a Gaussian
-of its distance there (standard deviation 0.8 spacing). Both steps are taken in the representation the alignment
+averaged over its 32 nearest target cells, dropped when shorter than two spacings and kept
+whole from three, so that only a warp or a misplacement moves it; in a representation of
+coordinates and expression only the coordinates move, the expression stays the cell's own)
+and takes the label with most weight among the ``n_neighbors`` source cells nearest to where
+it lands, each weighted by a Gaussian of its distance there (standard deviation 0.8
+spacing). Both steps are taken in the representation the alignment
 was computed on (rebuilt from its stored ``params``: the registered coordinates and, under
 ``use_rep="auto"``, the expression PCs with the weight the rule chose).
 
@@ -20,8 +21,10 @@ pairs (``hr.datasets.simulate_slices`` with a bend of 5 % and 10 % of the tissue
   space there, 0.011 on halves. Only the move is kept from the matching.
 - A move shorter than two spacings is noise of the grid or that artefact (averaged over 32
   cells: a median of one spacing, a 90th percentile of 1.8 and 2.1 on the left crop and on
-  halves); a warp is longer, and following it is what lifts the simulated pairs 0.05 and 0.13
-  above the nearest source cell at the cell's own place.
+  halves); a warp is longer (6-12 spacings on the simulated pairs), and following it whole is
+  what lifts the simulated pairs 0.065 and 0.14 above the nearest source cell at the cell's
+  own place, as far as the partners' own labels go (shortening every move by two spacings
+  instead kept only 0.05 and 0.13).
 - Four weighted votes instead of one: a cell whose nearest source cell sits alone across a
   label border is outvoted by the three next ones. Against the nearest source cell (seeds
   0-2): +0.007 to +0.011 on six of the nine DLPFC cases, +0.001 and +0.002 on two, equal on
@@ -57,8 +60,10 @@ N_NEIGHBORS = 4
 BANDWIDTH = 0.8
 #: Target cells the matching's displacement is averaged over (see :func:`mapped`).
 N_SMOOTH = 32
-#: Length, in spacings, taken off every averaged displacement (see :func:`mapped`).
+#: Averaged displacements shorter than this many spacings are dropped (see :func:`mapped`) ...
 SHIFT_FLOOR = 2.0
+#: ... and those longer than this kept whole; in between, a linear share of them.
+SHIFT_FULL = 3.0
 
 
 def _rebuild(
@@ -126,17 +131,19 @@ def mapped(
     n_space: int = 0,
     n_smooth: int = N_SMOOTH,
     floor: float = SHIFT_FLOOR,
+    full: float = SHIFT_FULL,
 ) -> np.ndarray:
-    """The target cells moved by the matching's smoothed displacement, less ``floor`` spacings.
+    """The target cells moved by the matching's smoothed displacement, where it is long enough to be real.
 
     Every matched target cell's displacement (its partner minus itself) is averaged over its
-    ``n_smooth`` nearest target cells (itself included, matched ones only) and shortened by
-    ``floor`` spacings (:func:`spacing`), down to nothing: shorter shifts come from the grid and
-    from the different densities or extents of the sections, longer ones from a warp or a
-    misplacement that the labels must follow. Where the first ``n_space`` columns are the
-    coordinates, only they move (shortened by ``floor`` spacings of the source's coordinates):
-    the other columns (expression) stay the cell's own, its identity to be matched; otherwise
-    every column moves.
+    ``n_smooth`` nearest target cells (itself included, matched ones only). An average shorter
+    than ``floor`` spacings (:func:`spacing`) is dropped, one longer than ``full`` spacings kept
+    whole, and in between the share ``(length - floor) / (full - floor)`` of it is kept: short
+    shifts come from the grid and from the different densities or extents of the sections,
+    long ones from a warp or a misplacement that the labels must follow. Where the first
+    ``n_space`` columns are the coordinates, only they move (lengths in spacings of the source's
+    coordinates): the other columns (expression) stay the cell's own, its identity to be
+    matched; otherwise every column moves.
 
     Parameters
     ----------
@@ -148,8 +155,9 @@ def mapped(
         Leading columns that are coordinates (0: none).
     n_smooth
         Target cells each displacement is averaged over.
-    floor
-        Spacings taken off the averaged displacement.
+    floor, full
+        Lengths, in spacings, below which an averaged displacement is dropped and above which
+        it is kept whole (``floor < full``).
 
     Returns
     -------
@@ -165,9 +173,9 @@ def mapped(
     smooth = (shift[near] * weight[..., None]).sum(1) / np.maximum(weight.sum(1), 1)[:, None]
     moved = slice(0, n_space or R_target.shape[1])
     smooth[:, moved.stop :] = 0.0
-    length = np.linalg.norm(smooth, axis=1)
-    cut = floor * spacing(np.ascontiguousarray(R_source[:, moved]))
-    keep = np.clip(1.0 - cut / np.maximum(length, np.finfo(float).tiny), 0.0, 1.0)
+    unit = spacing(np.ascontiguousarray(R_source[:, moved]))
+    length = np.linalg.norm(smooth, axis=1) / (unit if unit > 0 else 1.0)
+    keep = np.clip((length - floor) / (full - floor), 0.0, 1.0)
     return R_target + smooth * keep[:, None]
 
 
@@ -232,19 +240,19 @@ def transfer_labels(
     """Carry a categorical annotation from the source to every target cell by votes of its aligned neighbourhood.
 
     Unlike :func:`hiref.tl.transfer` (each cell takes its one partner's value), every target
-    cell is moved by the matching and takes the label with most weight among the
-    ``n_neighbors`` source cells nearest to where it lands, in the representation the alignment
-    was computed on. The move is the partners' displacement averaged over the cell's 32 nearest
-    target cells and shortened by two spacings: shorter shifts come from the grid and from the
-    different densities or extents of the sections (a one-to-one matching onto a crop moves
-    every cell the same way by more than a spacing), longer ones from a warp that the labels
-    must follow. Each vote weighs ``exp(-d^2 / (2 (0.8 s)^2))`` at distance ``d`` from the
+    cell is moved by the matching and takes the label with most weight among the ``n_neighbors``
+    source cells nearest to where it lands, in the representation the alignment was computed on.
+    The move is the partners' displacement averaged over the cell's 32 nearest target cells,
+    dropped below two spacings and kept whole from three: shorter shifts come from the grid and
+    from the different densities or extents of the sections (a one-to-one matching onto a crop
+    moves every cell the same way by about a spacing), longer ones from a warp that the labels
+    must follow. In a representation of coordinates and expression (``use_rep="auto"``) only the
+    coordinates move. Each vote weighs ``exp(-d^2 / (2 (0.8 s)^2))`` at distance ``d`` from the
     landing point, ``s`` the source's spacing (median distance to the nearest other cell). The
     result is not one-to-one: it is what to use for carrying annotations (cell types, layers,
     regions) across. On the 11 labelled cases of ``benchmarks/recipe.py`` (DLPFC both ways,
     crops, halves; MERFISH both ways) it is at least as right as the nearest source cell in
-    space on every case, and well above the partner's own label (see the module's notes and the
-    DLPFC tutorial).
+    space on every case (see the module's notes and the DLPFC tutorial).
 
     Parameters
     ----------
