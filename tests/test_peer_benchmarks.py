@@ -125,3 +125,22 @@ def test_scale_main_records_a_predicted_stop(scale, tmp_path, monkeypatch):
     assert saved["settings"]["limit_s"] == 100
     assert saved["settings"]["margin"] == 1.5
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_the_hour_wrapper_passes_flags_the_scripts_accept():
+    # benchmarks/peers_hour.sh runs both scripts in one hour; a renamed option would only fail an hour in.
+    import re
+    import shutil
+    import subprocess
+
+    wrapper = (BENCH / "peers_hour.sh").read_text()
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", str(BENCH / "peers_hour.sh")], check=True)
+    calls = re.findall(r"python (peers_\w+\.py)((?:[^\n]*\\\n)*[^\n]*)", wrapper)
+    assert sorted(script for script, _ in calls) == ["peers_real.py", "peers_scale.py"]
+    for script, arguments in calls:
+        source = (BENCH / script).read_text()
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", arguments))
+        assert flags, script
+        for flag in flags:
+            assert f'"{flag}"' in source, f"{script} has no option {flag}"

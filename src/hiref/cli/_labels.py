@@ -12,8 +12,9 @@ from ._transfer import _read_aligned
 _LABELS_EPILOG = """\
 Both inputs must be outputs of one `hiref align` run (aligned under --key).
 The output is TARGET with two new .obs columns: KEY_OBS (the annotation carried
-from SOURCE by votes of each cell's aligned neighbourhood; not one-to-one) and
-KEY_OBS_agreement (the share of votes for it), and their record in
+from SOURCE by weighted votes of the source cells where the alignment moves each
+cell; not one-to-one) and KEY_OBS_agreement (the share of the votes' weight for
+it), and their record in
 .uns[KEY_OBS]. --key-added renames them. Output is written atomically.
 
 example:
@@ -25,8 +26,8 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     labels = sub.add_parser(
         "labels",
         help="carry an .obs annotation from SOURCE to TARGET (hr.tl.transfer_labels)",
-        description="Carry a categorical .obs column from SOURCE to every cell of TARGET by votes of its aligned "
-        "neighbourhood (hr.tl.transfer_labels).",
+        description="Carry a categorical .obs column from SOURCE to every cell of TARGET by weighted votes of the "
+        "source cells where the alignment moves it (hr.tl.transfer_labels).",
         epilog=_LABELS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,7 +37,7 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     labels.add_argument("--out", required=True, metavar="PATH", help="where to write the labelled TARGET (required)")
     labels.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     labels.add_argument("--key", default=ALIGN_KEY, help=f"--key-added of `hiref align` (default: {ALIGN_KEY})")
-    labels.add_argument("--n-neighbors", type=int, default=8, metavar="K", help="votes of each kind (default: 8)")
+    labels.add_argument("--n-neighbors", type=int, default=4, metavar="K", help="source cells voting (default: 4)")
     labels.add_argument("--key-added", default=None, metavar="NAME", help="name of the column (default: KEY_OBS)")
 
 

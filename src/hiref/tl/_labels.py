@@ -1,28 +1,38 @@
-"""Carry a categorical annotation across an alignment by votes of each cell's aligned neighbourhood.
+"""Carry a categorical annotation across an alignment by votes of the source cells where each cell lands.
 
-A target cell's label is the majority of two sets of ``n_neighbors`` votes, both taken in the
-representation the alignment was computed on (rebuilt from its stored ``params``: the
-registered coordinates and, under ``use_rep="auto"``, the expression PCs with the weight the
-rule chose):
+Every target cell is moved by the matching (:func:`mapped`: its partners' displacement,
+averaged over its 32 nearest target cells, dropped when shorter than two spacings and kept
+whole from three, so that only a warp or a misplacement moves it; in a representation of
+coordinates and expression only the coordinates move, the expression stays the cell's own)
+and takes the label with most weight among the ``n_neighbors`` source cells nearest to where
+it lands, each weighted by a Gaussian of its distance there (standard deviation 0.8
+spacing). Both steps are taken in the representation the alignment
+was computed on (rebuilt from its stored ``params``: the registered coordinates and, under
+``use_rep="auto"``, the expression PCs with the weight the rule chose).
 
-- the labels of the ``n_neighbors`` source cells nearest to where the matching moves the cell
-  (:func:`mapped`: the displacement to the partners, averaged over the cell's 32 nearest target
-  cells and shortened by one spacing), not bound to be one-to-one;
-- the labels of the **partners** of the cell's ``n_neighbors`` nearest **target** cells, itself
-  included: what the one-to-one matching says about its neighbourhood.
+Why these choices, measured with ``benchmarks/recipe.py`` (the DLPFC pair both ways, its 70 %
+crops from three sides, half of its spots, the MERFISH pair both ways) and on simulated warped
+pairs (``hr.datasets.simulate_slices`` with a bend of 5 % and 10 % of the tissue):
 
-Either alone falls short somewhere: the nearest source cells without the move miss a warp
-(0.67 against 0.82 for the partners on a simulated warped pair), the partners alone carry the
-displacements that different cell densities force on a one-to-one matching. Measured with
-``benchmarks/recipe.py`` (the DLPFC pair both ways, its 70 % crops from three sides, half of its
-spots, the MERFISH pair both ways; seeds 0-2; the default recipe, then ``n_neighbors=8``): the
-votes score 0.857-0.910 on the DLPFC cases and 0.808-0.818 on MERFISH, between 0.007 below
-(one crop) and 0.035 above the partner's own label on DLPFC and 0.07-0.08 above it on MERFISH;
-against the nearest source cell in space, from 0.026 below (a crop) to 0.020 above on DLPFC,
-and 0.6 above on MERFISH, whose cell classes are mixed in space.
+- The partners' own labels, or votes of the partners of a cell's neighbours, carry the
+  displacements that a one-to-one matching must make where the sections differ in density or
+  extent: on a crop the partial matching moves every cell of the target by more than a spacing
+  the same way, and votes that include partners fell 0.026 below the nearest source cell in
+  space there, 0.011 on halves. Only the move is kept from the matching.
+- A move shorter than two spacings is noise of the grid or that artefact (averaged over 32
+  cells: a median of one spacing, a 90th percentile of 1.8 and 2.1 on the left crop and on
+  halves); a warp is longer (6-12 spacings on the simulated pairs), and following it whole is
+  what lifts the simulated pairs 0.065 and 0.14 above the nearest source cell at the cell's
+  own place, as far as the partners' own labels go (shortening every move by two spacings
+  instead kept only 0.05 and 0.13).
+- Four weighted votes instead of one: a cell whose nearest source cell sits alone across a
+  label border is outvoted by the three next ones. Against the nearest source cell (seeds
+  0-2): +0.007 to +0.011 on six of the nine DLPFC cases, +0.001 and +0.002 on two, equal on
+  the left crop (0.892); on MERFISH, in the alignment's position-and-expression space,
+  +0.02 to +0.03 over the nearest cell there. More votes blur thin layers.
 
-The share of the votes that went to the winner is stored as a per-cell agreement (1: all
-votes agree).
+The share of the weight that went to the winner is stored as a per-cell agreement (1: every
+vote agrees).
 """
 
 from __future__ import annotations
@@ -44,16 +54,30 @@ from hiref.get._matching import partners, stored, stored_params
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Votes of each kind per cell.
-N_NEIGHBORS = 8
+#: Source cells voting for each target cell.
+N_NEIGHBORS = 4
+#: Standard deviation of the Gaussian weight of a vote, in spacings (see :func:`spacing`).
+BANDWIDTH = 0.8
 #: Target cells the matching's displacement is averaged over (see :func:`mapped`).
 N_SMOOTH = 32
+#: Averaged displacements shorter than this many spacings are dropped (see :func:`mapped`) ...
+SHIFT_FLOOR = 2.0
+#: ... and those longer than this kept whole; in between, a linear share of them.
+SHIFT_FULL = 3.0
 
 
-def _rebuild(adata1: AnnData, adata2: AnnData, params: Mapping, use_rep: object) -> tuple[np.ndarray, np.ndarray, str]:
-    """Both objects' arrays in the alignment's representation (or ``use_rep``), and how they were made."""
-    from hiref._rep import representations
+def _rebuild(
+    adata1: AnnData, adata2: AnnData, params: Mapping, use_rep: object
+) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """Both objects' arrays in the alignment's representation (or ``use_rep``), and how they were made.
 
+    The last element is the number of leading columns that are coordinates: those of
+    ``spatial_key`` under ``"auto"``, or of a ``use_rep`` whose first key is the alignment's
+    ``spatial_key`` or ``"spatial"``; 0 when none is recognised.
+    """
+    from hiref._rep import parse_rep, representations
+
+    from ._align import DEFAULT_SPATIAL_KEY
     from ._auto import DEFAULT_N_PCS, auto_representation
 
     layer = params.get("layer") or None
@@ -84,21 +108,42 @@ def _rebuild(adata1: AnnData, adata2: AnnData, params: Mapping, use_rep: object)
                 adata1, adata2, spatial_key=spatial_key or None, layer=layer, n_pcs=n_pcs, random_state=seed,
                 device=None, weight=weight,
             )  # fmt: skip
-            return R1, R2, f"the alignment's use_rep='auto' (expression weight {weight:.3g})"
+            n_space = adata1.obsm[spatial_key].shape[1] if spatial_key else 0
+            return R1, R2, f"the alignment's use_rep='auto' (expression weight {weight:.3g})", n_space
     R1, R2, _, _ = representations(adata1, adata2, use_rep, layer=layer, n_pcs=n_pcs or DEFAULT_N_PCS,
                                    random_state=seed)  # fmt: skip
-    return R1, R2, f"use_rep={use_rep!r}"
+    first = next(iter(parse_rep(use_rep, allow_auto=False).weights))
+    coordinates = first in {params.get("spatial_key"), DEFAULT_SPATIAL_KEY} and first in adata1.obsm
+    return R1, R2, f"use_rep={use_rep!r}", np.shape(adata1.obsm[first])[1] if coordinates else 0
 
 
-def mapped(R_source: np.ndarray, R_target: np.ndarray, partner: np.ndarray, n_smooth: int = N_SMOOTH) -> np.ndarray:
-    """The target cells moved by the matching's smoothed displacement, less one spacing.
+def spacing(R: np.ndarray) -> float:
+    """The median distance from a cell of ``R`` (shape ``(n, d)``, n >= 2) to its nearest other cell."""
+    closest = nearest(R, R, 2)[:, 1]
+    return float(np.median(np.linalg.norm(R - R[closest], axis=1)))
+
+
+def mapped(
+    R_source: np.ndarray,
+    R_target: np.ndarray,
+    partner: np.ndarray,
+    *,
+    n_space: int = 0,
+    n_smooth: int = N_SMOOTH,
+    floor: float = SHIFT_FLOOR,
+    full: float = SHIFT_FULL,
+) -> np.ndarray:
+    """The target cells moved by the matching's smoothed displacement, where it is long enough to be real.
 
     Every matched target cell's displacement (its partner minus itself) is averaged over its
-    ``n_smooth`` nearest target cells (itself included, matched ones only) and shortened by
-    one spacing (the median distance from a source cell to its nearest other source cell),
-    down to nothing: shifts of less than a spacing come from the grid and from local
-    differences in density between the sections, larger ones from a warp or a misplacement
-    that a neighbourhood vote must follow.
+    ``n_smooth`` nearest target cells (itself included, matched ones only). An average shorter
+    than ``floor`` spacings (:func:`spacing`) is dropped, one longer than ``full`` spacings kept
+    whole, and in between the share ``(length - floor) / (full - floor)`` of it is kept: short
+    shifts come from the grid and from the different densities or extents of the sections,
+    long ones from a warp or a misplacement that the labels must follow. Where the first
+    ``n_space`` columns are the coordinates, only they move (lengths in spacings of the source's
+    coordinates): the other columns (expression) stay the cell's own, its identity to be
+    matched; otherwise every column moves.
 
     Parameters
     ----------
@@ -106,8 +151,13 @@ def mapped(R_source: np.ndarray, R_target: np.ndarray, partner: np.ndarray, n_sm
         The cells of both objects in one representation, shape ``(n, d)`` and ``(m, d)``.
     partner
         Position in the source of every target cell's partner (``-1``: none).
+    n_space
+        Leading columns that are coordinates (0: none).
     n_smooth
         Target cells each displacement is averaged over.
+    floor, full
+        Lengths, in spacings, below which an averaged displacement is dropped and above which
+        it is kept whole (``floor < full``).
 
     Returns
     -------
@@ -121,56 +171,59 @@ def mapped(R_source: np.ndarray, R_target: np.ndarray, partner: np.ndarray, n_sm
     near = nearest(R_target, R_target, n_smooth)
     weight = matched[near]
     smooth = (shift[near] * weight[..., None]).sum(1) / np.maximum(weight.sum(1), 1)[:, None]
-    closest = nearest(R_source, R_source, 2)[:, 1]
-    spacing = float(np.median(np.linalg.norm(R_source - R_source[closest], axis=1)))
-    length = np.linalg.norm(smooth, axis=1)
-    keep = np.clip(1.0 - spacing / np.maximum(length, np.finfo(float).tiny), 0.0, 1.0)
+    moved = slice(0, n_space or R_target.shape[1])
+    smooth[:, moved.stop :] = 0.0
+    unit = spacing(np.ascontiguousarray(R_source[:, moved]))
+    length = np.linalg.norm(smooth, axis=1) / (unit if unit > 0 else 1.0)
+    keep = np.clip((length - floor) / (full - floor), 0.0, 1.0)
     return R_target + smooth * keep[:, None]
 
 
-def neighbour_votes(
+def weighted_votes(
     R_source: np.ndarray,
-    R_target: np.ndarray,
-    partner: np.ndarray,
+    looked_up: np.ndarray,
     codes: np.ndarray,
     n_categories: int,
     n_neighbors: int,
     *,
-    looked_up: np.ndarray | None = None,
+    bandwidth: float = BANDWIDTH,
 ) -> np.ndarray:
-    """Votes per target cell and category: nearest source cells, and partners of nearest target cells.
+    """Weight of every category among the source cells nearest to each looked-up point.
 
     Parameters
     ----------
-    R_source, R_target, partner
-        As for :func:`mapped`.
+    R_source
+        The source cells, shape ``(n, d)``.
+    looked_up
+        Where each target cell's votes are looked for, shape ``(m, d)`` (:func:`mapped`).
     codes
         Category of every source cell (``-1``: missing, casts no vote).
     n_categories
         Number of categories.
     n_neighbors
-        Votes of each kind per cell (fewer where either object has fewer cells).
-    looked_up
-        Where each target cell's nearest source cells are looked for (default ``R_target``;
-        :func:`transfer_labels` passes :func:`mapped`).
+        Source cells voting for each point (fewer where the source has fewer cells).
+    bandwidth
+        Standard deviation of the Gaussian weight ``exp(-dist^2 / (2 (bandwidth * s)^2))`` of a
+        vote at distance ``dist``, in spacings ``s`` of the source (:func:`spacing`; the
+        weights are those of plain votes when the source has a single cell).
 
     Returns
     -------
-    Array ``(m, n_categories)`` of vote counts.
+    Array ``(m, n_categories)`` of summed weights.
     """
-    m = R_target.shape[0]
-    at = R_target if looked_up is None else looked_up
-    near_source = nearest(R_source, np.ascontiguousarray(at, dtype=R_source.dtype), n_neighbors)
-    near_target = nearest(R_target, R_target, n_neighbors)
-    k_source = near_source.shape[1]
-    via_partner = partner[near_target]
-    voters = np.concatenate([near_source, np.maximum(via_partner, 0)], 1)
+    m = looked_up.shape[0]
+    at = np.ascontiguousarray(looked_up, dtype=R_source.dtype)
+    voters = nearest(R_source, at, n_neighbors)
+    dist = np.linalg.norm(R_source[voters] - at[:, None, :], axis=2)
+    width = bandwidth * spacing(R_source) if R_source.shape[0] > 1 else 0.0
+    # Relative to the nearest voter (same shares, no underflow for a cell far from every source cell).
+    excess = dist**2 - dist[:, :1] ** 2
+    weight = np.exp(-0.5 * excess / width**2) if width > 0 else np.ones_like(dist)
     label = codes[voters]
     valid = label >= 0
-    valid[:, k_source:] &= via_partner >= 0
     cell = np.broadcast_to(np.arange(m)[:, None], voters.shape)
     flat = cell[valid] * n_categories + label[valid]
-    return np.bincount(flat, minlength=m * n_categories).reshape(m, n_categories).astype(np.float64)
+    return np.bincount(flat, weights=weight[valid], minlength=m * n_categories).reshape(m, n_categories)
 
 
 def transfer_labels(
@@ -187,16 +240,19 @@ def transfer_labels(
     """Carry a categorical annotation from the source to every target cell by votes of its aligned neighbourhood.
 
     Unlike :func:`hiref.tl.transfer` (each cell takes its one partner's value), every target
-    cell takes the majority of ``2 * n_neighbors`` votes in the representation the alignment
-    was computed on: the labels of its ``n_neighbors`` nearest source cells, and those of the
-    partners of its ``n_neighbors`` nearest target cells (itself included). The nearest source
-    cells are looked for where the matching moves the cell: its partners' displacement,
-    averaged over its 32 nearest target cells and shortened by one spacing (shifts below a
-    spacing come from the grid and from different cell densities, not from a warp). The result
-    is not one-to-one: it is what to use for carrying annotations (cell types, layers,
-    regions) across. On 11 labelled cases (DLPFC both ways, crops, halves; MERFISH both ways)
-    it scored from 0.007 below to 0.08 above the partner's own label (see
-    ``benchmarks/recipe.py`` and the DLPFC tutorial).
+    cell is moved by the matching and takes the label with most weight among the ``n_neighbors``
+    source cells nearest to where it lands, in the representation the alignment was computed on.
+    The move is the partners' displacement averaged over the cell's 32 nearest target cells,
+    dropped below two spacings and kept whole from three: shorter shifts come from the grid and
+    from the different densities or extents of the sections (a one-to-one matching onto a crop
+    moves every cell the same way by about a spacing), longer ones from a warp that the labels
+    must follow. In a representation of coordinates and expression (``use_rep="auto"``) only the
+    coordinates move. Each vote weighs ``exp(-d^2 / (2 (0.8 s)^2))`` at distance ``d`` from the
+    landing point, ``s`` the source's spacing (median distance to the nearest other cell). The
+    result is not one-to-one: it is what to use for carrying annotations (cell types, layers,
+    regions) across. On the 11 labelled cases of ``benchmarks/recipe.py`` (DLPFC both ways,
+    crops, halves; MERFISH both ways) it is at least as right as the nearest source cell in
+    space on every case (see the module's notes and the DLPFC tutorial).
 
     Parameters
     ----------
@@ -210,7 +266,7 @@ def transfer_labels(
     key
         The ``key_added`` of :func:`hiref.tl.align`.
     n_neighbors
-        Votes of each kind per cell.
+        Source cells voting for each target cell.
     use_rep
         The representation the neighbours are found in. ``None``: the alignment's own (its
         ``use_rep``, ``spatial_key``, ``layer`` and, for ``"auto"``, the expression weight it
@@ -229,11 +285,11 @@ def transfer_labels(
         The transferred label (categorical, the source's categories; missing where no vote
         was cast).
     ``.obs[f"{key_added}_agreement"]``
-        Share of the votes that went to it (0-1; NaN where none was cast). Low values mark
-        cells at label borders or where the two kinds of votes disagree.
+        Share of the votes' weight that went to it (0-1; NaN where none was cast). Low values
+        mark cells at label borders.
     ``.uns[key_added]``
         ``label`` (the source column), ``alignment`` (``key``), ``n_neighbors``,
-        ``representation`` and ``params``.
+        ``bandwidth`` and ``shift_floor`` (in spacings), ``representation`` and ``params``.
 
     Raises
     ------
@@ -276,17 +332,17 @@ def transfer_labels(
 
     source_first = stored(adata_source, key, "adata_source").get("role") != "target"
     pair = (adata_source, adata_target) if source_first else (adata_target, adata_source)
-    R1, R2, how = _rebuild(*pair, stored_params(adata_source, key, "adata_source"), use_rep)
+    R1, R2, how, n_space = _rebuild(*pair, stored_params(adata_source, key, "adata_source"), use_rep)
     R_source, R_target = (np.ascontiguousarray(R, dtype=np.float64) for R in ((R1, R2) if source_first else (R2, R1)))
 
     values = adata_source.obs[obs]
     categorical = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
     categories = categorical.cat.categories
     codes = categorical.cat.codes.to_numpy().astype(np.int64)
-    logger.info("transferring .obs[%r] to %d cells by %d + %d votes in %s", obs, adata_target.n_obs, n_neighbors,
+    logger.info("transferring .obs[%r] to %d cells by %d weighted votes in %s", obs, adata_target.n_obs,
                 n_neighbors, how)  # fmt: skip
-    votes = neighbour_votes(R_source, R_target, partner, codes, len(categories), n_neighbors,
-                            looked_up=mapped(R_source, R_target, partner))  # fmt: skip
+    looked_up = mapped(R_source, R_target, partner, n_space=n_space)
+    votes = weighted_votes(R_source, looked_up, codes, len(categories), n_neighbors)
     total = votes.sum(1)
     winner = votes.argmax(1)
     cast = total > 0
@@ -296,7 +352,8 @@ def transfer_labels(
 
     out = adata_target.copy() if copy else adata_target
     keys = LabelKeys(key_added)
-    record = {"label": obs, "alignment": key, "n_neighbors": n_neighbors, "representation": how}
+    record = {"label": obs, "alignment": key, "n_neighbors": n_neighbors, "bandwidth": BANDWIDTH,
+              "shift_floor": SHIFT_FLOOR, "representation": how}  # fmt: skip
     write(out, writes, record=record, params={"obs": obs, "key": key, "n_neighbors": n_neighbors,
                                               "use_rep": "alignment" if use_rep is None else use_rep},
           obs={keys.obs: pd.Series(label, index=out.obs_names), keys.agreement: agreement})  # fmt: skip
