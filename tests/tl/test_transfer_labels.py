@@ -67,7 +67,7 @@ def test_equals_brute_force_on_an_alignment_by_position(slices):
     a, b = slices
     b = b[: b.n_obs - 37].copy()  # the source is larger: every target cell has a partner, not every source cell
     hr.tl.align(a, b, use_rep="spatial", progress=False)
-    hr.tl.transfer_labels(a, b, "region", n_neighbors=5)
+    hr.tl.transfer_labels(a, b, "region", n_neighbors=5, expression_weight=0)
     partner = np.full(b.n_obs, -1)
     perm = hr.get.matching(a, b).perm
     partner[perm[perm >= 0]] = np.flatnonzero(perm >= 0)
@@ -146,6 +146,53 @@ def test_dlpfc_beats_the_partner_and_the_nearest_spot(dlpfc_aligned):
     assert right[agreement == 1].mean() > right[agreement < 0.75].mean() + 0.2
 
 
+def _scattered_types(seed: int, n: int = 700, n_genes: int = 30) -> ad.AnnData:
+    """Cells of three types strewn at random over a square, each type with its own genes (counts)."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n)
+    rates = np.full((3, n_genes), 2.0)
+    for k in range(3):
+        rates[k, 10 * k : 10 * k + 10] = 6.0
+    adata = ad.AnnData(X=rng.poisson(rates[kind]).astype(np.float32))
+    adata.obsm["spatial"] = rng.uniform(0, 30, (n, 2))
+    adata.obs["kind"] = pd.Categorical([f"type{k}" for k in kind])
+    return adata
+
+
+def test_expression_decides_where_position_says_nothing():
+    # Types strewn at random: the votes of neighbours are right a third of the time; expression
+    # tells the types apart, and the cross-validation on the source must give it the say.
+    a, b = _scattered_types(0), _scattered_types(1)
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    alone = hr.tl.transfer_labels(a, b, "kind", expression_weight=0, copy=True)
+    hr.tl.transfer_labels(a, b, "kind")
+    truth = b.obs["kind"].astype(str)
+    by_votes = (alone.obs["hiref_kind"].astype(str) == truth).mean()
+    carried = (b.obs["hiref_kind"].astype(str) == truth).mean()
+    record = b.uns["hiref_kind"]
+    assert by_votes < 0.5
+    assert carried > 0.9
+    assert record["expression_weight"] >= 0.4
+    assert record["expression"]["heldout_accuracy"].max() > record["expression"]["heldout_accuracy"][0] + 0.3
+
+
+def test_expression_without_signal_leaves_the_votes_their_say(slices):
+    # Genes that are noise, unrelated to the regions: whatever weight the cross-validation picks
+    # among near-equal candidates, the classifier's posterior is near its prior, so the labels
+    # stay those of the votes.
+    a, b = (x.copy() for x in slices)
+    rng = np.random.default_rng(3)
+    for x in (a, b):
+        x.X = rng.poisson(3.0, x.shape).astype(np.float32)
+    hr.tl.align(a, b, use_rep="spatial", progress=False)
+    alone = hr.tl.transfer_labels(a, b, "region", expression_weight=0, copy=True)
+    hr.tl.transfer_labels(a, b, "region")
+    truth = b.obs["region"].astype(str)
+    by_votes = (alone.obs["hiref_region"].astype(str) == truth).mean()
+    assert (b.obs["hiref_region"] == alone.obs["hiref_region"]).mean() > 0.98
+    assert (b.obs["hiref_region"].astype(str) == truth).mean() >= by_votes - 0.01
+
+
 def test_contract_refuses_user_columns_and_rewrites_its_own(slices):
     a, b = slices
     hr.tl.align(a, b, progress=False)
@@ -207,6 +254,10 @@ def test_stored_matching_falls_back_to_coordinates(slices):
         ({"obs": "region", "key": "other"}, KeyError, r"other"),
         ({"obs": "region", "key_added": ""}, TypeError, r"`key_added` must be a non-empty str"),
         ({"obs": "region", "copy": "yes"}, TypeError, r"`copy` must be True or False"),
+        ({"obs": "region", "expression_weight": "high"}, ValueError, r"`expression_weight` must be 'auto' or a"),
+        ({"obs": "region", "expression_weight": -0.1}, ValueError, r"`expression_weight` must be 'auto' or a"),
+        ({"obs": "region", "expression_weight": True}, ValueError, r"`expression_weight` must be 'auto' or a"),
+        ({"obs": "region", "expression_weight": float("nan")}, ValueError, r"`expression_weight`"),
     ],
 )
 def test_bad_arguments_name_themselves(slices, kwargs, error, match):

@@ -157,19 +157,21 @@ def chamfer_scores(P: np.ndarray, moved: np.ndarray, De: np.ndarray | None) -> n
     For each candidate, the mean over both slices of every cell's smallest squared distance to
     the other slice (coordinates plus expression), (n_candidates,).
     """
+    import torch
+
     out = np.empty(len(moved))
-    centre = P.mean(0)  # centred, so that the expansion below loses no digits to large coordinates
-    P = P - centre
-    pp = (P * P).sum(1)
+    centre = P.mean(0)
+    ref = torch.from_numpy(np.ascontiguousarray(P - centre, dtype=np.float64))
+    extra = None if De is None else torch.from_numpy(np.ascontiguousarray(De, dtype=np.float64))
     step = max(1, CHAMFER_BLOCK // max(1, P.shape[0] * moved.shape[1]))
     for start in range(0, len(moved), step):
-        block = moved[start : start + step] - centre
-        # |p - m|^2 = |p|^2 + |m|^2 - 2 p.m: a product instead of a (candidates, cells, cells, 2) temporary
-        D = pp[None, :, None] + (block * block).sum(-1)[:, None, :] - 2.0 * np.einsum("id,cjd->cij", P, block)
-        np.maximum(D, 0.0, out=D)  # rounding may leave coincident cells a hair below zero
-        if De is not None:
-            D += De[None]
-        out[start : start + step] = 0.5 * (D.min(2).mean(1) + D.min(1).mean(1))
+        block = torch.from_numpy(np.ascontiguousarray(moved[start : start + step] - centre, dtype=np.float64))
+        # Differences, not the |p|^2 + |m|^2 - 2 p.m expansion: no digits lost far from the origin.
+        # Torch's batched kernel: a tenth of the time of numpy's temporaries on 2 cores.
+        D = torch.cdist(ref.expand(len(block), -1, -1), block, compute_mode="donot_use_mm_for_euclid_dist").square_()
+        if extra is not None:
+            D += extra
+        out[start : start + step] = (0.5 * (D.amin(2).mean(1) + D.amin(1).mean(1))).numpy()
     return out
 
 

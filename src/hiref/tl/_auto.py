@@ -158,6 +158,44 @@ def project(X: Rows, W: np.ndarray, mean: np.ndarray, chunk: int | None = None) 
     return out
 
 
+#: PCs of :func:`joint_pcs` (the doubt summary's and the label transfer's expression).
+JOINT_N_PCS = 20
+
+
+def joint_pcs(
+    adata1: AnnData, adata2: AnnData, *, layer: str | None, seed: int, n_pcs: int = JOINT_N_PCS
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both objects' leading PCs of their preprocessed shared genes (fitted on at most 2,000 cells).
+
+    Parameters
+    ----------
+    adata1, adata2
+        The two objects.
+    layer
+        ``.layers`` key of the expression (``None``: ``.X``).
+    seed
+        Seed of the fitted cells and of the randomized SVD.
+    n_pcs
+        PCs wanted (fewer where the genes or cells are fewer).
+
+    Returns
+    -------
+    The PCs of ``adata1`` and of ``adata2`` (float64), or None with fewer than ``MIN_GENES``
+    shared genes (or no expression to read).
+    """
+    from hiref._rep import JointRows
+
+    try:
+        X = JointRows(adata1, adata2, layer=layer)
+    except (KeyError, ValueError):
+        return None
+    if X.shape[1] < MIN_GENES:
+        return None
+    W, mean, _ = fit_pca(X, MAX_CELLS, n_pcs, seed)
+    E = project(X, W, mean).astype(np.float64)
+    return E[: adata1.n_obs], E[adata1.n_obs :]
+
+
 def _heldout_error(T1: np.ndarray, T2: np.ndarray, partner_of_2: np.ndarray, scored: np.ndarray) -> float:
     ok = (partner_of_2 >= 0) & scored
     return float(((T2[ok] - T1[partner_of_2[ok]]) ** 2).sum(1).mean())
@@ -327,6 +365,8 @@ def _expression(
     from hiref._rep import representations
 
     n1 = adata1.n_obs
+    if weight <= 0:  # expression has no say: no PCA to compute (a third of a second on 7,000 spots)
+        return np.zeros((X.shape[0], 0), np.float32), {"n_pcs_kept": 0, "n_pcs": 0, "dropped_share": 0.0}, {}, None
     if "X_pca" in adata1.obsm and "X_pca" in adata2.obsm:
         E1, E2, _, _ = representations(adata1, adata2, "X_pca", layer=None, n_pcs=DEFAULT_N_PCS, random_state=0)
         E = np.concatenate([E1, E2])

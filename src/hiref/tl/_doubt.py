@@ -27,6 +27,8 @@ import numpy as np
 
 from hiref._logging import logger
 
+from ._auto import joint_pcs
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -34,29 +36,6 @@ if TYPE_CHECKING:
 DOUBTFUL_SIMILARITY = 0.25
 #: A cell's spatial confidence below this counts towards ``low_confidence_share``.
 LOW_CONFIDENCE = 0.5
-#: PCs of the expression compared.
-N_PCS = 20
-#: Cells the PCA is fitted on.
-N_FIT = 2000
-#: Fewest shared genes for a verdict.
-MIN_GENES = 10
-
-
-def _expression(adata1: AnnData, adata2: AnnData, layer: str | None, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Both objects' leading PCs of the preprocessed shared genes, or None without enough genes."""
-    from hiref._rep import JointRows
-
-    from ._auto import fit_pca, project
-
-    try:
-        X = JointRows(adata1, adata2, layer=layer)
-    except (KeyError, ValueError):
-        return None
-    if X.shape[1] < MIN_GENES:
-        return None
-    W, mean, _ = fit_pca(X, N_FIT, N_PCS, seed)
-    E = project(X, W, mean).astype(np.float64)
-    return E[: adata1.n_obs], E[adata1.n_obs :]
 
 
 def _gain(E: np.ndarray, F: np.ndarray, chance: float) -> float:
@@ -117,7 +96,7 @@ def doubt_summary(
     conf = np.concatenate([np.asarray(c, dtype=float) for c in confidences])
     conf = conf[np.isfinite(conf)]
     low = float((conf < LOW_CONFIDENCE).mean()) if conf.size else float("nan")
-    E = _expression(adata1, adata2, layer, seed)
+    E = joint_pcs(adata1, adata2, layer=layer, seed=seed)
     similarity = float("nan") if E is None else partner_similarity(E[0], E[1], partner_of_2, nearest_in_2)
     if not np.isfinite(similarity):
         verdict = "not judged"
