@@ -40,6 +40,17 @@ def test_writes_what_the_api_computes(aligned, capsys):
     assert f"{(b.obs['hiref_region_agreement'] == 1).mean():.0%}" in printed
 
 
+def test_expression_weight_is_passed_on(aligned):
+    out = aligned / "L.h5ad"
+    assert main(["labels", str(aligned / "A.h5ad"), str(aligned / "B.h5ad"), "--obs", "region", "--out", str(out),
+                 "--expression-weight", "0"]) == 0  # fmt: skip
+    got = ad.read_h5ad(out)
+    a, b = ad.read_h5ad(aligned / "A.h5ad"), ad.read_h5ad(aligned / "B.h5ad")
+    hr.tl.transfer_labels(a, b, "region", expression_weight=0)
+    pd.testing.assert_series_equal(got.obs["hiref_region"], b.obs["hiref_region"])
+    assert got.uns["hiref_region"]["expression_weight"] == 0
+
+
 def test_key_added_renames(aligned):
     out = aligned / "L.h5ad"
     assert main(["labels", str(aligned / "A.h5ad"), str(aligned / "B.h5ad"), "--obs", "region", "--out", str(out),
@@ -55,6 +66,7 @@ def test_key_added_renames(aligned):
         (["--obs", "nope"], r"`obs`='nope' is not a column of adata_source\.obs .*\(adata_source = .*A\.h5ad\)"),
         (["--obs", "region", "--key", "other"], r"has no alignment under key 'other'"),
         (["--obs", "region", "--n-neighbors", "0"], r"`n_neighbors`"),
+        (["--obs", "region", "--expression-weight", "-1"], r"`expression_weight` must be 'auto' or a finite"),
     ],
 )
 def test_errors_exit_2_and_write_nothing(aligned, capsys, extra, message):

@@ -13,13 +13,25 @@ _LABELS_EPILOG = """\
 Both inputs must be outputs of one `hiref align` run (aligned under --key).
 The output is TARGET with two new .obs columns: KEY_OBS (the annotation carried
 from SOURCE by weighted votes of the source cells where the alignment moves each
-cell; not one-to-one) and KEY_OBS_agreement (the share of the votes' weight for
-it), and their record in
+cell, with the expression evidence of a classifier of SOURCE's labels; not
+one-to-one) and KEY_OBS_agreement (the share of the votes' weight for it), and
+their record in
 .uns[KEY_OBS]. --key-added renames them. Output is written atomically.
 
 example:
   hiref labels a_aligned.h5ad b_aligned.h5ad --obs cell_type --out b_labelled.h5ad
 """
+
+
+def _weight(text: str) -> float | str:
+    """``--expression-weight``: 'auto' or a number (its range is checked by the API)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"expected 'auto' or a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _add_labels(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +50,11 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     labels.add_argument("--overwrite", action="store_true", help="replace an existing output file (never an input)")
     labels.add_argument("--key", default=ALIGN_KEY, help=f"--key-added of `hiref align` (default: {ALIGN_KEY})")
     labels.add_argument("--n-neighbors", type=int, default=4, metavar="K", help="source cells voting (default: 4)")
+    labels.add_argument(
+        "--expression-weight", type=_weight, default="auto", metavar="W",
+        help="weight of the expression evidence against the votes, a number >= 0 or 'auto' (default: auto, "
+        "chosen by cross-validation on SOURCE's labels; 0: votes alone)",
+    )  # fmt: skip
     labels.add_argument("--key-added", default=None, metavar="NAME", help="name of the column (default: KEY_OBS)")
 
 
@@ -47,7 +64,8 @@ def _run_labels(args: argparse.Namespace) -> int:
 
     inputs, output, source, target = _read_aligned(args)
     try:
-        transfer_labels(source, target, args.obs, key=args.key, n_neighbors=args.n_neighbors, key_added=args.key_added)
+        transfer_labels(source, target, args.obs, key=args.key, n_neighbors=args.n_neighbors,
+                        expression_weight=args.expression_weight, key_added=args.key_added)  # fmt: skip
     except (KeyError, ValueError, TypeError) as err:
         raise _api_error(err, {"adata_source": inputs[0], "adata_target": inputs[1]}) from err
     _write([(target, output)], overwrite=args.overwrite)

@@ -187,6 +187,7 @@ def weighted_votes(
     n_neighbors: int,
     *,
     bandwidth: float = BANDWIDTH,
+    unit: float | None = None,
 ) -> np.ndarray:
     """Weight of every category among the source cells nearest to each looked-up point.
 
@@ -206,6 +207,8 @@ def weighted_votes(
         Standard deviation of the Gaussian weight ``exp(-dist^2 / (2 (bandwidth * s)^2))`` of a
         vote at distance ``dist``, in spacings ``s`` of the source (:func:`spacing`; the
         weights are those of plain votes when the source has a single cell).
+    unit
+        The spacing ``s``, if already known (``None``: computed).
 
     Returns
     -------
@@ -215,7 +218,9 @@ def weighted_votes(
     at = np.ascontiguousarray(looked_up, dtype=R_source.dtype)
     voters = nearest(R_source, at, n_neighbors)
     dist = np.linalg.norm(R_source[voters] - at[:, None, :], axis=2)
-    width = bandwidth * spacing(R_source) if R_source.shape[0] > 1 else 0.0
+    if unit is None:
+        unit = spacing(R_source) if R_source.shape[0] > 1 else 0.0
+    width = bandwidth * unit
     # Relative to the nearest voter (same shares, no underflow for a cell far from every source cell).
     excess = dist**2 - dist[:, :1] ** 2
     weight = np.exp(-0.5 * excess / width**2) if width > 0 else np.ones_like(dist)
@@ -243,11 +248,16 @@ def _expression_evidence(
     votes: np.ndarray,
     *,
     n_neighbors: int,
+    unit: float,
     weight: float | str,
     layer: str | None,
     seed: int,
 ) -> tuple[np.ndarray, float, dict]:
-    """The scores whose largest entry is each cell's label, the expression weight used, and how it was chosen."""
+    """The scores whose largest entry is each cell's label, the expression weight used, and how it was chosen.
+
+    The held-out votes of the cross-validation use the whole source's spacing ``unit`` (the
+    folds' voters are a little sparser; computing theirs costs a neighbour search per fold).
+    """
     from ._auto import joint_pcs
     from ._label_model import WEIGHTS, can_classify, choose_weight, combined, label_log_proba
 
@@ -262,7 +272,12 @@ def _expression_evidence(
     n = votes.shape[1]
     if weight == "auto":
         weight, accuracy = choose_weight(
-            R_source, E_source, codes, n, lambda R, at, c: weighted_votes(R, at, c, n, n_neighbors), seed=seed
+            R_source,
+            E_source,
+            codes,
+            n,
+            lambda R, at, c: weighted_votes(R, at, c, n, n_neighbors, unit=unit),
+            seed=seed,
         )
         record = {"rule": "5-fold cross-validation on the source's labels", "candidates": np.asarray(WEIGHTS),
                   "heldout_accuracy": np.asarray(accuracy)}  # fmt: skip
@@ -406,10 +421,11 @@ def transfer_labels(
     logger.info("transferring .obs[%r] to %d cells by %d weighted votes in %s", obs, adata_target.n_obs,
                 n_neighbors, how)  # fmt: skip
     looked_up = mapped(R_source, R_target, partner, n_space=n_space)
-    votes = weighted_votes(R_source, looked_up, codes, len(categories), n_neighbors)
+    unit = spacing(R_source) if R_source.shape[0] > 1 else 0.0
+    votes = weighted_votes(R_source, looked_up, codes, len(categories), n_neighbors, unit=unit)
     scores, weight, expression = _expression_evidence(
-        adata_source, adata_target, R_source, codes, votes, n_neighbors=n_neighbors, weight=expression_weight,
-        layer=params.get("layer") or None, seed=int(params.get("random_state", 0)),
+        adata_source, adata_target, R_source, codes, votes, n_neighbors=n_neighbors, unit=unit,
+        weight=expression_weight, layer=params.get("layer") or None, seed=int(params.get("random_state", 0)),
     )  # fmt: skip
     total = votes.sum(1)
     winner = scores.argmax(1)
