@@ -38,6 +38,7 @@ def test_writes_what_the_api_computes(aligned, capsys):
                                      "hiref_region_agreement"]  # fmt: skip
     printed = capsys.readouterr().out
     assert f"{(b.obs['hiref_region_agreement'] == 1).mean():.0%}" in printed
+    assert f"expression weight {b.uns['hiref_region']['expression_weight']:g} (5-fold cross-validation" in printed
 
 
 def test_expression_weight_is_passed_on(aligned):

@@ -13,10 +13,10 @@ _LABELS_EPILOG = """\
 Both inputs must be outputs of one `hiref align` run (aligned under --key).
 The output is TARGET with two new .obs columns: KEY_OBS (the annotation carried
 from SOURCE by weighted votes of the source cells where the alignment moves each
-cell, with the expression evidence of a classifier of SOURCE's labels; not
+cell, with the evidence of a classifier of SOURCE's labels from expression; not
 one-to-one) and KEY_OBS_agreement (the share of the votes' weight for it), and
-their record in
-.uns[KEY_OBS]. --key-added renames them. Output is written atomically.
+their record in .uns[KEY_OBS]. --key-added renames them. Output is written
+atomically.
 
 example:
   hiref labels a_aligned.h5ad b_aligned.h5ad --obs cell_type --out b_labelled.h5ad
@@ -73,5 +73,7 @@ def _run_labels(args: argparse.Namespace) -> int:
     agreement = target.obs[keys.agreement]
     print(f"hiref labels: .obs[{args.obs!r}] of {inputs[0]} carried to the {target.n_obs} cells of {inputs[1]}")
     print(f"  .obs[{keys.obs!r}]; median agreement {agreement.median():.2f}, unanimous {(agreement == 1).mean():.0%}")
+    record = target.uns[keys.uns]
+    print(f"  expression weight {record['expression_weight']:g} ({record['expression']['rule']})")
     print(f"  wrote {output}")
     return 0
