@@ -334,6 +334,7 @@ def finish_matching(
         perm, bound = finish.perm, finish.lower_bound
         costs += finish.costs
         timings["polish"] = time.perf_counter() - t0
+        timings.update({f"polish_{stage}": t for stage, t in finish.timings.items()})
     elif B.shape[0] <= AUTO_POLISH_MAX:  # beyond, the bound alone would cost more than the levels
         bound = certify(geometry, A, B, perm, Aw=Aw, Bw=Bw, bound_budget=budget)
         if bound is not None:

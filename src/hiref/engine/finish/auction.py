@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hiref.engine._assign import assign_many
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -249,7 +251,7 @@ def auction_cpu(
 
 def auction_torch(
     cols: torch.Tensor, costs: torch.Tensor, m: int, mate: torch.Tensor, prices: torch.Tensor, eps: list[float],
-    *, check_every: int = 16,
+    *, check_every: int = 16, stop_below: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Epsilon-scaling auction in batched tensor steps (Jacobi bidding), on the tensors' device.
 
@@ -266,56 +268,86 @@ def auction_torch(
     eps
         The phases' ``eps``, decreasing.
     check_every
-        Bidding rounds between two checks for free rows (the only host synchronisations).
+        Bidding rounds between two looks at which rows are free (the only host synchronisations).
+    stop_below
+        Return as soon as a look finds fewer free rows than this (0: only when none is left),
+        with those rows still free: the caller finishes the phase another way. Only with one ``eps``.
 
     Returns
     -------
-    The object of every row and the prices.
+    The object of every row (``-1`` where still free) and the prices.
+
+    Notes
+    -----
+    Every ``check_every`` rounds, the rows free at that moment are gathered; only they bid in
+    the rounds that follow (a row outbid meanwhile waits for the next look). Any set of free
+    rows may bid in a Jacobi auction, and the tail of a phase, where few rows are free, then
+    costs work in proportion to those rows, not to the whole graph. Within the rounds, no
+    tensor's size depends on the data: rows that do not bid scatter into one spare slot at the
+    end of each array (index ``n`` or ``m``), so a round issues no host synchronisation.
     """
-    n = cols.shape[0]
+    if stop_below and len(eps) > 1:
+        msg = f"stop_below needs a single eps, got {len(eps)}"
+        raise ValueError(msg)
+    n, width = cols.shape
     device = cols.device
-    mate, prices = mate.clone(), prices.clone().to(costs.dtype)
+    spare_row, spare_object = n, m
+    # one spare slot at the end of every array
+    mate = torch.cat([mate.clone(), mate.new_full((1,), -1)])
+    prices = torch.cat([prices.clone().to(costs.dtype), prices.new_zeros(1, dtype=costs.dtype)])
     rows = torch.arange(n, device=device)
     finite = torch.isfinite(costs)
     spread = (costs[finite].max() - costs[finite].min()) if bool(finite.any()) else costs.new_zeros(())
-    k_best = min(2, cols.shape[1])
+    k_best = min(2, width)
     for e in eps:
         # Release the rows that no longer meet e-slackness (and their objects).
         value = costs + prices[cols]
         best = value.min(1).values
-        held = mate >= 0
-        current = torch.where(held, value.gather(1, torch.where(held, _arc_of(cols, mate), 0)[:, None])[:, 0], best)
-        mate = torch.where(held & (current <= best + e), mate, -1)
-        owner = torch.full((m,), -1, dtype=torch.long, device=device)
-        kept = mate >= 0
-        owner[mate[kept]] = rows[kept]
+        held = mate[:n] >= 0
+        current = torch.where(held, value.gather(1, torch.where(held, _arc_of(cols, mate[:n]), 0)[:, None])[:, 0], best)
+        mate[:n] = torch.where(held & (current <= best + e), mate[:n], -1)
+        owner = torch.full((m + 1,), -1, dtype=torch.long, device=device)
+        kept = mate[:n] >= 0
+        owner.scatter_(0, torch.where(kept, mate[:n], spare_object), rows)
+        owner[spare_object] = -1
         while True:
-            for _ in range(check_every):
-                free = mate < 0
-                value = costs + prices[cols]
-                top = torch.topk(value, k_best, dim=1, largest=False)
-                first = top.values[:, 0]
-                second = top.values[:, 1] if k_best > 1 else first + spread + e
-                second = torch.where(torch.isfinite(second), second, first + spread + e)
-                target = cols.gather(1, top.indices[:, :1])[:, 0]
-                raise_by = torch.where(free, second - first + e, torch.zeros_like(first))
-                # The highest bid on each object wins; its bidder takes it, the previous holder is freed.
-                offer = torch.full((m,), -1.0, dtype=costs.dtype, device=device)
-                offer.scatter_reduce_(0, target[free], raise_by[free], reduce="amax")
-                wins = free & (raise_by == offer[target]) & (offer[target] >= 0)
-                # Ties on one object: the lowest row wins.
-                winner = torch.full((m,), n, dtype=torch.long, device=device)
-                winner.scatter_reduce_(0, target[wins], rows[wins], reduce="amin")
-                wins &= winner[target] == rows
-                won = target[wins]
-                losers = owner[won]
-                mate[losers[losers >= 0]] = -1
-                owner[won] = rows[wins]
-                mate[wins] = won
-                prices[won] += raise_by[wins]
-            if not bool((mate < 0).any()):
+            bidders = torch.nonzero(mate[:n] < 0)[:, 0]  # the look (a synchronisation)
+            if bidders.shape[0] == 0 or bidders.shape[0] < stop_below:
                 break
-    return mate, prices
+            b_cols, b_costs = cols[bidders], costs[bidders]
+            for _ in range(check_every):
+                _bid_round(b_cols, b_costs, bidders, mate, owner, prices, e, spread, k_best, spare_row, spare_object)
+    return mate[:n], prices[:m]
+
+
+def _bid_round(
+    cols: torch.Tensor, costs: torch.Tensor, bidders: torch.Tensor, mate: torch.Tensor, owner: torch.Tensor,
+    prices: torch.Tensor, e: float, spread: torch.Tensor, k_best: int, spare_row: int, spare_object: int,
+) -> None:  # fmt: skip
+    """One Jacobi round in place: every free row of ``bidders`` bids; the best bid per object wins."""
+    free = mate[bidders] < 0
+    value = costs + prices[cols]
+    top = torch.topk(value, k_best, dim=1, largest=False)
+    first = top.values[:, 0]
+    second = top.values[:, 1] if k_best > 1 else first + spread + e
+    second = torch.where(torch.isfinite(second), second, first + spread + e)
+    target = cols.gather(1, top.indices[:, :1])[:, 0]
+    raise_by = torch.where(free, second - first + e, -1.0)
+    # The highest bid on each object wins; ties go to the lowest row.
+    offer = torch.full_like(prices, -1.0)
+    offer.scatter_reduce_(0, target, raise_by, reduce="amax")
+    wins = free & (raise_by == offer[target])
+    winner = torch.full((prices.shape[0],), spare_row, dtype=torch.long, device=prices.device)
+    winner.scatter_reduce_(0, target, torch.where(wins, bidders, spare_row), reduce="amin")
+    wins &= winner[target] == bidders
+    # The winner takes the object, its previous holder is freed, the price rises by the bid.
+    won = torch.where(wins, target, spare_object)
+    losers = owner[won]
+    mate.scatter_(0, torch.where(wins & (losers >= 0), losers, spare_row), -1)
+    owner.scatter_(0, won, bidders)
+    mate.scatter_(0, torch.where(wins, bidders, spare_row), target)
+    prices.index_add_(0, won, torch.where(wins, raise_by, 0.0))
+    mate[spare_row], owner[spare_object], prices[spare_object] = -1, -1, 0.0
 
 
 def _arc_of(cols: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
@@ -355,3 +387,14 @@ def assign_batched(costs: torch.Tensor, *, rel_eps: float = 1e-9) -> torch.Tenso
         cols, C.reshape(n_b * t, t), n_b * t, start, C.new_zeros(n_b * t), epsilons(0.2, rel_eps, 6.0),
     )  # fmt: skip
     return (mate.reshape(n_b, t) - offsets[:, :, 0])[:, :s]
+
+
+def assign_stack(costs: torch.Tensor) -> torch.Tensor:
+    """Optimal assignment of every problem of a stack (B, s, t), ``s <= t``, on the costs' device.
+
+    scipy's solver, problem by problem, on the CPU; one batched auction (:func:`assign_batched`)
+    elsewhere, with no host round trip. Returns (B, s) int64 columns on the costs' device.
+    """
+    if costs.device.type == "cpu":
+        return torch.as_tensor(assign_many(costs.numpy()), dtype=torch.long)
+    return assign_batched(costs)

@@ -9,8 +9,9 @@ the dual asks ``-p <= 0``: prices are taken relative to their minimum, which add
 matching's cost on its graph, so it proves the matching optimal up to that.
 
 For the squared Euclidean cost in low dimensions, a branch-and-bound search on a k-d tree whose
-nodes know their lowest price answers it exactly (:mod:`.pricetree`); elsewhere it takes exact
-minima over all pairs, a chunk of rows at a time.
+nodes know their lowest price answers it exactly: compiled on the CPU (:mod:`.pricetree`), in
+batched tensor steps on other devices (:mod:`.batched_search`, no host round trip). Elsewhere it
+takes exact minima over all pairs, a chunk of rows at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hiref.engine.finish import batched_search
+from hiref.engine.finish.batched_search import BatchedPriceSearch
 from hiref.engine.finish.neighbours import spatial_order
 from hiref.engine.finish.pricetree import PriceTree
 
@@ -48,7 +51,26 @@ class Dual:
 
     u: np.ndarray
     best: np.ndarray
-    search: PriceTree | None = None
+    search: PriceTree | BatchedPriceSearch | None = None
+
+
+def price_search(
+    points: torch.Tensor, prices: np.ndarray, *, scale: float
+) -> PriceTree | BatchedPriceSearch:  # fmt: skip
+    """The exact search of lowest ``c(x, y) / scale + p(y)`` over ``points`` for the squared Euclidean cost.
+
+    On the points' device: the compiled price tree on the CPU, batched tensor steps elsewhere.
+    """
+    if batched_search.on_device(points.device):
+        return BatchedPriceSearch(points.double() / np.sqrt(scale), prices)
+    return PriceTree(points.double().cpu().numpy() / np.sqrt(scale), prices)
+
+
+def _queries(search: PriceTree | BatchedPriceSearch, points: torch.Tensor, scale: float):
+    """Query points for ``search``, in its units (kept on the device for the batched search)."""
+    if isinstance(search, BatchedPriceSearch):
+        return points.double() / np.sqrt(scale)
+    return points.double().cpu().numpy() / np.sqrt(scale)
 
 
 def transform_feasible(geometry: Cost, d: int, n: int, m: int, budget: float) -> bool:
@@ -91,8 +113,9 @@ def c_transform(
     search = previous.search if previous is not None else None
     if uses_price_tree(geometry, A.shape[1]):
         if search is None:
-            search = PriceTree(B.double().cpu().numpy() / np.sqrt(scale), prices)
-        if rows is None and search.queries is None:  # the same queries come back: order them once
+            search = price_search(B, prices, scale=scale)
+        if rows is None and search.queries is None and isinstance(search, PriceTree):
+            # the same queries come back: order them once
             search.queries = spatial_order(A.double().cpu().numpy())
     order = search.queries if rows is None and search is not None else None
     best = best_points(geometry, A_rows, B, prices, scale=scale, k=k, search=search, order=order)
@@ -108,7 +131,7 @@ def c_transform(
 
 def best_points(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, *, scale: float, k: int,
-    search: PriceTree | None = None, order: np.ndarray | None = None,
+    search: PriceTree | BatchedPriceSearch | None = None, order: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """The ``k`` points of ``B`` of lowest ``c(x, y) / scale + p(y)`` for every point of ``A``, (n, k), best first.
 
@@ -117,14 +140,15 @@ def best_points(
     """
     if search is not None:
         search.update(prices)
-        return search.best(A.double().cpu().numpy() / np.sqrt(scale), k, order=order)
+        return search.best(_queries(search, A, scale), k, order=order)
     shift = torch.as_tensor(prices * scale, device=B.device)
     return geometry.cheapest(A, B, shift, k).cpu().numpy()
 
 
 def tightened_bound(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, dual: Dual, *, scale: float, tree: PriceTree | None = None
-) -> tuple[float, PriceTree | None]:
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, dual: Dual, *, scale: float,
+    tree: PriceTree | BatchedPriceSearch | None = None,
+) -> tuple[float, PriceTree | BatchedPriceSearch | None]:  # fmt: skip
     """The lower bound of ``dual.u`` with the best prices for it, and the tree that found them.
 
     The prices ``q(y) = max_x u(x) - c(x, y) / scale`` keep ``(u, -q)`` dual feasible and are at
@@ -135,10 +159,10 @@ def tightened_bound(
     (``tree`` is reused from an earlier call), exact minima over all pairs elsewhere.
     """
     if uses_price_tree(geometry, A.shape[1]):
-        root = np.sqrt(scale)
-        b = B.double().cpu().numpy() / root
         if tree is None:
-            tree = PriceTree(A.double().cpu().numpy() / root, -dual.u)
+            tree = price_search(A, -dual.u, scale=scale)
+        b = _queries(tree, B, scale)
+        if isinstance(tree, PriceTree) and tree.queries is None:
             tree.queries = spatial_order(b)
         tree.update(-dual.u)
         best = tree.best(b, 1, order=tree.queries)[:, 0]

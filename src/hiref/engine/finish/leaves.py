@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hiref.engine._assign import assign_many
-from hiref.engine.finish.auction import assign_batched
+from hiref.engine.finish.auction import assign_stack
 
 if TYPE_CHECKING:
     from hiref.engine.blocks import Blocks
@@ -57,7 +56,7 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
             tx = torch.as_tensor(px, device=X.device)
             ty = torch.as_tensor(py, device=Y.device)
             C = geometry.dense(X[tx].double(), Y[ty].double())
-            cols = assign_many(C.numpy()) if C.device.type == "cpu" else assign_batched(C).cpu().numpy()
+            cols = assign_stack(C).cpu().numpy()
             perm[px] = np.take_along_axis(py, cols, 1)
     return perm
 

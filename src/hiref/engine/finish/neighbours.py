@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish.batched_search import nearest_batched
+
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
 #: computed in chunks (a tree degrades to a scan there anyway).
 TREE_MAX_DIM = 16
@@ -43,13 +45,33 @@ def nearest(
         return np.empty((queries.shape[0], 0), dtype=np.int64)
     if points.shape[1] <= TREE_MAX_DIM:
         return nearest(cKDTree(points), queries, k)
+    return _nearest_exact(torch.from_numpy(points), torch.from_numpy(queries), k)
+
+
+def nearest_on_device(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
+    """Indices (q, k) of the ``k`` nearest ``points`` of every query, computed on the points' device.
+
+    In low dimensions by the batched exact search (:mod:`.batched_search`), above by exact
+    distances in chunks: no host round trip but the answer's.
+    """
+    k = min(k, points.shape[0])
+    if k == 0:
+        return np.empty((queries.shape[0], 0), dtype=np.int64)
+    if points.shape[1] <= TREE_MAX_DIM:
+        return nearest_batched(points, queries, k).cpu().numpy()
+    return _nearest_exact(points, queries, k)
+
+
+def _nearest_exact(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
+    """Nearest points by exact distances over all pairs, a chunk of queries at a time, on the points' device."""
+    points, queries = points.double(), queries.double().to(points.device)
     centre = points.mean(0)  # centred, so that no large norms cancel
-    P = torch.from_numpy(points - centre)
+    P = points - centre
     pp = (P * P).sum(1)[None, :]
     rows = max(1, (1 << 24) // max(1, points.shape[0]))
     out = []
     for lo in range(0, queries.shape[0], rows):
-        Q = torch.from_numpy(queries[lo : lo + rows] - centre)
+        Q = queries[lo : lo + rows] - centre
         D = torch.addmm(pp, Q, P.T, alpha=-2.0)  # |q - p|^2 - |q|^2: the same order along a row
-        out.append(torch.topk(D, k, dim=1, largest=False).indices.numpy())
-    return np.concatenate(out).astype(np.int64)
+        out.append(torch.topk(D, k, dim=1, largest=False).indices)
+    return torch.cat(out).cpu().numpy().astype(np.int64)

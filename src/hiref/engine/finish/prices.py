@@ -1,5 +1,8 @@
 """Starting prices for the auction: the integral of the matching's displacement field.
 
+On the CPU the system is factorised by scipy; on other devices it is solved there by
+:mod:`.integrate` (conjugate gradients from a coarse-to-fine guess).
+
 At an optimal matching, the prices ``p`` of the larger cloud's points satisfy, for a
 differentiable cost, ``grad p(y) = -grad_y c(x, y)`` where ``x`` is ``y``'s partner (``x`` is the
 best choice for ``y``, so the cost plus price is stationary there); for the squared Euclidean
@@ -16,6 +19,8 @@ import scipy.sparse.linalg as spl
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish import batched_search
+from hiref.engine.finish.integrate import integrate
 from hiref.engine.finish.neighbours import nearest
 from hiref.engine.geometry.costs import Cost
 
@@ -36,8 +41,8 @@ _COARSE_STRIDE = 8
 _SMOOTHING_STEPS = 30
 
 
-def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
-    """``-grad_y c(x, y)`` for the pairs ``(X[i], Y[i])``, float64, a chunk at a time."""
+def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """``-grad_y c(x, y)`` for the pairs ``(X[i], Y[i])``, float64, a chunk at a time, on their device."""
     out = []
     step = max(1, (1 << 22) // max(1, X.shape[1]))
     for lo in range(0, X.shape[0], step):
@@ -45,8 +50,8 @@ def _gradient(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
         y = Y[lo : lo + step].double().detach().requires_grad_()
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(geometry.paired(x, y).sum(), y)
-        out.append((-grad).cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, X.shape[1]))
+        out.append(-grad)
+    return torch.cat(out) if out else torch.empty((0, X.shape[1]), dtype=torch.float64, device=X.device)
 
 
 def _integration_system(Y: np.ndarray, g: np.ndarray, nb: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -106,20 +111,37 @@ def price_guess(
         Unit of the prices.
     """
     m, d = B.shape
+    perm_t = torch.as_tensor(perm, device=B.device)
     try:
-        g_pairs = _gradient(geometry, A, B[torch.as_tensor(perm, device=B.device)])
+        g_pairs = _gradient(geometry, A, B[perm_t])
     except RuntimeError:  # a custom cost without a gradient
         return None
-    if not np.isfinite(g_pairs).all():
+    if not bool(torch.isfinite(g_pairs).all()):
         return None
+    if not batched_search.on_device(B.device):
+        return _guess_on_host(B.double().numpy(), g_pairs.numpy(), perm, neighbours[:, :_EDGES], scale)
+    g = torch.zeros((m, d), dtype=torch.float64, device=B.device)
+    g[perm_t] = g_pairs
+    nb = torch.as_tensor(neighbours[:, :_EDGES], device=B.device).long()
+    unmatched = torch.ones(m, dtype=torch.bool, device=B.device)
+    unmatched[perm_t] = False
+    if bool(unmatched.any()):  # a point left out takes its neighbours' slope
+        g[unmatched] = g[nb[unmatched]].mean(1)
+    p = integrate(B.double(), g / scale, nb, generator=torch.Generator().manual_seed(0))
+    if not bool(torch.isfinite(p).all()):
+        return None
+    return (p - p.min()).cpu().numpy()
+
+
+def _guess_on_host(Y: np.ndarray, g_pairs: np.ndarray, perm: np.ndarray, nb: np.ndarray, scale: float):
+    """:func:`price_guess` on the CPU: the system factorised by scipy (low dimensions) or conjugate gradients."""
+    m, d = Y.shape
     g = np.zeros((m, d))
     g[perm] = g_pairs
-    nb = neighbours[:, :_EDGES]
     unmatched = np.ones(m, dtype=bool)
     unmatched[perm] = False
     if unmatched.any():  # a point left out takes its neighbours' slope
         g[unmatched] = g[nb[unmatched]].mean(1)
-    Y = B.double().cpu().numpy()
     L, rhs = _integration_system(Y, g / scale, nb)
     if d > _DIRECT_MAX_DIM:
         p, _ = spl.cg(L, rhs, maxiter=300, rtol=1e-10)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from hiref.engine._assign import assign_many
+from hiref.engine.finish.auction import assign_stack
 from hiref.engine.split.starts import sample_rows
 
 
@@ -65,8 +65,8 @@ def broken_pairs(
     rows_y, _ = sample_rows(mask_y, m_y, generator)
     xs = torch.gather(X, 1, rows_x[..., None].expand(-1, -1, d))
     ys = torch.gather(Y, 1, rows_y[..., None].expand(-1, -1, d))
-    cols = assign_many(dense(xs.double(), ys.double()).cpu().numpy())
-    partner = torch.gather(rows_y, 1, torch.as_tensor(cols, device=X.device))
+    cols = assign_stack(dense(xs.double(), ys.double()))  # no host round trip on a GPU
+    partner = torch.gather(rows_y, 1, cols)
     K = labels_x.shape[1]
     lx = torch.gather(labels_x, 2, rows_x[:, None, :].expand(-1, K, -1))
     ly = torch.gather(labels_y, 2, partner[:, None, :].expand(-1, K, -1))

@@ -1,0 +1,157 @@
+"""The whole solve on a GPU, finish included, against the same machine's CPU cores, on planted pairs.
+
+Runs where only the engine is installed (the device machine has no anndata): put an
+engine-only copy on ``PYTHONPATH`` (``bash ../shared/tools/gpu/prepare.sh`` builds one in
+``.gpu/site``); the planted generator is read from this checkout's ``src/hiref/datasets``.
+
+For every size it solves the planted density pair (known optimum: the identity) with the
+defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
+``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the
+bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
+memory; then with every auction on the host (``--all-host``, for the choice of ``HOST_TAIL``),
+then the CPU cores on the same pairs for the ratio. One JSON line per run in
+``$OUT/gpu_finish.jsonl``; a table at the end.
+
+    PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
+    SMALL=1 PYTHONPATH=.gpu/site python benchmarks/gpu_finish.py   # a check on a machine without CUDA
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+T0 = time.time()
+BUDGET = float(os.environ.get("BUDGET_S", "420"))
+OUT = Path(os.environ.get("OUT", "/tmp"))
+SMALL = os.environ.get("SMALL", "0") == "1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def planted_pair(n: int, seed: int = 0):
+    """``hr.datasets.planted_pair`` without importing the rest of ``hiref.datasets`` (no anndata here)."""
+    if "hiref.datasets" not in sys.modules:
+        package = types.ModuleType("hiref.datasets")
+        package.__path__ = [str(ROOT / "src" / "hiref" / "datasets")]
+        sys.modules["hiref.datasets"] = package
+    return importlib.import_module("hiref.datasets._planted").planted_pair(n, kind="density", seed=seed)
+
+
+def left() -> float:
+    return BUDGET - (time.time() - T0)
+
+
+class Counters:
+    """Counts the batched auction's rounds and the bids of the host's auction during one solve."""
+
+    def __init__(self) -> None:
+        from hiref.engine.finish import auction, polish
+
+        self.auction, self.polish = auction, polish
+        self.rounds = self.host_bids = 0
+        self._round, self._host = auction._bid_round, polish.auction_cpu
+
+        def counted_round(*args):
+            self.rounds += 1
+            return self._round(*args)
+
+        def counted_host(*args, **kwargs):
+            out = self._host(*args, **kwargs)
+            self.host_bids += out[2]
+            return out
+
+        auction._bid_round, polish.auction_cpu = counted_round, counted_host
+
+    def close(self) -> dict:
+        self.auction._bid_round, self.polish.auction_cpu = self._round, self._host
+        return {"device_rounds": self.rounds, "host_bids": self.host_bids}
+
+
+def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
+    import hiref as hr
+    from hiref.engine.finish import polish
+
+    tail = polish.HOST_TAIL
+    if setting.pop("all_host", False):
+        polish.HOST_TAIL = 1 << 62
+    opt = float(((X.astype(np.float64) - Y[truth]) ** 2).sum(1).mean())
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    counters = Counters()
+    t = time.perf_counter()
+    try:
+        m = hr.solve(X, Y, device=device, progress=False, seed=0, **setting)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        secs = time.perf_counter() - t
+        counts = counters.close()
+        polish.HOST_TAIL = tail
+    timings = {k: round(v, 3) for k, v in m.timings.items()}
+    row = {
+        "case": case, "n": len(X), "device": device, "secs": round(secs, 3),
+        "levels_s": round(sum(v for k, v in m.timings.items() if k.startswith("level_")), 3),
+        "leaves_s": timings.get("leaves"), "finish_s": timings.get("polish"),
+        **{k: v for k, v in timings.items() if k.startswith("polish_")}, **counts,
+        "gap_pct": 100 * (m.cost / opt - 1), "true_pct": 100 * float(np.mean(m.perm == truth)),
+        "bound_pct": None if m.gap_bound is None else 100 * m.gap_bound,
+        "cuda_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None,
+        "t": round(time.time() - T0, 1),
+    }  # fmt: skip
+    line = json.dumps(row)
+    print(line, flush=True)
+    log.write(line + "\n")
+    log.flush()
+    return row
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = (OUT / "gpu_finish.jsonl").open("a")
+    env = {"torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+           "cpu_threads": torch.get_num_threads(), "python": sys.version.split()[0]}  # fmt: skip
+    print(json.dumps(env), flush=True)
+    log.write(json.dumps(env) + "\n")
+    if not cuda:  # a check of the script: the device's batched path, forced on the CPU
+        from hiref.engine.finish import batched_search
+
+        batched_search.on_device = lambda d: True
+    sizes = [1 << 12, 1 << 13] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
+    rows, pairs = [], {}
+    for n in sizes:  # 1. the defaults on the device
+        if left() < 60:
+            break
+        pairs[n] = planted_pair(n)
+        rows.append(run("default", *pairs[n], device, log))
+    for n in sizes[1:3]:  # 2. every auction on the host, for the choice of HOST_TAIL
+        if left() < 90 or n not in pairs:
+            break
+        rows.append(run("all_host", *pairs[n], device, log, all_host=True))
+    if cuda:  # 3. the same machine's CPU cores, for the ratio
+        for n in sizes[:3]:
+            if left() < 150 or n not in pairs:
+                break
+            rows.append(run("default", *pairs[n], "cpu", log))
+    if cuda and left() > 200:  # 4. 2^24 when time is left
+        rows.append(run("default", *planted_pair(1 << 24), device, log))
+    columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
+               "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "gap_pct",
+               "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
+    print(" | ".join(columns))
+    for r in rows:
+        print(" | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in columns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Exact best points under prices in batched tensor steps: the device's counterpart of the price tree.
+
+For the squared Euclidean cost, the c-transform asks, for each query ``x``, the points ``y`` of
+lowest ``|x - y|^2 + p(y)``. As in :mod:`.pricetree`, the part of the prices that a quadratic
+least-squares fit explains is absorbed into the geometry, so each query minimises
+``stretch |y - w|^2 + r(y)`` over the residual prices ``r``.
+
+The points are put in Morton (z-curve) order and grouped into leaves of :data:`LEAF`
+consecutive points; the leaves are the bottom of an implicit complete binary tree whose nodes
+are ranges of that order, each with its bounding box and its lowest residual price. All these
+are computed by reshapes and reductions, and recomputed for new prices in a few tensor
+operations. A search runs every query at once, level by level:
+
+1. an upper bound per query: the ``k``-th best value among the points next to it in the Morton
+   order (:data:`WINDOW` of them);
+2. from the root down, the pairs (query, node) whose lower bound
+   ``stretch dist(w, box)^2 + min r`` is at most that upper bound are kept, the others pruned;
+3. at the leaves, every point of the surviving leaves is evaluated, and the ``k`` best of each
+   query are kept (a segmented sort).
+
+No point with a value at most the upper bound is ever pruned, and the upper bound is the value
+of ``k`` actual points, so the answer is exact for any prices. There is no host round trip and
+no Python loop over queries: the work is a handful of kernels per level, which is what a GPU
+needs; on the CPU the compiled :class:`.pricetree.PriceTree` is faster and is the one used there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Points per leaf.
+LEAF = 8
+#: Points next to a query in the Morton order that give its first upper bound.
+WINDOW = 32
+#: Most (query, node) pairs held at once; queries are searched in slices that stay below it.
+MAX_PAIRS = 1 << 24
+#: Largest ``k`` found by rounds of segmented minima (above, by one segmented sort).
+_ROUNDS_MAX_K = 4
+#: Fewest queries in a slice (a slice that overflows with this few is searched anyway).
+_MIN_SLICE = 256
+
+
+def morton_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
+    """Z-curve codes of integer coordinates ``q`` (n, d), ``bits`` bits each (``bits * d <= 63``)."""
+    n, d = q.shape
+    code = torch.zeros(n, dtype=torch.int64, device=q.device)
+    for b in range(bits):
+        for c in range(d):
+            code |= ((q[:, c] >> b) & 1) << (b * d + c)
+    return code
+
+
+class BatchedPriceSearch:
+    """Exact ``k`` lowest ``|x - y|^2 + p(y)`` over the points ``y``, for any prices ``p``, on their device.
+
+    Parameters
+    ----------
+    b
+        The points, (m, d), in the prices' units (any floating dtype; searched in float64).
+    prices
+        Prices (m,) that fix the absorbed quadratic part (later prices are answered exactly;
+        these only set how local the searches are). ``None``: zero prices (nearest neighbours).
+    """
+
+    def __init__(self, b: torch.Tensor, prices: np.ndarray | torch.Tensor | None = None) -> None:
+        b = b.double()
+        m, d = b.shape
+        self.m, self.d, self.device = m, d, b.device
+        self.centre = b.mean(0) if m else b.new_zeros(d)
+        c = b - self.centre
+        sq = (c * c).sum(1)
+        self.alpha, self.slope = 0.0, b.new_zeros(d)
+        if prices is not None and m > d + 2:
+            p = torch.as_tensor(prices, dtype=torch.float64, device=self.device)
+            design = torch.cat([sq[:, None], c, torch.ones_like(sq)[:, None]], 1)
+            # normal equations: (d + 2)^2 numbers reach the host, not the points
+            gram, rhs = (design.T @ design).cpu(), (design.T @ p).cpu()
+            coef = torch.linalg.lstsq(gram, rhs[:, None]).solution[:, 0]
+            alpha, slope = float(coef[0]), coef[1:-1].to(self.device)
+            if not 1.0 + alpha > 0.05:  # keep the quadratic form well inside positive definiteness
+                alpha = 0.0
+                coef = torch.linalg.lstsq(gram[1:, 1:], rhs[1:, None]).solution[:, 0]
+                slope = coef[:-1].to(self.device)
+            if bool(torch.isfinite(slope).all()) and np.isfinite(alpha):
+                self.alpha, self.slope = alpha, slope
+        self.stretch = 1.0 + self.alpha
+        # Morton order on a grid over the points' box
+        self.bits = max(1, min(21, 63 // max(1, d)))
+        self.low_corner = c.min(0).values if m else c.new_zeros(d)
+        span = (c.max(0).values - self.low_corner) if m else c.new_ones(d)
+        self.cell = torch.clamp(span, min=1e-300) / float((1 << self.bits) - 1)
+        codes = morton_codes(self._grid(c), self.bits)
+        self.codes, order = torch.sort(codes, stable=True)
+        self.order = order
+        self.levels = max(0, int(np.ceil(np.log2(max(1, -(-m // LEAF))))))
+        size = (1 << self.levels) * LEAF
+        pts = c[order]
+        if size > m:  # padding: copies of the last point, never the best (infinite residual)
+            pts = torch.cat([pts, pts[-1:].expand(size - m, d)]) if m else c.new_zeros((size, d))
+        self.pts = pts
+        self.absorbed = (self.alpha * sq + c @ self.slope)[order]
+        # bounding boxes of every node, leaves first (level = self.levels) up to the root (level 0)
+        lo = pts.view(-1, LEAF, d).min(1).values
+        hi = pts.view(-1, LEAF, d).max(1).values
+        self.lo, self.hi = [lo], [hi]
+        for _ in range(self.levels):
+            lo = lo.view(-1, 2, d).min(1).values
+            hi = hi.view(-1, 2, d).max(1).values
+            self.lo.append(lo)
+            self.hi.append(hi)
+        self.lo.reverse()
+        self.hi.reverse()
+        self.prices: torch.Tensor | None = None
+        self.queries = None  # interface of the price tree (queries need no order here)
+        self.update(np.zeros(m) if prices is None else prices)
+
+    def _grid(self, c: torch.Tensor) -> torch.Tensor:
+        """Integer grid coordinates of centred points (clamped to the grid)."""
+        q = torch.floor((c - self.low_corner) / self.cell)
+        return torch.clamp(q, 0, (1 << self.bits) - 1).to(torch.int64)
+
+    def update(self, prices: np.ndarray | torch.Tensor) -> None:
+        """Take new prices (m,): the residuals and the nodes' lowest residuals are recomputed."""
+        p = torch.as_tensor(prices, dtype=torch.float64, device=self.device)
+        if self.prices is not None and torch.equal(p, self.prices):
+            return
+        self.prices = p.clone()
+        r = p[self.order] - self.absorbed
+        pad = self.pts.shape[0] - self.m
+        if pad:
+            r = torch.cat([r, r.new_full((pad,), float("inf"))])
+        self.r = r
+        low = r.view(-1, LEAF).min(1).values
+        self.low = [low]
+        for _ in range(self.levels):
+            low = low.view(-1, 2).min(1).values
+            self.low.append(low)
+        self.low.reverse()
+
+    def best(self, a: np.ndarray | torch.Tensor, k: int, *, order: np.ndarray | None = None) -> np.ndarray:
+        """Indices (q, k) of the ``k`` best points for every query ``a`` (q, d), best first.
+
+        ``order`` is accepted for the price tree's interface and ignored.
+        """
+        del order
+        return self.search(torch.as_tensor(a, device=self.device), k).cpu().numpy()
+
+    def search(self, a: torch.Tensor, k: int) -> torch.Tensor:
+        """:meth:`best` on the device: indices (q, k) as a tensor there."""
+        k = min(k, self.m)
+        a = a.to(device=self.device, dtype=torch.float64)
+        q = a.shape[0]
+        if k == 0 or q == 0:
+            return torch.empty((q, k), dtype=torch.int64, device=self.device)
+        w = (2.0 * (a - self.centre) - self.slope) / (2.0 * self.stretch)
+        out = torch.empty((q, k), dtype=torch.int64, device=self.device)
+        self._search_slices(w, k, out, 0, q)
+        return self.order[out]
+
+    def _search_slices(self, w: torch.Tensor, k: int, out: torch.Tensor, lo: int, hi: int) -> None:
+        """Search the queries ``lo:hi`` into ``out``, halving slices whose pairs overflow."""
+        step = max(_MIN_SLICE, MAX_PAIRS // (4 * LEAF))
+        pending = [(s, min(hi, s + step)) for s in range(lo, hi, step)]
+        while pending:
+            s, e = pending.pop()
+            found = self._search(w[s:e], k, force=e - s <= _MIN_SLICE)
+            if found is None:
+                half = (s + e) // 2
+                pending += [(s, half), (half, e)]
+            else:
+                out[s:e] = found
+
+    def _values(self, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``stretch |pts[idx] - w|^2 + r[idx]`` with ``w`` broadcast against ``idx``'s trailing axis."""
+        diff = self.pts[idx] - w.unsqueeze(-2) if idx.dim() > 1 else self.pts[idx] - w
+        return self.stretch * (diff * diff).sum(-1) + self.r[idx]
+
+    def _search(self, w: torch.Tensor, k: int, *, force: bool) -> torch.Tensor | None:
+        """Positions in the Morton order (q, k) of the best points of the queries ``w``; ``None`` on overflow."""
+        q = w.shape[0]
+        # 1. upper bound: the k-th best of the points next to each query in the Morton order
+        window = min(max(WINDOW, k), self.m)
+        at = torch.searchsorted(self.codes, morton_codes(self._grid(w), self.bits))
+        start = torch.clamp(at - window // 2, 0, self.m - window)
+        near = start[:, None] + torch.arange(window, device=self.device)
+        ub = torch.topk(self._values(w, near), k, dim=1, largest=False).values[:, -1]
+        ub = ub + 1e-9 * (1.0 + ub.abs())  # rounding of the bounds below must not prune a tie
+        # 2. descend: keep the (query, node) pairs whose lower bound is at most the upper bound
+        qi = torch.arange(q, device=self.device)
+        node = torch.zeros(q, dtype=torch.int64, device=self.device)
+        for level in range(1, self.levels + 1):
+            qi = qi.repeat_interleave(2)
+            node = (2 * node[:, None] + torch.arange(2, device=self.device)).reshape(-1)
+            x = w[qi]
+            gap = torch.clamp(self.lo[level][node] - x, min=0) + torch.clamp(x - self.hi[level][node], min=0)
+            bound = self.stretch * (gap * gap).sum(1) + self.low[level][node]
+            keep = bound <= ub[qi]
+            qi, node = qi[keep], node[keep]
+            if not force and qi.shape[0] * LEAF > MAX_PAIRS:
+                return None
+        # 3. every point of the surviving leaves; the k best of each query (pairs stay sorted by query)
+        idx = (node[:, None] * LEAF + torch.arange(LEAF, device=self.device)).reshape(-1)
+        qi = qi.repeat_interleave(LEAF)
+        value = self._values(w[qi], idx)
+        return _k_smallest_by_query(value, idx, qi, q, k)
+
+
+def _k_smallest_by_query(value: torch.Tensor, idx: torch.Tensor, qi: torch.Tensor, q: int, k: int) -> torch.Tensor:
+    """``idx`` of the ``k`` smallest ``value`` of every query ``qi`` (each has at least ``k``), (q, k), best first.
+
+    Few: ``k`` rounds of a segmented minimum (ties to the first); many: one segmented sort.
+    """
+    device = value.device
+    out = torch.empty((q, k), dtype=torch.int64, device=device)
+    if k <= _ROUNDS_MAX_K:
+        value = value.clone()
+        pos = torch.arange(value.shape[0], device=device)
+        for j in range(k):
+            low = torch.full((q,), float("inf"), dtype=value.dtype, device=device)
+            low.scatter_reduce_(0, qi, value, reduce="amin")
+            hit = value == low[qi]
+            pick = torch.full((q,), value.shape[0], dtype=torch.int64, device=device)
+            pick.scatter_reduce_(0, qi[hit], pos[hit], reduce="amin")
+            out[:, j] = idx[pick]
+            value[pick] = float("inf")
+        return out
+    by_value = torch.sort(value, stable=True).indices
+    by_query = by_value[torch.sort(qi[by_value], stable=True).indices]
+    counts = torch.bincount(qi, minlength=q)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(by_query.shape[0], device=device) - first[qi[by_query]]
+    take = rank < k
+    out[qi[by_query][take], rank[take]] = idx[by_query][take]
+    return out
+
+
+def on_device(device: torch.device | str) -> bool:
+    """Whether the finish's exact searches run here as batched tensor work (on every device but the CPU).
+
+    On the CPU the compiled k-d trees are faster; elsewhere they would mean a host round trip.
+    """
+    return torch.device(device).type != "cpu"
+
+
+def nearest_batched(points: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (q, k) of the ``k`` nearest ``points`` (m, d) of every query, exactly, on the points' device."""
+    return BatchedPriceSearch(points).search(queries, k)

@@ -1,0 +1,174 @@
+"""The finish's batched device path (exact searches, price integral), run on the CPU.
+
+On CUDA the finish searches neighbours and prices with batched tensor steps instead of the
+compiled k-d trees, and integrates the starting prices by conjugate gradients instead of a
+sparse factorisation. Those functions run on any device: here they are checked on the CPU
+against brute force and against the host path, and the whole solve is run with the device path
+forced on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spl
+import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
+
+import hiref as hr
+from hiref.engine.finish import batched_search, integrate, polish
+from hiref.engine.finish.batched_search import BatchedPriceSearch
+from hiref.engine.finish.neighbours import nearest, nearest_on_device
+from hiref.engine.finish.prices import _integration_system, price_guess
+from hiref.engine.geometry.costs import SqEuclidean
+
+
+@pytest.fixture
+def device_path(monkeypatch):
+    """Every exact search and price integral of the finish takes the device's batched path."""
+    monkeypatch.setattr(batched_search, "on_device", lambda device: True)
+
+
+def _check_best(found, a, b, prices, k):
+    value = cdist(a, b, "sqeuclidean") + prices[None, :]
+    got = value[np.arange(a.shape[0])[:, None], found]
+    np.testing.assert_allclose(got, np.sort(value, 1)[:, :k], rtol=0, atol=1e-9)
+    assert all(len(set(row)) == k for row in found.tolist())  # k distinct points
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 8])
+@pytest.mark.parametrize("k", [1, 3, 9])
+def test_batched_search_finds_the_exact_best_for_any_later_prices(d, k):
+    rng = np.random.default_rng(d + 10 * k)
+    # queries partly outside the points' box, far from the origin
+    a, b = rng.normal(size=(700, d)) * 1.5 + 1e3, rng.uniform(-2, 2, size=(900, d)) + 1e3
+    first = np.sin(3 * b[:, 0]) + 0.2 * rng.normal(size=900)
+    search = BatchedPriceSearch(torch.as_tensor(b), first)
+    later = (first, first - 5 * b[:, 0] - ((b - 1e3) ** 2).sum(1) + rng.normal(size=900), -first, np.zeros(900))
+    for prices in later:
+        search.update(prices)
+        _check_best(search.best(a, k), a, b, prices, k)
+
+
+def test_batched_search_on_degenerate_clouds():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(40, 2))
+    line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50)])  # no extent along one axis
+    _check_best(BatchedPriceSearch(torch.as_tensor(line), 2 * line[:, 0]).best(a, 2), a, line, 2 * line[:, 0], 2)
+    few = np.repeat(rng.normal(size=(3, 2)), 2, axis=0)  # fewer points than a leaf, each twice
+    found = BatchedPriceSearch(torch.as_tensor(few)).best(a, 8)
+    assert found.shape == (40, 6)
+    np.testing.assert_array_equal(np.sort(found, 1), np.tile(np.arange(6), (40, 1)))
+    one = BatchedPriceSearch(torch.as_tensor(few[:1]), np.zeros(1)).best(a, 3)
+    np.testing.assert_array_equal(one, np.zeros((40, 1)))
+
+
+def test_batched_search_in_slices_is_exact(monkeypatch):
+    # a small cap on the pairs held at once: the queries are searched in many slices, halved on overflow
+    monkeypatch.setattr(batched_search, "MAX_PAIRS", 3000)
+    monkeypatch.setattr(batched_search, "_MIN_SLICE", 16)
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(1000, 2)), rng.normal(size=(1200, 2))
+    prices = 0.3 * rng.normal(size=1200)
+    _check_best(BatchedPriceSearch(torch.as_tensor(b), prices).best(a, 4), a, b, prices, 4)
+
+
+@pytest.mark.parametrize("d", [2, 20])
+def test_nearest_on_device_equals_the_k_d_tree(d):
+    rng = np.random.default_rng(d)
+    P, Q = rng.normal(size=(3000, d)), rng.normal(size=(500, d))
+    got = nearest_on_device(torch.as_tensor(P), torch.as_tensor(Q), 7)
+    ref = nearest(cKDTree(P), Q, 7)
+    dist = lambda idx: ((Q[:, None, :] - P[idx]) ** 2).sum(-1)  # noqa: E731
+    np.testing.assert_allclose(dist(got), dist(ref), rtol=1e-12, atol=1e-12)
+
+
+def _integration_problem(m, seed=0):
+    rng = np.random.default_rng(seed)
+    Y = rng.uniform(size=(m, 2))
+    g = np.column_stack([np.sin(3 * Y[:, 1]), Y[:, 0] ** 2]) + 0.05 * rng.normal(size=(m, 2))
+    nb = nearest(cKDTree(Y), Y, 7)[:, 1:]
+    return Y, g, nb
+
+
+def test_integral_on_the_device_solves_the_system():
+    Y, g, nb = _integration_problem(3000)
+    L, rhs = _integration_system(Y, g, nb)
+    exact = spl.spsolve(L.tocsc(), rhs)
+    got = integrate.integrate(
+        torch.as_tensor(Y), torch.as_tensor(g), torch.as_tensor(nb), generator=torch.Generator().manual_seed(0)
+    ).numpy()
+    spread = exact.max() - exact.min()
+    assert np.abs((got - got.mean()) - (exact - exact.mean())).max() <= 1e-6 * spread
+
+
+def test_coarse_to_fine_integral_is_close_to_the_exact_one(monkeypatch):
+    # coarse levels below 1,000 points: two of them for 40,000 points, then 30 smoothing steps
+    monkeypatch.setattr(integrate, "BASE_POINTS", 1000)
+    Y, g, nb = _integration_problem(40_000, seed=1)
+    L, rhs = _integration_system(Y, g, nb)
+    exact = spl.spsolve(L.tocsc(), rhs)
+    got = integrate.integrate(
+        torch.as_tensor(Y), torch.as_tensor(g), torch.as_tensor(nb), generator=torch.Generator().manual_seed(0)
+    ).numpy()
+    spread = exact.max() - exact.min()
+    error = np.abs((got - got.mean()) - (exact - exact.mean())).max() / spread
+    assert error <= 0.02
+    # ... and much closer than the coarse guess without smoothing
+    monkeypatch.setattr(integrate, "SMOOTHING_STEPS", 0)
+    rough = integrate.integrate(
+        torch.as_tensor(Y), torch.as_tensor(g), torch.as_tensor(nb), generator=torch.Generator().manual_seed(0)
+    ).numpy()
+    assert 4 * error < np.abs((rough - rough.mean()) - (exact - exact.mean())).max() / spread <= 0.15
+
+
+def test_coarse_to_fine_guess_integrates_a_constant_field_exactly(monkeypatch):
+    # prices c.y have the constant gradient c: every level and every extension is exact, unsmoothed
+    monkeypatch.setattr(integrate, "BASE_POINTS", 500)
+    monkeypatch.setattr(integrate, "SMOOTHING_STEPS", 0)
+    Y, _, nb = _integration_problem(20_000, seed=2)
+    c = np.array([0.7, -1.9])
+    got = integrate.integrate(
+        torch.as_tensor(Y), torch.as_tensor(np.tile(c, (20_000, 1))), torch.as_tensor(nb),
+        generator=torch.Generator().manual_seed(0),
+    ).numpy()  # fmt: skip
+    want = Y @ c
+    np.testing.assert_allclose(got - got.mean(), want - want.mean(), atol=1e-7)
+
+
+def test_price_guess_is_the_same_on_both_paths(monkeypatch):
+    X, Y, truth = hr.datasets.planted_pair(3000, kind="density", seed=2)
+    A, B = torch.as_tensor(X), torch.as_tensor(Y)
+    nb = nearest(cKDTree(Y), Y, 7)[:, 1:]
+    host = price_guess(SqEuclidean(), A, B, truth, nb, scale=0.01)
+    monkeypatch.setattr(batched_search, "on_device", lambda device: True)
+    device = price_guess(SqEuclidean(), A, B, truth, nb, scale=0.01)
+    np.testing.assert_allclose(device - device.mean(), host - host.mean(), atol=1e-6 * np.ptp(host))
+
+
+@pytest.mark.parametrize("unbalanced", [False, True])
+def test_solve_with_the_device_path_is_exact_and_certified(device_path, unbalanced):
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(600, 2)), rng.normal(size=(650 if unbalanced else 600, 2)) * 1.1 + 0.2
+    m = hr.solve(X, Y, progress=False)
+    C = cdist(X, Y, "sqeuclidean")
+    r, c = linear_sum_assignment(C)
+    opt = C[r, c].mean()
+    assert m.cost / opt - 1 <= 1e-6
+    assert m.cost / opt - 1 <= m.gap_bound <= 1e-4
+    assert len(np.unique(m.perm)) == 600
+
+
+@pytest.mark.parametrize("host_tail", [polish.HOST_TAIL, 0], ids=["tails on the host", "batched only"])
+def test_planted_pair_with_the_device_path_matches_the_host_path(monkeypatch, host_tail):
+    X, Y, truth = hr.datasets.planted_pair(8192, kind="lattice", seed=3)
+    host = hr.solve(X, Y, progress=False)
+    monkeypatch.setattr(batched_search, "on_device", lambda device: True)
+    monkeypatch.setattr(polish, "HOST_TAIL", host_tail)
+    device = hr.solve(X, Y, progress=False)
+    opt = float(((X - Y[truth]) ** 2).sum(1).mean())
+    assert device.cost / opt - 1 <= 1e-5
+    assert device.cost == pytest.approx(host.cost, rel=1e-9)
+    assert device.cost / opt - 1 <= device.gap_bound <= 5e-3
