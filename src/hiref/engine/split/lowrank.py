@@ -27,6 +27,7 @@ from typing import Protocol
 import torch
 
 from hiref.engine.reducer import LOCAL, Reducer
+from hiref.engine.repeat import repeat
 
 
 class BlockOperator(Protocol):
@@ -96,14 +97,17 @@ def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)
 
     u_q = _project_binary(start(logits_q, mx), a, g, reduce)
     u_r = _project_binary(start(logits_r, my), b, g, reduce)
-    for _ in range(n_iter):
+
+    def descend() -> None:  # one step, in place (on a GPU it is captured once and replayed)
         d_q = (op.apply(b * torch.sigmoid(u_r)) * both - cb) * mx
         d_r = (op.apply_t(a * torch.sigmoid(u_q)) * both - ca) * my
         # d is the difference of the two row-centred gradient entries (+-d/2), so this is the
         # general step rule.
         gamma = 2.0 * _step_size(step, d_q, d_r, reduce=reduce)[..., None]
-        u_q = _project_binary(u_q - gamma * d_q, a, g, reduce)
-        u_r = _project_binary(u_r - gamma * d_r, b, g, reduce)
+        u_q.copy_(_project_binary(u_q - gamma * d_q, a, g, reduce))
+        u_r.copy_(_project_binary(u_r - gamma * d_r, b, g, reduce))
+
+    repeat(descend, n_iter, device=u_q.device, capture=reduce is LOCAL)  # (no all-reduce is captured)
 
     def logits(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 2)
