@@ -8,8 +8,9 @@ For every size it solves the planted density pair (known optimum: the identity) 
 defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
 ``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the
 bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
-memory; then with every auction on the host (``--all-host``, for the choice of ``HOST_TAIL``),
-then the CPU cores on the same pairs for the ratio. One JSON line per run in
+memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
+with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``), then the CPU
+cores on the same pairs for the ratio. One JSON line per run in
 ``$OUT/gpu_finish.jsonl``; a table at the end.
 
     PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
@@ -77,11 +78,14 @@ class Counters:
 
 def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
     import hiref as hr
+    from hiref.engine import repeat
     from hiref.engine.finish import polish
 
-    tail = polish.HOST_TAIL
+    tail, capture = polish.HOST_TAIL, repeat.CAPTURE
     if setting.pop("all_host", False):
         polish.HOST_TAIL = 1 << 62
+    if not setting.pop("graphs", True):
+        repeat.CAPTURE = False
     opt = float(((X.astype(np.float64) - Y[truth]) ** 2).sum(1).mean())
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -95,7 +99,7 @@ def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
     finally:
         secs = time.perf_counter() - t
         counts = counters.close()
-        polish.HOST_TAIL = tail
+        polish.HOST_TAIL, repeat.CAPTURE = tail, capture
     timings = {k: round(v, 3) for k, v in m.timings.items()}
     row = {
         "case": case, "n": len(X), "device": device, "secs": round(secs, 3),
@@ -138,12 +142,18 @@ def main() -> None:
         if left() < 90 or n not in pairs:
             break
         rows.append(run("all_host", *pairs[n], device, log, all_host=True))
-    if cuda:  # 3. the same machine's CPU cores, for the ratio
+    for n in sizes[1:3]:  # 3. the levels alone, with and without CUDA graphs of the mirror-descent step
+        if left() < 90 or n not in pairs:
+            break
+        for graphs in (True, False):
+            case = f"levels_graphs_{graphs}"
+            rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, graphs=graphs))
+    if cuda:  # 4. the same machine's CPU cores, for the ratio
         for n in sizes[:3]:
             if left() < 150 or n not in pairs:
                 break
             rows.append(run("default", *pairs[n], "cpu", log))
-    if cuda and left() > 200:  # 4. 2^24 when time is left
+    if cuda and left() > 200:  # 5. 2^24 when time is left
         rows.append(run("default", *planted_pair(1 << 24), device, log))
     columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
                "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "gap_pct",
