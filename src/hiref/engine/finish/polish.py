@@ -486,14 +486,7 @@ def _solve(
     if not batched_search.on_device(device) or graph.m > graph.n:
         mate, prices, _ = auction_cpu(graph, mate, prices, eps, settled=settled)
         return mate, prices
-    counts = np.diff(graph.indptr)
-    width = int(counts.max())
-    pos = np.arange(graph.cols.shape[0]) - np.repeat(graph.indptr[:-1], counts)
-    rows = graph.rows()
-    cols = np.zeros((graph.n, width), dtype=np.int64)
-    costs = np.full((graph.n, width), np.inf)
-    cols[rows, pos], costs[rows, pos] = graph.cols, graph.costs
-    cols_t, costs_t = torch.as_tensor(cols, device=device), torch.as_tensor(costs, device=device)
+    cols_t, costs_t = _padded_rows(graph, device)
     mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
     for e in eps:
         mate_t, prices_t = auction_torch(cols_t, costs_t, graph.m, mate_t, prices_t, [e], stop_below=HOST_TAIL)
@@ -504,6 +497,20 @@ def _solve(
                 return None, None
             mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
     return mate, prices
+
+
+def _padded_rows(graph: Graph, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The graph's arcs as (n, width) columns and costs on ``device`` (``inf`` cost where padded), built there."""
+    indptr = torch.as_tensor(graph.indptr, device=device)
+    counts = indptr[1:] - indptr[:-1]
+    width = int(counts.max())
+    rows = torch.repeat_interleave(torch.arange(graph.n, device=device), counts)
+    pos = torch.arange(rows.shape[0], device=device) - indptr[:-1][rows]
+    cols = torch.zeros((graph.n, width), dtype=torch.long, device=device)
+    costs = torch.full((graph.n, width), float("inf"), dtype=torch.float64, device=device)
+    cols[rows, pos] = torch.as_tensor(graph.cols, device=device).long()
+    costs[rows, pos] = torch.as_tensor(graph.costs, device=device)
+    return cols, costs
 
 
 def _missing_arcs(
