@@ -33,8 +33,10 @@ import torch
 LEAF = 8
 #: Points next to a query in the Morton order that give its first upper bound.
 WINDOW = 32
-#: Most (query, node) pairs held at once; queries are searched in slices that stay below it.
+#: Most (query, point) pairs evaluated at once; queries are searched in slices that stay below it.
 MAX_PAIRS = 1 << 24
+#: Leaves a query is expected to keep (about 7-10 on planted pairs): sets the first slices' size.
+_LEAVES_PER_QUERY = 16
 #: Largest ``k`` found by rounds of segmented minima (above, by one segmented sort).
 _ROUNDS_MAX_K = 4
 #: Fewest queries in a slice (a slice that overflows with this few is searched anyway).
@@ -160,7 +162,7 @@ class BatchedPriceSearch:
 
     def _search_slices(self, w: torch.Tensor, k: int, out: torch.Tensor, lo: int, hi: int) -> None:
         """Search the queries ``lo:hi`` into ``out``, halving slices whose pairs overflow."""
-        step = max(_MIN_SLICE, MAX_PAIRS // (4 * LEAF))
+        step = max(_MIN_SLICE, MAX_PAIRS // (_LEAVES_PER_QUERY * LEAF))
         pending = [(s, min(hi, s + step)) for s in range(lo, hi, step)]
         while pending:
             s, e = pending.pop()
