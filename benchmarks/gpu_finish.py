@@ -9,8 +9,9 @@ defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbo
 ``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the
 bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
 memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
-with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``), then the CPU
-cores on the same pairs for the ratio. One JSON line per run in
+with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the
+leaves solved by the batched auction on the device (``STACK_ON_DEVICE``), then the CPU cores on
+the same pairs for the ratio. One JSON line per run in
 ``$OUT/gpu_finish.jsonl``; a table at the end.
 
     PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
@@ -79,13 +80,14 @@ class Counters:
 def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
     import hiref as hr
     from hiref.engine import repeat
-    from hiref.engine.finish import polish
+    from hiref.engine.finish import auction, polish
 
-    tail, capture = polish.HOST_TAIL, repeat.CAPTURE
+    tail, capture, stacks = polish.HOST_TAIL, repeat.CAPTURE, auction.STACK_ON_DEVICE
     if setting.pop("all_host", False):
         polish.HOST_TAIL = 1 << 62
     if not setting.pop("graphs", True):
         repeat.CAPTURE = False
+    auction.STACK_ON_DEVICE = setting.pop("stacks_on_device", stacks)
     opt = float(((X.astype(np.float64) - Y[truth]) ** 2).sum(1).mean())
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -99,7 +101,7 @@ def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
     finally:
         secs = time.perf_counter() - t
         counts = counters.close()
-        polish.HOST_TAIL, repeat.CAPTURE = tail, capture
+        polish.HOST_TAIL, repeat.CAPTURE, auction.STACK_ON_DEVICE = tail, capture, stacks
     timings = {k: round(v, 3) for k, v in m.timings.items()}
     row = {
         "case": case, "n": len(X), "device": device, "secs": round(secs, 3),
@@ -148,6 +150,9 @@ def main() -> None:
         for graphs in (True, False):
             case = f"levels_graphs_{graphs}"
             rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, graphs=graphs))
+        # the leaves and the candidates' subsamples by the batched auction on the device
+        case = "levels_stacks_on_device"
+        rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, stacks_on_device=True))
     if cuda:  # 4. the same machine's CPU cores, for the ratio
         for n in sizes[:3]:
             if left() < 150 or n not in pairs:

@@ -389,12 +389,25 @@ def assign_batched(costs: torch.Tensor, *, rel_eps: float = 1e-9) -> torch.Tenso
     return (mate.reshape(n_b, t) - offsets[:, :, 0])[:, :s]
 
 
-def assign_stack(costs: torch.Tensor) -> torch.Tensor:
-    """Optimal assignment of every problem of a stack (B, s, t), ``s <= t``, on the costs' device.
+#: Whether stacks of small dense problems (the leaves, the subsamples that judge candidate splits)
+#: are solved on a GPU by the batched auction, instead of by scipy on the host. Off: the batched
+#: auction's round count does not shrink with the problems (on stacks of 256 and 1,024 leaf-like
+#: problems of 64 points, 23,168 and 26,624 rounds, most with a few rows bidding), and handing
+#: the last rows of each phase to the host ends with every problem solved there anyway (all of
+#: 4,096 problems, over the 12 phases); scipy solves 16,384 such problems in 1.3 s on 2 cores.
+#: ``benchmarks/gpu_finish.py`` measures both on a GPU.
+STACK_ON_DEVICE = False
 
-    scipy's solver, problem by problem, on the CPU; one batched auction (:func:`assign_batched`)
-    elsewhere, with no host round trip. Returns (B, s) int64 columns on the costs' device.
+
+def assign_stack(costs: torch.Tensor) -> torch.Tensor:
+    """Optimal assignment of every problem of a stack (B, s, t), ``s <= t``; columns on the costs' device.
+
+    scipy's solver, several problems at a time in threads, on the host; on another device with
+    :data:`STACK_ON_DEVICE`, one batched auction there (:func:`assign_batched`). Returns (B, s)
+    int64 columns.
     """
     if costs.device.type == "cpu":
         return torch.as_tensor(assign_many(costs.numpy()), dtype=torch.long)
-    return assign_batched(costs)
+    if STACK_ON_DEVICE:
+        return assign_batched(costs)
+    return torch.as_tensor(assign_many(costs.cpu().numpy()), dtype=torch.long, device=costs.device)

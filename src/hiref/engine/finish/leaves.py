@@ -21,10 +21,10 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
     """Match every leaf co-cluster exactly and return the global matching.
 
     Each leaf's dense cost is built in float64, leaves of the same shape together, in chunks
-    that bound the memory; on the CPU each is solved with
-    :func:`scipy.optimize.linear_sum_assignment`, elsewhere (CUDA) all leaves of a chunk by one
-    batched auction on the device (:func:`~.auction.assign_batched`), with no host round trip per
-    leaf. A leaf may have more Y than X points; its extra Y points stay unmatched.
+    that bound the memory, and solved with :func:`scipy.optimize.linear_sum_assignment`, a chunk
+    at a time (on a GPU the chunk's costs come to the host once; see
+    :data:`~.auction.STACK_ON_DEVICE`). A leaf may have more Y than X points; its extra Y points
+    stay unmatched.
 
     Parameters
     ----------

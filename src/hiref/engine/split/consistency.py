@@ -65,7 +65,7 @@ def broken_pairs(
     rows_y, _ = sample_rows(mask_y, m_y, generator)
     xs = torch.gather(X, 1, rows_x[..., None].expand(-1, -1, d))
     ys = torch.gather(Y, 1, rows_y[..., None].expand(-1, -1, d))
-    cols = assign_stack(dense(xs.double(), ys.double()))  # no host round trip on a GPU
+    cols = assign_stack(dense(xs.double(), ys.double()))
     partner = torch.gather(rows_y, 1, cols)
     K = labels_x.shape[1]
     lx = torch.gather(labels_x, 2, rows_x[:, None, :].expand(-1, K, -1))
