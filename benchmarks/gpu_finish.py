@@ -125,10 +125,20 @@ def main() -> None:
     device = "cuda" if cuda else "cpu"
     OUT.mkdir(parents=True, exist_ok=True)
     log = (OUT / "gpu_finish.jsonl").open("a")
-    env = {"torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
-           "cpu_threads": torch.get_num_threads(), "python": sys.version.split()[0]}  # fmt: skip
+    try:  # the finish's host parts are compiled by numba
+        import numba
+
+        numba_version = numba.__version__
+    except ImportError:
+        numba_version = None
+    env = {
+        "torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu_threads": torch.get_num_threads(), "python": sys.version.split()[0], "numba": numba_version,
+    }  # fmt: skip
     print(json.dumps(env), flush=True)
     log.write(json.dumps(env) + "\n")
+    if numba_version is None:
+        sys.exit("numba is missing: install its wheels (numba, llvmlite) with the engine-only copy")
     if not cuda:  # a check of the script: the device's batched path, forced on the CPU
         from hiref.engine.finish import batched_search
 
