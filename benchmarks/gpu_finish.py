@@ -143,9 +143,9 @@ def main() -> None:
         from hiref.engine.finish import batched_search
 
         batched_search.on_device = lambda d: True
-    sizes = [1 << 12, 1 << 13] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
+    sizes = [1 << 11, 1 << 12, 1 << 13, 1 << 14] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
     rows, pairs = [], {}
-    for n in sizes:  # 1. the defaults on the device
+    for n in sizes[:3]:  # 1. the defaults on the device (the largest sizes come last)
         if left() < 60:
             break
         pairs[n] = planted_pair(n)
@@ -168,8 +168,10 @@ def main() -> None:
             if left() < 150 or n not in pairs:
                 break
             rows.append(run("default", *pairs[n], "cpu", log))
-    if cuda and left() > 200:  # 5. 2^24 when time is left
-        rows.append(run("default", *planted_pair(1 << 24), device, log))
+    for n, needs in ((sizes[3], 120), (1 << 24, 240)):  # 5. 2^22, then 2^24, while time is left
+        if not cuda or left() < needs:
+            break
+        rows.append(run("default", *planted_pair(n), device, log))
     columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
                "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "gap_pct",
                "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
