@@ -107,6 +107,17 @@ def _error_to_exact(got, Y, g, nb):
     return np.abs((got - got.mean()) - (exact - exact.mean())).max() / (exact.max() - exact.min())
 
 
+def test_integration_operator_applies_the_same_system_as_the_matrix():
+    # repeated and mutual edges included: the operator must add them up as the matrix does
+    Y, g, nb = _integration_problem(500, seed=3)
+    nb[:50, 1] = nb[:50, 0]
+    L, rhs = _integration_system(Y, g, nb)
+    op, rhs_op = _integration_system(Y, g, nb, matrix=False)
+    np.testing.assert_array_equal(rhs_op, rhs)
+    p = np.random.default_rng(0).normal(size=500)
+    np.testing.assert_allclose(op @ p, L @ p, rtol=1e-12, atol=1e-12)
+
+
 def test_integral_on_the_device_solves_the_system():
     Y, g, nb = _integration_problem(3000)
     assert _error_to_exact(_integral(Y, g, nb), Y, g, nb) <= 1e-6

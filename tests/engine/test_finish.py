@@ -219,6 +219,33 @@ def test_new_arcs_merge_into_their_rows_once():
     assert np.allclose(graph.costs, expected, rtol=1e-15)
 
 
+def test_arcs_merged_in_place_over_many_rounds_match_a_rebuilt_graph():
+    # rounds of new arcs in random rows (the first and last rows included), past the buffer's room
+    rng = np.random.default_rng(7)
+    n, m = 300, 420
+    A, B = torch.as_tensor(rng.random((n, 2))), torch.as_tensor(rng.random((m, 2)))
+    problem = _Problem(SqEuclidean(), A, B, scale=0.25)
+    rows0 = np.sort(rng.choice(n, 200, replace=False))
+    problem.add(rows0, rng.choice(m, 200))
+    expected = {i: [] for i in range(n)}
+    for i, j in zip(rows0, problem.cols, strict=True):
+        expected[int(i)].append(int(j))
+    for _ in range(12):
+        rows = np.unique(np.r_[0, n - 1, rng.choice(n, 60)])
+        candidates = rng.choice(m, (rows.size, 5))
+        got = problem.add_candidates(rows, candidates)
+        fresh = {int(i): sorted(set(c.tolist()) - set(expected[int(i)])) for i, c in zip(rows, candidates, strict=True)}
+        assert got.tolist() == [i for i in rows.tolist() if fresh[i]]
+        for i, new in fresh.items():  # each row's old arcs, then its new ones in order
+            expected[i] += new
+    graph = problem.graph()
+    assert problem._cols.shape[0] > 400  # the buffer grew at least once
+    for i in range(n):
+        assert graph.cols[graph.indptr[i] : graph.indptr[i + 1]].tolist() == expected[i]
+    rows = graph.rows()
+    np.testing.assert_allclose(graph.costs, ((A.numpy()[rows] - B.numpy()[graph.cols]) ** 2).sum(1) / 0.25, rtol=1e-14)
+
+
 @pytest.mark.parametrize("d", [1, 2, 3, 8])
 def test_price_tree_finds_the_exact_best_for_any_later_prices(d):
     rng = np.random.default_rng(5)

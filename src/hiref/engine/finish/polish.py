@@ -179,7 +179,7 @@ class Neighbourhoods:
         candidates = np.concatenate(
             [perm[:, None], self.near_b, self.b_near_b[perm], perm[self.near_a]], axis=1
         )  # fmt: skip
-        return unique_rows(candidates)
+        return unique_rows(candidates, overwrite=True)
 
 
 @cache
@@ -197,19 +197,20 @@ def _graph_kernels() -> tuple[Callable, Callable]:
                     break
 
     @numba.njit(cache=True, nogil=True)
-    def merge(indptr, cols, costs, rows, new_cols, new_costs, out_indptr, out_cols, out_costs):  # pragma: no cover
-        # every row's old arcs, then its new ones (rows sorted)
-        t, at = 0, 0
-        for i in range(indptr.shape[0] - 1):
-            out_indptr[i] = at
-            for e in range(indptr[i], indptr[i + 1]):
-                out_cols[at], out_costs[at] = cols[e], costs[e]
-                at += 1
-            while t < rows.shape[0] and rows[t] == i:
-                out_cols[at], out_costs[at] = new_cols[t], new_costs[t]
-                at += 1
-                t += 1
-        out_indptr[indptr.shape[0] - 1] = at
+    def merge(indptr, cols, costs, total, rows, new_cols, new_costs):  # pragma: no cover
+        # in place, from the last row back: every row's old arcs, then its new ones (rows
+        # sorted); a row only moves towards the end, past rows already moved
+        t, at = rows.shape[0] - 1, total + rows.shape[0]
+        for i in range(indptr.shape[0] - 2, -1, -1):
+            end = indptr[i + 1]
+            indptr[i + 1] = end + t + 1  # new arcs in rows up to i
+            while t >= 0 and rows[t] == i:
+                at -= 1
+                cols[at], costs[at] = new_cols[t], new_costs[t]
+                t -= 1
+            for e in range(end - 1, indptr[i] - 1, -1):
+                at -= 1
+                cols[at], costs[at] = cols[e], costs[e]
 
     return held, merge
 
@@ -219,9 +220,15 @@ def index_dtype(size: int) -> type:
     return np.int32 if size < 2**31 else np.int64
 
 
-def unique_rows(candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct entries of every row of ``candidates`` (n, k), as columns and row pointers."""
-    candidates = np.sort(candidates, axis=1)
+def unique_rows(candidates: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct entries of every row of ``candidates`` (n, k), as columns and row pointers.
+
+    ``overwrite``: sort ``candidates`` in place (saves a copy of them).
+    """
+    if overwrite:
+        candidates.sort(axis=1)
+    else:
+        candidates = np.sort(candidates, axis=1)
     keep = np.ones(candidates.shape, dtype=bool)
     keep[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
     indptr = np.zeros(candidates.shape[0] + 1, dtype=np.int64)
@@ -249,9 +256,11 @@ def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tu
     return np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(indptr)), cols
 
 
-def _arc_costs(geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Exact float64 costs of the arcs, a chunk at a time."""
-    out = np.empty(rows.shape[0], dtype=np.float64)
+def _arc_costs(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:  # fmt: skip
+    """Exact float64 costs of the arcs, a chunk at a time (into ``out`` if given)."""
+    out = np.empty(rows.shape[0], dtype=np.float64) if out is None else out
     step = max(1, (1 << 22) // max(1, A.shape[1]))
     for lo in range(0, rows.shape[0], step):
         r = torch.as_tensor(rows[lo : lo + step], device=A.device)
@@ -261,33 +270,54 @@ def _arc_costs(geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarra
 
 
 class _Problem:
-    """The sparse problem of one finish: its arcs so far, with costs divided by ``scale``."""
+    """The sparse problem of one finish: its arcs so far, with costs divided by ``scale``.
+
+    The arcs live in buffers with room to grow: pricing adds a few arcs to a graph of tens of
+    millions, merged in place (a copy would hold the graph twice; 2**20 planted points: 0.2 GB).
+    Room never written is never resident.
+    """
 
     def __init__(self, geometry: Cost, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
         self.geometry, self.A, self.B, self.scale = geometry, A, B, scale
         self.n, self.m = A.shape[0], B.shape[0]
         self.indptr = np.zeros(self.n + 1, dtype=np.int64)
-        self.cols = np.empty(0, dtype=index_dtype(self.m))
-        self.costs = np.empty(0, dtype=np.float64)
+        self._cols = np.empty(0, dtype=index_dtype(self.m))
+        self._costs = np.empty(0, dtype=np.float64)
+
+    @property
+    def cols(self) -> np.ndarray:
+        """Column of every arc, grouped by row (a view of the buffer)."""
+        return self._cols[: self.indptr[-1]]
+
+    @property
+    def costs(self) -> np.ndarray:
+        """Cost of every arc divided by the scale (a view of the buffer)."""
+        return self._costs[: self.indptr[-1]]
 
     def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Add the arcs ``(rows, cols)``: new, distinct and sorted by row (exact costs, divided by the scale).
 
-        The arrays are merged row by row, in time linear in the arcs, however few are added.
+        The arcs are merged row by row in place, in time linear in the arcs, however few are added.
         """
-        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=self.cols.dtype)
+        rows, cols = np.asarray(rows), np.asarray(cols, dtype=self._cols.dtype)
         if rows.size == 0:
             return
-        costs = self.cost(rows, cols)
-        if self.cols.size == 0:
-            self.cols, self.costs = cols, costs
+        total, added = int(self.indptr[-1]), rows.shape[0]
+        if total + added > self._cols.shape[0]:
+            self._grow(2 * (total + added))
+        if total == 0:  # the first arcs: costs straight into the buffer
+            self._cols[:added] = cols
+            self.cost(rows, cols, out=self._costs[:added])
             np.cumsum(np.bincount(rows, minlength=self.n), out=self.indptr[1:])
             return
-        total = self.cols.shape[0] + rows.shape[0]
-        indptr = np.empty_like(self.indptr)
-        out_cols, out_costs = np.empty(total, dtype=self.cols.dtype), np.empty(total)
-        _graph_kernels()[1](self.indptr, self.cols, self.costs, rows, cols, costs, indptr, out_cols, out_costs)
-        self.indptr, self.cols, self.costs = indptr, out_cols, out_costs
+        _graph_kernels()[1](self.indptr, self._cols, self._costs, total, rows, cols, self.cost(rows, cols))
+
+    def _grow(self, capacity: int) -> None:
+        """Move the arcs to buffers of ``capacity`` arcs."""
+        total = int(self.indptr[-1])
+        cols, costs = np.empty(capacity, dtype=self._cols.dtype), np.empty(capacity)
+        cols[:total], costs[:total] = self._cols[:total], self._costs[:total]
+        self._cols, self._costs = cols, costs
 
     def add_candidates(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Add the arcs from each of ``rows`` (sorted, distinct) to its ``candidates`` that are not there yet.
@@ -302,13 +332,15 @@ class _Problem:
         self.add(rows, cols)
         return np.unique(rows)
 
-    def cost(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored)."""
-        return _arc_costs(self.geometry, self.A, self.B, rows, cols) / self.scale
+    def cost(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored; into ``out`` if given)."""
+        costs = _arc_costs(self.geometry, self.A, self.B, rows, cols, out=out)
+        costs /= self.scale
+        return costs
 
     def graph(self) -> Graph:
-        """The arcs so far, as one compressed-row graph."""
-        return Graph(self.indptr, self.cols, self.costs, self.m)
+        """The arcs so far, as one compressed-row graph (its arrays are valid until the next :meth:`add`)."""
+        return Graph(self.indptr.copy(), self.cols, self.costs, self.m)
 
 
 def exact_finish(
@@ -363,7 +395,8 @@ def exact_finish(
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours)
     problem = _Problem(geometry, A, B, start_cost)
     cols, indptr = near.arcs(perm)
-    problem.add(np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr)), cols)
+    problem.add(np.repeat(np.arange(n, dtype=index_dtype(n)), np.diff(indptr)), cols)
+    del cols, indptr
     clock.lap("neighbours")
     mate = perm
     prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
@@ -391,6 +424,7 @@ def exact_finish(
                 settled = np.ones(n, dtype=bool)
                 settled[asked] = False
             mate, prices = _solve(graph, mate, prices, eps, A.device, settled)
+            del graph  # pricing merges new arcs into its arrays
             if mate is None:  # the auction gave up: keep the matching before this round
                 logger.warning("hiref: the exact finish did not converge; keeping the matching it had")
                 mate, prices = before_mate, before_prices
