@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 import hiref as hr
@@ -293,6 +294,37 @@ def test_hierarchy_alone_still_carries_a_valid_bound():
     opt = float(((X - Y[truth]) ** 2).sum(1).mean())
     assert m.lower_bound <= opt * (1 + 1e-12)
     assert m.gap_bound >= m.cost / opt - 1
+
+
+def test_hierarchy_alone_is_bounded_above_the_automatic_finish(monkeypatch):
+    # every result carries a bound, at sizes where polish=None no longer finishes too
+    from hiref.engine import driver, options
+
+    monkeypatch.setattr(options, "AUTO_POLISH_MAX", 1000)
+    monkeypatch.setattr(driver, "AUTO_POLISH_MAX", 1000, raising=False)
+    X, Y, truth = hr.datasets.planted_pair(2048, kind="lattice", seed=2)
+    m = hr.solve(X, Y, progress=False)
+    assert "polish" not in m.timings
+    assert "bound" in m.timings
+    opt = float(((X - Y[truth]) ** 2).sum(1).mean())
+    assert m.cost / opt - 1 <= m.gap_bound < np.inf
+
+
+def test_bound_of_an_unfinished_matching_uses_the_best_prices_for_its_transform():
+    # the plain bound of the integrated prices, and certify's: never lower, valid, here much tighter
+    from hiref.engine.finish.prices import price_guess
+
+    X, Y = hr.datasets.halfmoon_scurve(1500, seed=0)
+    A, B = torch.as_tensor(X), torch.as_tensor(Y)
+    perm = hr.solve(X, Y, progress=False, polish=False).perm
+    scale = float(((X - Y[perm]) ** 2).sum(1).mean())
+    neighbours = cKDTree(Y).query(Y, 5)[1][:, 1:]
+    prices = price_guess(SqEuclidean(), A, B, perm, neighbours, scale=scale)
+    plain = lower_bound(c_transform(SqEuclidean(), A, B, prices, scale=scale), prices, 1500) * scale
+    got = certify(SqEuclidean(), A, B, perm)
+    opt = _optimum(X, Y)
+    assert plain < got <= opt * (1 + 1e-12)
+    assert opt - got < 0.5 * (opt - plain)
 
 
 @pytest.fixture(scope="module")

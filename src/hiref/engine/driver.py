@@ -42,7 +42,6 @@ from hiref.engine.geometry.costs import Transposed
 from hiref.engine.geometry.sketch import working_copy
 from hiref.engine.labels import LevelLabels
 from hiref.engine.matching import Arrangement, Matching, Outcome, caller_matching
-from hiref.engine.options import AUTO_POLISH_MAX
 from hiref.engine.split.data_parallel import Shard, split_level_parallel
 from hiref.engine.split.level import Stack, split_level
 
@@ -335,10 +334,8 @@ def finish_matching(
         costs += finish.costs
         timings["polish"] = time.perf_counter() - t0
         timings.update({f"polish_{stage}": t for stage, t in finish.timings.items()})
-    elif B.shape[0] <= AUTO_POLISH_MAX:  # beyond, the bound alone would cost more than the levels
+    else:  # a bound at any size (planted pairs, 2 cores: about a third of the levels' time)
         bound = certify(geometry, A, B, perm, Aw=Aw, Bw=Bw, bound_budget=budget)
         if bound is not None:
             timings["bound"] = time.perf_counter() - t0
-    else:
-        bound = None
     return perm, costs, bound

@@ -29,7 +29,7 @@ WINDOWS_MIN_DIM = 16
 AUTO_FINISH_MAX = 1 << 18
 #: Largest cloud for which ``polish=None`` runs the exact finish in at most 16 working dimensions
 #: (above, as for the windows: :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points
-#: x dimensions), and for which an unfinished matching is still bounded. Planted tissue pairs,
+#: x dimensions). Planted tissue pairs,
 #: 2 cores: exact with 99.998 % true partners or more at 2**20 in 39-52 s in all and 1.3-1.5 GB.
 AUTO_POLISH_MAX = 1 << 22
 #: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new

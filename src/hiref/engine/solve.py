@@ -95,8 +95,7 @@ def solve(
         improved matching and its valid bound, see
         :data:`~hiref.engine.options.AUTO_FINISH_TIME_FACTOR`); pass ``True`` to finish to the
         end, and larger clouds too.
-        Without it, the hierarchy's own matching still gets a (looser) bound up to 2**22
-        points.
+        Without it, the hierarchy's own matching still gets a (looser) bound, at any size.
     polish_neighbours
         Candidate partners of each kind per point in the first graph of the finish (missing
         arcs are added by pricing where the c-transform is computed).
