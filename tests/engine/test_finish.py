@@ -296,6 +296,26 @@ def test_hierarchy_alone_still_carries_a_valid_bound():
     assert m.gap_bound >= m.cost / opt - 1
 
 
+@pytest.mark.parametrize("m", [400, 460])
+def test_finish_in_spatial_order_answers_in_the_callers_order(monkeypatch, m):
+    # large clouds are finished in Morton order: the matching must come back exact, in the caller's order
+    from hiref.engine.finish import polish
+
+    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1)
+    rng = np.random.default_rng(m)
+    A, B = rng.random((400, 2)), rng.random((m, 2))
+    assert polish.SpatialOrder.of(torch.as_tensor(A), torch.as_tensor(B)) is not None
+    start = rng.permutation(m)[:400]
+    A_t, B_t = torch.as_tensor(A), torch.as_tensor(B)
+    finish = exact_finish(SqEuclidean(), A_t, B_t, start, Aw=2 * A_t, Bw=2 * B_t, generator=torch.Generator())
+    assert len(np.unique(finish.perm)) == 400
+    assert ((A - B[finish.perm]) ** 2).sum(1).mean() == pytest.approx(_optimum(A, B), rel=1e-9)
+    assert finish.lower_bound <= _optimum(A, B) * (1 + 1e-12)
+    bound = certify(SqEuclidean(), A_t, B_t, start)
+    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1 << 30)
+    assert bound == pytest.approx(certify(SqEuclidean(), A_t, B_t, start), rel=1e-9)
+
+
 def test_hierarchy_alone_is_bounded_above_the_automatic_finish(monkeypatch):
     # every result carries a bound, at sizes where polish=None no longer finishes too
     from hiref.engine import driver, options

@@ -53,6 +53,19 @@ def morton_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
     return code
 
 
+def morton_order(points: torch.Tensor) -> torch.Tensor:
+    """A permutation (n,) of ``points`` (n, d) along the Z-curve of a grid over their box, on their device."""
+    n, d = points.shape
+    if n == 0:
+        return torch.zeros(0, dtype=torch.int64, device=points.device)
+    p = points.double()
+    bits = max(1, min(21, 63 // max(1, d)))
+    low = p.min(0).values
+    span = torch.clamp(p.max(0).values - low, min=1e-300)
+    grid = torch.clamp(torch.floor((p - low) / span * float((1 << bits) - 1)), 0, (1 << bits) - 1).to(torch.int64)
+    return torch.sort(morton_codes(grid, bits), stable=True).indices
+
+
 class BatchedPriceSearch:
     """Exact ``k`` lowest ``|x - y|^2 + p(y)`` over the points ``y``, for any prices ``p``, on their device.
 
