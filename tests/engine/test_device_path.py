@@ -155,8 +155,11 @@ def test_price_guess_is_the_same_on_both_paths(monkeypatch):
     np.testing.assert_allclose(device - device.mean(), host - host.mean(), atol=1e-6 * np.ptp(host))
 
 
+@pytest.mark.parametrize("spatial_order", [False, True], ids=["given order", "Morton order"])
 @pytest.mark.parametrize("unbalanced", [False, True])
-def test_solve_with_the_device_path_is_exact_and_certified(device_path, unbalanced):
+def test_solve_with_the_device_path_is_exact_and_certified(device_path, monkeypatch, unbalanced, spatial_order):
+    if spatial_order:
+        monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1)
     rng = np.random.default_rng(7)
     X, Y = rng.normal(size=(600, 2)), rng.normal(size=(650 if unbalanced else 600, 2)) * 1.1 + 0.2
     m = hr.solve(X, Y, progress=False)

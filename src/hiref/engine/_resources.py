@@ -1,8 +1,10 @@
-"""Peak-memory readings for the engine's per-level report."""
+"""Peak-memory readings for the engine's per-level report, and freed memory handed back."""
 
 from __future__ import annotations
 
+import ctypes
 import sys
+from functools import cache
 
 import torch
 
@@ -35,3 +37,27 @@ def record_memory(memory: dict[str, int], stage: str, device: torch.device) -> N
     gpu = peak_device_bytes(device)
     if gpu is not None:
         memory[f"cuda_{stage}"] = gpu
+
+
+@cache
+def _malloc_trim():
+    """The C library's ``malloc_trim`` (glibc), or ``None`` (another C library or system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def return_freed_memory() -> None:
+    """Hand the pages that the C heap holds free back to the system (glibc; elsewhere nothing).
+
+    Arrays of a few to a few tens of megabytes, allocated and freed round after round, leave the
+    heap fragmented, and glibc keeps what was freed: in the exact finish of a 2**20-point pair
+    the resident memory grew by 0.3 GB over six rounds that each held about the same. Called
+    between stages (a few milliseconds; no measurable change in time).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine._resources import return_freed_memory
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.certificate import (
@@ -259,9 +260,13 @@ def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tu
 def _arc_costs(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:  # fmt: skip
-    """Exact float64 costs of the arcs, a chunk at a time (into ``out`` if given)."""
+    """Exact float64 costs of the arcs, a chunk at a time (into ``out`` if given).
+
+    Chunks of 2**19 coordinates on the CPU, whose temporaries stay in cache (26 million arcs of a
+    2**20-point pair: 0.37 s, against 1.66 s and 0.16 GB of temporaries in chunks of 2**22).
+    """
     out = np.empty(rows.shape[0], dtype=np.float64) if out is None else out
-    step = max(1, (1 << 22) // max(1, A.shape[1]))
+    step = max(1, (1 << (19 if A.device.type == "cpu" else 22)) // max(1, A.shape[1]))
     for lo in range(0, rows.shape[0], step):
         r = torch.as_tensor(rows[lo : lo + step], device=A.device)
         c = torch.as_tensor(cols[lo : lo + step], device=B.device)
@@ -445,6 +450,7 @@ def _finish(
 ) -> Finish:  # fmt: skip
     """:func:`exact_finish` on clouds in the order given."""
     started = time.perf_counter()
+    return_freed_memory()
     n, m = A.shape[0], B.shape[0]
     perm = np.asarray(perm, dtype=np.int64).copy()
     start_cost = mean_paired_cost(geometry, A, B, perm)
@@ -452,13 +458,16 @@ def _finish(
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours)
+    return_freed_memory()
     problem = _Problem(geometry, A, B, start_cost)
     cols, indptr = near.arcs(perm)
     problem.add(np.repeat(np.arange(n, dtype=index_dtype(n)), np.diff(indptr)), cols)
     del cols, indptr
+    return_freed_memory()
     clock.lap("neighbours")
     mate = perm
     prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
+    return_freed_memory()
     clock.lap("prices")
     guessed = prices is not None
     eps = epsilons(WARM_EPS if guessed else 1.0, FINAL_EPS, EPS_FACTOR)
@@ -514,6 +523,7 @@ def _finish(
             if certified
             else _missing_arcs(problem, dual, mate, prices, rows, per_row=_arcs_per_row(per_row, rounds))
         )
+        return_freed_memory()
         clock.lap("pricing")
         logger.debug(
             "hiref finish round %d: cost %.8g, bound %.8g, %d points short", rounds, costs[-1], bound, asked.size
