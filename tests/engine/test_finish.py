@@ -121,12 +121,15 @@ def test_exact_finish_from_a_random_start_reaches_the_optimum_and_proves_it(name
     assert fin.lower_bound >= opt * (1 - 1e-3)  # and tight, even from a random start
 
 
-def test_a_spent_time_budget_keeps_the_first_solve_and_a_valid_bound():
+def test_a_spent_time_budget_keeps_the_first_solve_and_a_valid_bound(monkeypatch):
+    from hiref.engine.finish import polish
+
     A, B = next(iter(_pairs().values()))
     start = np.random.default_rng(4).permutation(B.shape[0])[: A.shape[0]]
     args = (SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start)
     full = exact_finish(*args, generator=torch.Generator())
-    cut = exact_finish(*args, generator=torch.Generator(), time_budget=0.0)
+    monkeypatch.setattr(polish, "BIDS_PER_SECOND", 1e15)  # bids enough for one solve in the budget
+    cut = exact_finish(*args, generator=torch.Generator(), time_budget=1e-9)
     assert full.rounds > 1  # from a random start one round is not enough
     assert cut.rounds == 1
     assert not cut.exact
@@ -138,6 +141,17 @@ def test_a_spent_time_budget_keeps_the_first_solve_and_a_valid_bound():
     assert hr.SolveOptions().plan(2).finish_time_budget(1 << 20, timings) == pytest.approx(7.0)
     assert hr.SolveOptions().plan(2).finish_time_budget(1 << 18, timings) is None
     assert hr.SolveOptions(polish=True).plan(2).finish_time_budget(1 << 20, timings) is None
+
+
+def test_an_auction_out_of_time_keeps_the_start_with_a_valid_bound():
+    # a budget that allows no bids: the automatic finish must stop, not run on, and stay bounded
+    A, B = next(iter(_pairs().values()))
+    start = np.random.default_rng(4).permutation(B.shape[0])[: A.shape[0]]
+    cut = exact_finish(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start, generator=torch.Generator(),
+                       time_budget=1e-9)  # fmt: skip
+    assert cut.rounds == 0
+    np.testing.assert_array_equal(cut.perm, start)
+    assert cut.lower_bound <= _optimum(A, B) * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("name", list(_pairs()))

@@ -188,8 +188,9 @@ def epsilons(start: float, stop: float, factor: float) -> list[float]:
 
 
 def auction_cpu(
-    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], *, settled: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, int]:
+    graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], *, settled: np.ndarray | None = None,
+    max_bids: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Epsilon-scaling auction on the CPU (compiled, one bidder at a time).
 
     Parameters
@@ -208,6 +209,9 @@ def auction_cpu(
         With as many objects as rows, prices only rise, so such a row keeps that until it is
         outbid: each phase checks only the other rows and those that bid, not every row.
         Ignored with more objects than rows (the reverse bids lower prices).
+    max_bids
+        Most bids before the auction gives up (``None``: :data:`MAX_BIDS_PER_ARC` per arc, the
+        smaller of the two when given).
 
     Returns
     -------
@@ -230,6 +234,8 @@ def auction_cpu(
         np.cumsum(np.bincount(graph.cols, minlength=graph.m), out=t_indptr[1:])
         t_rows, t_costs = graph.rows()[order], graph.costs[order]
     bids, budget = 0, MAX_BIDS_PER_ARC * max(graph.cols.shape[0], 1)
+    if max_bids is not None:
+        budget = min(budget, max(0, int(max_bids)))
     check = np.ones(graph.n, dtype=bool)  # rows that each phase checks
     if settled is not None and graph.m == graph.n:
         check &= ~np.asarray(settled, dtype=bool) | (mate < 0)
