@@ -15,7 +15,7 @@ import torch
 
 from hiref.engine.finish.batched_search import nearest_batched
 
-#: Neighbours per point in the graphs of the coarse levels (as :data:`.prices._EDGES`).
+#: Neighbours per point in the graphs of the coarse levels (as :data:`.prices.EDGES`).
 EDGES = 6
 #: Largest system solved from zero (no coarser level below it).
 BASE_POINTS = 1 << 14

@@ -32,7 +32,7 @@ from hiref.engine.geometry.costs import Cost
 
 #: Neighbours per point in the integration graph (with 4, the 65,536-point planted pair took 54
 #: million bids instead of 0.5 million: the graph connects too loosely for the integral).
-_EDGES = 6
+EDGES = 6
 #: Largest dimension solved by a sparse factorisation (nearest-neighbour graphs of low
 #: dimension stay nearly planar and factorise with little fill); conjugate gradients above.
 _DIRECT_MAX_DIM = 3
@@ -140,7 +140,7 @@ def _coarse_guess(Y: np.ndarray, g: np.ndarray) -> np.ndarray:
     m = Y.shape[0]
     coarse = np.sort(np.random.default_rng(0).choice(m, m // _COARSE_STRIDE, replace=False))
     tree = cKDTree(Y[coarse])
-    nb = tree.query(Y[coarse], _EDGES + 1, workers=-1)[1][:, 1:]
+    nb = tree.query(Y[coarse], EDGES + 1, workers=-1)[1][:, 1:]
     L, rhs = _integration_system(Y[coarse], g[coarse], nb)
     p_coarse = spl.spsolve(L.tocsc(), rhs, permc_spec="COLAMD")
     near = coarse[nearest(tree, Y, 1)[:, 0]]
@@ -174,10 +174,10 @@ def price_guess(
     if not bool(torch.isfinite(g_pairs).all()):
         return None
     if not batched_search.on_device(B.device):
-        return _guess_on_host(B.double().numpy(), g_pairs.numpy(), perm, neighbours[:, :_EDGES], scale)
+        return _guess_on_host(B.double().numpy(), g_pairs.numpy(), perm, neighbours[:, :EDGES], scale)
     g = torch.zeros((m, d), dtype=torch.float64, device=B.device)
     g[perm_t] = g_pairs
-    nb = torch.as_tensor(neighbours[:, :_EDGES], device=B.device).long()
+    nb = torch.as_tensor(neighbours[:, :EDGES], device=B.device).long()
     matched = torch.zeros(m, dtype=torch.bool, device=B.device)
     matched[perm_t] = True
     g = _trusted_slopes(g, matched, nb)
