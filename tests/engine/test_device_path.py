@@ -166,6 +166,22 @@ def test_price_guess_is_the_same_on_both_paths(monkeypatch, matching):
     np.testing.assert_allclose(device - device.mean(), host - host.mean(), atol=1e-6 * np.ptp(host))
 
 
+def test_trusted_slopes_fill_steep_and_unmatched_points_from_trusted_neighbours():
+    from hiref.engine.finish.prices import _trusted_slopes
+
+    idx = torch.arange(10)
+    nb = torch.stack([(idx - 1).clamp_min(0), (idx + 1).clamp_max(9)], 1)  # a path
+    g = torch.ones(10, 2, dtype=torch.float64)
+    g[5] = 100.0  # steep
+    g[7:9] = 0.0  # two unmatched points side by side: the inner one is filled on the second ring
+    matched = torch.ones(10, dtype=torch.bool)
+    matched[7:9] = False
+    out = _trusted_slopes(g.clone(), matched, nb)
+    torch.testing.assert_close(out, torch.ones(10, 2, dtype=torch.float64))
+    still = torch.zeros(10, 2, dtype=torch.float64)  # nothing moved: nothing is steep
+    torch.testing.assert_close(_trusted_slopes(still.clone(), torch.ones(10, dtype=torch.bool), nb), still)
+
+
 @pytest.mark.parametrize("on_device", [False, True], ids=["host", "device path"])
 def test_price_guess_ignores_a_few_pairs_sent_across_the_cloud(monkeypatch, on_device):
     # Twenty exchanged partners must not raise a bump in the prices: every slope counted, the
