@@ -8,7 +8,8 @@ memory; then max and median over seeds for every (kind, n, setting).
     python benchmarks/planted.py --kind density lattice --n 65536 262144 1048576 --seeds 0 1 2
     python benchmarks/planted.py --n 4194304 --seeds 0 --out results/planted_2p22_cpu.json
     python benchmarks/planted.py --n 1048576 --setting hierarchy  # polish=False: the levels alone
-    python benchmarks/planted.py --kind lattice --n 8388608 --seeds 0 --setting finish --out results/planted_2p23_cpu.json
+    python benchmarks/planted.py --kind lattice --n 8388608 --seeds 0 --setting finish \
+        --out results/planted_2p23_cpu.json
 """
 
 from __future__ import annotations
