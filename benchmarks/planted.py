@@ -24,9 +24,9 @@ import numpy as np
 
 from _common import print_table, write_json
 
-#: ``finish``: the exact finish forced on (the default skips it above 2**22 points).
+#: ``finish``: the exact finish forced on (the default skips it above 2**23 points).
 SETTINGS = {"default": {}, "hierarchy": {"polish": False, "refine": False}, "finish": {"polish": True}}
-COLUMNS = ["kind", "n", "setting", "seed", "gap_pct", "true_pct", "bound_pct", "secs", "rss_gb", "finish_s"]
+COLUMNS = ["kind", "n", "setting", "seed", "gap_pct", "true_pct", "bound_pct", "secs", "rss_gb", "levels_s", "finish_s"]
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -45,6 +45,7 @@ print(json.dumps({
     "bound_pct": None if m.gap_bound is None else 100 * m.gap_bound, "secs": secs,
     "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     "finish_s": m.timings.get("polish", m.timings.get("bound", 0.0)),
+    "levels_s": sum(v for k, v in m.timings.items() if k.startswith("level_") or k == "leaves"),
 }))
 """
 

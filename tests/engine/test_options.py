@@ -76,8 +76,8 @@ def test_plan_resolves_dimension_dependent_defaults():
     assert SolveOptions(refine=True).plan(30).finishing(5000, priced=True) == (True, True)
     assert SolveOptions(polish=False).plan(30).finishing(5000, priced=True) == (True, False)
     assert opts.plan(2).finishing(5000) == (False, True)
-    assert opts.plan(2).finishing(1 << 22) == (False, True)  # the exact finish, on by default up to 2**22
-    assert opts.plan(2).finishing((1 << 22) + 1) == (False, False)
+    assert opts.plan(2).finishing(1 << 23) == (False, True)  # the exact finish, on by default up to 2**23
+    assert opts.plan(2).finishing((1 << 23) + 1) == (False, False)
     # the automatic finish also stops at 2**24 points x dimensions (exact distances grow with d)
     assert opts.plan(50).finishing(65_536) == (True, True)
     assert opts.plan(98).finishing(85_000) == (True, True)  # a MERFISH atlas pair, expression weight 1

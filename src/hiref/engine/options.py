@@ -29,9 +29,10 @@ WINDOWS_MIN_DIM = 16
 AUTO_FINISH_MAX = 1 << 18
 #: Largest cloud for which ``polish=None`` runs the exact finish in at most 16 working dimensions
 #: (above, as for the windows: :data:`AUTO_FINISH_MAX` points and :data:`AUTO_FINISH_WORK` points
-#: x dimensions). Planted tissue pairs,
-#: 2 cores: exact with 99.998 % true partners or more at 2**20 in 39-52 s in all and 1.3-1.5 GB.
-AUTO_POLISH_MAX = 1 << 22
+#: x dimensions). Planted tissue pairs, 2 cores: exact with 99.9995 % true partners or more at
+#: 2**20 in 25-31 s in all and 1.2 GB, at 2**22 in 108-152 s and 3.8 GB, at 2**23 in 252 s and
+#: 7.2 GB, where the hierarchy alone ends about 15 % above the optimum.
+AUTO_POLISH_MAX = 1 << 23
 #: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new
 #: round of pricing after this many times the seconds of the levels and leaves: on planted pairs
 #: it ends well within that (2**20, 2 cores: 19-32 s after about 20 s), but where the hierarchy's matching
@@ -86,7 +87,7 @@ class SolveOptions:
         default=None,
         metadata=_help(
             "exact finish on one sparse graph of candidate partners, with an optimality certificate (default: up to "
-            "2^22 points in at most 16 working dims, else 2^18 points and 2^24 points x dims)"
+            "2^23 points in at most 16 working dims, else 2^18 points and 2^24 points x dims)"
         ),
     )
     polish_neighbours: int = field(default=8, metadata=_help("candidate partners per point and kind in the finish"))

@@ -89,7 +89,7 @@ def solve(
         the graph lacks are found by the dual's c-transform and added until none is left, so
         mass moves along co-cluster boundaries as far as it must. It ends with a certificate:
         :attr:`Matching.lower_bound` and :attr:`Matching.gap_bound`. ``None`` (default): on for
-        clouds of at most 2**22 points in at most 16 working dimensions (above, for at most
+        clouds of at most 2**23 points in at most 16 working dimensions (above, for at most
         2**18 points and 2**24 points x dimensions); above 2**18 points the automatic finish
         starts no new round of pricing after twice the time of the levels, and no auction
         bids far past that (it keeps the improved matching and its valid bound, see

@@ -48,7 +48,7 @@ def hierarchy(
 
     Each co-cluster of the hierarchy pairs a set of cells of ``adata1`` with a set of cells of
     ``adata2``, and the hierarchy's own matching pairs cells within co-clusters. The exact
-    finish that follows (``polish``, on by default up to 2**22 cells in low dimensions) re-solves the matching
+    finish that follows (``polish``, on by default up to 2**23 cells in low dimensions) re-solves the matching
     over all cells at once, so some final pairs cross co-clusters: the left panel's title
     counts them at the level drawn (none with ``polish=False, refine=False``). Drawing a level
     shows how far the refinement has zoomed in.

@@ -464,7 +464,7 @@ def align(
         out random cells instead of those the transport leaves out), ``refine=True`` (exact
         re-solves over windows of neighbouring pairs; by default above 16 dimensions),
         ``polish=False`` (skip the exact polish on a sparse graph of candidate partners, on by
-        default up to 2**22 cells in low dimensions), ``leaf_size``, ``schedule``, ``n_starts``; unknown names
+        default up to 2**23 cells in low dimensions), ``leaf_size``, ``schedule``, ``n_starts``; unknown names
         raise a :class:`TypeError` listing the valid ones. With ``distributed=True`` (under
         ``torchrun``), every process calls ``align`` on the same two objects, the engine works
         on each process's slice of the cells, and every process stores the same whole

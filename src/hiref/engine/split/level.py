@@ -1,6 +1,7 @@
 """One level of Hierarchical Refinement: split every co-cluster of the level into ``r`` children.
 
-All blocks of a level are solved together as stacked tensors. For each block:
+All blocks of a level are solved together as stacked tensors (on the CPU, in groups of
+consecutive blocks: :data:`hiref.engine.driver.LEVEL_GROUP_CPU`). For each block:
 
 1. Candidates: mirror descent on the low-rank problem (:mod:`.lowrank`) from ``n_starts``
    starts (:mod:`.starts`: the joint principal axis, then random directions), all stacked in one
@@ -205,8 +206,10 @@ def split_level(
     rank: int,
     generator: torch.Generator,
     opts: LevelOptions,
+    *,
+    level_blocks: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split every block of a level into ``rank`` co-clusters.
+    """Split every block of a level (or of a group of its blocks) into ``rank`` co-clusters.
 
     Parameters
     ----------
@@ -220,13 +223,17 @@ def split_level(
         Source of randomness.
     opts
         Solver settings.
+    level_blocks
+        Blocks in the whole level, when ``stack`` holds a group of them (default: the stack's);
+        a level of more than ``opts.restart_blocks`` blocks gets a single start.
 
     Returns
     -------
     Child labels of X (B, Wx) and Y (B, Wy), and the child sizes on each side, (B, rank).
     """
     caps_y = child_capacities(stack.mask_y.sum(1), rank)
-    n_starts = opts.n_starts if stack.X.shape[0] <= opts.restart_blocks else 1
+    n_blocks = stack.X.shape[0] if level_blocks is None else level_blocks
+    n_starts = opts.n_starts if n_blocks <= opts.restart_blocks else 1
     if stack.Y.shape[1] <= opts.coarse_size:
         lab_x, lab_y = candidates(geometry, stack, caps_y, generator, opts, n_starts)
     else:
