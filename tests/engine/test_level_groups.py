@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +18,9 @@ def test_groups_cover_every_block_once_within_the_limit(monkeypatch, group):
     monkeypatch.setattr(driver, "LEVEL_GROUP_CPU", group)
     for n_blocks, width in [(1, 5000), (7, 64), (300, 33), (64, 512)]:
         groups = driver._block_groups((n_blocks, width), torch.device("cpu"))
-        assert groups[0][0] == 0 and groups[-1][1] == n_blocks
-        assert all(hi == lo for (_, hi), (lo, _) in zip(groups, groups[1:], strict=False))
+        assert groups[0][0] == 0
+        assert groups[-1][1] == n_blocks
+        assert all(hi == lo for (_, hi), (lo, _) in itertools.pairwise(groups))
         assert all(hi > lo and ((hi - lo) * width <= group or hi - lo == 1) for lo, hi in groups)
     assert driver._block_groups((300, 33), torch.device("meta")) == [(0, 300)]
 
