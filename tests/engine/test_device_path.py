@@ -182,6 +182,25 @@ def test_trusted_slopes_fill_steep_and_unmatched_points_from_trusted_neighbours(
     torch.testing.assert_close(_trusted_slopes(still.clone(), torch.ones(10, dtype=torch.bool), nb), still)
 
 
+def test_trusted_slopes_keep_a_local_deformation_when_most_points_stay():
+    # 70 % of the points barely move and a smooth bump moves the rest: its slopes are far above
+    # the median, but they are no outliers; only a far-flung pair is.
+    from hiref.engine.finish import prices
+
+    rng = np.random.default_rng(0)
+    m = 2000
+    g = torch.as_tensor(rng.normal(size=(m, 2)) * 1e-6)
+    bump = torch.arange(m) >= int(0.7 * m)
+    g[bump] = torch.as_tensor(rng.uniform(0.5, 1.5, size=(int(bump.sum()), 1)) * np.array([1.0, 0.5]))
+    g[m - 1] = 1e4  # one pair sent across the cloud
+    nb = torch.stack([(torch.arange(m) - 1).clamp_min(0), (torch.arange(m) + 1).clamp_max(m - 1)], 1)
+    out = prices._trusted_slopes(g.clone(), torch.ones(m, dtype=torch.bool), nb)
+    kept = (out == g).all(1)
+    assert int((~kept).sum()) <= prices._STEEP_SHARE * m
+    assert bool(kept[bump].float().mean() > 0.97)
+    assert float(out[m - 1].norm()) < 10.0  # the far-flung slope was replaced by its neighbours'
+
+
 @pytest.mark.parametrize("on_device", [False, True], ids=["host", "device path"])
 def test_price_guess_ignores_a_few_pairs_sent_across_the_cloud(monkeypatch, on_device):
     # Twenty exchanged partners must not raise a bump in the prices: every slope counted, the
