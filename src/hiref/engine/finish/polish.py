@@ -55,7 +55,7 @@ from hiref.engine.finish.certificate import (
 )
 from hiref.engine.finish.leaves import mean_paired_cost
 from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest, nearest_on_device
-from hiref.engine.finish.prices import EDGES, price_guess
+from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_slopes
 from hiref.engine.geometry.costs import Cost
 
 logger = logging.getLogger("hiref")
@@ -109,6 +109,22 @@ _PRICED_ARCS_EXACT = 32
 #: (planted density pair, 2**20 points, hierarchy 13.7 % above the optimum: 98 s -> 37 s to the
 #: optimum; 2 or 4 arcs instead of 8: 61 s, 60 s).
 _START_ARCS = 8
+#: The same where the prices come from a subsample solved first (:func:`_coarse_slopes`): they
+#: are right over whole regions where the hierarchy's matching, and so its neighbourhoods, are
+#: not (a local deformation of 2**20 points whose hierarchy ends 49 % above the optimum: the
+#: finish took 64 s with 8 arcs, 20 s with 16; with 16 arcs but the hierarchy's prices, 432 s).
+_START_ARCS_COARSE = 16
+#: Fewest points of the smaller cloud for which the starting prices come from a subsample of the
+#: pairs solved first (:func:`_coarse_slopes`), not from the matching's own displacement field.
+COARSE_MIN = 1 << 17
+#: One point in this many of the smaller cloud, in spatial order, makes the subsample.
+COARSE_STRIDE = 8
+#: Passes of averaging over each subsample point and its :data:`_COARSE_NEIGHBOURS` nearest that
+#: smooth the subsample's slopes (whose own optimum is noisy at the scale of its spacing).
+_COARSE_SMOOTHING = 4
+_COARSE_NEIGHBOURS = 8
+#: Subsample points whose smoothed slopes are averaged at each point of the whole cloud.
+_COARSE_SPREAD = 4
 
 
 @dataclass
@@ -466,6 +482,14 @@ def _finish(
     if n == 0 or start_cost <= 0.0:
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
+    slopes, coarse = None, n >= COARSE_MIN and uses_price_tree(geometry, A.shape[1])
+    if coarse:  # first, before the graph: its memory is back by then
+        budget = None if time_budget is None else time_budget / 4
+        slopes = _coarse_slopes(
+            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, time_budget=budget
+        )
+        return_freed_memory()
+        clock.lap("coarse")
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours)
     return_freed_memory()
     problem = _Problem(geometry, A, B, start_cost)
@@ -475,7 +499,13 @@ def _finish(
     return_freed_memory()
     clock.lap("neighbours")
     mate = perm
-    prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
+    if slopes is not None:
+        prices = prices_from_slopes(
+            B, slopes, torch.ones(m, dtype=torch.bool, device=B.device), near.b_near_b, scale=start_cost
+        )
+        del slopes
+    else:
+        prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
     return_freed_memory()
     clock.lap("prices")
     guessed = prices is not None
@@ -488,7 +518,8 @@ def _finish(
     rounds, exact, bound, dual, asked, back = 0, False, None, None, None, None
     if by_tree and guessed:  # (where exact minima price, measured no faster)
         dual = c_transform(geometry, A, B, prices, scale=start_cost)
-        _missing_arcs(problem, dual, mate, prices, None, per_row=_START_ARCS)
+        start_arcs = _START_ARCS_COARSE if coarse else _START_ARCS
+        _missing_arcs(problem, dual, mate, prices, None, per_row=start_arcs)
         clock.lap("pricing")
     solve_next = True
     while True:
@@ -565,6 +596,51 @@ def _finish(
         # prices far from the new optimum take coarse bids first (else long wars of small ones)
         eps = epsilons(float(np.clip((costs[-1] - bound) / costs[-1], REPRICE_EPS, WARM_EPS)), FINAL_EPS, EPS_FACTOR)
     return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds)
+
+
+def _coarse_slopes(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
+    Bw: torch.Tensor | None, *, k: int, bound_budget: float, time_budget: float | None,
+) -> torch.Tensor | None:  # fmt: skip
+    """A slope field for the starting prices, (m, d) float64, from the optimum of a subsample of the pairs.
+
+    Where the hierarchy's displacement field is biased (a local deformation of tens of spacings
+    that its splits follow only in part), prices integrated from it are wrong over whole regions,
+    and the auction corrects them by small bids, for long. One point in :data:`COARSE_STRIDE` of
+    ``A`` (clouds in spatial order: an even subsample) and its current partner make a smaller
+    problem, solved exactly first by this same finish (which may itself start from a coarser
+    one). Its optimal pairs give a displacement field without that bias: their slopes
+    (``-grad_y c``), smoothed over neighbouring subsample points and spread to every point of
+    ``B``, are integrated as in :func:`.prices.price_guess` (``None``: a cost without a gradient).
+    """
+    Bw = B if Bw is None else Bw
+    pick, partners = np.arange(0, A.shape[0], COARSE_STRIDE), perm[::COARSE_STRIDE]
+    A_s, B_s = A[torch.as_tensor(pick, device=A.device)], B[torch.as_tensor(partners, device=B.device)]
+    Bw_s = Bw[torch.as_tensor(partners, device=Bw.device)]
+    solved = exact_finish(
+        geometry, A_s, B_s, np.arange(pick.shape[0]), neighbours=k, generator=torch.Generator(),
+        Aw=None if Aw is None else Aw[torch.as_tensor(pick, device=Aw.device)], Bw=Bw_s,
+        bound_budget=bound_budget, time_budget=time_budget,
+    )  # fmt: skip
+    pairs = torch.as_tensor(solved.perm, device=B.device)
+    g_pairs = pair_slopes(geometry, A_s, B_s[pairs])
+    if g_pairs is None:
+        return None
+    g_s = torch.zeros_like(g_pairs)
+    g_s[pairs] = g_pairs
+    around = torch.as_tensor(_nearest_points(Bw_s, Bw_s, _COARSE_NEIGHBOURS + 1), device=B.device)
+    for _ in range(_COARSE_SMOOTHING):
+        g_s = g_s[around].mean(1)
+    spread = torch.as_tensor(_nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
+    return g_s[spread].mean(1)
+
+
+def _nearest_points(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
+    """Indices (q, k) of the ``k`` nearest ``points`` of every query (the point itself included), on their device."""
+    if batched_search.on_device(points.device):
+        return nearest_on_device(points, queries.to(points.device), k)
+    P = points.double().cpu().numpy()
+    return nearest(cKDTree(P) if P.shape[1] <= TREE_MAX_DIM else P, queries.double().cpu().numpy(), k)
 
 
 class _Clock:

@@ -182,34 +182,57 @@ def price_guess(
     """
     m, d = B.shape
     perm_t = torch.as_tensor(perm, device=B.device)
-    try:
-        g_pairs = _gradient(geometry, A, B[perm_t])
-    except RuntimeError:  # a custom cost without a gradient
+    g_pairs = pair_slopes(geometry, A, B[perm_t])
+    if g_pairs is None:
         return None
-    if not bool(torch.isfinite(g_pairs).all()):
-        return None
-    if not batched_search.on_device(B.device):
-        return _guess_on_host(B.double().numpy(), g_pairs.numpy(), perm, neighbours[:, :EDGES], scale)
     g = torch.zeros((m, d), dtype=torch.float64, device=B.device)
     g[perm_t] = g_pairs
-    nb = torch.as_tensor(neighbours[:, :EDGES], device=B.device).long()
     matched = torch.zeros(m, dtype=torch.bool, device=B.device)
     matched[perm_t] = True
+    return prices_from_slopes(B, g, matched, neighbours, scale=scale)
+
+
+def pair_slopes(geometry: Cost, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
+    """``-grad_y c(x, y)`` for the pairs ``(X[i], Y[i])``, float64 (``None``: a cost without a finite gradient)."""
+    try:
+        g = _gradient(geometry, X, Y)
+    except RuntimeError:  # a custom cost without a gradient
+        return None
+    return g if bool(torch.isfinite(g).all()) else None
+
+
+def prices_from_slopes(
+    B: torch.Tensor, g: torch.Tensor, matched: torch.Tensor, neighbours: np.ndarray, *, scale: float
+) -> np.ndarray | None:  # fmt: skip
+    """Prices of B's points (m,), in units of ``scale``, whose gradient is the slope field ``g``.
+
+    Parameters
+    ----------
+    B
+        The points, (m, d).
+    g
+        (m, d) float64 slope at every point, on B's device (changed in place: the slopes of
+        unmatched and steep points are replaced, see :func:`_trusted_slopes`).
+    matched
+        (m,) bool: the points whose slope is known.
+    neighbours
+        (m, k) nearest neighbours in B of every point of B (itself excluded).
+    scale
+        Unit of the prices.
+    """
+    nb = torch.as_tensor(np.asarray(neighbours[:, :EDGES], dtype=np.int64), device=B.device)
     g = _trusted_slopes(g, matched, nb)
+    if not batched_search.on_device(B.device):
+        return _integrate_on_host(B.double().numpy(), g.numpy(), nb.numpy(), scale)
     p = integrate(B.double(), g / scale, nb, generator=torch.Generator().manual_seed(0))
     if not bool(torch.isfinite(p).all()):
         return None
     return (p - p.min()).cpu().numpy()
 
 
-def _guess_on_host(Y: np.ndarray, g_pairs: np.ndarray, perm: np.ndarray, nb: np.ndarray, scale: float):
-    """:func:`price_guess` on the CPU: the system factorised by scipy (low dimensions) or conjugate gradients."""
+def _integrate_on_host(Y: np.ndarray, g: np.ndarray, nb: np.ndarray, scale: float) -> np.ndarray | None:
+    """:func:`prices_from_slopes` on the CPU: the system factorised by scipy (low dimensions) or conjugate gradients."""
     m, d = Y.shape
-    g = np.zeros((m, d))
-    g[perm] = g_pairs
-    matched = np.zeros(m, dtype=bool)
-    matched[perm] = True
-    _trusted_slopes(torch.from_numpy(g), torch.from_numpy(matched), torch.from_numpy(np.asarray(nb, dtype=np.int64)))
     L, rhs = _integration_system(Y, g / scale, nb, matrix=m <= _DIRECT_MAX_POINTS)
     if d > _DIRECT_MAX_DIM:
         p, _ = spl.cg(L, rhs, maxiter=300, rtol=1e-10)
