@@ -18,7 +18,9 @@ returns prices (a dual solution). Two things make it fast and exact:
    a matched point ``y`` is ``-grad_y c(T^-1(y), y)``; its least-squares integral over the
    nearest-neighbour graph (a sparse Laplacian solve) gives prices that are nearly right, and the
    auction starts from them with a small ``eps`` (at 262,144 points: 1.5 million bids instead
-   of 41 million).
+   of 41 million). From :data:`COARSE_MIN` points the displacement field comes from a
+   subsample of the pairs solved first, coarse to fine (:func:`_coarse_slopes`): where the
+   hierarchy follows a local deformation only in part, its own field is biased.
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
@@ -143,8 +145,9 @@ class Finish:
     rounds
         Solves of the graph (1 + rounds of pricing that added arcs).
     timings
-        Seconds spent finding the neighbourhoods (``neighbours``), guessing the prices
-        (``prices``), in the auctions (``solve``) and in pricing (``pricing``: c-transforms,
+        Seconds spent solving the subsample that gives the starting slopes (``coarse``, from
+        :data:`COARSE_MIN` points), finding the neighbourhoods (``neighbours``), guessing the
+        prices (``prices``), in the auctions (``solve``) and in pricing (``pricing``: c-transforms,
         bounds, the missing arcs added).
     exact
         Whether the last pricing found no missing arc, or proved the matching within
