@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
+from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.certificate import c_transform, lower_bound, tightened_bound
 from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
@@ -71,6 +72,80 @@ def test_auction_after_new_arcs_checks_only_the_rows_that_got_them():
     assert len(np.unique(again)) == n
     assert C[np.arange(n), again].sum() <= optimum(cols) + n * 1e-9
     assert C[np.arange(n), again].sum() < C[np.arange(n), mate].sum()  # the new arcs were worth taking
+
+
+@pytest.mark.parametrize(("n", "m"), [(60, 60), (50, 70)])
+def test_an_auction_out_of_bids_hands_back_its_last_completed_phase(n, m):
+    # What an automatic finish keeps when its time runs out: the assignment and prices of the
+    # last phase that completed, an assignment within n * eps of that phase of the optimum.
+    rng = np.random.default_rng(n + m)
+    C = rng.random((n, m))
+    graph = Graph(np.arange(n + 1) * m, np.tile(np.arange(m), n), C.ravel(), m)
+    eps = epsilons(1.0, 1e-9, 5.0)
+    start = (np.full(n, -1), np.zeros(m))
+    _, _, bids = auction_cpu(graph, *start, eps)  # (reverse bids included; the cap counts forward ones)
+    cap, phases = bids, []
+    while True:  # the largest cap (down by tenths) that runs out
+        phases.clear()
+        out, _, _ = auction_cpu(graph, *start, eps, max_bids=cap, on_phase=lambda *phase: phases.append(phase))
+        if out is None:
+            break
+        cap = int(cap * 0.9)
+    assert phases  # a phase completed before the auction gave up
+    assert [e for _, _, e in phases] == eps[: len(phases)]
+    mate, prices, e = phases[-1]
+    r, c = linear_sum_assignment(C)
+    assert len(np.unique(mate)) == n
+    assert (mate >= 0).all()
+    assert C[np.arange(n), mate].sum() <= C[r, c].sum() + n * e
+    # every row within e of its best, the objects left over the cheapest
+    value = C + prices[None, :]
+    assert (value[np.arange(n), mate] <= value.min(1) + e + 1e-12).all()
+    left = np.setdiff1d(np.arange(m), mate)
+    if left.size:
+        assert prices[left].max() <= prices[mate].min()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reassign_after_new_arcs_reaches_the_optimum(seed):
+    # A sparse balanced problem solved once; a few rows get new arcs, and shortest augmenting
+    # paths from the rows that lost their slackness make it optimal on the new graph.
+    rng = np.random.default_rng(seed)
+    n = m = 300
+    k = 6
+    C = rng.random((n, m))
+    cols = [np.unique(np.r_[i, rng.integers(0, m, k)]) for i in range(n)]  # a feasible start
+
+    def graph(rows_cols):
+        indptr = np.r_[0, np.cumsum([len(c) for c in rows_cols])]
+        flat = np.concatenate(rows_cols).astype(np.int64)
+        return Graph(indptr, flat, C[np.repeat(np.arange(n), np.diff(indptr)), flat], m)
+
+    mate, prices, _ = auction_cpu(graph(cols), np.full(n, -1), np.zeros(m), epsilons(1.0, 1e-9, 5.0))
+    grown = rng.choice(n, 40, replace=False)
+    for i in grown:
+        cols[i] = np.unique(np.r_[cols[i], rng.integers(0, m, 5)])
+    again, new_prices, scanned = reassign(graph(cols), mate, prices, grown, 1e-9)
+    dense = np.full((n, m), 1e6)
+    for i, c in enumerate(cols):
+        dense[i, c] = C[i, c]
+    r, c = linear_sum_assignment(dense)
+    assert len(np.unique(again)) == n
+    assert C[np.arange(n), again].sum() <= dense[r, c].sum() + n * 1e-9
+    assert C[np.arange(n), again].sum() < C[np.arange(n), mate].sum()  # the new arcs were worth taking
+    assert scanned > 0
+    assert (new_prices >= prices).all()  # prices only rise
+    g = graph(cols)  # and every row ends within eps of its best
+    value = g.costs + new_prices[g.cols]
+    best = np.minimum.reduceat(value, g.indptr[:-1])
+    held = value[g.cols == again[g.rows()]]
+    assert (held <= best + 1e-9 + 1e-12).all()
+
+
+def test_reassign_refuses_an_unbalanced_graph():
+    graph = Graph(np.array([0, 2]), np.array([0, 1]), np.array([1.0, 2.0]), 2)
+    with pytest.raises(ValueError, match="as many objects as rows"):
+        reassign(graph, np.array([0]), np.zeros(2), np.array([0]), 1e-9)
 
 
 @pytest.mark.parametrize(("s", "t"), [(1, 1), (7, 7), (16, 16), (12, 19), (40, 40)])
@@ -141,6 +216,36 @@ def test_a_spent_time_budget_keeps_the_first_solve_and_a_valid_bound(monkeypatch
     assert hr.SolveOptions().plan(2).finish_time_budget(1 << 20, timings) == pytest.approx(7.0)
     assert hr.SolveOptions().plan(2).finish_time_budget(1 << 18, timings) is None
     assert hr.SolveOptions(polish=True).plan(2).finish_time_budget(1 << 20, timings) is None
+
+
+def test_a_first_solve_out_of_time_keeps_its_last_completed_phase(monkeypatch):
+    # An automatic finish whose first auction runs out of bids one bid before its end keeps the
+    # assignment of the phase before (better than the start), with a bound from its prices.
+    from hiref.engine.finish import polish
+
+    A, B = _pairs()["random square"]
+    start = np.random.default_rng(5).permutation(B.shape[0])
+    args = (SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start)
+    bids, real = [], polish.auction_cpu
+
+    def counted(*a, **kw):
+        out = real(*a, **kw)
+        bids.append(out[2])
+        return out
+
+    monkeypatch.setattr(polish, "auction_cpu", counted)
+    exact_finish(*args, generator=torch.Generator())
+    budget = 1e-9  # spent at once: the auction gets a quarter of it at BIDS_PER_SECOND
+    monkeypatch.setattr(polish, "BIDS_PER_SECOND", (bids[0] - 1) / (budget / 4))
+    cut = exact_finish(*args, generator=torch.Generator(), time_budget=budget)
+    cost = float(((A - B[cut.perm]) ** 2).sum(1).mean())
+    opt = _optimum(A, B)
+    assert cut.rounds == 1
+    assert not cut.exact
+    assert len(np.unique(cut.perm)) == A.shape[0]
+    assert cost == pytest.approx(cut.costs[-1], rel=1e-12)
+    assert cost < float(((A - B[start]) ** 2).sum(1).mean())
+    assert cut.lower_bound <= opt * (1 + 1e-12) <= cost * (1 + 1e-12)
 
 
 def test_an_auction_out_of_time_keeps_the_start_with_a_valid_bound():

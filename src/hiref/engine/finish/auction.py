@@ -189,7 +189,7 @@ def epsilons(start: float, stop: float, factor: float) -> list[float]:
 
 def auction_cpu(
     graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], *, settled: np.ndarray | None = None,
-    max_bids: int | None = None,
+    max_bids: int | None = None, on_phase: Callable[[np.ndarray, np.ndarray, float], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Epsilon-scaling auction on the CPU (compiled, one bidder at a time).
 
@@ -212,6 +212,10 @@ def auction_cpu(
     max_bids
         Most bids before the auction gives up (``None``: :data:`MAX_BIDS_PER_ARC` per arc, the
         smaller of the two when given).
+    on_phase
+        Called after every phase but the last with copies of the assignment and prices (which
+        meet that phase's ``eps``-slackness: an assignment within ``n * eps`` of the optimum on
+        the graph) and the phase's ``eps``: what a caller can keep if a later phase gives up.
 
     Returns
     -------
@@ -248,11 +252,21 @@ def auction_cpu(
         bids += got
         if graph.m > graph.n:
             bids += reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, e, queue)
-    if graph.m > graph.n and graph.n > 0:
-        # Objects left over all at the cheapest held price (none is dearer after the reverse
-        # bids; raising the cheaper ones keeps every person's slackness): their dual is then zero.
-        prices[owner < 0] = prices[owner >= 0].min()
-    return mate, prices, bids
+        if on_phase is not None and e != eps[-1]:
+            on_phase(mate.copy(), _leftovers_cheapest(prices.copy(), owner), e)
+    return mate, _leftovers_cheapest(prices, owner), bids
+
+
+def _leftovers_cheapest(prices: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """``prices`` (in place) with every object nobody holds at the cheapest held price.
+
+    With more objects than persons, none of those is dearer after the reverse bids; raising the
+    cheaper ones keeps every person's slackness, and their dual is then zero.
+    """
+    held = owner >= 0
+    if held.any() and not held.all():
+        prices[~held] = prices[held].min()
+    return prices
 
 
 def auction_torch(

@@ -24,7 +24,13 @@ returns prices (a dual solution). Two things make it fast and exact:
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
-   matching is optimal up to ``eps``, and the dual gives a lower bound on the optimum.
+   matching is optimal up to ``eps``, and the dual gives a lower bound on the optimum. On the
+   CPU, with clouds of equal sizes, the solves after the first start from the last one and
+   reassign only the points that lost their slackness, by shortest augmenting paths
+   (:mod:`.augment`).
+
+An automatic finish (one with a time budget) whose auction runs out of time keeps the matching
+of the auction's last completed phase where it costs less than the one it started from.
 
 Costs are divided by the current mean cost, and ``eps`` is relative to it: the result does not
 depend on the data's units. Points of the larger cloud left unmatched end as its cheapest
@@ -46,6 +52,7 @@ from scipy.spatial import cKDTree
 from hiref.engine._resources import return_freed_memory
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
+from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.certificate import (
     Dual,
     best_points,
@@ -538,18 +545,30 @@ def _finish(
             if time_budget is not None:  # an automatic finish: no auction runs far past its time
                 left = max(time_budget - (time.perf_counter() - started), time_budget / 4)
                 max_bids = int(left * BIDS_PER_SECOND)
-            mate, prices = _solve(graph, mate, prices, eps, A.device, settled, max_bids=max_bids)
+            partial = None
+            if asked is not None and graph.m == graph.n and not batched_search.on_device(A.device):
+                mate, prices, _ = reassign(graph, mate, prices, asked, FINAL_EPS, max_pops=max_bids)
+            else:
+                mate, prices, partial = _solve(graph, mate, prices, eps, A.device, settled, max_bids=max_bids)
             del graph  # pricing merges new arcs into its arrays
-            if mate is None:  # the auction gave up: keep the matching before this round
+            if mate is None:  # the auction gave up: keep the better of the matching before and its last phase's
+                mate, prices, kept = before_mate, before_prices, "the matching it had"
+                if partial is not None:
+                    cost = mean_paired_cost(geometry, A, B, partial[0][:n])
+                    if cost < (costs[-1] if costs else start_cost):
+                        (mate, prices), kept = partial, "the matching of its last completed phase"
+                        costs.append(cost)
+                        rounds += 1
                 logger.warning(
-                    "hiref: the exact finish %s; keeping the matching it had",
-                    "ran out of time" if max_bids is not None else "did not converge",
+                    "hiref: the exact finish %s; keeping %s",
+                    "ran out of time" if max_bids is not None else "did not converge", kept,
                 )  # fmt: skip
-                mate, prices = before_mate, before_prices
-                if bound is None and feasible:  # still bounded, by the prices it started from
+                if feasible and (bound is None or mate is not before_mate):  # bounded by the prices kept
                     dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                     tight, _ = tightened_bound(geometry, A, B, dual, scale=start_cost)
-                    bound = max(lower_bound(dual, prices, n), tight) * start_cost
+                    kept_bound = max(lower_bound(dual, prices, n), tight) * start_cost
+                    bound = kept_bound if bound is None else max(bound, kept_bound)
+                clock.lap("solve")
                 break
             rounds += 1
             costs.append(mean_paired_cost(geometry, A, B, mate[:n]))
@@ -679,17 +698,25 @@ def _stalled(costs: list[float], bound: float) -> bool:
 def _solve(
     graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], device: torch.device,
     settled: np.ndarray | None = None, *, max_bids: int | None = None,
-):  # fmt: skip
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:  # fmt: skip
     """One auction on the graph: compiled on the CPU; elsewhere batched bidding there, tails on the host.
 
     On a GPU, every phase bids in batched rounds (:func:`.auction.auction_torch`) while at least
     :data:`HOST_TAIL` rows are free; the few rows left then bid one at a time in the compiled
     auction, which continues from the same prices and assignment (both still meet the phase's
     ``eps``-slackness). Unbalanced graphs (reverse bids) are solved on the host.
+
+    Returns the assignment and prices (``None`` where the auction gave up), and the assignment
+    and prices of the last phase completed before the last (``None`` if none was).
     """
+    done: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def keep(mate: np.ndarray, prices: np.ndarray, e: float) -> None:
+        done[:] = [(mate, prices)]
+
     if not batched_search.on_device(device) or graph.m > graph.n:
-        mate, prices, _ = auction_cpu(graph, mate, prices, eps, settled=settled, max_bids=max_bids)
-        return mate, prices
+        mate, prices, _ = auction_cpu(graph, mate, prices, eps, settled=settled, max_bids=max_bids, on_phase=keep)
+        return mate, prices, done[0] if done else None
     cols_t, costs_t = _padded_rows(graph, device)
     mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
     for e in eps:
@@ -698,9 +725,11 @@ def _solve(
         if (mate < 0).any():
             mate, prices, _ = auction_cpu(graph, mate, prices, [e], max_bids=max_bids)
             if mate is None:
-                return None, None
+                return None, None, done[0] if done else None
             mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
-    return mate, prices
+        if e != eps[-1]:
+            keep(mate.copy(), prices.copy(), e)
+    return mate, prices, done[0] if done else None
 
 
 def _padded_rows(graph: Graph, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
