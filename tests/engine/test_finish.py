@@ -83,7 +83,7 @@ def test_an_auction_out_of_bids_hands_back_its_last_completed_phase(n, m):
     graph = Graph(np.arange(n + 1) * m, np.tile(np.arange(m), n), C.ravel(), m)
     eps = epsilons(1.0, 1e-9, 5.0)
     start = (np.full(n, -1), np.zeros(m))
-    _, _, bids = auction_cpu(graph, *start, eps)  # (reverse bids included; the cap counts forward ones)
+    _, _, bids = auction_cpu(graph, *start, eps)
     cap, phases = bids, []
     while True:  # the largest cap (down by tenths) that runs out
         phases.clear()

@@ -77,23 +77,33 @@ def augment(indptr, cols, costs, prices, mate, owner, free_rows, max_pops):  # p
         base = np.inf
         for k in range(indptr[start], indptr[start + 1]):
             base = min(base, costs[k] + prices[cols[k]])
-        for k in range(indptr[start], indptr[start + 1]):
-            j = cols[k]
-            d = costs[k] + prices[j] - base
-            if d < dist[j]:
-                if dist[j] == np.inf:
-                    seen[n_seen] = j
-                    n_seen += 1
-                dist[j], pred[j], pred_cost[j] = d, start, costs[k]
-                if size == heap_d.shape[0]:
-                    size = compact(heap_d, heap_j, size, dist, done)
-                size = push(heap_d, heap_j, size, d, j)
+        # row r, reached at distance d and valuing its object at `value` (the free row: at its
+        # best), reaches the objects of its arcs not scanned yet at d plus the reduced cost
+        r, d, value = start, 0.0, base
         target, total = -1, 0.0
-        while size > 0:
-            d, j = heap_d[0], heap_j[0]
-            size = pop(heap_d, heap_j, size)
-            if done[j] or d > dist[j]:
-                continue
+        while True:
+            for k in range(indptr[r], indptr[r + 1]):
+                j = cols[k]
+                if done[j]:
+                    continue
+                nd = d + max(0.0, costs[k] + prices[j] - value)
+                if nd < dist[j]:
+                    if dist[j] == np.inf:
+                        seen[n_seen] = j
+                        n_seen += 1
+                    dist[j], pred[j], pred_cost[j] = nd, r, costs[k]
+                    if size == heap_d.shape[0]:
+                        size = compact(heap_d, heap_j, size, dist, done)
+                    size = push(heap_d, heap_j, size, nd, j)
+            j = -1  # the nearest object not scanned yet
+            while size > 0:
+                d, j = heap_d[0], heap_j[0]
+                size = pop(heap_d, heap_j, size)
+                if not done[j] and d <= dist[j]:
+                    break
+                j = -1
+            if j < 0:
+                break
             pops += 1
             if owner[j] < 0:
                 target, total = j, d
@@ -101,19 +111,6 @@ def augment(indptr, cols, costs, prices, mate, owner, free_rows, max_pops):  # p
             done[j] = True
             r = owner[j]
             value = held[r] + prices[j]
-            for k in range(indptr[r], indptr[r + 1]):
-                jj = cols[k]
-                if done[jj]:
-                    continue
-                nd = d + max(0.0, costs[k] + prices[jj] - value)
-                if nd < dist[jj]:
-                    if dist[jj] == np.inf:
-                        seen[n_seen] = jj
-                        n_seen += 1
-                    dist[jj], pred[jj], pred_cost[jj] = nd, r, costs[k]
-                    if size == heap_d.shape[0]:
-                        size = compact(heap_d, heap_j, size, dist, done)
-                    size = push(heap_d, heap_j, size, nd, jj)
         if target < 0 or pops > max_pops:
             return -1 if target < 0 else -2
         # prices of the scanned objects rise by what the chain costs beyond them: the chain

@@ -135,7 +135,7 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
         return n_free
 
     @numba.njit(cache=True, nogil=True)
-    def reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, eps, queue):  # pragma: no cover
+    def reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, eps, queue, max_steps):  # pragma: no cover
         # Every object left over and dearer than the cheapest held one offers itself to the person
         # it is the best deal for (at a price that keeps every person within eps of its best), or
         # drops to that floor. Persons stay assigned throughout.
@@ -151,6 +151,8 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
                 left += 1
         head, tail, steps = 0, tail % cap, 0
         while left > 0:
+            if steps >= max_steps:
+                return -1
             j = queue[head]
             head = head + 1 if head + 1 < cap else 0
             left -= 1
@@ -210,8 +212,8 @@ def auction_cpu(
         outbid: each phase checks only the other rows and those that bid, not every row.
         Ignored with more objects than rows (the reverse bids lower prices).
     max_bids
-        Most bids before the auction gives up (``None``: :data:`MAX_BIDS_PER_ARC` per arc, the
-        smaller of the two when given).
+        Most bids (forward and reverse) before the auction gives up (``None``:
+        :data:`MAX_BIDS_PER_ARC` per arc, the smaller of the two when given).
     on_phase
         Called after every phase but the last with copies of the assignment and prices (which
         meet that phase's ``eps``-slackness: an assignment within ``n * eps`` of the optimum on
@@ -251,7 +253,10 @@ def auction_cpu(
             return None, None, bids
         bids += got
         if graph.m > graph.n:
-            bids += reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, e, queue)
+            got = reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, e, queue, budget - bids)
+            if got < 0:
+                return None, None, bids
+            bids += got
         if on_phase is not None and e != eps[-1]:
             on_phase(mate.copy(), _leftovers_cheapest(prices.copy(), owner), e)
     return mate, _leftovers_cheapest(prices, owner), bids
