@@ -150,7 +150,8 @@ class Finish:
         Lower bound on the optimal mean cost from the final prices (``None`` where the
         c-transform was not computed).
     rounds
-        Solves of the graph (1 + rounds of pricing that added arcs).
+        Solves of the graph (1 + rounds of pricing that added arcs); a solve that ran out of
+        time counts where the matching of its last completed phase was kept.
     timings
         Seconds spent solving the subsample that gives the starting slopes (``coarse``, from
         :data:`COARSE_MIN` points), finding the neighbourhoods (``neighbours``), guessing the
