@@ -278,9 +278,13 @@ def test_c_transform_equals_exact_minima(d):
     dual = c_transform(SqEuclidean(), A, B, prices, scale=0.3, k=3 if d == 3 else 2)
     exact = (cdist(A.numpy(), B.numpy(), "sqeuclidean") / 0.3 + prices[None, :]).min(1)
     assert np.allclose(dual.u, exact, rtol=1e-12, atol=1e-7)
-    assert lower_bound(dual, prices, 300) == pytest.approx(
-        (exact - prices.min()).sum() / 300 - (prices - prices.min()).sum() / 300
+    # 50 more points in B: every threshold t gives a valid bound, the 300th highest price the best
+    best = max(
+        (exact - t).sum() / 300 - np.maximum(prices - t, 0).sum() / 300 for t in np.concatenate([prices, [-1e12]])
     )
+    assert lower_bound(dual, prices, 300) == pytest.approx(best, rel=1e-12)
+    floor = prices.min()  # the threshold used before: all prices counted
+    assert lower_bound(dual, prices, 300) > (exact - floor).sum() / 300 - (prices - floor).sum() / 300 + 1e3
 
 
 @pytest.mark.parametrize(("n", "m", "d"), [(300, 300, 2), (250, 320, 2), (250, 320, 20)])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +41,7 @@ from hiref.engine.finish.windows import refine_matching
 from hiref.engine.geometry.costs import Transposed
 from hiref.engine.geometry.sketch import working_copy
 from hiref.engine.labels import LevelLabels
+from hiref.engine.leftovers import applies, select_kept, spread_labels
 from hiref.engine.matching import Arrangement, Matching, Outcome, caller_matching
 from hiref.engine.split.data_parallel import Shard, split_level_parallel
 from hiref.engine.split.level import Stack, split_level
@@ -87,7 +88,7 @@ def run(
     """:func:`hiref.solve` on checked inputs: this process's rows ``X``, ``Y`` of the clouds."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     problem = _Problem.arrange(X, Y, plan, comm, generator, device)
-    ranks = plan.ranks(problem.n_large)
+    ranks = problem.levels(plan, comm)
     world = comm.world > 1
     bar = tqdm(
         total=len(ranks) + 1, desc=f"hiref ({comm.world} processes)" if world else "hiref", unit="level",
@@ -121,6 +122,8 @@ class _Problem:
     los: tuple[int, int]
     geometry: Cost
     arrangement: Arrangement
+    #: whether the hierarchy matches A into a selection of as many points of B (:mod:`.leftovers`)
+    select: bool = False
 
     @classmethod
     def arrange(
@@ -147,6 +150,19 @@ class _Problem:
             n_large = n
         los = (sum(sizes_a[: comm.rank]), sum(sizes_b[: comm.rank]))
         return cls(A, B, n, n_large, los, geometry_ab, arrangement)
+
+    def levels(self, plan: Plan, comm: Collectives) -> list[int]:
+        """The rank of every level; decides :attr:`select` (then the hierarchy matches n points into n)."""
+        work_d = min(plan.d, plan.options.sketch_dim) if plan.sketched else plan.d
+        partial = plan.options.unbalanced == "partial" and comm.world == 1
+        if partial and applies(self.n, self.n_large, work_d):
+            try:
+                ranks = plan.ranks(self.n)
+            except ValueError:  # a schedule of the user's that only fits the larger cloud
+                return plan.ranks(self.n_large)
+            self.select = True
+            return ranks
+        return plan.ranks(self.n_large)
 
 
 @dataclass
@@ -176,16 +192,27 @@ class _Run:
             done, own = 0, Owned(Blocks.whole(p.n, p.n_large, p.A.device), p.A, p.B)
         del p.A, p.B  # the owned points are all this process needs from here on
         Aw = Bw = None
-        leaves = own.blocks
+        leaves, matched, kept = own.blocks, own, None
         if own.owned is None or own.owned.numel():
             Aw, Bw = working(own.A), working(own.B)
-            split = local_split(p.geometry, Aw, Bw, self.plan.level, self.generator)
-            leaves = self.levels(split, own.blocks, ranks[done:], first_level=done + 1)
-        perm = self.leaves(own, leaves)
+            Bh = Bw
+            if p.select:
+                kept = self.select_kept(Aw, Bw)
+                kept_t = torch.as_tensor(kept, device=Bw.device)
+                Bh = Bw[kept_t]
+                matched = Owned(Blocks.whole(p.n, p.n, Bw.device), own.A, own.B[kept_t])
+            split = local_split(p.geometry, Aw, Bh, self.plan.level, self.generator)
+            leaves = self.levels(split, matched.blocks, ranks[done:], first_level=done + 1)
+            del Bh
+        perm = self.leaves(matched, leaves)
         width = int(np.prod(ranks[done:], dtype=np.int64))
         deep_a, deep_b = (global_labels(lab, own.owned, width) if self.world else lab for lab in leaves.labels())
         del leaves
-        level_costs = self.level_costs(own, deep_a, deep_b, ranks)
+        level_costs = self.level_costs(matched, deep_a, deep_b, ranks)
+        if kept is not None:  # back to all of B: the left-over points join their nearest kept point's co-cluster
+            perm = kept[perm]
+            deep_b = torch.as_tensor(spread_labels(deep_b.cpu().numpy(), Bw, kept), device=deep_b.device)
+        del matched
         refine_costs: list[float] = []
         bound = None
         if own.A.shape[0]:
@@ -204,6 +231,22 @@ class _Run:
             bound = None  # each process bounds only its own co-clusters
         return self.outcome(own, perm, deep_a, deep_b, cost=cost, ranks=ranks, level_costs=level_costs,
                             refine_costs=refine_costs, lower_bound=bound)  # fmt: skip
+
+    def select_kept(self, Aw: torch.Tensor, Bw: torch.Tensor) -> np.ndarray:
+        """The points of B the hierarchy matches A into (:func:`.leftovers.select_kept`), timed as ``"select"``."""
+        t0 = time.perf_counter()
+        self.report.bar.set_postfix_str(f"selecting {self.problem.n} of {self.problem.n_large} points")
+        # the subsample is matched exactly, by the defaults (a schedule given for the whole clouds would not fit)
+        options = replace(self.plan.options, polish=None, refine=None, schedule=None)
+        plan = replace(options.plan(Aw.shape[1]), geometry=self.problem.geometry)
+
+        def solve(A: torch.Tensor, B: torch.Tensor) -> np.ndarray:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+            return run(A, B, plan, self.comm, device=A.device, seed=seed, progress=False, t_start=t0).perm
+
+        kept = select_kept(Aw, Bw, solve, self.generator)
+        self.report.timings["select"] = time.perf_counter() - t0
+        return kept
 
     def data_parallel(self, shard: Shard, ranks: list[int]) -> tuple[Blocks, int]:
         """The top levels, solved by all processes together until the co-clusters can be shared out.

@@ -68,7 +68,10 @@ def solve(
         gets a partner and the larger cloud's extra points stay unmatched (``-1``), chosen by
         the transport itself (the paper's dummy points, Sec. 3.1, realised as uneven
         co-cluster sizes) — so points without a counterpart, e.g. tissue present in one slice
-        only, are the ones left out. ``"subsample"`` (the paper's experiments): draw
+        only, are the ones left out. Above 8,192 points in the smaller cloud, which points of
+        the larger one to leave out is first learnt from the optimum of a subsample
+        (:mod:`hiref.engine.leftovers`; ``timings["select"]``), and the levels match into the
+        points kept. ``"subsample"`` (the paper's experiments): draw
         ``min(n, m)`` points of the larger cloud at random (``seed``), match one to one, and
         list the others in :attr:`Matching.dropped`; faster, but the points left out are random.
     refine

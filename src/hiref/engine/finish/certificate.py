@@ -4,8 +4,8 @@ For prices ``p`` of the larger cloud's points (a dual solution), the c-transform
 ``u(x) = min_y c(x, y) + p(y)`` over *every* point ``y`` makes ``(u, -p)`` dual feasible, so
 by weak duality ``sum_x u(x) - sum_y p(y)`` is at most the cost of any one-to-one matching.
 When the larger cloud has extra points (``m > n``, each point of the smaller cloud matched),
-the dual asks ``-p <= 0``: prices are taken relative to their minimum, which adds
-``(m - n) * min(p)``. With the auction's final prices the bound is within ``n * eps`` of the
+the dual asks ``-p <= 0``: prices are taken relative to a threshold, those below it raised to it
+(:func:`lower_bound`). With the auction's final prices the bound is within ``n * eps`` of the
 matching's cost on its graph, so it proves the matching optimal up to that.
 
 For the squared Euclidean cost in low dimensions, a branch-and-bound search on a k-d tree whose
@@ -177,6 +177,15 @@ def tightened_bound(
 
 
 def lower_bound(dual: Dual, prices: np.ndarray, n: int) -> float:
-    """The dual's lower bound on the optimal mean cost per matched pair, in units of the prices."""
-    floor = float(prices.min())
-    return float((dual.u - floor).sum() - (prices - floor).sum()) / n
+    """The dual's lower bound on the optimal mean cost per matched pair, in units of the prices.
+
+    With more points than ``n`` in the larger cloud, the dual of the partial problem asks prices
+    of at least a threshold ``t`` (taken as zero): prices below it are raised to it, which keeps
+    ``dual.u`` feasible. The bound ``sum(u) - n t - sum(max(p - t, 0))`` is concave in ``t`` and
+    largest at the ``n``-th highest price, the threshold used (all prices count otherwise: the
+    lowest as threshold left the extra points' prices in the sum and lost the bound where the
+    leftovers are far from the smaller cloud).
+    """
+    m = prices.shape[0]
+    t = float(np.partition(prices, m - n)[m - n]) if 0 < n < m else float(prices.min())
+    return float((dual.u - t).sum() - np.maximum(prices - t, 0.0).sum()) / n

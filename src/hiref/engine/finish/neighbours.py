@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish import batched_search
 from hiref.engine.finish.batched_search import nearest_batched
 
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
@@ -60,6 +61,14 @@ def nearest_on_device(points: torch.Tensor, queries: torch.Tensor, k: int) -> np
     if points.shape[1] <= TREE_MAX_DIM:
         return nearest_batched(points, queries, k).cpu().numpy()
     return _nearest_exact(points, queries, k)
+
+
+def nearest_points(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
+    """Indices (q, k) of the ``k`` nearest ``points`` of every query, on their device (a point finds itself)."""
+    if batched_search.on_device(points.device):
+        return nearest_on_device(points, queries.to(points.device), k)
+    P = points.double().cpu().numpy()
+    return nearest(cKDTree(P) if P.shape[1] <= TREE_MAX_DIM else P, queries.double().cpu().numpy(), k)
 
 
 def _nearest_exact(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:

@@ -63,7 +63,7 @@ from hiref.engine.finish.certificate import (
     uses_price_tree,
 )
 from hiref.engine.finish.leaves import mean_paired_cost
-from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest, nearest_on_device
+from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest, nearest_on_device, nearest_points
 from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_slopes
 from hiref.engine.geometry.costs import Cost
 
@@ -651,19 +651,11 @@ def _coarse_slopes(
         return None
     g_s = torch.zeros_like(g_pairs)
     g_s[pairs] = g_pairs
-    around = torch.as_tensor(_nearest_points(Bw_s, Bw_s, _COARSE_NEIGHBOURS + 1), device=B.device)
+    around = torch.as_tensor(nearest_points(Bw_s, Bw_s, _COARSE_NEIGHBOURS + 1), device=B.device)
     for _ in range(_COARSE_SMOOTHING):
         g_s = g_s[around].mean(1)
-    spread = torch.as_tensor(_nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
+    spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
     return g_s[spread].mean(1)
-
-
-def _nearest_points(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
-    """Indices (q, k) of the ``k`` nearest ``points`` of every query (the point itself included), on their device."""
-    if batched_search.on_device(points.device):
-        return nearest_on_device(points, queries.to(points.device), k)
-    P = points.double().cpu().numpy()
-    return nearest(cKDTree(P) if P.shape[1] <= TREE_MAX_DIM else P, queries.double().cpu().numpy(), k)
 
 
 class _Clock:
