@@ -56,6 +56,19 @@ def test_selection_with_the_larger_cloud_first_and_the_default_finish(monkeypatc
     assert res.gap_bound <= 1e-4
 
 
+def test_no_selection_where_the_larger_cloud_is_only_denser(monkeypatch):
+    # X a random 90 % of the planted source: the points left over are scattered, not a region
+    X, Y, _ = hr.datasets.planted_pair(4096, kind="density", seed=2)
+    X = X[np.sort(np.random.default_rng(0).choice(4096, 3686, replace=False))]
+    monkeypatch.setattr(leftovers, "SAMPLE", 512)
+    res = hr.solve(X, Y, progress=False, polish=False, refine=False)
+    assert "select" in res.timings  # it looked, and left the levels as they were
+    monkeypatch.setattr(leftovers, "SAMPLE", 10**9)
+    plain = hr.solve(X, Y, progress=False, polish=False, refine=False)
+    assert np.array_equal(res.perm, plain.perm)
+    assert res.schedule == plain.schedule
+
+
 def test_a_schedule_that_fits_only_the_larger_cloud_matches_into_all_of_it(monkeypatch):
     X, Y = _cut_pair(1024, 1)
     monkeypatch.setattr(leftovers, "SAMPLE", 64)

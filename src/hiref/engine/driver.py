@@ -21,6 +21,7 @@ collectives are the identity); :func:`run` is the same sequence for both:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -107,7 +108,7 @@ def run(
         report.timings["sketch"] = time.perf_counter() - t0
         if world:
             report.communication["sketch"] = comm.sent - sent
-    out = _Run(problem, plan, comm, generator, report).solve(working, ranks)
+    out = _Run(problem, plan, comm, generator, report, seed).solve(working, ranks)
     return caller_matching(out, problem.arrangement, cost_name=plan.geometry.name, t_start=t_start)
 
 
@@ -174,6 +175,9 @@ class _Run:
     comm: Collectives
     generator: torch.Generator
     report: Report
+    #: the seed of ``generator``: the selection draws from a generator of its own, so that the
+    #: levels draw the same numbers whether it selects or not
+    seed: int = 0
 
     @property
     def world(self) -> bool:
@@ -198,9 +202,14 @@ class _Run:
             Bh = Bw
             if p.select:
                 kept = self.select_kept(Aw, Bw)
+            if kept is not None:
                 kept_t = torch.as_tensor(kept, device=Bw.device)
                 Bh = Bw[kept_t]
                 matched = Owned(Blocks.whole(p.n, p.n, Bw.device), own.A, own.B[kept_t])
+            elif p.select:  # nothing selected: the levels of the whole larger cloud (a user's schedule may fit n only)
+                with contextlib.suppress(ValueError):
+                    ranks = self.plan.ranks(p.n_large)
+                self.report.bar.total = len(ranks) + 1
             split = local_split(p.geometry, Aw, Bh, self.plan.level, self.generator)
             leaves = self.levels(split, matched.blocks, ranks[done:], first_level=done + 1)
             del Bh
@@ -232,7 +241,7 @@ class _Run:
         return self.outcome(own, perm, deep_a, deep_b, cost=cost, ranks=ranks, level_costs=level_costs,
                             refine_costs=refine_costs, lower_bound=bound)  # fmt: skip
 
-    def select_kept(self, Aw: torch.Tensor, Bw: torch.Tensor) -> np.ndarray:
+    def select_kept(self, Aw: torch.Tensor, Bw: torch.Tensor) -> np.ndarray | None:
         """The points of B the hierarchy matches A into (:func:`.leftovers.select_kept`), timed as ``"select"``."""
         t0 = time.perf_counter()
         self.report.bar.set_postfix_str(f"selecting {self.problem.n} of {self.problem.n_large} points")
@@ -240,11 +249,13 @@ class _Run:
         options = replace(self.plan.options, polish=None, refine=None, schedule=None)
         plan = replace(options.plan(Aw.shape[1]), geometry=self.problem.geometry)
 
+        generator = torch.Generator().manual_seed(self.seed)
+
         def solve(A: torch.Tensor, B: torch.Tensor) -> np.ndarray:
-            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
             return run(A, B, plan, self.comm, device=A.device, seed=seed, progress=False, t_start=t0).perm
 
-        kept = select_kept(Aw, Bw, solve, self.generator)
+        kept = select_kept(Aw, Bw, solve, generator)
         self.report.timings["select"] = time.perf_counter() - t0
         return kept
 

@@ -12,7 +12,9 @@ and as many of B in proportion, matched by the engine itself (exact at that size
 of B then takes the share of left-over points among its nearest subsample points of B
 (:data:`VOTES`), and the ``m - n`` points with the highest shares are left out. The hierarchy
 matches A into the points kept, a balanced problem; the finish then works on the whole of B
-again, and can still trade a kept point for a left-over one.
+again, and can still trade a kept point for a left-over one. Where the subsample leaves out
+points that have points of A around them (B denser everywhere, not a region that A lacks),
+nothing is selected: the levels match A into the whole of B as before.
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ def _sample_sizes(n: int, m: int) -> tuple[int, int]:
 def select_kept(
     A: torch.Tensor, B: torch.Tensor, solve: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
     generator: torch.Generator,
-) -> np.ndarray:  # fmt: skip
-    """The ``n`` points of ``B`` that the hierarchy matches ``A`` into (sorted indices).
+) -> np.ndarray | None:  # fmt: skip
+    """The ``n`` points of ``B`` that the hierarchy matches ``A`` into (sorted indices); ``None``: all of them.
 
     Parameters
     ----------
@@ -72,9 +74,12 @@ def select_kept(
     k, k_b = _sample_sizes(n, m)
     pick_a = torch.sort(torch.randperm(n, generator=generator)[:k]).values
     pick_b = torch.sort(torch.randperm(m, generator=generator)[:k_b]).values
-    partners = solve(A[pick_a.to(A.device)], B[pick_b.to(B.device)])
+    A_s, B_s = A[pick_a.to(A.device)], B[pick_b.to(B.device)]
+    partners = solve(A_s, B_s)
     left_over = np.ones(k_b, dtype=bool)
     left_over[partners] = False
+    if not _left_out_where_a_is_absent(A_s, B_s, left_over):
+        return None
     votes = int(np.clip(m // (2 * k_b), *VOTES))
     share = np.empty(m)
     for lo in range(0, m, _CHUNK):  # (the neighbours of all points at once: 0.5 GB at 2**20)
@@ -83,6 +88,23 @@ def select_kept(
     # ties (whole regions of equal shares) broken at random, below the step of one vote
     share += torch.rand(m, generator=generator, dtype=torch.float64).numpy() * (0.5 / votes)
     return np.sort(np.argpartition(share, n - 1)[:n])
+
+
+def _left_out_where_a_is_absent(A_s: torch.Tensor, B_s: torch.Tensor, left_over: np.ndarray) -> bool:
+    """Whether the subsample leaves out points of B in regions where A has few points.
+
+    Among the :data:`VOTES` nearest subsample points (of both clouds) of each point of B left
+    over, the median share of points of A, against half its share of the whole subsample.
+    Where B only has more points everywhere (a section with a tenth more cells spread at
+    random), the subsample's optimum leaves out a strip along the edge, as the continuous problem
+    does, while the whole clouds' optimum leaves out points scattered everywhere: selecting
+    then cut holes (planted density pair of 2**16 points, X a random 90 %: the hierarchy 278 %
+    above the truth, 85 % without the selection).
+    """
+    joint = torch.cat([A_s, B_s])
+    near = nearest_points(joint, B_s[torch.as_tensor(np.flatnonzero(left_over), device=B_s.device)], VOTES[0] + 1)
+    share_a = (near[:, 1:] < A_s.shape[0]).mean(1)
+    return bool(np.median(share_a) < 0.5 * A_s.shape[0] / joint.shape[0])
 
 
 def spread_labels(labels: np.ndarray, B: torch.Tensor, kept: np.ndarray) -> np.ndarray:

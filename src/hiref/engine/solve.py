@@ -71,9 +71,10 @@ def solve(
         only, are the ones left out. Above 8,192 points in the smaller cloud, which points of
         the larger one to leave out is first learnt from the optimum of a subsample
         (:mod:`hiref.engine.leftovers`; ``timings["select"]``), and the levels match into the
-        points kept. ``"subsample"`` (the paper's experiments): draw
-        ``min(n, m)`` points of the larger cloud at random (``seed``), match one to one, and
-        list the others in :attr:`Matching.dropped`; faster, but the points left out are random.
+        points kept, where those left out form regions that the smaller cloud lacks.
+        ``"subsample"`` (the paper's experiments): draw ``min(n, m)`` points of the larger
+        cloud at random (``seed``), match one to one, and list the others in
+        :attr:`Matching.dropped`; faster, but the points left out are random.
     refine
         After the bijection, re-solve exactly over windows of neighbouring matched pairs
         (``refine_window`` pairs each, by default ``min(2 * leaf_size, 1024)``, from random
