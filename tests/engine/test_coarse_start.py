@@ -60,6 +60,32 @@ def test_coarse_slopes_are_closer_to_the_optimum_than_the_hierarchys(seed):
     assert error < 0.48 * error_hierarchy  # unsmoothed: 0.51-0.55
 
 
+def test_partial_coarse_slopes_are_flat_where_the_larger_cloud_is_left_out():
+    # X is cut at its 90 % x-quantile, Y is whole: the partial optimum leaves out (about) the
+    # image of the cut part, where the dual's prices are flat. The subsample includes points the
+    # hierarchy leaves out, so its slopes vanish deep in that region and keep the displacement's
+    # elsewhere; from a subsample of the hierarchy's pairs alone they took the slopes of the
+    # nearest pairs there (ratio about 1).
+    X, Y, truth = hr.datasets.planted_pair(8192, kind="density", seed=0)
+    cut = X[:, 0] >= np.quantile(X[:, 0], 0.9)
+    X_kept = X[~cut]
+    perm = hr.solve(X_kept, Y, progress=False, polish=False, refine=False, seed=0).perm
+    A, B = torch.as_tensor(X_kept, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
+    order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
+    (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
+    got = polish._coarse_slopes(
+        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, time_budget=None
+    )
+    slopes = np.empty_like(got.numpy())
+    slopes[order.b.numpy()] = got.numpy()
+    length = np.sqrt((slopes**2).sum(1))
+    deep = np.zeros(Y.shape[0], dtype=bool)
+    deep[truth[X[:, 0] >= np.quantile(X[:, 0], 0.95)]] = True  # partners of the outer half of the cut
+    kept = np.zeros(Y.shape[0], dtype=bool)
+    kept[truth[X[:, 0] < np.quantile(X[:, 0], 0.8)]] = True
+    assert np.median(length[deep]) < 0.1 * np.median(length[kept])
+
+
 def _optimum(A: np.ndarray, B: np.ndarray) -> float:
     C = cdist(A, B, "sqeuclidean")
     r, c = linear_sum_assignment(C)
@@ -70,8 +96,9 @@ def _optimum(A: np.ndarray, B: np.ndarray) -> float:
 @pytest.mark.parametrize("m", [1500, 1700])
 def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeypatch, path, m):
     # Two nested coarse solves (1,500 -> 188 -> 24 points) on a local deformation, from the
-    # hierarchy's matching; with more points in Y, the subsamples are balanced pairs of it.
+    # hierarchy's matching; with more points in Y, the subsamples are partial problems too.
     monkeypatch.setattr(polish, "COARSE_MIN", 100)
+    monkeypatch.setattr(polish, "COARSE_MIN_PARTIAL", 100)
     monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
     calls = []
     inner = polish._coarse_slopes

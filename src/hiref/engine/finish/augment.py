@@ -20,7 +20,14 @@ keeps that ``eps``-slackness. Balanced problems only: with more objects than row
 left over must all end the cheapest, which a chain that ends at one of them breaks; restoring
 that by the auction's reverse bids after the searches was measured slower than the auction alone
 (2.7·10^5 cells into 3·10^5 whose hierarchy ends 60 % above the optimum: no end in nine minutes
-for the 194,000 rows of the first re-solve, against about 14 s).
+for the 194,000 rows of the first re-solve, against about 14 s). Exact searches for the partial
+problem were measured too (the objects left over held by stand-in rows of cost 0 that share
+the lowest price, one node of the search, from which a stand-in may take any other object,
+cheapest first): equal to ``linear_sum_assignment`` on random rectangular graphs, but where the
+cost landscape is flat each search reaches that node and scans far (the same cells, the
+re-solve after pricing for 90,134 rows: 45 s and 93 million objects scanned, against 31 s by
+the auction; the whole finish to the optimum 368 s against 132 s; 0.2 s against 0.5 s for
+1,101 rows on a planted pair of 2**18 points cut at 90 %).
 """
 
 from __future__ import annotations
