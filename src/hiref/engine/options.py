@@ -42,9 +42,10 @@ AUTO_POLISH_MAX = 1 << 23
 AUTO_FINISH_TIME_FACTOR = 2.0
 #: The same for a partial matching (more points in the larger cloud): its finish first solves a
 #: partial subsample, then repairs the bands the hierarchy left out wrongly (planted density pairs
-#: of 2**20 points cut at 90 %, hierarchy 61-137 % above the optimum: exact in 31-34 s of finish
-#: after 11-13 s of levels; with twice the levels' time, two seeds of three ran out of it).
-AUTO_FINISH_TIME_FACTOR_PARTIAL = 3.0
+#: of 2**20 points cut at 90 %, hierarchy 61-137 % above the optimum: exact in 22-35 s of finish
+#: after 12-13 s of levels; with twice the levels' time two seeds of three ran out of it, with
+#: three times the hardest one did in one run of two).
+AUTO_FINISH_TIME_FACTOR_PARTIAL = 4.0
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
