@@ -181,6 +181,38 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
     return bid, release, reverse
 
 
+@cache
+def _transpose_kernel() -> Callable:
+    """The compiled fill of :func:`_by_object` (compiled once, cached on disk)."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def fill(indptr, cols, costs, t_indptr, t_rows, t_costs):  # pragma: no cover
+        at = t_indptr[:-1].copy()
+        for i in range(indptr.shape[0] - 1):
+            for k in range(indptr[i], indptr[i + 1]):
+                j = cols[k]
+                t_rows[at[j]], t_costs[at[j]] = i, costs[k]
+                at[j] += 1
+
+    return fill
+
+
+def _by_object(graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The graph's arcs grouped by object, rows ascending: pointers (m + 1,), rows and costs.
+
+    Filled in one pass (a counting sort), rows stored in the smallest integer type: a stable
+    argsort and gathers by it held four arrays of arcs at once, which set the finish's peak
+    memory on partial matchings (2**20 planted points cut at 90 %: 1.68 GiB, 0.3 GiB of it here).
+    """
+    t_indptr = np.zeros(graph.m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(graph.cols, minlength=graph.m), out=t_indptr[1:])
+    t_rows = np.empty(graph.cols.shape[0], dtype=np.int32 if graph.n < 2**31 else np.int64)
+    t_costs = np.empty(graph.cols.shape[0], dtype=np.float64)
+    _transpose_kernel()(graph.indptr, graph.cols, graph.costs, t_indptr, t_rows, t_costs)
+    return t_indptr, t_rows, t_costs
+
+
 def epsilons(start: float, stop: float, factor: float) -> list[float]:
     """The decreasing ``eps`` of the scaling phases, from ``start`` to ``stop`` (both included)."""
     out = [max(start, stop)]
@@ -235,10 +267,7 @@ def auction_cpu(
     queue = np.empty(max(graph.n, graph.m) + 1, dtype=np.int64)
     spread = float(graph.costs.max() - graph.costs.min()) if graph.costs.size else 0.0
     if graph.m > graph.n:  # arcs by object, for the reverse bids
-        order = np.argsort(graph.cols, kind="stable")
-        t_indptr = np.zeros(graph.m + 1, dtype=np.int64)
-        np.cumsum(np.bincount(graph.cols, minlength=graph.m), out=t_indptr[1:])
-        t_rows, t_costs = graph.rows()[order], graph.costs[order]
+        t_indptr, t_rows, t_costs = _by_object(graph)
     bids, budget = 0, MAX_BIDS_PER_ARC * max(graph.cols.shape[0], 1)
     if max_bids is not None:
         budget = min(budget, max(0, int(max_bids)))
