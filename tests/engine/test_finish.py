@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
-from hiref.engine.finish.certificate import c_transform, lower_bound, tightened_bound
+from hiref.engine.finish.certificate import c_transform, c_transform_risen, lower_bound, tightened_bound
 from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import Custom, Power, SqEuclidean, Transposed
@@ -287,6 +287,73 @@ def test_c_transform_equals_exact_minima(d):
     assert lower_bound(dual, prices, 300) == pytest.approx(best, rel=1e-12)
     floor = prices.min()  # the threshold used before: all prices counted
     assert lower_bound(dual, prices, 300) > (exact - floor).sum() / 300 - (prices - floor).sum() / 300 + 1e3
+
+
+@pytest.mark.parametrize(("k", "offset"), [(1, 0.0), (6, 0.0), (6, 1e4)])
+def test_c_transform_after_prices_rose_finds_every_point_short(k, offset):
+    # Exact minima (20-D): each point's candidates bound all others by its floor; after prices
+    # rise, the points whose pairs stay near their floor are valued from their candidates alone.
+    rng = np.random.default_rng(7)
+    n, d, margin = 300, 20, 1e-7
+    A, B = rng.normal(size=(n, d)) + offset, rng.normal(size=(300, d)) * 1.2 + offset
+    B = np.concatenate([B, B[:60]])  # twins: a rise of one makes the other, outside the candidates, cheaper
+    m = B.shape[0]
+    C = cdist(A, B, "sqeuclidean") / 0.5
+    before = rng.normal(size=m)
+    before[300:] = before[:60]
+    At, Bt = torch.as_tensor(A), torch.as_tensor(B)
+    dual = c_transform(SqEuclidean(), At, Bt, before, scale=0.5, k=k)
+    values = C + before[None, :]
+    outside = np.ones((n, m), dtype=bool)
+    outside[np.arange(n)[:, None], dual.best] = False
+    assert (values[outside].reshape(n, -1) >= dual.floor[:, None]).all()
+    assert np.allclose(np.sort(values, 1)[:, k - 1], dual.floor, rtol=1e-9, atol=1e-6)  # and it is tight
+    prices = before + np.where(rng.random(m) < 0.15, 1e-2 * rng.random(m), 0.0)
+    values = C + prices[None, :]
+    exact = values.min(1)
+    # current pairs: one of its candidates for most points, a far point for some
+    near = dual.best[np.arange(n), rng.integers(0, k, n)]
+    current = values[np.arange(n), np.where(rng.random(n) < 0.9, near, rng.integers(0, m, n))]
+    risen, again, loose = c_transform_risen(
+        SqEuclidean(), At, Bt, prices, scale=0.5, k=k, previous=dual, current=current, changed=np.arange(n),
+        margin=margin,
+    )  # fmt: skip
+    assert not loose
+    assert 0 < again.size < n / 2  # some searched again, most answered by their candidates
+    assert (risen.u <= exact + 1e-9).all()  # valid: never above the transform
+    short = exact < current - margin
+    assert short.any()
+    assert np.array_equal(risen.u < current - margin, short)  # every point short, and only those
+    # every point short is offered an arc that undercuts its pair
+    offered = values[np.arange(n)[:, None], risen.best].min(1)
+    assert (offered[short] < current[short] - margin).all()
+    # and where its candidates hold the minimum, the value is exact
+    held = (values.argmin(1)[:, None] == risen.best).any(1)
+    assert np.allclose(risen.u[held], exact[held], rtol=1e-12, atol=1e-9)
+
+
+def test_c_transform_after_prices_rose_without_a_floor_searches_the_points_changed():
+    # A cost whose rounding has no bound (the Euclidean one) keeps no floor: the points changed
+    # are searched again, the others keep their old values (valid, as prices only rose).
+    rng = np.random.default_rng(8)
+    n, m = 200, 230
+    A, B = torch.as_tensor(rng.normal(size=(n, 20))), torch.as_tensor(rng.normal(size=(m, 20)))
+    cost = Power(1.0)
+    before = rng.normal(size=m)
+    dual = c_transform(cost, A, B, before, scale=1.0, k=4)
+    assert dual.floor is None
+    prices = before + rng.random(m) * 0.1
+    exact = (cdist(A.numpy(), B.numpy()) + prices[None, :]).min(1)
+    changed = np.sort(rng.choice(n, 40, replace=False))
+    risen, again, loose = c_transform_risen(
+        cost, A, B, prices, scale=1.0, k=4, previous=dual, current=exact + 1.0, changed=changed, margin=1e-7
+    )  # fmt: skip
+    assert loose
+    assert np.array_equal(again, changed)
+    assert np.allclose(risen.u[changed], exact[changed], rtol=1e-12)
+    others = np.setdiff1d(np.arange(n), changed)
+    assert np.array_equal(risen.u[others], dual.u[others])
+    assert (risen.u <= exact + 1e-12).all()
 
 
 @pytest.mark.parametrize(("n", "m", "d"), [(300, 300, 2), (250, 320, 2), (250, 320, 20)])

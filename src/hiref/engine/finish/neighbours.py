@@ -71,16 +71,34 @@ def nearest_points(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.nd
     return nearest(cKDTree(P) if P.shape[1] <= TREE_MAX_DIM else P, queries.double().cpu().numpy(), k)
 
 
-def _nearest_exact(points: torch.Tensor, queries: torch.Tensor, k: int) -> np.ndarray:
-    """Nearest points by exact distances over all pairs, a chunk of queries at a time, on the points' device."""
+def candidate_neighbours(points: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices (q, k) of near ``points`` of every query, for candidate arcs.
+
+    As :func:`nearest`, but ranked in float32 above :data:`TREE_MAX_DIM`: candidates need not
+    be the exact nearest (their arcs' costs are exact, and pricing adds any arc they miss). In
+    float32 (centred) a near-tie may come out in either order, at about 0.6 of the time (4,096
+    points in 30 dimensions, 2 cores: 0.032 s against 0.053 s a search).
+    """
+    if points.shape[1] <= TREE_MAX_DIM or min(k, points.shape[0]) == 0:
+        return nearest(points, queries, k)
+    return _nearest_exact(torch.from_numpy(points), torch.from_numpy(queries), min(k, points.shape[0]), torch.float32)
+
+
+def _nearest_exact(
+    points: torch.Tensor, queries: torch.Tensor, k: int, dtype: torch.dtype = torch.float64
+) -> np.ndarray:  # fmt: skip
+    """Nearest points by distances over all pairs, a chunk of queries at a time, on the points' device.
+
+    Ranked in ``dtype`` (exact in float64) after centring, so that no large norms cancel.
+    """
     points, queries = points.double(), queries.double().to(points.device)
-    centre = points.mean(0)  # centred, so that no large norms cancel
-    P = points - centre
+    centre = points.mean(0)
+    P = (points - centre).to(dtype)
     pp = (P * P).sum(1)[None, :]
     rows = max(1, (1 << 24) // max(1, points.shape[0]))
     out = []
     for lo in range(0, queries.shape[0], rows):
-        Q = queries[lo : lo + rows] - centre
+        Q = (queries[lo : lo + rows] - centre).to(dtype)
         D = torch.addmm(pp, Q, P.T, alpha=-2.0)  # |q - p|^2 - |q|^2: the same order along a row
         out.append(torch.topk(D, k, dim=1, largest=False).indices)
     return torch.cat(out).cpu().numpy().astype(np.int64)

@@ -59,13 +59,20 @@ from hiref.engine.finish.certificate import (
     Dual,
     best_points,
     c_transform,
+    c_transform_risen,
     lower_bound,
     tightened_bound,
     transform_feasible,
     uses_price_tree,
 )
 from hiref.engine.finish.leaves import mean_paired_cost
-from hiref.engine.finish.neighbours import TREE_MAX_DIM, nearest, nearest_on_device, nearest_points
+from hiref.engine.finish.neighbours import (
+    TREE_MAX_DIM,
+    candidate_neighbours,
+    nearest,
+    nearest_on_device,
+    nearest_points,
+)
 from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_slopes
 from hiref.engine.geometry.costs import Cost
 
@@ -74,6 +81,8 @@ logger = logging.getLogger("hiref")
 #: ``eps`` of the last auction phase, relative to the mean cost: the matching is optimal on its
 #: graph within this share of the cost.
 FINAL_EPS = 1e-7
+#: A point is short when some arc undercuts its pair's value by more than this (two final ``eps``).
+_SHORT = 2 * FINAL_EPS
 #: ``eps`` of the first phase when the prices are guessed (else 1, a cold start).
 WARM_EPS = 0.03
 #: ``eps`` of the first phase after arcs were added (the prices are nearly right by then).
@@ -215,7 +224,8 @@ class Neighbourhoods:
             b_near_b = nearest(tree_b, B, k + 1, order=tree_b.indices)[:, 1:]  # (m, k) points of B near B
             near_a = nearest(tree_a, A, k + 1, order=tree_a.indices)[:, 1:]  # (n, k) points of A near A
             return near_b, b_near_b, near_a
-        return nearest(B, A, k), nearest(B, B, k + 1)[:, 1:], nearest(A, A, k + 1)[:, 1:]
+        near = candidate_neighbours
+        return near(B, A, k), near(B, B, k + 1)[:, 1:], near(A, A, k + 1)[:, 1:]
 
     def arcs(self, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate pairs under the current partners ``perm`` (n,), those pairs included.
@@ -541,11 +551,12 @@ def _finish(
     if by_tree and guessed:  # (where exact minima price, measured no faster)
         dual = c_transform(geometry, A, B, prices, scale=start_cost)
         start_arcs = _START_ARCS_COARSE if coarse else _START_ARCS
-        _missing_arcs(problem, dual, mate, prices, None, per_row=start_arcs)
+        current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
+        _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
         clock.lap("pricing")
     solve_next = True
     while True:
-        rows = None
+        risen = False
         if solve_next:
             graph = problem.graph()
             before_mate, before_prices = mate, prices
@@ -587,20 +598,29 @@ def _finish(
             clock.lap("solve")
             if not feasible:
                 break
-            # Where the c-transform takes exact minima over all pairs, after the first round only
-            # the points that moved, lacked arcs or hold a point whose price rose are priced
-            # again, as long as no price went down (always so when n == m: forward bids only
-            # raise prices); the others cannot have fallen short, and keep values that are still
-            # valid, if loose (without the third kind, passes over all points found 3-27 more
-            # short, and the 30-D mixture of the tissue benchmark took 8 rounds, not 5). The
-            # price tree prices every point: it is cheap, and loose values would keep the bound
-            # from proving the matching.
-            if dual is not None and not by_tree and bool((prices >= before_prices).all()):
+            # Where the c-transform takes exact minima over all pairs and no price went down
+            # (always so when n == m: forward bids only raise prices), only the points that
+            # moved, got arcs or hold a point whose price rose can have fallen short, and most
+            # of those are answered by their candidates of the last pricing
+            # (:func:`.certificate.c_transform_risen`; without the third kind, passes over all
+            # points found 3-27 more short, and the 30-D mixture of the tissue benchmark took 8
+            # rounds, not 5). The price tree prices every point: it is cheap, and loose values
+            # would keep the bound from proving the matching.
+            risen = dual is not None and not by_tree and bool((prices >= before_prices).all())
+            if risen:
                 dearer = np.flatnonzero(prices[mate[:n]] > before_prices[mate[:n]])
-                rows = np.union1d(np.union1d(np.flatnonzero(mate != before_mate), asked), dearer)
+                changed = np.union1d(np.union1d(np.flatnonzero(mate[:n] != before_mate[:n]), asked), dearer)
         # (exact minima keep every arc that pricing adds: no second pass over the points short)
         k = _PRICED_ARCS if by_tree else _arcs_per_row(per_row, rounds)
-        dual = c_transform(geometry, A, B, prices, scale=start_cost, k=k, previous=dual, rows=rows)
+        current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
+        if risen:
+            dual, _, loose = c_transform_risen(
+                geometry, A, B, prices, scale=start_cost, k=k, previous=dual, current=current, changed=changed,
+                margin=_SHORT,
+            )  # fmt: skip
+        else:
+            search = None if dual is None else dual.search
+            dual, loose = c_transform(geometry, A, B, prices, scale=start_cost, k=k, search=search), False
         bound = lower_bound(dual, prices, n) * start_cost
         certified = _certified(costs, bound)
         if not certified and (_stalled(costs, bound) or rounds >= MAX_ROUNDS):
@@ -610,22 +630,22 @@ def _finish(
         asked = (
             np.empty(0, dtype=np.int64)
             if certified
-            else _missing_arcs(problem, dual, mate, prices, rows, per_row=_arcs_per_row(per_row, rounds))
+            else _missing_arcs(problem, dual, current, prices, per_row=_arcs_per_row(per_row, rounds))
         )
         return_freed_memory()
         clock.lap("pricing")
         logger.debug(
             "hiref finish round %d: cost %.8g, bound %.8g, %d points short", rounds, costs[-1], bound, asked.size
         )
-        if asked.size == 0 and rows is not None and not certified:
-            solve_next = False  # nothing found among the points priced again: price all once more
+        if asked.size == 0 and loose and not certified:
+            solve_next = False  # none short, but some values are old: price all once more
             continue
         exact = asked.size == 0
         out_of_time = time_budget is not None and time.perf_counter() - started > time_budget
         if out_of_time and not exact:
             logger.info("hiref: the exact finish stopped after %d rounds, its time budget spent", rounds)
         if exact or rounds >= MAX_ROUNDS or out_of_time:
-            if rows is not None and not certified:  # values kept from earlier rounds: valid but loose
+            if loose and not certified:  # values kept from earlier rounds: valid but loose
                 dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                 bound = lower_bound(dual, prices, n) * start_cost
                 clock.lap("pricing")
@@ -793,29 +813,22 @@ def _arcs_per_row(base: int, rounds: int) -> int:
 
 
 def _missing_arcs(
-    problem: _Problem, dual: Dual, mate: np.ndarray, prices: np.ndarray, rows: np.ndarray | None,
-    *, per_row: int,
+    problem: _Problem, dual: Dual, current: np.ndarray, prices: np.ndarray, *, per_row: int
 ) -> np.ndarray:  # fmt: skip
     """Add the arcs whose reduced cost is below the current pairs' (the graph lacks them); returns their rows.
 
-    Only the points ``rows`` (``None``: all) were priced at the current prices: the others' values
-    are older, lower and valid for the bound, but their shortfall would be stale. Each point short
-    gets its ``per_row`` cheapest arcs (searched again where ``dual`` kept fewer).
+    ``current``: every point's pair's value, ``c / scale + p`` at ``prices``. Each point short gets its
+    ``per_row`` cheapest arcs (searched again where ``dual`` kept fewer).
     """
-    n = problem.n
-    current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
-    short = dual.u < current - 2 * FINAL_EPS
-    if rows is not None:
-        short &= np.isin(np.arange(n), rows)
-    short = np.flatnonzero(short)
+    short = np.flatnonzero(dual.u < current - _SHORT)
     if short.size == 0:
         return short
     best = dual.best[short]
     if best.shape[1] < per_row:
         A_short = problem.A[torch.as_tensor(short, device=problem.A.device)]
         best = best_points(
-            problem.geometry, A_short, problem.B, prices, scale=problem.scale, k=min(per_row, problem.m),
-            search=dual.search,
+            problem.geometry, A_short, problem.B, prices, scale=problem.scale,
+            k=min(per_row, problem.m), search=dual.search,
         )  # fmt: skip
     return problem.add_candidates(short, best)
 
