@@ -127,6 +127,17 @@ def test_busy_elsewhere_counts_other_running_tasks(tmp_path, monkeypatch, loadav
     assert policy.busy_elsewhere() == expected
 
 
+@pytest.mark.parametrize(("reads", "expected", "taken"), [([1, 0, 1, 1], 0, 2), ([2, 1, 3, 2], 1, 4), ([0, 5], 0, 1)])
+def test_busy_elsewhere_takes_the_least_of_a_few_reads(monkeypatch, reads, expected, taken):
+    # a task seen for an instant (or one of our own threads falling asleep between the reads)
+    # must not cost a core for a whole stage; a machine busy at every read keeps its count
+    left = list(reads)
+    monkeypatch.setattr(policy, "_busy_once", lambda: left.pop(0))
+    monkeypatch.setattr(policy, "SAMPLE_GAP", 0.0)
+    assert policy.busy_elsewhere() == expected
+    assert len(reads) - len(left) == taken  # stops at the first idle read
+
+
 def test_busy_elsewhere_reads_the_machine():
     """On the real /proc (a smoke test: the count itself moves; the arithmetic is checked above)."""
     busy = policy.busy_elsewhere()

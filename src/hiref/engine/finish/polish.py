@@ -871,7 +871,7 @@ def certify(
         neighbours = nearest_on_device(Bw, Bw, EDGES + 1)[:, 1:]
     else:
         Bw_np = Bw.double().cpu().numpy()
-        neighbours = nearest(cKDTree(Bw_np) if Bw_np.shape[1] <= TREE_MAX_DIM else Bw_np, Bw_np, EDGES + 1)[:, 1:]
+        neighbours = candidate_neighbours(Bw_np, Bw_np, EDGES + 1)[:, 1:]
     prices = price_guess(geometry, A, B, perm, neighbours, scale=scale)
     if prices is None:
         prices = np.zeros(m)
