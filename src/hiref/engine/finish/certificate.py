@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Largest dimension for which the price tree answers the c-transform.
 TREE_MAX_DIM = 16
+#: Fewest candidates per point for which exact minima rank in float32 (:func:`_c_transform_float32`):
+#: with fewer, the rounding often exceeds the spread of their values, and float64 ranks.
+RANKED_FLOAT32_MIN_K = 8
 #: Largest share of points to search again for which :func:`c_transform_risen` keeps the others'
 #: candidates; above it, every point is searched (valuing the candidates would cost more than it
 #: saves).
@@ -123,12 +126,54 @@ def c_transform(
         if search.queries is None and isinstance(search, PriceTree):
             # the same queries come back: order them once
             search.queries = spatial_order(A.double().cpu().numpy())
+    elif geometry.name == "sqeuclidean" and RANKED_FLOAT32_MIN_K <= k < B.shape[0] and _exact_float32(B.device):
+        return _c_transform_float32(geometry, A, B, prices, scale=scale, k=k)
     order = search.queries if search is not None else None
     best = best_points(geometry, A, B, prices, scale=scale, k=k, search=search, order=order)
     # The value itself, recomputed exactly for the best candidate.
     u = _values(geometry, A, B, best[:, :1], prices, scale)[:, 0]
     floor = _floor(geometry, A, B, best, prices, scale) if search is None and geometry.name == "sqeuclidean" else None
     return Dual(u, best, search, floor)
+
+
+def _c_transform_float32(
+    geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, *, scale: float, k: int
+) -> Dual:  # fmt: skip
+    """:func:`c_transform` by exact minima for the squared Euclidean cost, ranked in float32.
+
+    The ``k`` candidates of every point are ranked in float32 (:meth:`.SqEuclidean.cheapest_float32`,
+    which bounds its rounding by ``delta``) and valued exactly in float64. No point outside them
+    is below their highest value less ``2 delta``, the floor; where their least value is at
+    most the floor, it is the transform, exactly. The other points (rounding too coarse for the
+    spread of their values) are searched again in float64. On 46,000 points in 30 dimensions
+    (2 cores): ... s a pass instead of ... s.
+    """
+    shift = torch.as_tensor(prices * scale, device=B.device)
+    ranked, delta = geometry.cheapest_float32(A, B, shift, k)
+    ranked = ranked.cpu().numpy()
+    values = _values(geometry, A, B, ranked, prices, scale)
+    order = np.argsort(values, axis=1, kind="stable")
+    values = np.take_along_axis(values, order, 1)
+    out = Dual(values[:, 0].copy(), np.take_along_axis(ranked, order, 1), None, values[:, -1] - 2.0 * delta / scale)
+    again = np.flatnonzero(out.u > out.floor)
+    if again.size:
+        rows = A[torch.as_tensor(again, device=A.device)]
+        best = best_points(geometry, rows, B, prices, scale=scale, k=k)
+        out.best[again] = best
+        out.u[again] = _values(geometry, rows, B, best[:, :1], prices, scale)[:, 0]
+        out.floor[again] = _floor(geometry, rows, B, best, prices, scale)
+    return out
+
+
+def _exact_float32(device: torch.device) -> bool:
+    """Whether float32 products on ``device`` round as float32: the bound of the ranking's rounding holds only then.
+
+    ``torch.set_float32_matmul_precision`` below "highest", or ``allow_tf32`` on CUDA, allow
+    passes in TF32 or bfloat16.
+    """
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    return device.type != "cuda" or not torch.backends.cuda.matmul.allow_tf32
 
 
 def c_transform_risen(
