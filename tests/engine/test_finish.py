@@ -289,6 +289,30 @@ def test_c_transform_equals_exact_minima(d):
     assert lower_bound(dual, prices, 300) > (exact - floor).sum() / 300 - (prices - floor).sum() / 300 + 1e3
 
 
+@pytest.mark.parametrize(("offset", "lift"), [(0.0, 0.0), (1e4, 0.0), (0.0, 1e9)])
+def test_c_transform_ranked_in_float32_is_exact(offset, lift):
+    # Many candidates (the finish's 32): ranked in float32, valued in float64. Far from the
+    # origin, and where a few prices far from the others make float32's rounding coarser than
+    # the values' spread (points searched again in float64), the minimum is exact and the
+    # floor valid.
+    rng = np.random.default_rng(11)
+    n, m, d, k = 260, 300, 20, 12
+    A = rng.normal(size=(n, d)) + offset
+    B = rng.normal(size=(m, d)) * 1.3 + offset
+    C = cdist(A, B, "sqeuclidean") / 0.7
+    prices = rng.normal(size=m) * C.std() + 0.2 * (B - offset).sum(1)
+    prices[:2] += lift  # (a constant alone changes no order: the ranking takes it out)
+    dual = c_transform(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), prices, scale=0.7, k=k)
+    values = C + prices[None, :]
+    assert np.allclose(dual.u, values.min(1), rtol=1e-12, atol=1e-12 * np.abs(values).max())
+    outside = np.ones((n, m), dtype=bool)
+    outside[np.arange(n)[:, None], dual.best] = False
+    assert (values[outside].reshape(n, -1) >= dual.floor[:, None]).all()
+    assert (dual.floor <= np.sort(values, 1)[:, k - 1] + 1e-12 * np.abs(values).max()).all()
+    # the candidates are the k best up to the rounding: at most the floor plus its margin
+    assert (values[np.arange(n)[:, None], dual.best].max(1) >= dual.floor).all()
+
+
 @pytest.mark.parametrize(("k", "offset"), [(1, 0.0), (6, 0.0), (6, 1e4)])
 def test_c_transform_after_prices_rose_finds_every_point_short(k, offset):
     # Exact minima (20-D): each point's candidates bound all others by its floor; after prices

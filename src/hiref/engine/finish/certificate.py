@@ -146,7 +146,7 @@ def _c_transform_float32(
     is below their highest value less ``2 delta``, the floor; where their least value is at
     most the floor, it is the transform, exactly. The other points (rounding too coarse for the
     spread of their values) are searched again in float64. On 46,000 points in 30 dimensions
-    (2 cores): ... s a pass instead of ... s.
+    (Gaussian mixture, 2 cores): 4.8 s a pass instead of 9-12 s, none searched again.
     """
     shift = torch.as_tensor(prices * scale, device=B.device)
     ranked, delta = geometry.cheapest_float32(A, B, shift, k)
@@ -193,8 +193,8 @@ def c_transform_risen(
     values: valid, as prices only rose, but loose.
 
     Returns the transform, the points searched again, and whether some values are loose.
-    On the 30-D mixture of the tissue benchmark (4,096 points), the last rounds search 944,
-    207 and 121 points instead of nearly all.
+    On the 30-D mixture of the tissue benchmark (4,096 points), the last rounds search 1,795,
+    121 and 1 points instead of nearly all.
     """
     n = A.shape[0]
     floor = previous.floor

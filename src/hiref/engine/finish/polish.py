@@ -465,7 +465,7 @@ def exact_finish(
     Bw: torch.Tensor | None = None,
     neighbours: int = 8,
     generator: torch.Generator,
-    bound_budget: float = 2.0**34,
+    bound_budget: float = 2.0**36,
     time_budget: float | None = None,
 ) -> Finish:
     """Make a matching optimal on a candidate graph of all points, add missing arcs, bound the optimum.
@@ -848,7 +848,7 @@ def certify(
     *,
     Aw: torch.Tensor | None = None,
     Bw: torch.Tensor | None = None,
-    bound_budget: float = 2.0**34,
+    bound_budget: float = 2.0**36,
 ) -> float | None:
     """A lower bound on the optimal mean cost for a matching that was not finished (``None`` if out of budget).
 

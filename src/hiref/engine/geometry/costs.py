@@ -231,6 +231,8 @@ class SqEuclidean(Cost):
         centre = Y.double().mean(0)
         Yc = Y.double() - centre
         yy = (Yc * Yc).sum(1) + shift.double()
+        if Y.shape[0]:  # less a constant (the order stays): prices far from zero keep their digits
+            yy = yy - 0.5 * (yy.max() + yy.min())
         Y32, yy32 = Yc.float(), yy.float()[None, :]
         rows = max(1, 2 * _CHUNK // max(1, Y.shape[0]))
         out = [
