@@ -250,12 +250,16 @@ def test_a_first_solve_out_of_time_keeps_its_last_completed_phase(monkeypatch):
     assert cut.lower_bound <= opt * (1 + 1e-12) <= cost * (1 + 1e-12)
 
 
-def test_an_auction_out_of_time_keeps_the_start_with_a_valid_bound():
+def test_an_auction_out_of_time_keeps_the_start_with_a_valid_bound(caplog):
     # a budget that allows no bids: the automatic finish must stop, not run on, and stay bounded
     A, B = next(iter(_pairs().values()))
     start = np.random.default_rng(4).permutation(B.shape[0])[: A.shape[0]]
-    cut = exact_finish(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start, generator=torch.Generator(),
-                       time_budget=1e-9)  # fmt: skip
+    with caplog.at_level("INFO", logger="hiref"):
+        cut = exact_finish(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), start, generator=torch.Generator(),
+                           time_budget=1e-9)  # fmt: skip
+    # stopping at its budget is what an automatic finish does: said at INFO, with the way on
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("time budget" in r.getMessage() and "polish=True" in r.getMessage() for r in caplog.records)
     assert cut.rounds == 0
     np.testing.assert_array_equal(cut.perm, start)
     assert cut.lower_bound <= _optimum(A, B) * (1 + 1e-12)

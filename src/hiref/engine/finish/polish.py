@@ -589,10 +589,13 @@ def _finish(
                         (mate, prices), kept = partial, "the matching of its last completed phase"
                         costs.append(cost)
                         rounds += 1
-                logger.warning(
-                    "hiref: the exact finish %s; keeping %s",
-                    "ran out of time" if max_bids is not None else "did not converge", kept,
-                )  # fmt: skip
+                if max_bids is not None:  # by design: the bound in the summary says how far it stopped
+                    logger.info(
+                        "hiref: the exact finish stopped at its time budget; keeping %s (polish=True runs it to the "
+                        "end)", kept,
+                    )  # fmt: skip
+                else:
+                    logger.warning("hiref: the exact finish did not converge; keeping %s", kept)
                 if feasible and (bound is None or mate is not before_mate):  # bounded by the prices kept
                     dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                     tight, _ = tightened_bound(geometry, A, B, dual, scale=start_cost)
