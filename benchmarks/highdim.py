@@ -15,6 +15,7 @@ Examples
 --------
     python benchmarks/highdim.py                         # n = 65,536; d = 50 and 2048
     python benchmarks/highdim.py --n 16384 --d 50 --json benchmarks/results/highdim.json
+    python benchmarks/highdim.py --priced --json benchmarks/results/highdim_priced_cpu.json
 """
 
 from __future__ import annotations
@@ -76,9 +77,14 @@ def _worker(solver: str, n: int, d: int, options: dict, queue: mp.Queue) -> None
         total = -(-n // options["batch"])
         extra = {"batches_solved": solved, "batches_total": total}
     else:
+        options = dict(options)
+        if "pricing_limit_log2" in options:  # the finish's pricing limit of an older version
+            from hiref.engine import driver
+
+            driver.BOUND_BUDGET_CPU = 2.0 ** options.pop("pricing_limit_log2")
         m = hr.solve(X, Y, progress=False, **options)
         cost = m.cost
-        extra = {"schedule": m.schedule, "timings": m.timings}
+        extra = {"schedule": m.schedule, "timings": m.timings, "lower_bound": m.lower_bound, "gap_bound": m.gap_bound}
     seconds = time.perf_counter() - t0
     if solver == "minibatch":
         seconds *= extra["batches_total"] / extra["batches_solved"]  # time of the full mini-batch run
@@ -109,6 +115,36 @@ def run(solver: str, n: int, d: int, options: dict) -> dict:
     return result
 
 
+def run_priced(sizes: list[str], json_path: str | None) -> None:
+    """hiref's default where the finish prices every point (up to 2^36) against the last limit (2^34).
+
+    Each run reports its cost and certificate; ``above_best_bound_%`` is its cost above the
+    best lower bound of the two runs (the priced run's is within ``gap_bound`` of the optimum,
+    so this is the other run's distance from the optimum, up to that).
+    """
+    rows = []
+    for size in sizes:
+        n, d = (int(v) for v in size.split(":"))
+        pair = []
+        for solver, options in (("hiref, limit 2^34", {"pricing_limit_log2": 34}), ("hiref", {})):
+            result = run("hiref", n, d, options)
+            result["solver"] = solver
+            pair.append(result)
+            print(f"  n={n:6d} d={d:5d} {solver:18s} cost {result['cost']:.6f}  {result['seconds']:7.1f} s  "
+                  f"gap_bound {result['gap_bound']}", flush=True)  # fmt: skip
+        best = max(r["lower_bound"] or -np.inf for r in pair)
+        for r in pair:
+            r["above_best_bound_%"] = 100 * (r["cost"] / best - 1)
+        rows += pair
+    print_table(
+        rows,
+        ["n", "d", "solver", "cost", "above_best_bound_%", "gap_bound", "seconds", "peak_rss_GB"],
+        "high dimension, the finish's pricing limit: Gaussian mixtures, squared Euclidean, defaults",
+    )
+    if json_path:
+        write_json(json_path, {"priced": rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=65536)
@@ -119,8 +155,16 @@ def main() -> None:
         help="solve only this many mini-batches (unbiased estimate of the cost; time scaled up)",
     )  # fmt: skip
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--priced", nargs="*", default=None, metavar="N:D",
+        help="instead: hiref's default with the finish's pricing limit of this version and of the last "
+        "(2^34 pair-dimension products), on these sizes (default 4096:2048 16384:100 32768:30 46000:30)",
+    )  # fmt: skip
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.priced is not None:
+        run_priced(args.priced or ["4096:2048", "16384:100", "32768:30", "46000:30"], args.json)
+        return
     rows = []
     for d in args.d:
         configs = [

@@ -56,10 +56,10 @@ if TYPE_CHECKING:
 #: Largest n * m * d for which the certificate takes exact minima over all pairs (no k-d tree
 #: applies: a cost other than squared Euclidean, or more than 16 dimensions), on the CPU and on CUDA.
 #: Up to it the finish prices every point and proves its matching; above, the windows refine and
-#: no bound is given. Gaussian mixtures on 2 cores (default settings, 2**34 -> 2**36): 32,768
-#: points in 30 dimensions 18.2 s at 2.95 % above the optimum, no bound -> 25.9 s, certified
-#: optimal; 16,384 in 100: 8.2 s, 2.44 % -> 9.5 s; 4,096 in 2,048: 6.8 s, 0.14 % -> 8.0 s;
-#: 46,000 in 30: 21.7 s, 4.25 % -> 46.1 s.
+#: no bound is given. Gaussian mixtures on 2 cores (``benchmarks/highdim.py --priced``, 2**34 ->
+#: 2**36): 32,768 points in 30 dimensions 17.5 s at 2.96 % above the optimum, no bound -> 24.4 s,
+#: certified optimal; 16,384 in 100: 8.2 s, 2.44 % -> 9.0 s; 4,096 in 2,048: 7.3 s, 0.14 % ->
+#: 11.8 s; 46,000 in 30: 23.8 s, 4.25 % -> 45.0 s.
 BOUND_BUDGET_CPU = 2.0**36
 BOUND_BUDGET_CUDA = 2.0**42
 
