@@ -218,35 +218,39 @@ class SqEuclidean(Cost):
 
     def cheapest_float32(
         self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, np.ndarray]:  # fmt: skip
-        """:meth:`cheapest`, ranked in float32 products: indices (n, k), unordered, and a bound on the rounding.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """:meth:`cheapest`, ranked in float32 products, with the values ranked and a bound on their rounding.
 
-        Returns the indices and, for every row, ``delta`` (n,) with ``|r_j - e_j| <= delta`` for
-        every ``j``, where ``r_j`` is the value ranked and ``e_j`` the exact ``c(x, y_j) + shift_j``
-        less the row's ``|x - centre|^2``. A float32 product of ``d`` terms errs by at most
-        ``(d + 2) 2^-24`` times ``|x||y|`` (inputs rounded, then summed); the other terms by
-        ``2^-24`` of their size each; ``delta`` takes four times that. Half the memory traffic of
-        float64, which bounds these products in few dimensions.
+        Returns the indices (n, k), their values as ranked (n, k) in the units of
+        ``c(x, y) + shift`` (float64), and for every row ``delta`` (n,) with ``|r_j - e_j| <=
+        delta`` for every ``j``, ``r_j`` the value as ranked and ``e_j`` the exact one. A float32
+        product of ``d`` terms errs by at most ``(d + 2) 2^-24`` times ``|x||y|`` (inputs rounded,
+        then summed), the other terms by ``2^-24`` of their size each; ``delta`` takes four times
+        that. Half the memory traffic of float64, which bounds these products in few dimensions.
         """
         centre = Y.double().mean(0)
         Yc = Y.double() - centre
         yy = (Yc * Yc).sum(1) + shift.double()
-        if Y.shape[0]:  # less a constant (the order stays): prices far from zero keep their digits
-            yy = yy - 0.5 * (yy.max() + yy.min())
-        Y32, yy32 = Yc.float(), yy.float()[None, :]
+        # less a constant (the order stays): prices far from zero keep their digits
+        constant = 0.5 * float(yy.max() + yy.min()) if Y.shape[0] else 0.0
+        Y32, yy32 = Yc.float(), (yy - constant).float()[None, :]
         rows = max(1, 2 * _CHUNK // max(1, Y.shape[0]))
-        out = [
+        found = [
             torch.topk(
                 torch.addmm(yy32, (X[lo : lo + rows].double() - centre).float(), Y32.T, alpha=-2.0),
                 k, dim=1, largest=False, sorted=False,
-            ).indices
+            )
             for lo in range(0, X.shape[0], rows)
         ]  # fmt: skip
-        norm_x = (X.double() - centre).norm(dim=1).cpu().numpy()
-        norm_y = float(Yc.norm(dim=1).max()) if Y.shape[0] else 0.0
-        top = float(yy.abs().max()) if Y.shape[0] else 0.0
-        delta = 2.0**-22 * (2.0 * top + 2.0 * (X.shape[1] + 3) * norm_x * norm_y)
-        return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long, device=X.device), delta
+        if not found:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k)), np.empty(0)
+        xx = (X.double() - centre).square().sum(1).cpu().numpy()
+        values = torch.cat([f.values for f in found]).double().cpu().numpy() + (xx + constant)[:, None]
+        norm_y = float(Yc.norm(dim=1).max())
+        top = float((yy - constant).abs().max())
+        delta = 2.0**-22 * (2.0 * top + 2.0 * (X.shape[1] + 3) * np.sqrt(xx) * norm_y)
+        delta += 2.0**-48 * (np.abs(values).max(1) + xx + abs(constant))  # the float64 sum above
+        return torch.cat([f.indices for f in found]).cpu().numpy(), values, delta
 
     def level_costs(
         self,
