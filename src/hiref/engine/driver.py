@@ -57,9 +57,9 @@ if TYPE_CHECKING:
 #: applies: a cost other than squared Euclidean, or more than 16 dimensions), on the CPU and on CUDA.
 #: Up to it the finish prices every point and proves its matching; above, the windows refine and
 #: no bound is given. Gaussian mixtures on 2 cores (``benchmarks/highdim.py --priced``, 2**34 ->
-#: 2**36): 32,768 points in 30 dimensions 17.5 s at 2.96 % above the optimum, no bound -> 24.4 s,
-#: certified optimal; 16,384 in 100: 8.2 s, 2.44 % -> 9.0 s; 4,096 in 2,048: 7.3 s, 0.14 % ->
-#: 11.8 s; 46,000 in 30: 23.8 s, 4.25 % -> 45.0 s.
+#: 2**36): 32,768 points in 30 dimensions 17.8 s at 2.96 % above the optimum, no bound -> 25.0 s,
+#: certified optimal; 16,384 in 100: 8.8 s, 2.44 % -> 9.2 s; 4,096 in 2,048: 8.4 s, 0.14 % ->
+#: 11.1 s; 46,000 in 30: 22.6 s, 4.25 % -> 39.8 s.
 BOUND_BUDGET_CPU = 2.0**36
 BOUND_BUDGET_CUDA = 2.0**42
 
