@@ -11,7 +11,8 @@ bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and
 memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
 with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the
 leaves solved by the batched auction on the device (``STACK_ON_DEVICE``), then the CPU cores on
-the same pairs for the ratio. One JSON line per run in
+the same pairs for the ratio; last, while time is left, Gaussian mixtures in 30 and 100
+dimensions (exact pricing over all pairs, ranked in float32) on both. One JSON line per run in
 ``$OUT/gpu_finish.jsonl``; a table at the end.
 
     PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
@@ -38,13 +39,39 @@ SMALL = os.environ.get("SMALL", "0") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def planted_pair(n: int, seed: int = 0):
-    """``hr.datasets.planted_pair`` without importing the rest of ``hiref.datasets`` (no anndata here)."""
+def _datasets(module: str):
+    """A module of ``hiref.datasets`` without importing the rest of it (no anndata here)."""
     if "hiref.datasets" not in sys.modules:
         package = types.ModuleType("hiref.datasets")
         package.__path__ = [str(ROOT / "src" / "hiref" / "datasets")]
         sys.modules["hiref.datasets"] = package
-    return importlib.import_module("hiref.datasets._planted").planted_pair(n, kind="density", seed=seed)
+    return importlib.import_module(f"hiref.datasets.{module}")
+
+
+def planted_pair(n: int, seed: int = 0):
+    """``hr.datasets.planted_pair`` (density kind)."""
+    return _datasets("_planted").planted_pair(n, kind="density", seed=seed)
+
+
+def run_mixture(n: int, d: int, device: str, log) -> dict:
+    """A Gaussian mixture in ``d`` dimensions (no known optimum: the certificate says how far)."""
+    import hiref as hr
+
+    X, Y = (P.astype(np.float32) for P in _datasets("_point_clouds").gaussian_mixtures(n, d, seed=0))
+    t = time.perf_counter()
+    m = hr.solve(X, Y, device=device, progress=False, seed=0)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    row = {
+        "case": f"mixture_{d}d", "n": n, "device": device, "secs": round(time.perf_counter() - t, 3),
+        "finish_s": m.timings.get("polish"),
+        **{k: round(v, 3) for k, v in m.timings.items() if k.startswith("polish_")},
+        "bound_pct": None if m.gap_bound is None else 100 * m.gap_bound, "t": round(time.time() - T0, 1),
+    }  # fmt: skip
+    print(json.dumps(row), flush=True)
+    log.write(json.dumps(row) + "\n")
+    log.flush()
+    return row
 
 
 def left() -> float:
@@ -172,6 +199,12 @@ def main() -> None:
         if not cuda or left() < needs:
             break
         rows.append(run("default", *planted_pair(n), device, log))
+    # 6. high dimensions: exact pricing over all pairs (float32 ranking), on the device and the CPU
+    for n, d in ((1 << 12, 30),) if SMALL else ((1 << 15, 30), (1 << 14, 100)):
+        for on in (device, "cpu") if cuda else (device,):
+            if left() < 90:
+                break
+            rows.append(run_mixture(n, d, on, log))
     columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
                "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "gap_pct",
                "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
