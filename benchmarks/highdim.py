@@ -116,17 +116,21 @@ def run(solver: str, n: int, d: int, options: dict) -> dict:
 
 
 def run_priced(sizes: list[str], json_path: str | None) -> None:
-    """hiref's default where the finish prices every point (up to 2^36) against the last limit (2^34).
+    """hiref's default, whose finish prices every point up to 2^40, against the last limit (2^36).
 
     Each run reports its cost and certificate; ``above_best_bound_%`` is its cost above the
-    best lower bound of the two runs (the priced run's is within ``gap_bound`` of the optimum,
-    so this is the other run's distance from the optimum, up to that).
+    best lower bound of the runs of its size (the priced run's is within ``gap_bound`` of the
+    optimum, so this is the other run's distance from the optimum, up to that). Sizes within
+    the last limit run once (both limits price them).
     """
     rows = []
     for size in sizes:
         n, d = (int(v) for v in size.split(":"))
         pair = []
-        for solver, options in (("hiref, limit 2^34", {"pricing_limit_log2": 34}), ("hiref", {})):
+        runs = [("hiref", {})]
+        if float(n) * n * d > 2.0**36:
+            runs.insert(0, ("hiref, limit 2^36", {"pricing_limit_log2": 36}))
+        for solver, options in runs:
             result = run("hiref", n, d, options)
             result["solver"] = solver
             pair.append(result)
@@ -158,12 +162,13 @@ def main() -> None:
     parser.add_argument(
         "--priced", nargs="*", default=None, metavar="N:D",
         help="instead: hiref's default with the finish's pricing limit of this version and of the last "
-        "(2^34 pair-dimension products), on these sizes (default 4096:2048 16384:100 32768:30 46000:30)",
+        "(2^36 pair-dimension products), on these sizes (default 4096:2048 16384:100 32768:30 46000:30 "
+        "65536:50 84172:98)",
     )  # fmt: skip
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.priced is not None:
-        run_priced(args.priced or ["4096:2048", "16384:100", "32768:30", "46000:30"], args.json)
+        run_priced(args.priced or ["4096:2048", "16384:100", "32768:30", "46000:30", "65536:50", "84172:98"], args.json)
         return
     rows = []
     for d in args.d:

@@ -56,11 +56,11 @@ if TYPE_CHECKING:
 #: Largest n * m * d for which the certificate takes exact minima over all pairs (no k-d tree
 #: applies: a cost other than squared Euclidean, or more than 16 dimensions), on the CPU and on CUDA.
 #: Up to it the finish prices every point and proves its matching; above, the windows refine and
-#: no bound is given. Gaussian mixtures on 2 cores (``benchmarks/highdim.py --priced``, 2**34 ->
-#: 2**36): 32,768 points in 30 dimensions 17.8 s at 2.96 % above the optimum, no bound -> 25.0 s,
-#: certified optimal; 16,384 in 100: 8.8 s, 2.44 % -> 9.2 s; 4,096 in 2,048: 8.4 s, 0.14 % ->
-#: 11.1 s; 46,000 in 30: 22.6 s, 4.25 % -> 39.8 s.
-BOUND_BUDGET_CPU = 2.0**36
+#: no bound is given. Gaussian mixtures on 2 cores (``benchmarks/highdim.py --priced``, 2**36 ->
+#: 2**40, with the tiled scans of :mod:`.geometry.scan`): 65,536 points in 50 dimensions 29.7 s
+#: at 4.87 % above the optimum, no bound -> 47.8 s, certified optimal; 84,172 in 98 (the
+#: paper's MERFISH size) 54.1 s at 5.12 % -> 112.6 s; 131,072 in 20: 88 s at 3.4 % -> 107 s.
+BOUND_BUDGET_CPU = 2.0**40
 BOUND_BUDGET_CUDA = 2.0**42
 
 #: On the CPU, the blocks of a level are split in groups of consecutive blocks of at most this

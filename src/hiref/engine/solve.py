@@ -81,7 +81,7 @@ def solve(
         partitions of the pairs), for at most ``refine_passes`` passes while it gains. Never
         raises the cost. ``None`` (default): on in more than 16 working dimensions (where it
         lowers the cost most, before the finish) for clouds of at most 2**18 points and
-        2**24 points x dimensions, unless the finish can price every point (at most 2**36
+        2**24 points x dimensions, unless the finish can price every point (at most 2**40
         pairs x dimensions on the CPU: it then finds those partners itself and proves them);
         off otherwise.
     polish

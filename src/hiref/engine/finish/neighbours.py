@@ -8,6 +8,7 @@ from scipy.spatial import cKDTree
 
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.batched_search import nearest_batched
+from hiref.engine.geometry.scan import smallest
 
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
 #: computed in chunks (a tree degrades to a scan there anyway).
@@ -87,18 +88,12 @@ def candidate_neighbours(points: np.ndarray, queries: np.ndarray, k: int) -> np.
 def _nearest_exact(
     points: torch.Tensor, queries: torch.Tensor, k: int, dtype: torch.dtype = torch.float64
 ) -> np.ndarray:  # fmt: skip
-    """Nearest points by distances over all pairs, a chunk of queries at a time, on the points' device.
+    """Nearest points by distances over all pairs (:func:`.scan.smallest`), on the points' device.
 
     Ranked in ``dtype`` (exact in float64) after centring, so that no large norms cancel.
     """
     points, queries = points.double(), queries.double().to(points.device)
     centre = points.mean(0)
     P = (points - centre).to(dtype)
-    pp = (P * P).sum(1)[None, :]
-    rows = max(1, (1 << 24) // max(1, points.shape[0]))
-    out = []
-    for lo in range(0, queries.shape[0], rows):
-        Q = (queries[lo : lo + rows] - centre).to(dtype)
-        D = torch.addmm(pp, Q, P.T, alpha=-2.0)  # |q - p|^2 - |q|^2: the same order along a row
-        out.append(torch.topk(D, k, dim=1, largest=False).indices)
-    return torch.cat(out).cpu().numpy().astype(np.int64)
+    # |q - p|^2 - |q|^2: the same order along a row
+    return smallest((queries - centre).to(dtype), P, (P * P).sum(1), k)[1].cpu().numpy().astype(np.int64)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hiref.engine.geometry.scan import smallest
 from hiref.engine.reducer import LOCAL, Reducer
 
 #: Entries of one chunk of a cost matrix formed to find row minima (float64).
@@ -209,12 +210,13 @@ class SqEuclidean(Cost):
         diff = X - Y
         return (diff * diff).sum(-1)
 
-    def _shifted(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        # |x|^2 is the same along a row: one fused product instead of a full cost matrix (centred,
-        # so that no large norms cancel)
+    def cheapest(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """:meth:`Cost.cheapest`, by :func:`.scan.smallest` (in float64, centred so that no large norms cancel)."""
+        # |x|^2 is the same along a row: ranked by |y|^2 + shift - 2 <x, y>
+        Y, shift = Y.double(), shift.double()
         centre = Y.mean(0)
-        Y = Y - centre
-        return torch.addmm((Y * Y).sum(1).add_(shift)[None, :], X - centre, Y.T, alpha=-2.0)
+        Yc = Y - centre
+        return smallest(X.double() - centre, Yc, (Yc * Yc).sum(1) + shift, k, entries=_CHUNK)[1]
 
     def cheapest_float32(
         self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int
@@ -234,23 +236,16 @@ class SqEuclidean(Cost):
         # less a constant (the order stays): prices far from zero keep their digits
         constant = 0.5 * float(yy.max() + yy.min()) if Y.shape[0] else 0.0
         Y32, yy32 = Yc.float(), (yy - constant).float()[None, :]
-        rows = max(1, 2 * _CHUNK // max(1, Y.shape[0]))
-        found = [
-            torch.topk(
-                torch.addmm(yy32, (X[lo : lo + rows].double() - centre).float(), Y32.T, alpha=-2.0),
-                k, dim=1, largest=False, sorted=False,
-            )
-            for lo in range(0, X.shape[0], rows)
-        ]  # fmt: skip
-        if not found:
+        if not X.shape[0]:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k)), np.empty(0)
+        ranked, indices = smallest((X.double() - centre).float(), Y32, yy32, k, entries=2 * _CHUNK)
         xx = (X.double() - centre).square().sum(1).cpu().numpy()
-        values = torch.cat([f.values for f in found]).double().cpu().numpy() + (xx + constant)[:, None]
+        values = ranked.double().cpu().numpy() + (xx + constant)[:, None]
         norm_y = float(Yc.norm(dim=1).max())
         top = float((yy - constant).abs().max())
         delta = 2.0**-22 * (2.0 * top + 2.0 * (X.shape[1] + 3) * np.sqrt(xx) * norm_y)
         delta += 2.0**-48 * (np.abs(values).max(1) + xx + abs(constant))  # the float64 sum above
-        return torch.cat([f.indices for f in found]).cpu().numpy(), values, delta
+        return indices.cpu().numpy(), values, delta
 
     def level_costs(
         self,
@@ -506,8 +501,9 @@ class Transposed(Cost):
         """``c(Y[i], X[i])``, shape (n,)."""
         return self.base.paired(Y, X)
 
-    def _shifted(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return self.base._shifted(X, Y, shift) if self.symmetric else super()._shifted(X, Y, shift)
+    def cheapest(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """:meth:`Cost.cheapest` of the swapped cost (the base's own where it is symmetric)."""
+        return self.base.cheapest(X, Y, shift, k) if self.symmetric else super().cheapest(X, Y, shift, k)
 
     def block_operator(
         self, X: torch.Tensor, Y: torch.Tensor, mask_x: torch.Tensor, mask_y: torch.Tensor, generator: torch.Generator
