@@ -142,8 +142,14 @@ def test_timings_memory_and_schedule():
 
 def test_progress_bar_writes_to_stderr(capsys):
     X, Y = halfmoon_scurve(200, seed=0)
-    hr.solve(X, Y, leaf_size=32, progress=True)
-    assert "hiref" in capsys.readouterr().err
+    m = hr.solve(X, Y, leaf_size=32, progress=True)
+    err = capsys.readouterr().err
+    # the levels, the leaves and the finish, each stage of the finish named as it starts
+    assert f"0/{len(m.schedule) + 2} " in err
+    assert "finish: nearest neighbours" in err
+    assert "finish: round 1, assignment on" in err
+    hr.solve(X, Y, leaf_size=32, progress=True, polish=False)
+    assert "bounding the optimum" in capsys.readouterr().err
     hr.solve(X, Y, leaf_size=32, progress=False)
     assert capsys.readouterr().err == ""
 

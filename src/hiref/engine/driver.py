@@ -96,8 +96,8 @@ def run(
     problem = _Problem.arrange(X, Y, plan, comm, generator, device)
     ranks = problem.levels(plan, comm)
     world = comm.world > 1
-    bar = tqdm(
-        total=len(ranks) + 1, desc=f"hiref ({comm.world} processes)" if world else "hiref", unit="level",
+    bar = tqdm(  # the levels, the leaves and the finish
+        total=len(ranks) + 2, desc=f"hiref ({comm.world} processes)" if world else "hiref", unit="step",
         disable=not progress or comm.rank != 0, leave=False,
     )  # fmt: skip
     report = Report(bar, adjust)
@@ -214,7 +214,7 @@ class _Run:
             elif p.select:  # nothing selected: the levels of the whole larger cloud (a user's schedule may fit n only)
                 with contextlib.suppress(ValueError):
                     ranks = self.plan.ranks(p.n_large)
-                self.report.bar.total = len(ranks) + 1
+                self.report.bar.total = len(ranks) + 2
             split = local_split(p.geometry, Aw, Bh, self.plan.level, self.generator)
             leaves = self.levels(split, matched.blocks, ranks[done:], first_level=done + 1)
             del Bh
@@ -236,8 +236,10 @@ class _Run:
             self.report.adjust()
             perm, refine_costs, bound = finish_matching(
                 p.geometry, own.A, own.B, Aw if keep else None, Bw if keep else None, perm, self.plan,
-                self.generator, self.report.timings,
+                self.generator, self.report.timings, say=self.report.bar.set_postfix_str,
             )  # fmt: skip
+        self.report.bar.update()
+        self.report.bar.close()
         del Aw, Bw
         cost = self.matched_cost(own, perm)
         level_costs.append(cost)
@@ -308,7 +310,6 @@ class _Run:
         report.timings["leaves"] = time.perf_counter() - t0
         record_memory(report.memory, "leaves", own.A.device)
         report.bar.update()
-        report.bar.close()
         return perm
 
     def level_costs(self, own: Owned, deep_a: torch.Tensor, deep_b: torch.Tensor, ranks: list[int]) -> list[float]:
@@ -386,18 +387,21 @@ def _block_groups(shape: tuple[int, int], device: torch.device) -> list[tuple[in
 def finish_matching(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, Aw: torch.Tensor | None, Bw: torch.Tensor | None,
     perm: np.ndarray, plan: Plan, generator: torch.Generator, timings: dict[str, float],
+    say: Callable[[str], None] = lambda _: None,
 ) -> tuple[np.ndarray, list[float], float | None]:  # fmt: skip
     """Refinement by windows, then the exact finish on a candidate graph, as :meth:`Plan.finishing` decides.
 
     ``A``, ``B`` are the exact points, ``Aw``, ``Bw`` their working copies (where neighbours are
     sought; ``None``: ``A``, ``B``); returns the matching, the mean cost after every pass or solve,
-    and a lower bound on the optimal mean cost (``None`` where none was computed).
+    and a lower bound on the optimal mean cost (``None`` where none was computed). ``say`` is
+    told each stage as it starts (the progress bar's text).
     """
     budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
     priced = transform_feasible(geometry, A.shape[1], A.shape[0], B.shape[0], budget)
     refine, polish = plan.finishing(B.shape[0], priced=priced)
     costs: list[float] = []
     if refine:
+        say("windows of exact re-solves")
         t0 = time.perf_counter()
         perm, passes = refine_matching(
             geometry, A, B, perm, passes=plan.options.refine_passes, window=plan.refine_window,
@@ -410,13 +414,14 @@ def finish_matching(
         finish = exact_finish(
             geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=plan.options.polish_neighbours, generator=generator,
             bound_budget=budget,
-            time_budget=plan.finish_time_budget(B.shape[0], timings, partial=B.shape[0] > A.shape[0]),
+            time_budget=plan.finish_time_budget(B.shape[0], timings, partial=B.shape[0] > A.shape[0]), say=say,
         )  # fmt: skip
         perm, bound = finish.perm, finish.lower_bound
         costs += finish.costs
         timings["polish"] = time.perf_counter() - t0
         timings.update({f"polish_{stage}": t for stage, t in finish.timings.items()})
     else:  # a bound at any size (planted pairs, 2 cores: about a third of the levels' time)
+        say("bounding the optimum")
         bound = certify(geometry, A, B, perm, Aw=Aw, Bw=Bw, bound_budget=budget)
         if bound is not None:
             timings["bound"] = time.perf_counter() - t0

@@ -145,7 +145,9 @@ def solve(
         gives the same matching. ``None`` draws a fresh seed, a :class:`numpy.random.Generator`
         gives one.
     progress
-        Show a progress bar over levels (on rank 0 only in a distributed run).
+        Show a progress bar over the levels, the leaves and the finish, whose rounds it names with
+        how far above the optimum the matching is proved to be at most (on rank 0 only in a
+        distributed run).
     distributed
         Run over the processes of a :mod:`torch.distributed` group: ``True`` for the default
         group (started from ``torchrun``'s environment if needed: NCCL with CUDA, else gloo),

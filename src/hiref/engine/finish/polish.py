@@ -467,6 +467,7 @@ def exact_finish(
     generator: torch.Generator,
     bound_budget: float = 2.0**36,
     time_budget: float | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Finish:
     """Make a matching optimal on a candidate graph of all points, add missing arcs, bound the optimum.
 
@@ -492,13 +493,15 @@ def exact_finish(
     time_budget
         Seconds after which no new round of pricing starts (``None``: no limit). The matching
         of the last solve is kept with the bound of its prices: valid, but not proved optimal.
+    say
+        Called with a few words on the stage that starts (a progress bar's text); ``None``: silent.
 
     Returns
     -------
     The finish: matching, costs, lower bound, rounds.
     """
     order = SpatialOrder.of(A if Aw is None else Aw, B if Bw is None else Bw)
-    options = {"neighbours": neighbours, "bound_budget": bound_budget, "time_budget": time_budget}
+    options = {"neighbours": neighbours, "bound_budget": bound_budget, "time_budget": time_budget, "say": say}
     if order is None:
         return _finish(geometry, A, B, perm, Aw, Bw, **options)
     finish = _finish(geometry, *order.clouds(A, B), order.to_sorted(perm), *order.clouds(Aw, Bw), **options)
@@ -509,8 +512,10 @@ def exact_finish(
 def _finish(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
     Bw: torch.Tensor | None, *, neighbours: int, bound_budget: float, time_budget: float | None,
+    say: Callable[[str], None] | None,
 ) -> Finish:  # fmt: skip
     """:func:`exact_finish` on clouds in the order given."""
+    say = say or _silent
     started = time.perf_counter()
     return_freed_memory()
     n, m = A.shape[0], B.shape[0]
@@ -522,12 +527,14 @@ def _finish(
     fewest = COARSE_MIN if m == n else COARSE_MIN_PARTIAL
     slopes, coarse = None, n >= fewest and uses_price_tree(geometry, A.shape[1])
     if coarse:  # first, before the graph: its memory is back by then
+        say("finish: solving a subsample for the starting prices")
         budget = None if time_budget is None else time_budget / 3
         slopes = _coarse_slopes(
             geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, time_budget=budget
         )
         return_freed_memory()
         clock.lap("coarse")
+    say("finish: nearest neighbours")
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours)
     return_freed_memory()
     problem = _Problem(geometry, A, B, start_cost)
@@ -565,6 +572,7 @@ def _finish(
     while True:
         risen = False
         if solve_next:
+            say(f"finish: round {rounds + 1}, assignment on {int(problem.indptr[-1]):,} arcs{_proved(costs, bound)}")
             graph = problem.graph()
             before_mate, before_prices = mate, prices
             settled = None
@@ -622,6 +630,7 @@ def _finish(
                 changed = np.union1d(np.union1d(np.flatnonzero(mate[:n] != before_mate[:n]), asked), dearer)
         # (exact minima keep every arc that pricing adds: no second pass over the points short)
         k = _PRICED_ARCS if by_tree else _arcs_per_row(per_row, rounds)
+        say(f"finish: round {rounds}, checking every point for a better partner")
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
         if risen:
             dual, _, loose = c_transform_risen(
@@ -727,6 +736,17 @@ def _coarse_slopes(
             g_s = g_s[around].mean(1)
     spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
     return g_s[spread].mean(1)
+
+
+def _silent(_: str) -> None:
+    """No progress to show."""
+
+
+def _proved(costs: list[float], bound: float | None) -> str:
+    """How far above the optimum the last matching is proved to be at most, for the progress bar."""
+    if not costs or bound is None or bound <= 0:
+        return ""
+    return f", at most {100 * max(costs[-1] / bound - 1, 0.0):.2g} % above the optimum"
 
 
 class _Clock:
