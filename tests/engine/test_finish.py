@@ -17,6 +17,8 @@ from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_
 from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import Custom, Power, SqEuclidean, Transposed
 
+from helpers import exact_matching
+
 
 def _optimum(A: np.ndarray, B: np.ndarray) -> float:
     C = cdist(A, B, "sqeuclidean")
@@ -655,3 +657,18 @@ def test_a_finish_that_needs_many_rounds_still_ends_proved():
     assert m.gap_bound is not None
     assert m.gap_bound <= 1e-4
     assert len(m.refine_costs) < 30  # (the finish's solves: it ended before its round limit)
+
+
+def test_polish_asked_for_prices_beyond_the_default_limit(monkeypatch):
+    # Above the pricing limit the default refines by windows and gives no bound; polish=True
+    # prices every point anyway and proves the optimum.
+    from hiref.engine import driver
+
+    monkeypatch.setattr(driver, "BOUND_BUDGET_CPU", 2.0**10)
+    X, Y = hr.datasets.gaussian_mixtures(500, 24, seed=3)
+    _, optimum = exact_matching(X, Y)
+    default = hr.solve(X, Y, progress=False)
+    assert default.gap_bound is None
+    asked = hr.solve(X, Y, progress=False, polish=True)
+    assert asked.cost == pytest.approx(optimum, rel=1e-9)
+    assert asked.cost / optimum - 1 <= asked.gap_bound <= 1e-4

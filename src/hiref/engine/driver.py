@@ -397,6 +397,8 @@ def finish_matching(
     told each stage as it starts (the progress bar's text).
     """
     budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
+    if plan.options.polish:  # asked for: to the end, pricing over all pairs whatever the size
+        budget = math.inf
     priced = transform_feasible(geometry, A.shape[1], A.shape[0], B.shape[0], budget)
     refine, polish = plan.finishing(B.shape[0], priced=priced)
     costs: list[float] = []

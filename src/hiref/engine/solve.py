@@ -99,7 +99,8 @@ def solve(
         partial matching), and no auction
         bids far past that (it keeps the improved matching and its valid bound, see
         :data:`~hiref.engine.options.AUTO_FINISH_TIME_FACTOR`); pass ``True`` to finish to the
-        end, and larger clouds too.
+        end, and larger clouds too (where no k-d tree applies, it then prices every point at
+        any size, over all pairs: ``n * m * d`` per round, with a certificate).
         Without it, the hierarchy's own matching still gets a (looser) bound, at any size.
     polish_neighbours
         Candidate partners of each kind per point in the first graph of the finish (missing
