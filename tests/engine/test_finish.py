@@ -672,3 +672,18 @@ def test_polish_asked_for_prices_beyond_the_default_limit(monkeypatch):
     asked = hr.solve(X, Y, progress=False, polish=True)
     assert asked.cost == pytest.approx(optimum, rel=1e-9)
     assert asked.cost / optimum - 1 <= asked.gap_bound <= 1e-4
+
+
+@pytest.mark.parametrize(("n", "m"), [(700, 700), (600, 800)])
+def test_high_dimensions_priced_from_the_start_reach_the_optimum(n, m):
+    # Above 16 dimensions the first pricing gives each point its candidates of the other cloud
+    # (no nearest-neighbour search across): balanced and partial pairs end at the optimum.
+    rng = np.random.default_rng(n + m)
+    X = rng.normal(size=(n, 24)) + np.repeat(rng.normal(scale=3.0, size=(4, 24)), -(-n // 4), 0)[:n]
+    Y = rng.normal(size=(m, 24)) + np.repeat(rng.normal(scale=3.0, size=(4, 24)), -(-m // 4), 0)[:m]
+    C = cdist(X, Y, "sqeuclidean")
+    rows, cols = linear_sum_assignment(C)
+    optimum = C[rows, cols].mean()
+    got = hr.solve(X, Y, progress=False)
+    assert got.cost == pytest.approx(optimum, rel=1e-9)
+    assert got.cost / optimum - 1 <= got.gap_bound <= 1e-4

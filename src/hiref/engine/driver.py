@@ -57,9 +57,10 @@ if TYPE_CHECKING:
 #: applies: a cost other than squared Euclidean, or more than 16 dimensions), on the CPU and on CUDA.
 #: Up to it the finish prices every point and proves its matching; above, the windows refine and
 #: no bound is given. Gaussian mixtures on 2 cores (``benchmarks/highdim.py --priced``, 2**36 ->
-#: 2**40, with the tiled scans of :mod:`.geometry.scan`): 65,536 points in 50 dimensions 29.7 s
-#: at 4.87 % above the optimum, no bound -> 47.8 s, certified optimal; 84,172 in 98 (the
-#: paper's MERFISH size) 54.1 s at 5.12 % -> 112.6 s; 131,072 in 20: 88 s at 3.4 % -> 107 s.
+#: 2**40, with the tiled scans of :mod:`.geometry.scan`): 65,536 points in 50 dimensions 30.7 s
+#: at 4.87 % above the optimum, no bound -> 43.4 s, certified optimal; 84,172 in 98 (the
+#: paper's MERFISH size) 46.1 s at 5.12 % -> 82.4 s; 131,072 in 20: 88 s at 3.4 % -> 107 s
+#: (before the first pricing replaced the search for neighbours).
 BOUND_BUDGET_CPU = 2.0**40
 BOUND_BUDGET_CUDA = 2.0**42
 

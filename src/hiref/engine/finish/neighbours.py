@@ -33,6 +33,8 @@ def nearest(
     """
     if isinstance(points, cKDTree):
         k = min(k, points.n)
+        if k == 0:
+            return np.empty((queries.shape[0], 0), dtype=np.int64)
         if order is None and queries.shape[0] >= _ORDER_MIN and queries.shape[1] <= TREE_MAX_DIM:
             order = spatial_order(queries)
         if order is None:
