@@ -218,13 +218,16 @@ def test_price_guess_ignores_a_few_pairs_sent_across_the_cloud(monkeypatch, on_d
     assert np.abs(moved - np.median(moved)).max() < 0.5
 
 
-@pytest.mark.parametrize("spatial_order", [False, True], ids=["given order", "Morton order"])
+@pytest.mark.parametrize(
+    ("spatial_order", "d"), [(False, 2), (True, 2), (False, 24)], ids=["given order", "Morton order", "24-D"]
+)
 @pytest.mark.parametrize("unbalanced", [False, True])
-def test_solve_with_the_device_path_is_exact_and_certified(device_path, monkeypatch, unbalanced, spatial_order):
+def test_solve_with_the_device_path_is_exact_and_certified(device_path, monkeypatch, unbalanced, spatial_order, d):
+    # (in 24 dimensions the first pricing gives the candidates of the other cloud)
     if spatial_order:
         monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1)
     rng = np.random.default_rng(7)
-    X, Y = rng.normal(size=(600, 2)), rng.normal(size=(650 if unbalanced else 600, 2)) * 1.1 + 0.2
+    X, Y = rng.normal(size=(600, d)), rng.normal(size=(650 if unbalanced else 600, d)) * 1.1 + 0.2
     m = hr.solve(X, Y, progress=False)
     C = cdist(X, Y, "sqeuclidean")
     r, c = linear_sum_assignment(C)
