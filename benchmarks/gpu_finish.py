@@ -10,7 +10,8 @@ defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbo
 bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
 memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
 with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the
-leaves solved by the batched auction on the device (``STACK_ON_DEVICE``), then the CPU cores on
+leaves solved by scipy on the host instead of in lockstep on the device (``STACK_ON_DEVICE``,
+``lockstep_steps``), then the CPU cores on
 the same pairs for the ratio; last, while time is left, Gaussian mixtures in 30 and 100
 dimensions (exact pricing over all pairs, ranked in float32) on both, and the paper's MERFISH
 size (84,172 points in 98 dimensions) on the device. One JSON line per run in
@@ -80,14 +81,14 @@ def left() -> float:
 
 
 class Counters:
-    """Counts the batched auction's rounds and the bids of the host's auction during one solve."""
+    """Counts the batched auction's rounds, the bids of the host's auction and the lockstep leaf steps of one solve."""
 
     def __init__(self) -> None:
         from hiref.engine.finish import auction, polish
 
         self.auction, self.polish = auction, polish
-        self.rounds = self.host_bids = 0
-        self._round, self._host = auction._bid_round, polish.auction_cpu
+        self.rounds = self.host_bids = self.stacks = self.steps = 0
+        self._round, self._host, self._lockstep = auction._bid_round, polish.auction_cpu, auction.assign_lockstep
 
         def counted_round(*args):
             self.rounds += 1
@@ -98,11 +99,21 @@ class Counters:
             self.host_bids += out[2]
             return out
 
-        auction._bid_round, polish.auction_cpu = counted_round, counted_host
+        def counted_lockstep(*args, **kwargs):
+            out = self._lockstep(*args, **kwargs)
+            self.stacks += 1
+            self.steps += out[1]
+            return out
+
+        auction._bid_round, polish.auction_cpu, auction.assign_lockstep = counted_round, counted_host, counted_lockstep
 
     def close(self) -> dict:
         self.auction._bid_round, self.polish.auction_cpu = self._round, self._host
-        return {"device_rounds": self.rounds, "host_bids": self.host_bids}
+        self.auction.assign_lockstep = self._lockstep
+        return {
+            "device_rounds": self.rounds, "host_bids": self.host_bids, "lockstep_stacks": self.stacks,
+            "lockstep_steps": self.steps,
+        }  # fmt: skip
 
 
 def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
@@ -168,9 +179,10 @@ def main() -> None:
     if numba_version is None:
         sys.exit("numba is missing: install its wheels (numba, llvmlite) with the engine-only copy")
     if not cuda:  # a check of the script: the device's batched path, forced on the CPU
-        from hiref.engine.finish import batched_search
+        from hiref.engine.finish import auction, batched_search
 
         batched_search.on_device = lambda d: True
+        auction.LOCKSTEP_MIN_WORK = 1  # the small pairs' stacks in lockstep too
     sizes = [1 << 11, 1 << 12, 1 << 13, 1 << 14] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
     rows, pairs = [], {}
     for n in sizes[:3]:  # 1. the defaults on the device (the largest sizes come last)
@@ -188,9 +200,9 @@ def main() -> None:
         for graphs in (True, False):
             case = f"levels_graphs_{graphs}"
             rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, graphs=graphs))
-        # the leaves and the candidates' subsamples by the batched auction on the device
-        case = "levels_stacks_on_device"
-        rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, stacks_on_device=True))
+        # the leaves and the candidates' subsamples by scipy on the host (the default: in lockstep on the device)
+        case = "levels_stacks_on_host"
+        rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, stacks_on_device=False))
     if cuda:  # 4. the same machine's CPU cores, for the ratio
         for n in sizes[:3]:
             if left() < 150 or n not in pairs:
@@ -210,8 +222,8 @@ def main() -> None:
     if cuda and not SMALL and left() >= 90:
         rows.append(run_mixture(84172, 98, device, log))
     columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
-               "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "gap_pct",
-               "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
+               "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "lockstep_steps",
+               "gap_pct", "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
     print(" | ".join(columns))
     for r in rows:
         print(" | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in columns))

@@ -10,9 +10,10 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 import hiref as hr
-from hiref.engine.finish.auction import Graph, assign_batched, auction_cpu, auction_torch, epsilons
+from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.certificate import c_transform, c_transform_risen, lower_bound, tightened_bound
+from hiref.engine.finish.lockstep import assign_lockstep
 from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import Custom, Power, SqEuclidean, Transposed
@@ -148,17 +149,6 @@ def test_reassign_refuses_an_unbalanced_graph():
     graph = Graph(np.array([0, 2]), np.array([0, 1]), np.array([1.0, 2.0]), 2)
     with pytest.raises(ValueError, match="as many objects as rows"):
         reassign(graph, np.array([0]), np.zeros(2), np.array([0]), 1e-9)
-
-
-@pytest.mark.parametrize(("s", "t"), [(1, 1), (7, 7), (16, 16), (12, 19), (40, 40)])
-def test_batched_leaf_solver_equals_scipy_on_many_leaves(s, t):
-    rng = np.random.default_rng(s * 100 + t)
-    C = rng.random((64, s, t)) * rng.uniform(1e-3, 1e3)
-    got = assign_batched(torch.as_tensor(C)).numpy()
-    for k in range(C.shape[0]):
-        r, c = linear_sum_assignment(C[k])
-        assert len(np.unique(got[k])) == s
-        assert np.isclose(C[k, np.arange(s), got[k]].sum(), C[k, r, c].sum(), rtol=1e-9)
 
 
 def test_candidate_arcs_hold_the_current_pairs_once():
@@ -637,7 +627,7 @@ def test_cuda_leaves_and_finish_match_the_cpu():
         pytest.skip("needs a CUDA device")
     rng = np.random.default_rng(6)
     C = rng.random((200, 32, 32))
-    got = assign_batched(torch.as_tensor(C, device="cuda")).cpu().numpy()
+    got = assign_lockstep(torch.as_tensor(C, device="cuda"))[0].cpu().numpy()
     for k in range(C.shape[0]):
         r, c = linear_sum_assignment(C[k])
         assert np.isclose(C[k, np.arange(32), got[k]].sum(), C[k, r, c].sum())

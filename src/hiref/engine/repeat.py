@@ -56,3 +56,50 @@ def repeat(step: Callable[[], None], times: int, *, device: torch.device, captur
     # The graph's memory pool is released with it: let its replays finish first (one
     # synchronisation per call, not per step).
     torch.cuda.current_stream(device).synchronize()
+
+
+def repeat_until(
+    step: Callable[[], None], done: Callable[[], bool], *, every: int, most: int, device: torch.device,
+    capture: bool = True,
+) -> int:  # fmt: skip
+    """Run ``step`` in blocks of ``every`` until ``done()`` after a block; return the steps run.
+
+    Same contract for ``step`` as :func:`repeat`; ``done`` is the only host synchronisation, once
+    per block. On CUDA (with ``capture``) the first block runs eagerly, a second is captured as one
+    graph and replayed block after block. Raises ``RuntimeError`` after ``most`` steps.
+    """
+    global CAPTURE
+    every = max(1, int(every))
+    graph = None
+    steps = 0
+    while True:
+        if steps >= most:
+            msg = f"no end after {steps} steps (at most {most} expected)"
+            raise RuntimeError(msg)
+        if graph is not None:
+            graph.replay()
+        elif steps > 0 and device.type == "cuda" and capture and CAPTURE:
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    for _ in range(every):
+                        step()  # recorded, not run
+            except RuntimeError as err:
+                CAPTURE, graph = False, None
+                logger.info("hiref: CUDA graph capture failed (%s); steps run one by one", err)
+                continue
+            graph.replay()
+        else:
+            side = torch.cuda.Stream(device) if device.type == "cuda" else None
+            if side is not None:  # a first eager block on a side stream, as capture requires
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for _ in range(every):
+                        step()
+                torch.cuda.current_stream(device).wait_stream(side)
+            else:
+                for _ in range(every):
+                    step()
+        steps += every
+        if done():
+            return steps

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 from hiref.engine._assign import assign_many
+from hiref.engine.finish import batched_search
+from hiref.engine.finish.lockstep import assign_lockstep
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -315,8 +317,7 @@ def auction_torch(
         (n, k) padded arcs of every row: columns (any valid index where padded) and costs
         (``inf`` where padded). Every row must be assignable.
     m
-        Number of objects; equal to ``n`` (balanced: an unbalanced problem gets dummy rows, as
-        :func:`assign_batched` does).
+        Number of objects; equal to ``n`` (balanced: an unbalanced problem gets dummy rows).
     mate, prices
         Starting object of every row (``-1``: none) and starting prices (m,).
     eps
@@ -409,59 +410,33 @@ def _arc_of(cols: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
     return (cols == mate[:, None]).to(torch.int8).argmax(1)
 
 
-def assign_batched(costs: torch.Tensor, *, rel_eps: float = 1e-9) -> torch.Tensor:
-    """Optimal assignment of every problem of a stack, all at once, by one batched auction.
-
-    Parameters
-    ----------
-    costs
-        (B, s, t), ``s <= t``, on any device; every row goes to a distinct column. Rectangular
-        problems get ``t - s`` dummy rows of zero cost.
-    rel_eps
-        Final ``eps`` relative to the largest cost range of a row: each problem's assignment is
-        within ``s * rel_eps`` of its optimum on that scale (exact unless two assignments are closer).
-
-    Returns
-    -------
-    (B, s) int64 tensor: row ``i`` of problem ``b`` goes to column ``out[b, i]``.
-    """
-    n_b, s, t = costs.shape
-    if n_b == 0 or s == 0:
-        return torch.empty((n_b, s), dtype=torch.long, device=costs.device)
-    C = costs.double()
-    C = C - C.min(2, keepdim=True).values  # row shifts leave every optimum unchanged
-    top = float(C.max())
-    C = C / top if top > 0 else C
-    if t > s:
-        C = torch.cat([C, C.new_zeros((n_b, t - s, t))], dim=1)
-    offsets = (torch.arange(n_b, device=C.device) * t)[:, None, None]
-    cols = (torch.arange(t, device=C.device)[None, None, :] + offsets).expand(n_b, t, t).reshape(n_b * t, t)
-    start = torch.full((n_b * t,), -1, dtype=torch.long, device=C.device)
-    mate, _ = auction_torch(
-        cols, C.reshape(n_b * t, t), n_b * t, start, C.new_zeros(n_b * t), epsilons(0.2, rel_eps, 6.0),
-    )  # fmt: skip
-    return (mate.reshape(n_b, t) - offsets[:, :, 0])[:, :s]
-
-
 #: Whether stacks of small dense problems (the leaves, the subsamples that judge candidate splits)
-#: are solved on a GPU by the batched auction, instead of by scipy on the host. Off: the batched
-#: auction's round count does not shrink with the problems (on stacks of 256 and 1,024 leaf-like
-#: problems of 64 points, 23,168 and 26,624 rounds, most with a few rows bidding), and handing
-#: the last rows of each phase to the host ends with every problem solved there anyway (all of
-#: 4,096 problems, over the 12 phases); scipy solves 16,384 such problems in 1.3 s on 2 cores.
-#: ``benchmarks/gpu_finish.py`` measures both on a GPU.
-STACK_ON_DEVICE = False
+#: are solved on a GPU, as one batch of lockstep shortest-path searches
+#: (:func:`~.lockstep.assign_lockstep`), instead of by scipy on the host.
+STACK_ON_DEVICE = True
+
+#: Least work (problems x rows^2) for a stack to be solved on the device. A lockstep step costs
+#: about the same for one problem as for thousands, and a stack needs as many steps as its
+#: busiest problem (from the entropic start, 240 for 1,024 leaves of 64 points of a planted pair,
+#: 3,392 for subsamples of 384), while the host's time grows with problems x rows^3 spread over
+#: its cores. A model, not a measurement (no GPU was lent when it was set): ~0.2 ms per step of
+#: about 60 small kernels from a CUDA graph, against scipy at ~1e-4 s per 64-row problem per core
+#: on 8 cores, puts the two level near 2^24 (4,096 leaves of 64 points, 2^18 points);
+#: ``benchmarks/gpu_finish.py`` times both.
+LOCKSTEP_MIN_WORK = 1 << 24
 
 
 def assign_stack(costs: torch.Tensor) -> torch.Tensor:
     """Optimal assignment of every problem of a stack (B, s, t), ``s <= t``; columns on the costs' device.
 
-    scipy's solver, several problems at a time in threads, on the host; on another device with
-    :data:`STACK_ON_DEVICE`, one batched auction there (:func:`assign_batched`). Returns (B, s)
-    int64 columns.
+    On a GPU (:func:`~.batched_search.on_device`), a stack with at least
+    :data:`LOCKSTEP_MIN_WORK` is solved there by :func:`~.lockstep.assign_lockstep` (with
+    :data:`STACK_ON_DEVICE`); otherwise scipy solves the problems, several at a time in threads,
+    on the host. Returns (B, s) int64 columns.
     """
+    work = costs.shape[0] * costs.shape[1] ** 2
+    if batched_search.on_device(costs.device) and STACK_ON_DEVICE and work >= LOCKSTEP_MIN_WORK:
+        return assign_lockstep(costs)[0]
     if costs.device.type == "cpu":
         return torch.as_tensor(assign_many(costs.numpy()), dtype=torch.long)
-    if STACK_ON_DEVICE:
-        return assign_batched(costs)
     return torch.as_tensor(assign_many(costs.cpu().numpy()), dtype=torch.long, device=costs.device)

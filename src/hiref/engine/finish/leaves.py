@@ -13,18 +13,20 @@ if TYPE_CHECKING:
     from hiref.engine.blocks import Blocks
     from hiref.engine.geometry.costs import Cost
 
-# Dense leaf costs are built this many entries at a time (float64: 8 bytes each).
+# Dense leaf costs are built this many entries at a time (float64: 8 bytes each); on a GPU more,
+# as the lockstep solver's steps cost about the same for a chunk of any size.
 _CHUNK_ENTRIES = 1 << 23
+_CHUNK_ENTRIES_GPU = 1 << 27
 
 
 def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
     """Match every leaf co-cluster exactly and return the global matching.
 
     Each leaf's dense cost is built in float64, leaves of the same shape together, in chunks
-    that bound the memory, and solved with :func:`scipy.optimize.linear_sum_assignment`, a chunk
-    at a time (on a GPU the chunk's costs come to the host once; see
-    :data:`~.auction.STACK_ON_DEVICE`). A leaf may have more Y than X points; its extra Y points
-    stay unmatched.
+    that bound the memory, and solved a chunk at a time by :func:`~.auction.assign_stack`: on
+    the CPU with :func:`scipy.optimize.linear_sum_assignment`, on a GPU by lockstep shortest-path
+    searches over the whole chunk (:mod:`.lockstep`). A leaf may have more Y than X points; its
+    extra Y points stay unmatched.
 
     Parameters
     ----------
@@ -50,7 +52,8 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
         which = (sx == size_x) & (sy == size_y)
         pos_x = ox[which][:, None] + np.arange(size_x)[None, :]
         pos_y = oy[which][:, None] + np.arange(size_y)[None, :]
-        per_chunk = max(1, _CHUNK_ENTRIES // (int(size_x) * int(size_y)))
+        entries = _CHUNK_ENTRIES_GPU if X.device.type == "cuda" else _CHUNK_ENTRIES
+        per_chunk = max(1, entries // (int(size_x) * int(size_y)))
         for lo in range(0, len(pos_x), per_chunk):
             px, py = ix[pos_x[lo : lo + per_chunk]], iy[pos_y[lo : lo + per_chunk]]
             tx = torch.as_tensor(px, device=X.device)
