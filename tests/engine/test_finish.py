@@ -10,9 +10,16 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 import hiref as hr
+from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
-from hiref.engine.finish.certificate import c_transform, c_transform_risen, lower_bound, tightened_bound
+from hiref.engine.finish.certificate import (
+    c_transform,
+    c_transform_risen,
+    lower_bound,
+    tightened_bound,
+    uses_price_tree,
+)
 from hiref.engine.finish.lockstep import assign_lockstep
 from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
@@ -485,6 +492,54 @@ def test_price_tree_on_degenerate_clouds():
     found = PriceTree(few, np.zeros(6)).best(a, 8)
     assert found.shape == (10, 6)
     np.testing.assert_array_equal(np.sort(found, 1), np.tile(np.arange(6), (10, 1)))
+
+
+@pytest.mark.parametrize("power", [1.0, 1.5, 3.0])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_price_tree_for_a_power_of_the_distance_finds_the_exact_best(power, d):
+    rng = np.random.default_rng(int(power * 10) + d)
+    a, b = rng.normal(size=(600, d)), rng.uniform(-2, 2, size=(900, d))
+    dist = cdist(a, b) ** power
+    # prices near a dual of this cost (values tying along rays, as at the optimum), then rough ones
+    near_dual = -(np.linalg.norm(b - 0.5, axis=1) ** power)
+    tree = PriceTree(b, near_dual, power=power)
+    for prices in (near_dual, rng.normal(size=900), 3 * b[:, 0]):
+        tree.update(prices)
+        found = tree.best(a, 5)
+        value = dist + prices[None, :]
+        np.testing.assert_allclose(value[np.arange(600)[:, None], found], np.sort(value, 1)[:, :5], rtol=0, atol=1e-9)
+    # through the c-transform, in units of a scale
+    cost = Power(power)
+    A, B = torch.as_tensor(a * 40.0), torch.as_tensor(b * 40.0)
+    scale = 7.0
+    dual = c_transform(cost, A, B, near_dual, scale=scale, k=3)
+    assert dual.search is not None  # the tree answered
+    exact = (cdist(a * 40.0, b * 40.0) ** power / scale + near_dual[None, :]).min(1)
+    np.testing.assert_allclose(dual.u, exact, rtol=1e-12, atol=1e-9)
+
+
+def test_the_tree_answers_powers_of_the_distance_on_the_cpu_only(monkeypatch):
+    assert uses_price_tree(Power(1.0), 2)
+    assert uses_price_tree(Transposed(Power(1.5)), 3)
+    assert not uses_price_tree(Power(1.0), 20)
+    assert not uses_price_tree(Custom(_asymmetric, name="a"), 2)
+    monkeypatch.setattr(batched_search, "on_device", lambda device: True)
+    assert not uses_price_tree(Power(1.0), 2, "cpu")  # no batched search for it: exact minima there
+    assert uses_price_tree(SqEuclidean(), 2, "cpu")
+
+
+@pytest.mark.parametrize("shape", [(500, 500), (460, 520), (520, 460)], ids=["balanced", "more Y", "more X"])
+def test_euclidean_cost_priced_by_the_tree_reaches_the_optimum(shape):
+    rng = np.random.default_rng(shape[0] + shape[1])
+    X, Y = rng.normal(size=(shape[0], 2)), rng.normal(size=(shape[1], 2)) * 1.2 + 0.4
+    m = hr.solve(X, Y, cost="euclidean", progress=False)
+    C = cdist(X, Y)
+    r, c = linear_sum_assignment(C)
+    opt = C[r, c].mean()
+    assert m.cost / opt - 1 <= 1e-6
+    assert m.gap_bound is not None
+    assert m.cost / opt - 1 <= m.gap_bound + 1e-12
+    assert m.gap_bound <= 1e-4
 
 
 @pytest.mark.parametrize("unbalanced", [False, True])

@@ -400,7 +400,7 @@ def finish_matching(
     budget = BOUND_BUDGET_CUDA if A.device.type == "cuda" else BOUND_BUDGET_CPU
     if plan.options.polish:  # asked for: to the end, pricing over all pairs whatever the size
         budget = math.inf
-    priced = transform_feasible(geometry, A.shape[1], A.shape[0], B.shape[0], budget)
+    priced = transform_feasible(geometry, A.shape[1], A.shape[0], B.shape[0], budget, A.device)
     refine, polish = plan.finishing(B.shape[0], priced=priced)
     costs: list[float] = []
     if refine:

@@ -10,8 +10,9 @@ matching's cost on its graph, so it proves the matching optimal up to that.
 
 For the squared Euclidean cost in low dimensions, a branch-and-bound search on a k-d tree whose
 nodes know their lowest price answers it exactly: compiled on the CPU (:mod:`.pricetree`), in
-batched tensor steps on other devices (:mod:`.batched_search`, no host round trip). Elsewhere it
-takes exact minima over all pairs, a chunk of rows at a time.
+batched tensor steps on other devices (:mod:`.batched_search`, no host round trip); the compiled
+tree also answers the Euclidean distance to a power on the CPU. Elsewhere it takes exact minima
+over all pairs, a chunk of rows at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hiref.engine.finish import batched_search
 from hiref.engine.finish.batched_search import BatchedPriceSearch
 from hiref.engine.finish.neighbours import spatial_order
 from hiref.engine.finish.pricetree import PriceTree
+from hiref.engine.geometry.costs import Power
 
 if TYPE_CHECKING:
     from hiref.engine.geometry.costs import Cost
@@ -67,35 +69,59 @@ class Dual:
     floor: np.ndarray | None = None
 
 
-def price_search(
-    points: torch.Tensor, prices: np.ndarray, *, scale: float
-) -> PriceTree | BatchedPriceSearch:  # fmt: skip
-    """The exact search of lowest ``c(x, y) / scale + p(y)`` over ``points`` for the squared Euclidean cost.
+def _power_cost(geometry: Cost) -> Power | None:
+    """The cost as a :class:`.Power` (symmetric: also when transposed), else ``None``."""
+    base = getattr(geometry, "base", geometry)
+    return base if isinstance(base, Power) else None
 
-    On the points' device: the compiled price tree on the CPU, batched tensor steps elsewhere.
+
+def _power(geometry: Cost) -> float:
+    """The exponent ``p`` of a cost ``|x - y|^p`` that the price tree answers (2: squared Euclidean)."""
+    power = _power_cost(geometry)
+    return 2.0 if power is None else power.p
+
+
+def price_search(
+    points: torch.Tensor, prices: np.ndarray, *, scale: float, geometry: Cost | None = None
+) -> PriceTree | BatchedPriceSearch:  # fmt: skip
+    """The exact search of lowest ``c(x, y) / scale + p(y)`` over ``points`` (see :func:`uses_price_tree`).
+
+    On the points' device: the compiled price tree on the CPU, batched tensor steps elsewhere
+    (the squared Euclidean cost only).
     """
     if batched_search.on_device(points.device):
         return BatchedPriceSearch(points.double() / np.sqrt(scale), prices)
-    return PriceTree(points.double().cpu().numpy() / np.sqrt(scale), prices)
+    power = 2.0 if geometry is None else _power(geometry)
+    return PriceTree(points.double().cpu().numpy() / scale ** (1.0 / power), prices, power=power)
 
 
 def _queries(search: PriceTree | BatchedPriceSearch, points: torch.Tensor, scale: float):
     """Query points for ``search``, in its units (kept on the device for the batched search)."""
     if isinstance(search, BatchedPriceSearch):
         return points.double() / np.sqrt(scale)
-    return points.double().cpu().numpy() / np.sqrt(scale)
+    return points.double().cpu().numpy() / scale ** (1.0 / (2.0 * search.half))
 
 
-def transform_feasible(geometry: Cost, d: int, n: int, m: int, budget: float) -> bool:
+def transform_feasible(
+    geometry: Cost, d: int, n: int, m: int, budget: float, device: torch.device | str = "cpu"
+) -> bool:  # fmt: skip
     """Whether the c-transform is computed: by a k-d tree, or within ``budget`` entries x dimensions."""
-    if uses_price_tree(geometry, d):
+    if uses_price_tree(geometry, d, device):
         return True
     return float(n) * float(m) * max(1, d) <= budget
 
 
-def uses_price_tree(geometry: Cost, d: int) -> bool:
-    """Whether the c-transform is answered by the price tree (else by exact minima over all pairs)."""
-    return geometry.name == "sqeuclidean" and d <= TREE_MAX_DIM
+def uses_price_tree(geometry: Cost, d: int, device: torch.device | str = "cpu") -> bool:
+    """Whether the c-transform is answered by a price tree (else by exact minima over all pairs).
+
+    The squared Euclidean cost in at most :data:`TREE_MAX_DIM` dimensions, on any device; the
+    Euclidean distance to a power (``"euclidean"``, ``Power(p)``) there too, on the CPU.
+    """
+    if d > TREE_MAX_DIM:
+        return False
+    if geometry.name == "sqeuclidean":
+        return True
+    return _power_cost(geometry) is not None and not batched_search.on_device(device)
 
 
 def c_transform(
@@ -120,9 +146,9 @@ def c_transform(
         A price tree over ``B`` from an earlier call with the same ``scale``, to reuse.
     """
     k = min(k, B.shape[0])
-    if uses_price_tree(geometry, A.shape[1]):
+    if uses_price_tree(geometry, A.shape[1], A.device):
         if search is None:
-            search = price_search(B, prices, scale=scale)
+            search = price_search(B, prices, scale=scale, geometry=geometry)
         if search.queries is None and isinstance(search, PriceTree):
             # the same queries come back: order them once
             search.queries = spatial_order(A.double().cpu().numpy())
@@ -278,9 +304,9 @@ def tightened_bound(
     pricing would. The price tree over ``A`` answers where :func:`uses_price_tree` says so
     (``tree`` is reused from an earlier call), exact minima over all pairs elsewhere.
     """
-    if uses_price_tree(geometry, A.shape[1]):
+    if uses_price_tree(geometry, A.shape[1], A.device):
         if tree is None:
-            tree = price_search(A, -dual.u, scale=scale)
+            tree = price_search(A, -dual.u, scale=scale, geometry=geometry)
         b = _queries(tree, B, scale)
         if isinstance(tree, PriceTree) and tree.queries is None:
             tree.queries = spatial_order(b)
