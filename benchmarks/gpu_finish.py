@@ -4,17 +4,19 @@ Runs where only the engine is installed (the device machine has no anndata): put
 engine-only copy on ``PYTHONPATH`` (``bash ../shared/tools/gpu/prepare.sh`` builds one in
 ``.gpu/site``); the planted generator is read from this checkout's ``src/hiref/datasets``.
 
-For every size it solves the planted density pair (known optimum: the identity) with the
-defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
+First, stacks of leaf-like problems (64 points each) solved in lockstep on the device against
+scipy on the host (``leaf_stack``: ``secs`` against ``host_s``, the transfer counted). Then for
+every size it solves the planted density pair (known optimum: the identity) with the defaults
+on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
 ``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the
 bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
 memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
 with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the
-leaves solved by scipy on the host instead of in lockstep on the device (``STACK_ON_DEVICE``,
-``lockstep_steps``), then the CPU cores on
-the same pairs for the ratio; last, while time is left, Gaussian mixtures in 30 and 100
-dimensions (exact pricing over all pairs, ranked in float32) on both, and the paper's MERFISH
-size (84,172 points in 98 dimensions) on the device. One JSON line per run in
+leaves solved by scipy on the host instead of in lockstep on the device (``STACK_ON_DEVICE``;
+``lockstep_steps``), then the CPU cores on the same pairs for the ratio; last, while time is
+left, Gaussian mixtures in 30 and 100 dimensions (exact pricing over all pairs, ranked in
+float32) on both, and the paper's MERFISH size (84,172 points in 98 dimensions) on the device.
+One JSON line per run in
 ``$OUT/gpu_finish.jsonl``; a table at the end.
 
     PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
@@ -69,6 +71,36 @@ def run_mixture(n: int, d: int, device: str, log) -> dict:
         "finish_s": m.timings.get("polish"),
         **{k: round(v, 3) for k, v in m.timings.items() if k.startswith("polish_")},
         "bound_pct": None if m.gap_bound is None else 100 * m.gap_bound, "t": round(time.time() - T0, 1),
+    }  # fmt: skip
+    print(json.dumps(row), flush=True)
+    log.write(json.dumps(row) + "\n")
+    log.flush()
+    return row
+
+
+def run_stacks(problems: int, device: str, log) -> dict:
+    """Leaf-like stacks (64 points matched to a shifted, jittered copy): the device's lockstep solver against scipy."""
+    from hiref.engine._assign import assign_many
+    from hiref.engine.finish.lockstep import assign_lockstep
+
+    gen = torch.Generator().manual_seed(problems)
+    X = torch.rand((problems, 64, 2), generator=gen, dtype=torch.float64)
+    Y = X + 0.3 + 0.05 * torch.randn((problems, 64, 2), generator=gen, dtype=torch.float64)
+    C = torch.cdist(X, Y).square().to(device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    cols, steps = assign_lockstep(C)
+    cols = cols.cpu()
+    on_device = time.perf_counter() - t
+    t = time.perf_counter()
+    host = torch.as_tensor(assign_many(C.cpu().numpy()))  # the transfer counted, as in the solve
+    on_host = time.perf_counter() - t
+    cost = lambda c: float(C.cpu().gather(2, c[..., None]).sum())  # noqa: E731
+    row = {
+        "case": "leaf_stack", "n": problems, "device": device, "secs": round(on_device, 3),
+        "host_s": round(on_host, 3), "lockstep_steps": steps,
+        "same_cost": abs(cost(cols) - cost(host)) <= 1e-9 * abs(cost(host)), "t": round(time.time() - T0, 1),
     }  # fmt: skip
     print(json.dumps(row), flush=True)
     log.write(json.dumps(row) + "\n")
@@ -185,6 +217,10 @@ def main() -> None:
         auction.LOCKSTEP_MIN_WORK = 1  # the small pairs' stacks in lockstep too
     sizes = [1 << 11, 1 << 12, 1 << 13, 1 << 14] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
     rows, pairs = [], {}
+    # 0. the leaves alone: stacks of 64-point leaf-like problems, in lockstep here against scipy
+    # on the host (the leaves of 2^18, 2^20 and 2^22 points)
+    for problems in (256, 1024) if SMALL else (1 << 12, 1 << 14, 1 << 16):
+        rows.append(run_stacks(problems, device, log))
     for n in sizes[:3]:  # 1. the defaults on the device (the largest sizes come last)
         if left() < 60:
             break
@@ -221,7 +257,7 @@ def main() -> None:
     # the paper's MERFISH size (its reference code: 600 s on a GPU; 2 CPU cores: 113 s), device only
     if cuda and not SMALL and left() >= 90:
         rows.append(run_mixture(84172, 98, device, log))
-    columns = ["case", "n", "device", "secs", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
+    columns = ["case", "n", "device", "secs", "host_s", "levels_s", "leaves_s", "finish_s", "polish_neighbours",
                "polish_prices", "polish_solve", "polish_pricing", "device_rounds", "host_bids", "lockstep_steps",
                "gap_pct", "true_pct", "bound_pct", "cuda_peak_gb"]  # fmt: skip
     print(" | ".join(columns))
