@@ -69,6 +69,21 @@ def test_lockstep_answer_does_not_depend_on_how_often_it_checks():
     assert steps_a <= steps_b < steps_a + 64
 
 
+def test_compacting_the_stack_keeps_every_answer(monkeypatch):
+    # problems of very different difficulty: the easy ones are set aside as the stack compacts
+    from hiref.engine.finish import lockstep
+
+    rng = np.random.default_rng(9)
+    C = rng.random((300, 30, 33))
+    C[::3] = np.arange(33)[None, None, :] * 1.0 + rng.random((100, 30, 1))  # all rows want the same columns
+    compacted, steps = assign_lockstep(torch.as_tensor(C))
+    monkeypatch.setattr(lockstep, "COMPACT_MIN", 10**9)
+    whole, steps_whole = assign_lockstep(torch.as_tensor(C))
+    _check_optimal(C, compacted.numpy())
+    _check_optimal(C, whole.numpy())
+    assert abs(steps - steps_whole) <= 16 * 9  # at most one block more per compaction
+
+
 def test_lockstep_refuses_bad_stacks():
     with pytest.raises(ValueError, match="s <= t"):
         assign_lockstep(torch.zeros(2, 5, 4))

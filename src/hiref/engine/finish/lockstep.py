@@ -12,7 +12,10 @@ problem either takes one Dijkstra step, or one hop back along the path it found 
 or starts its next free row. The batch needs as many steps as its busiest problem, not the sum
 over rows of the slowest problem per row; nothing in a step leaves the device, and the host asks
 only every :data:`CHECK_EVERY` steps whether every problem is done (on CUDA the block of steps in
-between is one CUDA graph: :func:`~hiref.engine.repeat.repeat_until`).
+between is one CUDA graph: :func:`~hiref.engine.repeat.repeat_until`). A large stack's busiest
+problem needs several times the steps of its median one, so once half of the problems are done
+they are set aside and the steps go on over the others only (1,024 leaves of 64 points: the
+median problem is done after about a quarter of the stack's steps).
 
 The searches are long when every row wants the same few columns, as in the hierarchy's leaves
 (a small cloud matched to a shifted copy): about 30 steps per row from the plain start
@@ -38,6 +41,11 @@ from hiref.engine.repeat import repeat_until
 #: is done; the steps after a problem is done change nothing.
 CHECK_EVERY = 16
 
+#: Fewest problems in a stack for it to be compacted once half of them are done: each step then
+#: runs over the problems still busy only (a stack's busiest problem needs several times the
+#: steps of its median one).
+COMPACT_MIN = 64
+
 #: The entropic start: (eps relative to a problem's cost range, Sinkhorn iterations), in turn.
 START_SCHEDULE = ((0.1, 2), (0.03, 2), (0.01, 3), (0.003, 3), (0.001, 3), (0.0003, 3))
 
@@ -45,8 +53,12 @@ START_SCHEDULE = ((0.1, 2), (0.03, 2), (0.01, 3), (0.003, 3), (0.001, 3), (0.000
 _SEARCH, _FLIP, _DONE = 0, 1, 2
 
 
-def entropic_potentials(C: torch.Tensor, schedule=START_SCHEDULE) -> torch.Tensor:
-    """Column potentials (B, t) in float64, from Sinkhorn iterations on each square problem of ``C``."""
+def entropic_potentials(C: torch.Tensor, schedule: tuple[tuple[float, int], ...] | None = None) -> torch.Tensor:
+    """Column potentials (B, t) in float64, from Sinkhorn iterations on each square problem of ``C``.
+
+    ``schedule``: (eps relative to the cost range, iterations) in turn; default :data:`START_SCHEDULE`.
+    """
+    schedule = START_SCHEDULE if schedule is None else schedule
     n_b, s, t = C.shape
     low = C.amin((1, 2), keepdim=True)
     scale = (C.amax((1, 2), keepdim=True) - low).clamp_min(torch.finfo(C.dtype).tiny)
@@ -81,6 +93,10 @@ def _greedy_start(shifted: torch.Tensor, u: torch.Tensor, dummy_cols: torch.Tens
     row_of.scatter_(1, torch.where(won, want, t), torch.where(won, rows_idx, -1))
     row_of[:, t] = -1
     return row_of
+
+
+# The state's tensors with one entry per problem (narrowed when the stack is compacted).
+_PER_PROBLEM = ("C", "u", "v", "row_of", "queue", "n_free", "taken", "minv", "way", "used", "at", "phase")
 
 
 class _Lockstep:
@@ -146,8 +162,15 @@ class _Lockstep:
         at.copy_(torch.where(search, nearest, at))
         phase.copy_(torch.where(search & (row_of[b, at] < 0), _FLIP, phase))
 
-    def done(self) -> bool:
-        return bool((self.phase == _DONE).all())
+    def busy(self) -> int:
+        """Problems not done yet (a host synchronisation)."""
+        return int((self.phase != _DONE).sum())
+
+    def narrow(self, keep: torch.Tensor) -> None:
+        """Keep only the problems ``keep`` (indices), in that order."""
+        for name in _PER_PROBLEM:
+            setattr(self, name, getattr(self, name)[keep])
+        self.batch = torch.arange(keep.shape[0], device=keep.device)
 
     def columns(self) -> torch.Tensor:
         """(B, s) column of every row."""
@@ -196,8 +219,28 @@ def assign_lockstep(costs: torch.Tensor, *, check_every: int | None = None) -> t
         dummy_cols = v.topk(t - s, 1).indices
         v.scatter_(1, dummy_cols, v.amax(1, keepdim=True).expand(-1, t - s))
     state = _Lockstep(C, v, dummy_cols)
+    del C, v
     every = CHECK_EVERY if check_every is None else check_every
-    # Per row: a search of at most (rows matched + 1) steps, as many hops back, and a start.
-    most = t * (t + 3) + 2 * every
-    steps = repeat_until(state.step, state.done, every=every, most=most, device=C.device)
-    return state.columns()[:, :s], steps
+    # Per row: a search of at most (rows matched + 1) steps, as many hops back, and a start; each
+    # run of blocks (one per compaction) may end up to a block past its last problem's end.
+    most = t * (t + 3) + every * (2 + n_b.bit_length())
+    cols = torch.empty((n_b, t), dtype=torch.long, device=costs.device)
+    origin = torch.arange(n_b, device=costs.device)
+    steps = 0
+    while True:
+        # Until every problem is done, or (in a large stack) half of them: those are set aside and
+        # the steps go on over the others only.
+        size = origin.shape[0]
+        enough = 0 if size < COMPACT_MIN else size // 2
+        ran = repeat_until(
+            state.step, lambda enough=enough: state.busy() <= enough, every=every, most=most - steps,
+            device=costs.device,
+        )  # fmt: skip
+        steps += ran
+        done = state.phase == _DONE
+        cols[origin[done]] = state.columns()[done]
+        keep = torch.nonzero(~done)[:, 0]
+        if keep.shape[0] == 0:
+            return cols[:, :s], steps
+        state.narrow(keep)
+        origin = origin[keep]
