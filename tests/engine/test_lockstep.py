@@ -127,6 +127,10 @@ def test_stacks_go_to_the_lockstep_solver_on_a_device(monkeypatch):
     assert calls == []
     on_device = auction.assign_stack(torch.as_tensor(C)).numpy()
     assert calls == [(300, 9, 11)]
+    monkeypatch.setattr(auction, "LOCKSTEP_MAX_ENTRIES", 128 * 9 * 11)  # in chunks of 128 problems
+    chunked = auction.assign_stack(torch.as_tensor(C)).numpy()
+    assert calls[1:] == [(128, 9, 11), (128, 9, 11), (44, 9, 11)]
+    _check_optimal(C, chunked)
     np.testing.assert_array_equal(small, on_host[:10])
     _check_optimal(C, on_device)
 

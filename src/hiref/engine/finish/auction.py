@@ -424,6 +424,8 @@ STACK_ON_DEVICE = True
 #: on 8 cores, puts the two level near 2^24 (4,096 leaves of 64 points, 2^18 points);
 #: ``benchmarks/gpu_finish.py`` times both.
 LOCKSTEP_MIN_WORK = 1 << 24
+#: Most cost entries per lockstep stack (1 GB in float64): larger stacks are solved in chunks.
+LOCKSTEP_MAX_ENTRIES = 1 << 27
 
 
 def assign_stack(costs: torch.Tensor) -> torch.Tensor:
@@ -434,9 +436,11 @@ def assign_stack(costs: torch.Tensor) -> torch.Tensor:
     :data:`STACK_ON_DEVICE`); otherwise scipy solves the problems, several at a time in threads,
     on the host. Returns (B, s) int64 columns.
     """
-    work = costs.shape[0] * costs.shape[1] ** 2
-    if batched_search.on_device(costs.device) and STACK_ON_DEVICE and work >= LOCKSTEP_MIN_WORK:
-        return assign_lockstep(costs)[0]
+    n_b, s, t = costs.shape
+    if batched_search.on_device(costs.device) and STACK_ON_DEVICE and n_b * s * s >= LOCKSTEP_MIN_WORK:
+        # in chunks of at most LOCKSTEP_MAX_ENTRIES (its start and state take a few times the costs)
+        per = max(1, LOCKSTEP_MAX_ENTRIES // max(1, s * t))
+        return torch.cat([assign_lockstep(costs[lo : lo + per])[0] for lo in range(0, n_b, per)])
     if costs.device.type == "cpu":
         return torch.as_tensor(assign_many(costs.numpy()), dtype=torch.long)
     return torch.as_tensor(assign_many(costs.cpu().numpy()), dtype=torch.long, device=costs.device)

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hiref.engine.finish import auction
 from hiref.engine.finish.auction import assign_stack
 
 if TYPE_CHECKING:
     from hiref.engine.blocks import Blocks
     from hiref.engine.geometry.costs import Cost
 
-# Dense leaf costs are built this many entries at a time (float64: 8 bytes each); on a GPU more,
-# as the lockstep solver's steps cost about the same for a chunk of any size.
+# Dense leaf costs are built this many entries at a time (float64: 8 bytes each); on a GPU as
+# many as a lockstep stack takes, as its steps cost about the same for a chunk of any size.
 _CHUNK_ENTRIES = 1 << 23
-_CHUNK_ENTRIES_GPU = 1 << 27
 
 
 def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Blocks) -> np.ndarray:
@@ -52,7 +52,7 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
         which = (sx == size_x) & (sy == size_y)
         pos_x = ox[which][:, None] + np.arange(size_x)[None, :]
         pos_y = oy[which][:, None] + np.arange(size_y)[None, :]
-        entries = _CHUNK_ENTRIES_GPU if X.device.type == "cuda" else _CHUNK_ENTRIES
+        entries = auction.LOCKSTEP_MAX_ENTRIES if X.device.type == "cuda" else _CHUNK_ENTRIES
         per_chunk = max(1, entries // (int(size_x) * int(size_y)))
         for lo in range(0, len(pos_x), per_chunk):
             px, py = ix[pos_x[lo : lo + per_chunk]], iy[pos_y[lo : lo + per_chunk]]
