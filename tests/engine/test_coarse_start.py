@@ -98,7 +98,6 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
     # Two nested coarse solves (1,500 -> 188 -> 24 points) on a local deformation, from the
     # hierarchy's matching; with more points in Y, the subsamples are partial problems too.
     monkeypatch.setattr(polish, "COARSE_MIN", 100)
-    monkeypatch.setattr(polish, "COARSE_MIN_PARTIAL", 100)
     monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
     calls = []
     inner = polish._coarse_slopes

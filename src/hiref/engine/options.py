@@ -34,18 +34,21 @@ AUTO_FINISH_MAX = 1 << 18
 #: 7.2 GB, where the hierarchy alone ends about 15 % above the optimum.
 AUTO_POLISH_MAX = 1 << 23
 #: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new
-#: round of pricing after this many times the seconds of the levels and leaves: on planted pairs
-#: it ends well within that (2**20, 2 cores: 19-32 s after about 20 s), but where the hierarchy's matching
-#: is far from the optimum in many places (simulated sections with jittered cells, 300,000 per
-#: side) each round mends a little for 20 s, and the first round already gives most of the gain.
-#: ``polish=True`` has no limit.
-AUTO_FINISH_TIME_FACTOR = 2.0
-#: The same for a partial matching (more points in the larger cloud): its finish first solves a
-#: partial subsample, then repairs the bands the hierarchy left out wrongly (planted density pairs
-#: of 2**20 points cut at 90 %, hierarchy 61-137 % above the optimum: exact in 22-35 s of finish
-#: after 12-13 s of levels; with twice the levels' time two seeds of three ran out of it, with
-#: three times the hardest one did in one run of two).
-AUTO_FINISH_TIME_FACTOR_PARTIAL = 4.0
+#: round of pricing after this many times the seconds of the levels and leaves, and no auction
+#: bids far past that. Planted pairs end well within it (2**20, 2 cores: 19-32 s after about 20
+#: s of levels). Two sections of one tissue are harder (``benchmarks/sections.py``: the
+#: simulated sections of the recipe, registered, 300,000 cells each, 2 cores, seeds 0-2): the
+#: first solve alone takes about five times the levels' time (4 s), and with twice it the
+#: finish gave up in that solve on seeds 1 and 2, which ended 0.92 % (the hierarchy's matching)
+#: and 0.20 % above the optimum, in 14 s; with eight times it, seeds 0 and 2 end within 0.0007
+#: % of the optimum in 33-40 s, and seed 1 sits at the edge (within 0.006 % in 36 s in one run;
+#: in another its first solve ran out too and kept its last completed phase, 0.11 % above). At
+#: 10**6 cells (seed 0) the first solve ends within 0.008 % of the best matching known in 130
+#: s, where twice the levels' time kept the hierarchy's matching (0.84 % above it) after 66 s.
+#: A partial matching (more points in the larger cloud) gets the same (the recipe's cells with
+#: a tenth cut off one section, 270,000 into 300,000: 34 s and certified within 1.9 %, against
+#: 22 s and 3.9 % with four times the levels' time, 0.08 % dearer). ``polish=True`` has no limit.
+AUTO_FINISH_TIME_FACTOR = 8.0
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -250,15 +253,12 @@ class Plan:
             refine = small and work_d > WINDOWS_MIN_DIM and not (polish and priced)
         return refine and opts.refine_passes > 0, polish
 
-    def finish_time_budget(self, n_large: int, timings: dict[str, float], *, partial: bool = False) -> float | None:
-        """Seconds the exact finish may price for (``None``: no limit); see :data:`AUTO_FINISH_TIME_FACTOR`.
-
-        ``partial``: the larger cloud has more points (:data:`AUTO_FINISH_TIME_FACTOR_PARTIAL`).
-        """
+    def finish_time_budget(self, n_large: int, timings: dict[str, float]) -> float | None:
+        """Seconds the exact finish may price for (``None``: no limit); see :data:`AUTO_FINISH_TIME_FACTOR`."""
         if self.options.polish is not None or n_large <= AUTO_FINISH_MAX:
             return None
         levels = sum(t for name, t in timings.items() if name.startswith("level_") or name == "leaves")
-        return (AUTO_FINISH_TIME_FACTOR_PARTIAL if partial else AUTO_FINISH_TIME_FACTOR) * levels
+        return AUTO_FINISH_TIME_FACTOR * levels
 
     def check_distributable(self) -> None:
         """Raise for the options that a distributed run does not support."""

@@ -81,16 +81,21 @@ def augment(indptr, cols, costs, prices, mate, owner, free_rows, max_pops):  # p
         # best), reaches the objects of its arcs not scanned yet at d plus the reduced cost
         r, d, value = start, 0.0, base
         target, total = -1, 0.0
+        # the nearest free object reached so far: objects beyond it cannot end the search first,
+        # so they are neither recorded nor pushed (in a flat landscape most arcs lead there)
+        limit = np.inf
         while True:
             for k in range(indptr[r], indptr[r + 1]):
                 j = cols[k]
                 if done[j]:
                     continue
                 nd = d + max(0.0, costs[k] + prices[j] - value)
-                if nd < dist[j]:
+                if nd < dist[j] and nd <= limit:
                     if dist[j] == np.inf:
                         seen[n_seen] = j
                         n_seen += 1
+                    if owner[j] < 0:
+                        limit = nd
                     dist[j], pred[j], pred_cost[j] = nd, r, costs[k]
                     if size == heap_d.shape[0]:
                         size = compact(heap_d, heap_j, size, dist, done)

@@ -22,7 +22,7 @@ returns prices (a dual solution). Two things make it fast and exact:
    subsample of the pairs solved first, coarse to fine (:func:`_coarse_slopes`): where the
    hierarchy follows a local deformation only in part, its own field is biased. In a partial
    matching (more points in ``B``) the subsample holds points of ``B`` the matching leaves out
-   too, from :data:`COARSE_MIN_PARTIAL` points: its optimum says where ``B``'s leftovers lie.
+   too: its optimum says where ``B``'s leftovers lie.
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
@@ -147,15 +147,17 @@ _START_ARCS = 8
 _START_ARCS_COARSE = 16
 #: Fewest points of the smaller cloud for which the starting prices come from a subsample of the
 #: pairs solved first (:func:`_coarse_slopes`), not from the matching's own displacement field.
-COARSE_MIN = 1 << 17
-#: The same where the larger cloud has more points (a partial matching): there the subsample's
-#: optimum also learns which points to leave out, which the hierarchy's matching gets wrong over
-#: whole bands, and the auction's reverse bids repair slowly (planted density pairs of 2**20
-#: points cut at 90 %, hierarchy 61 % above the optimum: the finish took 25 s with one subsample
-#: of each cloud solved first and another below it, 27 s without the second; before, with a
-#: subsample of the pairs alone, its first auction did not end in 8 minutes. 2**16 points:
-#: 4.7 s instead of 5.3 s.)
-COARSE_MIN_PARTIAL = 1 << 15
+#: Two sections of one tissue (the recipe's simulated sections, registered; each a sample of its
+#: own) need it from a few 10^4 points: 2 cores, defaults, 100,000 cells 16.0 s -> 9.5 s, 65,536
+#: cells 5.8 s -> 5.1 s, 40,000 cells 3.6 s -> 3.0 s, all to the optimum (from 2**17 before).
+#: Where the larger cloud has more points (a partial matching) the subsample's optimum also
+#: learns which points to leave out, which the hierarchy's matching gets wrong over whole bands,
+#: and the auction's reverse bids repair slowly (planted density pairs of 2**20 points cut at
+#: 90 %, hierarchy 61 % above the optimum: the finish took 25 s with one subsample of each cloud
+#: solved first and another below it, 27 s without the second; before, with a subsample of the
+#: pairs alone, its first auction did not end in 8 minutes. 2**16 points: 4.7 s instead of 5.3
+#: s.) Planted density and lattice pairs of 2**15-2**17 points take the same time either way.
+COARSE_MIN = 1 << 15
 #: One point in this many of the smaller cloud, in spatial order, makes the subsample.
 COARSE_STRIDE = 8
 #: Passes of averaging over each subsample point and its :data:`_COARSE_NEIGHBOURS` nearest that
@@ -535,9 +537,8 @@ def _finish(
     if n == 0 or start_cost <= 0.0:
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
-    fewest = COARSE_MIN if m == n else COARSE_MIN_PARTIAL
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
-    slopes, coarse = None, n >= fewest and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
+    slopes, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
     if coarse:  # first, before the graph: its memory is back by then
         say("finish: solving a subsample for the starting prices")
         budget = None if time_budget is None else time_budget / 3
