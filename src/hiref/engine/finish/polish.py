@@ -668,7 +668,8 @@ def _finish(
             dual, loose = c_transform(geometry, A, B, prices, scale=start_cost, k=k, search=search), False
         bound = lower_bound(dual, prices, n) * start_cost
         certified = _certified(costs, bound)
-        if not certified and (_stalled(costs, bound) or rounds >= MAX_ROUNDS):
+        late = time_budget is not None and time.perf_counter() - started > time_budget
+        if not certified and (_stalled(costs, bound) or rounds >= MAX_ROUNDS or late):
             tight, back = tightened_bound(geometry, A, B, dual, scale=start_cost, tree=back)
             bound = max(bound, tight * start_cost)
             certified = _certified(costs, bound)
