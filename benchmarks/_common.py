@@ -80,3 +80,22 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
+
+
+def max_and_median(rows: list[dict], group_by: tuple[str, ...], keys: tuple[str, ...]) -> list[tuple[list[dict], dict]]:
+    """Rows grouped by ``group_by``; per group its rows and a summary: ``seeds``, ``<key>_max`` and ``<key>_median``.
+
+    ``None`` values are left out (a key with none at all gives ``None``).
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[g] for g in group_by), []).append(r)
+    out = []
+    for values, rs in groups.items():
+        row = {**dict(zip(group_by, values, strict=True)), "seeds": len(rs)}
+        for key in keys:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            row[f"{key}_max"] = max(vals) if vals else None
+            row[f"{key}_median"] = float(np.median(vals)) if vals else None
+        out.append((rs, row))
+    return out

@@ -33,9 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from _common import print_table, write_json
+from _common import max_and_median, print_table, write_json
 
 #: ``finish``: the exact finish forced on (the default skips it above 2**23 points).
 SETTINGS = {"default": {}, "hierarchy": {"polish": False, "refine": False}, "finish": {"polish": True}}
@@ -87,16 +85,8 @@ def run_one(kind: str, n: int, seed: int, setting: str, cut: float = 0.0) -> dic
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["kind"], r["n"], r["setting"]), []).append(r)
     out = []
-    for (kind, n, setting), rs in groups.items():
-        row = {"kind": kind, "n": n, "setting": setting, "seeds": len(rs)}
-        for key in ("gap_pct", "bound_pct", "secs", "rss_gb"):
-            vals = [r[key] for r in rs if r[key] is not None]
-            row[f"{key}_max"] = max(vals) if vals else None
-            row[f"{key}_median"] = float(np.median(vals)) if vals else None
+    for rs, row in max_and_median(rows, ("kind", "n", "setting"), ("gap_pct", "bound_pct", "secs", "rss_gb")):
         row["true_pct_min"] = min(r["true_pct"] for r in rs)
         row["bound_valid"] = all(r["bound_pct"] is None or r["bound_pct"] >= r["gap_pct"] - 1e-9 for r in rs)
         out.append(row)

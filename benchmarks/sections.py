@@ -25,15 +25,14 @@ source trees on the same pairs, in the same invocation, for a before/after compa
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from _common import print_table, write_json
+from _common import max_and_median, print_table, write_json
 
 HERE = Path(__file__).resolve().parent
 #: ``exact``: the finish without a time budget (to the optimum or its round limit).
@@ -88,18 +87,8 @@ def bracket(rows: list[dict]) -> None:
 
 def summary(rows: list[dict]) -> list[dict]:
     """Max and median over seeds for every (source, n, setting)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["src"], r["n"], r["setting"]), []).append(r)
-    out = []
-    for (src, n, setting), rs in groups.items():
-        row = {"src": src, "n": n, "setting": setting, "seeds": len(rs)}
-        for key in ("secs", "rss_gb", "bound_pct", "gap_at_least_pct", "gap_at_most_pct"):
-            vals = [r[key] for r in rs if r[key] is not None]
-            row[f"{key}_max"] = max(vals) if vals else None
-            row[f"{key}_median"] = float(np.median(vals)) if vals else None
-        out.append(row)
-    return out
+    keys = ("secs", "rss_gb", "bound_pct", "gap_at_least_pct", "gap_at_most_pct")
+    return [row for _, row in max_and_median(rows, ("src", "n", "setting"), keys)]
 
 
 def main() -> None:
@@ -111,12 +100,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/sections_cpu.json")
     args = parser.parse_args()
     rows = []
-    for n in args.n:
-        for seed in args.seeds:
-            for setting in args.setting:
-                for src in args.src:
-                    rows.append(run_one(src, n, seed, setting))
-                    print(json.dumps(rows[-1]), flush=True)
+    for n, seed, setting, src in itertools.product(args.n, args.seeds, args.setting, args.src):
+        rows.append(run_one(src, n, seed, setting))
+        print(json.dumps(rows[-1]), flush=True)
     bracket(rows)
     print_table(rows, COLUMNS, "two sections of one tissue: every run")
     table = summary(rows)

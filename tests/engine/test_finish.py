@@ -116,6 +116,18 @@ def test_an_auction_out_of_bids_hands_back_its_last_completed_phase(n, m):
         assert prices[left].max() <= prices[mate].min()
 
 
+def _assert_optimal_on_graph(C, cols, again, before, eps):
+    """``again``: a bijection optimal (within ``n * eps``) on the arcs ``cols`` of ``C``, cheaper than ``before``."""
+    n, m = C.shape
+    dense = np.full((n, m), 1e6)
+    for i, c in enumerate(cols):
+        dense[i, c] = C[i, c]
+    r, c = linear_sum_assignment(dense)
+    assert len(np.unique(again)) == n
+    assert C[np.arange(n), again].sum() <= dense[r, c].sum() + n * eps
+    assert C[np.arange(n), again].sum() < C[np.arange(n), before].sum()  # the new arcs were worth taking
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_reassign_after_new_arcs_reaches_the_optimum(seed):
     # A sparse balanced problem solved once; a few rows get new arcs, and shortest augmenting
@@ -136,13 +148,7 @@ def test_reassign_after_new_arcs_reaches_the_optimum(seed):
     for i in grown:
         cols[i] = np.unique(np.r_[cols[i], rng.integers(0, m, 5)])
     again, new_prices, scanned = reassign(graph(cols), mate, prices, grown, 1e-9)
-    dense = np.full((n, m), 1e6)
-    for i, c in enumerate(cols):
-        dense[i, c] = C[i, c]
-    r, c = linear_sum_assignment(dense)
-    assert len(np.unique(again)) == n
-    assert C[np.arange(n), again].sum() <= dense[r, c].sum() + n * 1e-9
-    assert C[np.arange(n), again].sum() < C[np.arange(n), mate].sum()  # the new arcs were worth taking
+    _assert_optimal_on_graph(C, cols, again, mate, 1e-9)
     assert scanned > 0
     assert (new_prices >= prices).all()  # prices only rise
     g = graph(cols)  # and every row ends within eps of its best
@@ -173,13 +179,7 @@ def test_reassign_on_a_flat_geometric_graph_reaches_the_optimum():
     for i in grown:
         cols[i] = np.unique(np.r_[cols[i], order[i, :12]])
     again, _, scanned = reassign(graph(cols), mate, prices, grown, 1e-12)
-    dense = np.full((n, n), 1e6)
-    for i, c in enumerate(cols):
-        dense[i, c] = C[i, c]
-    r, c = linear_sum_assignment(dense)
-    assert len(np.unique(again)) == n
-    assert C[np.arange(n), again].sum() <= dense[r, c].sum() + n * 1e-12
-    assert C[np.arange(n), again].sum() < C[np.arange(n), mate].sum()
+    _assert_optimal_on_graph(C, cols, again, mate, 1e-12)
     assert scanned > len(grown)
 
 
