@@ -13,7 +13,7 @@ The optimum is not known, but every run's certificate is a valid lower bound on 
 (``cost / (1 + gap_bound)``), so for each pair the best bound of all its runs and the cheapest
 matching of all its runs bracket every run's gap: ``gap_at_least_pct`` (to the cheapest
 matching found) <= the true gap <= ``gap_at_most_pct`` (to the best lower bound). Run the
-``exact`` setting (``polish=True``: the finish without a time budget) on the same pairs to
+``exact`` setting (``polish=True``: the finish without a work budget) on the same pairs to
 close the bracket. Every run is a fresh process (its own peak memory); ``--src`` runs other
 source trees on the same pairs, in the same invocation, for a before/after comparison.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from _common import max_and_median, print_table, write_json
 
 HERE = Path(__file__).resolve().parent
-#: ``exact``: the finish without a time budget (to the optimum or its round limit).
+#: ``exact``: the finish without a work budget (to the optimum or its round limit).
 SETTINGS = {"default": {}, "exact": {"polish": True}, "hierarchy": {"polish": False, "refine": False}}
 COLUMNS = ["src", "n", "setting", "seed", "secs", "levels_s", "finish_s", "rss_gb", "bound_pct", "gap_at_least_pct",
            "gap_at_most_pct"]  # fmt: skip

@@ -48,9 +48,10 @@ def test_coarse_slopes_are_closer_to_the_optimum_than_the_hierarchys(seed):
     A, B = torch.as_tensor(X), torch.as_tensor(Y)
     order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    got = polish._coarse_slopes(
-        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, time_budget=None
+    got, work = polish._coarse_slopes(
+        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
     )
+    assert work > 0
     b = order.b.numpy()
     want = _slopes_at_y(X, Y, truth)[b]
     hierarchy = _slopes_at_y(X, Y, perm)[b]
@@ -73,9 +74,10 @@ def test_partial_coarse_slopes_are_flat_where_the_larger_cloud_is_left_out():
     A, B = torch.as_tensor(X_kept, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
     order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    got = polish._coarse_slopes(
-        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, time_budget=None
+    got, work = polish._coarse_slopes(
+        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
     )
+    assert work > 0
     slopes = np.empty_like(got.numpy())
     slopes[order.b.numpy()] = got.numpy()
     length = np.sqrt((slopes**2).sum(1))

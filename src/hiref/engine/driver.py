@@ -417,7 +417,7 @@ def finish_matching(
         finish = exact_finish(
             geometry, A, B, perm, Aw=Aw, Bw=Bw, neighbours=plan.options.polish_neighbours, generator=generator,
             bound_budget=budget,
-            time_budget=plan.finish_time_budget(B.shape[0], timings), say=say,
+            work_budget=plan.finish_work_budget(B.shape[0]), say=say,
         )  # fmt: skip
         perm, bound = finish.perm, finish.lower_bound
         costs += finish.costs

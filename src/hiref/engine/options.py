@@ -34,21 +34,20 @@ AUTO_FINISH_MAX = 1 << 18
 #: 7.2 GB, where the hierarchy alone ends about 15 % above the optimum.
 AUTO_POLISH_MAX = 1 << 23
 #: Above :data:`AUTO_FINISH_MAX` points, the finish that ``polish=None`` turned on starts no new
-#: round of pricing after this many times the seconds of the levels and leaves, and no auction
-#: bids far past that. Planted pairs end well within it (2**20, 2 cores: 19-32 s after about 20
-#: s of levels). Two sections of one tissue are harder (``benchmarks/sections.py``: the
-#: simulated sections of the recipe, registered, 300,000 cells each, 2 cores, seeds 0-2): the
-#: first solve alone takes about five times the levels' time (4 s), and with twice it the
-#: finish gave up in that solve on seeds 1 and 2, which ended 0.92 % (the hierarchy's matching)
-#: and 0.20 % above the optimum, in 14 s; with eight times it, seeds 0 and 2 end within 0.0007
-#: % of the optimum in 33-40 s, and seed 1 sits at the edge (within 0.006 % in 36 s in one run;
-#: in another its first solve ran out too and kept its last completed phase, 0.11 % above). At
-#: 10**6 cells (seed 0) the first solve ends within 0.008 % of the best matching known in 130
-#: s, where twice the levels' time kept the hierarchy's matching (0.84 % above it) after 66 s.
-#: A partial matching (more points in the larger cloud) gets the same (the recipe's cells with
-#: a tenth cut off one section, 270,000 into 300,000: 34 s and certified within 1.9 %, against
-#: 22 s and 3.9 % with four times the levels' time, 0.08 % dearer). ``polish=True`` has no limit.
-AUTO_FINISH_TIME_FACTOR = 8.0
+#: round of pricing after this much work per point of the larger cloud, and no solve works far
+#: past it. Work is counted in bids of the auction (a step of a shortest-path search counts two,
+#: a round of pricing :data:`~hiref.engine.finish.polish.PRICING_WORK` per point), not in
+#: seconds: the same data and options give the same matching on any machine and under any load
+#: (with eight times the levels' time instead, seed 1 of the sections below ended 0.11 % or
+#: 0.006 % above the optimum depending on the run). On 2 cores that is about 100 s per million
+#: points, close to that time budget. Planted pairs end well within it (2**20, density, seed 1:
+#: 76 per point). Two sections of one tissue are harder (``benchmarks/sections.py``: the
+#: simulated sections of the recipe, registered, 300,000 cells each, seeds 0-2): the first solve
+#: alone takes 100-250 bids per point, and the default ends at the optimum, 0.11 % and 0.002 %
+#: above it in 36-40 s (with twice the levels' time, 0.076 %, 0.92 % and 0.20 % in 14 s); at
+#: 10**6 cells (seed 0) within 0.008 % of the best matching known, in 159 s. A partial matching
+#: (more points in the larger cloud) gets the same. ``polish=True`` has no limit.
+AUTO_FINISH_WORK_PER_POINT = 400
 #: Largest points x dimensions for which they do: exact distances and window re-solves grow with
 #: both, about linearly (89,344 points in 97 dimensions, 2**23: 24 s of windows and 24 s of polish
 #: after 16 s of hierarchy, for 4.5 % less cost; 65,536 points in 2,048 dimensions, 2**27: over
@@ -253,12 +252,11 @@ class Plan:
             refine = small and work_d > WINDOWS_MIN_DIM and not (polish and priced)
         return refine and opts.refine_passes > 0, polish
 
-    def finish_time_budget(self, n_large: int, timings: dict[str, float]) -> float | None:
-        """Seconds the exact finish may price for (``None``: no limit); see :data:`AUTO_FINISH_TIME_FACTOR`."""
+    def finish_work_budget(self, n_large: int) -> int | None:
+        """Work (in bids) the exact finish may do (``None``: no limit); see :data:`AUTO_FINISH_WORK_PER_POINT`."""
         if self.options.polish is not None or n_large <= AUTO_FINISH_MAX:
             return None
-        levels = sum(t for name, t in timings.items() if name.startswith("level_") or name == "leaves")
-        return AUTO_FINISH_TIME_FACTOR * levels
+        return AUTO_FINISH_WORK_PER_POINT * n_large
 
     def check_distributable(self) -> None:
         """Raise for the options that a distributed run does not support."""

@@ -24,6 +24,7 @@ bid per object wins), which runs on any device and is the one used on CUDA.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -256,8 +257,8 @@ def auction_cpu(
     Returns
     -------
     The object of every row, the prices and the number of bids; ``None`` instead of the first
-    two when the bids ran past :data:`MAX_BIDS_PER_ARC` per arc (costs whose spread defeats
-    float resolution), in which case the caller keeps its own matching.
+    two when the bids ran past ``max_bids`` or :data:`MAX_BIDS_PER_ARC` per arc (costs whose
+    spread defeats float resolution), in which case the caller keeps its own matching.
     """
     bid, release, reverse = _kernels()
     mate = np.asarray(mate, dtype=np.int64).copy()
@@ -280,13 +281,13 @@ def auction_cpu(
         arcs = (graph.indptr, graph.cols, graph.costs)
         n_free = release(*arcs, prices, mate, owner, held, e, queue, check)
         got = bid(*arcs, prices, mate, owner, held, e, queue, n_free, spread + e, budget - bids, check)
-        if got < 0:
-            return None, None, bids
+        if got < 0:  # every bid left was made
+            return None, None, budget
         bids += got
         if graph.m > graph.n:
             got = reverse(t_indptr, t_rows, t_costs, prices, mate, owner, held, e, queue, budget - bids)
             if got < 0:
-                return None, None, bids
+                return None, None, budget
             bids += got
         if on_phase is not None and e != eps[-1]:
             on_phase(mate.copy(), _leftovers_cheapest(prices.copy(), owner), e)
@@ -307,8 +308,8 @@ def _leftovers_cheapest(prices: np.ndarray, owner: np.ndarray) -> np.ndarray:
 
 def auction_torch(
     cols: torch.Tensor, costs: torch.Tensor, m: int, mate: torch.Tensor, prices: torch.Tensor, eps: list[float],
-    *, check_every: int = 16, stop_below: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    *, check_every: int = 16, stop_below: int = 0, max_bids: int | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:  # fmt: skip
     """Epsilon-scaling auction in batched tensor steps (Jacobi bidding), on the tensors' device.
 
     Parameters
@@ -327,10 +328,14 @@ def auction_torch(
     stop_below
         Return as soon as a look finds fewer free rows than this (0: only when none is left),
         with those rows still free: the caller finishes the phase another way. Only with one ``eps``.
+    max_bids
+        Most bids before giving up (``None``: no limit). Each look counts the rows that bid in
+        the rounds up to the next: ``check_every`` bids each (some may hold an object by then).
 
     Returns
     -------
-    The object of every row (``-1`` where still free) and the prices.
+    The object of every row (``-1`` where still free), the prices and the bids counted; ``None``
+    instead of the first two when the bids ran past ``max_bids``.
 
     Notes
     -----
@@ -354,6 +359,7 @@ def auction_torch(
     finite = torch.isfinite(costs)
     spread = (costs[finite].max() - costs[finite].min()) if bool(finite.any()) else costs.new_zeros(())
     k_best = min(2, width)
+    bids, budget = 0, math.inf if max_bids is None else max_bids
     for e in eps:
         # Release the rows that no longer meet e-slackness (and their objects).
         value = costs + prices[cols]
@@ -369,10 +375,13 @@ def auction_torch(
             bidders = torch.nonzero(mate[:n] < 0)[:, 0]  # the look (a synchronisation)
             if bidders.shape[0] == 0 or bidders.shape[0] < stop_below:
                 break
+            bids += bidders.shape[0] * check_every
+            if bids > budget:
+                return None, None, bids
             b_cols, b_costs = cols[bidders], costs[bidders]
             for _ in range(check_every):
                 _bid_round(b_cols, b_costs, bidders, mate, owner, prices, e, spread, k_best, spare_row, spare_object)
-    return mate[:n], prices[:m]
+    return mate[:n], prices[:m], bids
 
 
 def _bid_round(

@@ -88,6 +88,6 @@ def reassign(
     free_rows = np.flatnonzero(mate < 0)
     limit = np.iinfo(np.int64).max if max_pops is None else int(max_pops)
     pops = augment(graph.indptr, graph.cols, graph.costs, prices, mate, owner, free_rows, limit)
-    if pops < 0:
-        return None, None, 0
+    if pops < 0:  # -2: out of pops (all of them spent), -1: a row with no augmenting path
+        return None, None, limit if pops == -2 else 0
     return mate, prices, int(pops)

@@ -31,8 +31,9 @@ returns prices (a dual solution). Two things make it fast and exact:
    reassign only the points that lost their slackness, by shortest augmenting paths
    (:mod:`.augment`).
 
-An automatic finish (one with a time budget) whose auction runs out of time keeps the matching
-of the auction's last completed phase where it costs less than the one it started from.
+An automatic finish (one with a work budget, counted in bids: the same data give the same
+matching on any machine) whose auction runs out of it keeps the matching of the auction's last
+completed phase where it costs less than the one it started from.
 
 Costs are divided by the current mean cost, and ``eps`` is relative to it: the result does not
 depend on the data's units. Points of the larger cloud left unmatched end as its cheapest
@@ -106,15 +107,13 @@ CERTIFIED_STALLED = 1e-4
 #: and carried 93 % of the bids; the other 20,144 rounds carried 32,519 bids, a few milliseconds
 #: of host work.
 HOST_TAIL = 1024
-#: Bids a second that an automatic finish (one with a time budget) expects of the compiled auction:
-#: each solve may bid for what is left of the budget (at least a quarter of it), no more; one that
-#: runs out keeps the matching it started from, with a bound. Without it one solve could run far
-#: past the budget: on a planted lattice of 2**22 points (hierarchy certified within 16 % of the
-#: optimum) the first solve ran over 9 minutes on 2 cores and was stopped; with a cap at 10
-#: million bids a second it gave up after about 540 s of bids instead of 250 s, so the auction
-#: bid about 4.6 million a second on that graph. The solves of planted 2**20 pairs stay well under
-#: it (seed 1, the hardest: about 5 s of bids in all, the first solve's cap about 30 s).
-BIDS_PER_SECOND = 4e6
+#: Work of one step of a shortest-path search (an object scanned), in bids of the auction: on the
+#: re-solves of the 300,000-cell sections of ``benchmarks/sections.py`` (2 cores) the searches
+#: scanned about 2.3 million objects a second where the auction bid about 3.9 million times.
+POP_WORK = 2
+#: Work of a round of pricing (c-transform, bound, missing arcs) per point of the larger cloud, in
+#: bids: about 1.3 s a round on the same sections.
+PRICING_WORK = 16
 #: Largest share of points given new arcs for which a re-solve (equal sizes) searches shortest
 #: augmenting paths from them (:func:`.augment.reassign`); above it, the auction solves again
 #: from the current prices. In high dimensions the first pricings give new arcs to nearly every
@@ -183,7 +182,7 @@ class Finish:
         c-transform was not computed).
     rounds
         Solves of the graph (1 + rounds of pricing that added arcs); a solve that ran out of
-        time counts where the matching of its last completed phase was kept.
+        its budget counts where the matching of its last completed phase was kept.
     timings
         Seconds spent solving the subsample that gives the starting slopes (``coarse``, from
         :data:`COARSE_MIN` points), finding the neighbourhoods (``neighbours``), guessing the
@@ -193,6 +192,9 @@ class Finish:
         Whether the last pricing found no missing arc, or proved the matching within
         :data:`CERTIFIED` of the optimum (:data:`CERTIFIED_STALLED` once the cost stopped
         falling).
+    work
+        Work done, in bids of the auction (:data:`POP_WORK`, :data:`PRICING_WORK`; the
+        subsample's finish included): what a work budget counts.
     """
 
     perm: np.ndarray
@@ -201,6 +203,7 @@ class Finish:
     rounds: int
     exact: bool
     timings: dict[str, float] = field(default_factory=dict)
+    work: int = 0
 
 
 class Neighbourhoods:
@@ -479,7 +482,7 @@ def exact_finish(
     neighbours: int = 8,
     generator: torch.Generator,
     bound_budget: float = 2.0**36,
-    time_budget: float | None = None,
+    work_budget: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> Finish:
     """Make a matching optimal on a candidate graph of all points, add missing arcs, bound the optimum.
@@ -503,9 +506,11 @@ def exact_finish(
         Largest ``n * m * d`` for which the c-transform is computed by exact minima over all
         pairs where no k-d tree applies (the squared Euclidean cost in at most 16 dimensions
         always uses one). Above it, no pricing and no bound.
-    time_budget
-        Seconds after which no new round of pricing starts (``None``: no limit). The matching
-        of the last solve is kept with the bound of its prices: valid, but not proved optimal.
+    work_budget
+        Work (in bids, see :attr:`Finish.work`) after which no new round of pricing starts and
+        no solve goes on past what is left of it, or a quarter of it (``None``: no limit). The
+        matching of the last solve is kept with the bound of its prices: valid, but not proved
+        optimal. Counted in work, not seconds, so that the result does not depend on the machine.
     say
         Called with a few words on the stage that starts (a progress bar's text); ``None``: silent.
 
@@ -514,7 +519,7 @@ def exact_finish(
     The finish: matching, costs, lower bound, rounds.
     """
     order = SpatialOrder.of(A if Aw is None else Aw, B if Bw is None else Bw)
-    options = {"neighbours": neighbours, "bound_budget": bound_budget, "time_budget": time_budget, "say": say}
+    options = {"neighbours": neighbours, "bound_budget": bound_budget, "work_budget": work_budget, "say": say}
     if order is None:
         return _finish(geometry, A, B, perm, Aw, Bw, **options)
     finish = _finish(geometry, *order.clouds(A, B), order.to_sorted(perm), *order.clouds(Aw, Bw), **options)
@@ -524,12 +529,11 @@ def exact_finish(
 
 def _finish(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
-    Bw: torch.Tensor | None, *, neighbours: int, bound_budget: float, time_budget: float | None,
+    Bw: torch.Tensor | None, *, neighbours: int, bound_budget: float, work_budget: int | None,
     say: Callable[[str], None] | None,
 ) -> Finish:  # fmt: skip
     """:func:`exact_finish` on clouds in the order given."""
     say = say or _silent
-    started = time.perf_counter()
     return_freed_memory()
     n, m = A.shape[0], B.shape[0]
     perm = np.asarray(perm, dtype=np.int64).copy()
@@ -539,11 +543,13 @@ def _finish(
     clock = _Clock()
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
     slopes, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
+    spent = 0  # work, in bids
+    pricing_work = PRICING_WORK * m
     if coarse:  # first, before the graph: its memory is back by then
         say("finish: solving a subsample for the starting prices")
-        budget = None if time_budget is None else time_budget / 3
-        slopes = _coarse_slopes(
-            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, time_budget=budget
+        budget = None if work_budget is None else work_budget // 3
+        slopes, spent = _coarse_slopes(
+            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget
         )
         return_freed_memory()
         clock.lap("coarse")
@@ -584,6 +590,7 @@ def _finish(
     per_row = _PRICED_ARCS if few_arcs else _PRICED_ARCS_RAYS if by_tree else _PRICED_ARCS_EXACT
     costs: list[float] = []
     rounds, exact, bound, dual, asked, back = 0, False, None, None, None, None
+    tightened = False  # whether the last bound had the best prices for its dual's c-transform
     first_asked = None
     if (by_tree and guessed) or first_priced:
         say("finish: checking every point for a better partner")
@@ -591,6 +598,7 @@ def _finish(
         start_arcs = (_START_ARCS_COARSE if coarse else _START_ARCS) if few_arcs else per_row
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
         first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
+        spent += pricing_work
         clock.lap("pricing")
     on_device = batched_search.on_device(A.device)
     solve_next = True
@@ -605,14 +613,16 @@ def _finish(
                 settled = np.ones(n, dtype=bool)
                 settled[asked] = False
             max_bids = None
-            if time_budget is not None:  # an automatic finish: no auction runs far past its time
-                left = max(time_budget - (time.perf_counter() - started), time_budget / 4)
-                max_bids = int(left * BIDS_PER_SECOND)
+            if work_budget is not None:  # an automatic finish: no solve works far past its budget
+                max_bids = max(work_budget - spent, work_budget // 4)
             partial = None
             if asked is not None and graph.m == graph.n and asked.size <= _SEARCHED_MOST * n and not on_device:
-                mate, prices, _ = reassign(graph, mate, prices, asked, FINAL_EPS, max_pops=max_bids)
+                max_pops = None if max_bids is None else max_bids // POP_WORK
+                mate, prices, pops = reassign(graph, mate, prices, asked, FINAL_EPS, max_pops=max_pops)
+                spent += POP_WORK * pops
             else:
-                mate, prices, partial = _solve(graph, mate, prices, eps, A.device, settled, max_bids=max_bids)
+                mate, prices, partial, bids = _solve(graph, mate, prices, eps, A.device, settled, max_bids=max_bids)
+                spent += bids
             del graph  # pricing merges new arcs into its arrays
             if mate is None:  # the auction gave up: keep the better of the matching before and its last phase's
                 mate, prices, kept = before_mate, before_prices, "the matching it had"
@@ -624,7 +634,7 @@ def _finish(
                         rounds += 1
                 if max_bids is not None:  # by design: the bound in the summary says how far it stopped
                     logger.info(
-                        "hiref: the exact finish stopped at its time budget; keeping %s (polish=True runs it to the "
+                        "hiref: the exact finish stopped at its work budget; keeping %s (polish=True runs it to the "
                         "end)", kept,
                     )  # fmt: skip
                 else:
@@ -634,6 +644,11 @@ def _finish(
                     tight, _ = tightened_bound(geometry, A, B, dual, scale=start_cost)
                     kept_bound = max(lower_bound(dual, prices, n), tight) * start_cost
                     bound = kept_bound if bound is None else max(bound, kept_bound)
+                    spent += pricing_work
+                elif feasible and dual is not None and not tightened:  # the last pricing's dual, kept
+                    tight, back = tightened_bound(geometry, A, B, dual, scale=start_cost, tree=back)
+                    bound = max(bound, tight * start_cost)
+                    spent += pricing_work
                 clock.lap("solve")
                 break
             rounds += 1
@@ -668,8 +683,10 @@ def _finish(
             dual, loose = c_transform(geometry, A, B, prices, scale=start_cost, k=k, search=search), False
         bound = lower_bound(dual, prices, n) * start_cost
         certified = _certified(costs, bound)
-        late = time_budget is not None and time.perf_counter() - started > time_budget
-        if not certified and (_stalled(costs, bound) or rounds >= MAX_ROUNDS or late):
+        spent += pricing_work
+        late = work_budget is not None and spent > work_budget
+        tightened = not certified and (_stalled(costs, bound) or rounds >= MAX_ROUNDS or late)
+        if tightened:
             tight, back = tightened_bound(geometry, A, B, dual, scale=start_cost, tree=back)
             bound = max(bound, tight * start_cost)
             certified = _certified(costs, bound)
@@ -687,26 +704,27 @@ def _finish(
             solve_next = False  # none short, but some values are old: price all once more
             continue
         exact = asked.size == 0
-        out_of_time = time_budget is not None and time.perf_counter() - started > time_budget
-        if out_of_time and not exact:
-            logger.info("hiref: the exact finish stopped after %d rounds, its time budget spent", rounds)
-        if exact or rounds >= MAX_ROUNDS or out_of_time:
+        spent_all = work_budget is not None and spent > work_budget
+        if spent_all and not exact:
+            logger.info("hiref: the exact finish stopped after %d rounds, its work budget spent", rounds)
+        if exact or rounds >= MAX_ROUNDS or spent_all:
             if loose and not certified:  # values kept from earlier rounds: valid but loose
                 dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
                 bound = lower_bound(dual, prices, n) * start_cost
+                spent += pricing_work
                 clock.lap("pricing")
             break
         solve_next = True
         # prices far from the new optimum take coarse bids first (else long wars of small ones)
         eps = epsilons(float(np.clip((costs[-1] - bound) / costs[-1], REPRICE_EPS, WARM_EPS)), FINAL_EPS, EPS_FACTOR)
-    return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds)
+    return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds, spent)
 
 
 def _coarse_slopes(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
-    Bw: torch.Tensor | None, *, k: int, bound_budget: float, time_budget: float | None,
-) -> torch.Tensor | None:  # fmt: skip
-    """A slope field for the starting prices, (m, d) float64, from the optimum of a subsample of the pairs.
+    Bw: torch.Tensor | None, *, k: int, bound_budget: float, work_budget: int | None,
+) -> tuple[torch.Tensor | None, int]:  # fmt: skip
+    """Slopes for the starting prices, (m, d) float64, from the optimum of a subsample of the pairs, and its work.
 
     Where the hierarchy's displacement field is biased (a local deformation of tens of spacings
     that its splits follow only in part), prices integrated from it are wrong over whole regions,
@@ -723,6 +741,8 @@ def _coarse_slopes(
     partial dual's prices are flat there); the smoothing does not average across the edge of
     that region, where the prices have a kink (averaged across it, on the recipe's cells with a
     tenth cut off one section, the first solve left 90,134 points short instead of 34,214).
+
+    The work is the subsample's finish's (:attr:`Finish.work`).
     """
     Bw = B if Bw is None else Bw
     pick, partners = np.arange(0, A.shape[0], COARSE_STRIDE), perm[::COARSE_STRIDE]
@@ -735,12 +755,12 @@ def _coarse_slopes(
     solved = exact_finish(
         geometry, A_s, B_s, np.arange(pick.shape[0]), neighbours=k, generator=torch.Generator(),
         Aw=None if Aw is None else Aw[torch.as_tensor(pick, device=Aw.device)], Bw=Bw_s,
-        bound_budget=bound_budget, time_budget=time_budget,
+        bound_budget=bound_budget, work_budget=work_budget,
     )  # fmt: skip
     pairs = torch.as_tensor(solved.perm, device=B.device)
     g_pairs = pair_slopes(geometry, A_s, B_s[pairs])
     if g_pairs is None:
-        return None
+        return None, solved.work
     g_s = g_pairs.new_zeros((B_s.shape[0], g_pairs.shape[1]))
     g_s[pairs] = g_pairs
     around = torch.as_tensor(nearest_points(Bw_s, Bw_s, _COARSE_NEIGHBOURS + 1), device=B.device)
@@ -762,7 +782,7 @@ def _coarse_slopes(
         for _ in range(_COARSE_SMOOTHING):
             g_s = g_s[around].mean(1)
     spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
-    return g_s[spread].mean(1)
+    return g_s[spread].mean(1), solved.work
 
 
 def _silent(_: str) -> None:
@@ -809,7 +829,7 @@ def _stalled(costs: list[float], bound: float) -> bool:
 def _solve(
     graph: Graph, mate: np.ndarray, prices: np.ndarray, eps: list[float], device: torch.device,
     settled: np.ndarray | None = None, *, max_bids: int | None = None,
-) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:  # fmt: skip
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None, int]:  # fmt: skip
     """One auction on the graph: compiled on the CPU; elsewhere batched bidding there, tails on the host.
 
     On a GPU, every phase bids in batched rounds (:func:`.auction.auction_torch`) while at least
@@ -817,8 +837,9 @@ def _solve(
     auction, which continues from the same prices and assignment (both still meet the phase's
     ``eps``-slackness). Unbalanced graphs (reverse bids) are solved on the host.
 
-    Returns the assignment and prices (``None`` where the auction gave up), and the assignment
-    and prices of the last phase completed before the last (``None`` if none was).
+    Returns the assignment and prices (``None`` where the auction gave up, past ``max_bids``),
+    the assignment and prices of the last phase completed before the last (``None`` if none
+    was), and the bids (batched rounds count every row that takes part).
     """
     done: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -826,21 +847,32 @@ def _solve(
         done[:] = [(mate, prices)]
 
     if not batched_search.on_device(device) or graph.m > graph.n:
-        mate, prices, _ = auction_cpu(graph, mate, prices, eps, settled=settled, max_bids=max_bids, on_phase=keep)
-        return mate, prices, done[0] if done else None
+        mate, prices, bids = auction_cpu(
+            graph, mate, prices, eps, settled=settled, max_bids=max_bids, on_phase=keep
+        )  # fmt: skip
+        return mate, prices, done[0] if done else None, bids
     cols_t, costs_t = _padded_rows(graph, device)
     mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
+    bids = 0
     for e in eps:
-        mate_t, prices_t = auction_torch(cols_t, costs_t, graph.m, mate_t, prices_t, [e], stop_below=HOST_TAIL)
+        left = None if max_bids is None else max_bids - bids
+        mate_t, prices_t, got = auction_torch(
+            cols_t, costs_t, graph.m, mate_t, prices_t, [e], stop_below=HOST_TAIL, max_bids=left
+        )  # fmt: skip
+        bids += got
+        if mate_t is None:
+            return None, None, done[0] if done else None, bids
         mate, prices = mate_t.cpu().numpy(), prices_t.cpu().numpy()
         if (mate < 0).any():
-            mate, prices, _ = auction_cpu(graph, mate, prices, [e], max_bids=max_bids)
+            left = None if max_bids is None else max(max_bids - bids, 0)
+            mate, prices, got = auction_cpu(graph, mate, prices, [e], max_bids=left)
+            bids += got
             if mate is None:
-                return None, None, done[0] if done else None
+                return None, None, done[0] if done else None, bids
             mate_t, prices_t = torch.as_tensor(mate, device=device), torch.as_tensor(prices, device=device)
         if e != eps[-1]:
             keep(mate.copy(), prices.copy(), e)
-    return mate, prices, done[0] if done else None
+    return mate, prices, done[0] if done else None, bids
 
 
 def _padded_rows(graph: Graph, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
