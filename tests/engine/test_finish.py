@@ -246,6 +246,9 @@ def test_a_spent_work_budget_keeps_the_first_solve_and_a_valid_bound(monkeypatch
     # the automatic finish gets AUTO_FINISH_WORK_PER_POINT above 2**18 points; an explicit one none
     per_point = hr.engine.options.AUTO_FINISH_WORK_PER_POINT
     assert hr.SolveOptions().plan(2).finish_work_budget(1 << 20) == per_point << 20
+    other = hr.engine.options.AUTO_FINISH_WORK_PER_POINT_OTHER_COSTS  # more where levels and pricing cost more
+    assert hr.SolveOptions(cost="euclidean").plan(2).finish_work_budget(1 << 20) == other << 20
+    assert other > per_point
     assert hr.SolveOptions().plan(2).finish_work_budget(1 << 18) is None
     assert hr.SolveOptions(polish=True).plan(2).finish_work_budget(1 << 20) is None
 

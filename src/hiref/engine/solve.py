@@ -95,10 +95,11 @@ def solve(
         :attr:`Matching.lower_bound` and :attr:`Matching.gap_bound`. ``None`` (default): on for
         clouds of at most 2**23 points in at most 16 working dimensions (above, for at most
         2**18 points and 2**24 points x dimensions); above 2**18 points the automatic finish
-        has a budget of work, counted in bids (about 100 s per million points on 2 cores; the
-        same matching on any machine): it starts no new round of pricing past it, and no auction
-        bids far past it (it keeps the improved matching and its valid bound, see
-        :data:`~hiref.engine.options.AUTO_FINISH_WORK_PER_POINT`); pass ``True`` to finish to the
+        has a budget of work, counted in bids (for the squared Euclidean cost about 100 s per
+        million points on 2 cores; the same matching on any machine): it starts no new round
+        of pricing past it, and no auction bids far past it (it keeps the improved matching and
+        its valid bound, see :data:`~hiref.engine.options.AUTO_FINISH_WORK_PER_POINT`); pass
+        ``True`` to finish to the
         end, and larger clouds too (where no k-d tree applies, it then prices every point at
         any size, over all pairs: ``n * m * d`` per round, with a certificate).
         Without it, the hierarchy's own matching still gets a (looser) bound, at any size.

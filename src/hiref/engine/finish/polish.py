@@ -112,8 +112,17 @@ HOST_TAIL = 1024
 #: scanned about 2.3 million objects a second where the auction bid about 3.9 million times.
 POP_WORK = 2
 #: Work of a round of pricing (c-transform, bound, missing arcs) per point of the larger cloud, in
-#: bids: about 1.3 s a round on the same sections.
+#: bids, where the price tree answers the squared Euclidean cost: about 1.3 s a round on the same
+#: sections.
 PRICING_WORK = 16
+#: The same where the price tree answers the Euclidean distance or a power of it: values tie
+#: along rays near the optimum and the searches are wide (planted density pair of 300,000 points,
+#: Euclidean cost, 2 cores: 19.5 s for the first pricing, 63-69 s for each later one).
+PRICING_WORK_RAYS = 500
+#: Work of pricing by exact minima over all pairs, per pair and dimension (a model: where the
+#: automatic finish prices that way above 2**18 points, a GPU with a power cost, no device was
+#: lent to time it).
+PRICING_WORK_EXACT = 1 / 1024
 #: Largest share of points given new arcs for which a re-solve (equal sizes) searches shortest
 #: augmenting paths from them (:func:`.augment.reassign`); above it, the auction solves again
 #: from the current prices. In high dimensions the first pricings give new arcs to nearly every
@@ -544,7 +553,6 @@ def _finish(
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
     slopes, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
     spent = 0  # work, in bids
-    pricing_work = PRICING_WORK * m
     if coarse:  # first, before the graph: its memory is back by then
         say("finish: solving a subsample for the starting prices")
         budget = None if work_budget is None else work_budget // 3
@@ -554,6 +562,7 @@ def _finish(
         return_freed_memory()
         clock.lap("coarse")
     by_tree = uses_price_tree(geometry, A.shape[1], A.device)
+    pricing_work = _pricing_work(geometry, A.shape[1], n, m, by_tree=by_tree)
     feasible = transform_feasible(geometry, A.shape[1], n, m, bound_budget, A.device)
     # where exact minima price the squared Euclidean cost (high dimensions; ranked in float32
     # over cache-sized tiles), the first pricing, before the first solve, gives each point its
@@ -783,6 +792,13 @@ def _coarse_slopes(
             g_s = g_s[around].mean(1)
     spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
     return g_s[spread].mean(1), solved.work
+
+
+def _pricing_work(geometry: Cost, d: int, n: int, m: int, *, by_tree: bool) -> int:
+    """Work of a round of pricing, in bids (see :data:`PRICING_WORK` and the two after it)."""
+    if not by_tree:
+        return int(PRICING_WORK_EXACT * n * m * d)
+    return (PRICING_WORK if geometry.name == "sqeuclidean" else PRICING_WORK_RAYS) * m
 
 
 def _silent(_: str) -> None:
