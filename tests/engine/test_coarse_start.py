@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.engine.finish import batched_search, polish
+from hiref.engine.finish import prices as polish_prices
 from hiref.engine.geometry.costs import SqEuclidean
 
 
@@ -48,10 +49,12 @@ def test_coarse_slopes_are_closer_to_the_optimum_than_the_hierarchys(seed):
     A, B = torch.as_tensor(X), torch.as_tensor(Y)
     order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    got, work = polish._coarse_slopes(
+    start, work = polish._coarse_start(
         SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
     )
     assert work > 0
+    assert start.prices is None  # cells move about three spacings: the slopes, not the dual
+    got = start.slopes
     b = order.b.numpy()
     want = _slopes_at_y(X, Y, truth)[b]
     hierarchy = _slopes_at_y(X, Y, perm)[b]
@@ -74,10 +77,11 @@ def test_partial_coarse_slopes_are_flat_where_the_larger_cloud_is_left_out():
     A, B = torch.as_tensor(X_kept, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
     order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    got, work = polish._coarse_slopes(
+    start, work = polish._coarse_start(
         SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
     )
     assert work > 0
+    got = start.slopes
     slopes = np.empty_like(got.numpy())
     slopes[order.b.numpy()] = got.numpy()
     length = np.sqrt((slopes**2).sum(1))
@@ -102,8 +106,8 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
     monkeypatch.setattr(polish, "COARSE_MIN", 100)
     monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
     calls = []
-    inner = polish._coarse_slopes
-    monkeypatch.setattr(polish, "_coarse_slopes", lambda *a, **k: calls.append(a[1].shape[0]) or inner(*a, **k))
+    inner = polish._coarse_start
+    monkeypatch.setattr(polish, "_coarse_start", lambda *a, **k: calls.append(a[1].shape[0]) or inner(*a, **k))
     X, Y, _ = _local_pair(m, 3)
     X = X[:1500]
     start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
@@ -115,3 +119,76 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
     assert cost <= opt * (1 + 1e-6)
     assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
     assert "coarse" in fin.timings
+
+
+def _two_samples(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent samples of tissue-like densities, the second larger and moved by many spacings.
+
+    Like two sections of one tissue: no point has a twin and the optimum moves every point far
+    against the spacing, where a subsample's dual gives the starting prices.
+    """
+    X = hr.datasets.planted_pair(n, kind="density", seed=1)[0]
+    Y = hr.datasets.planted_pair(m, kind="density", seed=2)[0]
+    extent = np.ptp(X, axis=0).max()
+    return X, 1.1 * Y + 0.3 * extent
+
+
+@pytest.mark.parametrize("path", ["host", "device path"])
+@pytest.mark.parametrize("m", [1500, 1700])
+def test_finish_from_a_subsamples_dual_reaches_the_optimum_and_proves_it(monkeypatch, path, m):
+    monkeypatch.setattr(polish, "COARSE_MIN", 100)
+    monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
+    calls = []
+    inner = polish.prices_from_dual
+    monkeypatch.setattr(polish, "prices_from_dual", lambda *a, **k: calls.append(a[1].shape[0]) or inner(*a, **k))
+    X, Y = _two_samples(1500, m)
+    start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
+    fin = polish.exact_finish(SqEuclidean(), torch.as_tensor(X), torch.as_tensor(Y), start, generator=torch.Generator())
+    assert calls  # the whole cloud's prices came from the dual
+    assert calls[-1] == m
+    opt = _optimum(X, Y)
+    cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
+    assert len(np.unique(fin.perm)) == X.shape[0]
+    assert cost <= opt * (1 + 1e-6)
+    assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("sorted_clouds", [False, True], ids=["as given", "spatial order"])
+def test_a_finishs_prices_extend_to_themselves_by_the_c_transform(monkeypatch, sorted_clouds):
+    # At an optimal dual, max_x u(x) - c(x, y) is y's own price for every matched y: the hard
+    # c-transform of the finish's values gives back its prices, in the order of B as given
+    # (the finish may solve the clouds in another order).
+    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1 if sorted_clouds else 1 << 30)
+    monkeypatch.setattr(polish, "CERTIFIED", 0.0)  # priced until no arc is missing
+    monkeypatch.setattr(polish, "CERTIFIED_STALLED", 0.0)
+    X, Y = _two_samples(600, 700)
+    A, B = torch.as_tensor(X), torch.as_tensor(Y)
+    start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
+    fin = polish.exact_finish(SqEuclidean(), A, B, start, generator=torch.Generator())
+    assert fin.exact
+    assert fin.prices is not None
+    u = ((X - Y[fin.perm]) ** 2).sum(1) / fin.scale + fin.prices[fin.perm]
+    got = polish.prices_from_dual(SqEuclidean(), B, A, u, scale=fin.scale, softness=1e-12)
+    np.testing.assert_allclose(got[fin.perm], fin.prices[fin.perm], rtol=0, atol=1e-6)
+    # a point nobody holds is priced at most as its c-transform says
+    left = np.setdiff1d(np.arange(Y.shape[0]), fin.perm)
+    assert (got[left] <= fin.prices[left] + 1e-6).all()
+
+
+def test_soft_c_transform_lies_between_the_maximum_and_its_softened_bound():
+    rng = np.random.default_rng(0)
+    A_s, B = rng.normal(size=(300, 2)), rng.normal(size=(500, 2))
+    u = rng.normal(scale=0.5, size=300)
+    pieces = u[None, :] - cdist(B, A_s, "sqeuclidean")  # (m, s): u(x) - c(x, y), scale 1
+    hard = pieces.max(1)
+    for softness in (1e-9, 0.05, 1.0):
+        got = polish.prices_from_dual(
+            SqEuclidean(), torch.as_tensor(B), torch.as_tensor(A_s), u, scale=1.0, softness=softness
+        )
+        assert (got >= hard - 1e-9).all()
+        assert (got <= hard + softness * np.log(polish_prices.SOFT_TERMS) + 1e-9).all()
+    np.testing.assert_allclose(
+        polish.prices_from_dual(SqEuclidean(), torch.as_tensor(B), torch.as_tensor(A_s), u, scale=1.0, softness=1e-9),
+        hard,
+        atol=1e-8,
+    )

@@ -43,9 +43,9 @@ AUTO_POLISH_MAX = 1 << 23
 #: points, close to that time budget. Planted pairs end well within it (2**20, density, seed 1:
 #: 76 per point). Two sections of one tissue are harder (``benchmarks/sections.py``: the
 #: simulated sections of the recipe, registered, 300,000 cells each, seeds 0-2): the first solve
-#: alone takes 100-250 bids per point, and the default ends at the optimum, 0.11 % and 0.002 %
-#: above it in 36-40 s (with twice the levels' time, 0.076 %, 0.92 % and 0.20 % in 14 s); at
-#: 10**6 cells (seed 0) within 0.008 % of the best matching known, in 159 s. A partial matching
+#: alone takes about 100 bids per point from the subsample's dual, and the default ends within
+#: 0.0009 % of the optimum on every seed in 29-30.5 s (with twice the levels' time, 0.076 %,
+#: 0.92 % and 0.20 % in 14 s); at 10**6 cells (seed 0) within 0.00095 %, in 142.5 s. A partial matching
 #: (more points in the larger cloud) gets the same. ``polish=True`` has no limit.
 AUTO_FINISH_WORK_PER_POINT = 400
 #: The same for other costs (the Euclidean distance and its powers), four times as much: their

@@ -19,10 +19,12 @@ returns prices (a dual solution). Two things make it fast and exact:
    nearest-neighbour graph (a sparse Laplacian solve) gives prices that are nearly right, and the
    auction starts from them with a small ``eps`` (at 262,144 points: 1.5 million bids instead
    of 41 million). From :data:`COARSE_MIN` points the displacement field comes from a
-   subsample of the pairs solved first, coarse to fine (:func:`_coarse_slopes`): where the
+   subsample of the pairs solved first, coarse to fine (:func:`_coarse_start`): where the
    hierarchy follows a local deformation only in part, its own field is biased. In a partial
    matching (more points in ``B``) the subsample holds points of ``B`` the matching leaves out
-   too: its optimum says where ``B``'s leftovers lie.
+   too: its optimum says where ``B``'s leftovers lie. Where cells move far against their
+   spacing (two sections of one tissue), the subsample's dual, extended by a soft
+   c-transform, gives the prices instead (:data:`COARSE_DUAL_SPACING`).
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
@@ -74,7 +76,7 @@ from hiref.engine.finish.neighbours import (
     nearest_on_device,
     nearest_points,
 )
-from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_slopes
+from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_dual, prices_from_slopes
 from hiref.engine.geometry.costs import Cost
 
 logger = logging.getLogger("hiref")
@@ -148,13 +150,17 @@ _PRICED_ARCS_RAYS = 64
 #: (planted density pair, 2**20 points, hierarchy 13.7 % above the optimum: 98 s -> 37 s to the
 #: optimum; 2 or 4 arcs instead of 8: 61 s, 60 s).
 _START_ARCS = 8
-#: The same where the prices come from a subsample solved first (:func:`_coarse_slopes`): they
+#: The same where the prices come from a subsample solved first (:func:`_coarse_start`): they
 #: are right over whole regions where the hierarchy's matching, and so its neighbourhoods, are
 #: not (a local deformation of 2**20 points whose hierarchy ends 49 % above the optimum: the
 #: finish took 64 s with 8 arcs, 20 s with 16; with 16 arcs but the hierarchy's prices, 432 s).
 _START_ARCS_COARSE = 16
+#: The same where the prices are a subsample's dual (:data:`COARSE_DUAL_SPACING`): two sections
+#: of a tissue, 300,000 cells, seed 1: with 16 arcs the first solve left 9,887 points short and
+#: their re-solve ran out of the budget, with 32 none (the optimum in 28 s).
+_START_ARCS_DUAL = 32
 #: Fewest points of the smaller cloud for which the starting prices come from a subsample of the
-#: pairs solved first (:func:`_coarse_slopes`), not from the matching's own displacement field.
+#: pairs solved first (:func:`_coarse_start`), not from the matching's own displacement field.
 #: Two sections of one tissue (the recipe's simulated sections, registered; each a sample of its
 #: own) need it from a few 10^4 points: 2 cores, defaults, 100,000 cells 16.0 s -> 9.5 s, 65,536
 #: cells 5.8 s -> 5.1 s, 40,000 cells 3.6 s -> 3.0 s, all to the optimum (from 2**17 before).
@@ -168,6 +174,18 @@ _START_ARCS_COARSE = 16
 COARSE_MIN = 1 << 15
 #: One point in this many of the smaller cloud, in spatial order, makes the subsample.
 COARSE_STRIDE = 8
+#: Largest squared spacing of the subsample (mean cost to the nearest other subsample point),
+#: relative to its mean cost, at which the starting prices are its dual's soft c-transform
+#: (:func:`_coarse_start`), not its integrated slopes. Two sections of a tissue (the recipe's
+#: simulated sections, registered): 0.004; planted pairs, whose cells move about three
+#: spacings: 0.5. 300,000-cell sections (2 cores), seed 1: the optimum in 32 s, where the slopes
+#: ended 0.13 % above it when the budget ran out; planted density pair of 2**20 points: the
+#: first auction took 36-42 million bids from the dual, 7.5 million from the slopes.
+COARSE_DUAL_SPACING = 0.05
+#: Temperature of the soft c-transform in units of that squared spacing (the same sections,
+#: seed 1: 0.5 left 5,031 points short after the first solve, 2 left 2,697, 8 none; the hard
+#: maximum 28,118).
+_DUAL_SOFTNESS = 8.0
 #: Passes of averaging over each subsample point and its :data:`_COARSE_NEIGHBOURS` nearest that
 #: smooth the subsample's slopes (whose own optimum is noisy at the scale of its spacing).
 _COARSE_SMOOTHING = 4
@@ -204,6 +222,11 @@ class Finish:
     work
         Work done, in bids of the auction (:data:`POP_WORK`, :data:`PRICING_WORK`; the
         subsample's finish included): what a work budget counts.
+    prices
+        The prices of ``B``'s points that go with the matching, (m,), in units of ``scale``
+        (``None`` where no auction ran).
+    scale
+        Unit of the prices: the mean cost of the matching the finish started from.
     """
 
     perm: np.ndarray
@@ -213,6 +236,8 @@ class Finish:
     exact: bool
     timings: dict[str, float] = field(default_factory=dict)
     work: int = 0
+    prices: np.ndarray | None = None
+    scale: float = 1.0
 
 
 class Neighbourhoods:
@@ -472,6 +497,12 @@ class SpatialOrder:
         perm = np.asarray(perm, dtype=np.int64)[a]
         return np.where(perm >= 0, rank_b[np.maximum(perm, 0)], -1)
 
+    def b_from_sorted(self, values: np.ndarray) -> np.ndarray:
+        """Values (m,) of the sorted cloud ``B``'s points, in the order of ``B`` as given."""
+        out = np.empty_like(values)
+        out[self.b.cpu().numpy()] = values
+        return out
+
     def from_sorted(self, perm: np.ndarray) -> np.ndarray:
         """A matching (n,) of the sorted clouds, as one of the clouds as given."""
         a, b = self.a.cpu().numpy(), self.b.cpu().numpy()
@@ -533,6 +564,8 @@ def exact_finish(
         return _finish(geometry, A, B, perm, Aw, Bw, **options)
     finish = _finish(geometry, *order.clouds(A, B), order.to_sorted(perm), *order.clouds(Aw, Bw), **options)
     finish.perm = order.from_sorted(finish.perm)
+    if finish.prices is not None:
+        finish.prices = order.b_from_sorted(finish.prices)
     return finish
 
 
@@ -551,12 +584,12 @@ def _finish(
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
-    slopes, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
+    start, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
     spent = 0  # work, in bids
     if coarse:  # first, before the graph: its memory is back by then
         say("finish: solving a subsample for the starting prices")
         budget = None if work_budget is None else work_budget // 3
-        slopes, spent = _coarse_slopes(
+        start, spent = _coarse_start(
             geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget
         )
         return_freed_memory()
@@ -581,13 +614,17 @@ def _finish(
     return_freed_memory()
     clock.lap("neighbours")
     mate = perm
-    if slopes is not None:
+    from_dual = start is not None and start.prices is not None
+    if from_dual:
+        prices = start.prices / start_cost
+        prices -= prices.min()
+    elif start is not None:
         prices = prices_from_slopes(
-            B, slopes, torch.ones(m, dtype=torch.bool, device=B.device), near.b_near_b, scale=start_cost
+            B, start.slopes, torch.ones(m, dtype=torch.bool, device=B.device), near.b_near_b, scale=start_cost
         )
-        del slopes
     else:
         prices = price_guess(geometry, A, B, perm, near.b_near_b, scale=start_cost)
+    del start
     return_freed_memory()
     clock.lap("prices")
     guessed = prices is not None
@@ -604,7 +641,9 @@ def _finish(
     if (by_tree and guessed) or first_priced:
         say("finish: checking every point for a better partner")
         dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1 if few_arcs else per_row)
-        start_arcs = (_START_ARCS_COARSE if coarse else _START_ARCS) if few_arcs else per_row
+        start_arcs = (
+            (_START_ARCS_DUAL if from_dual else _START_ARCS_COARSE if coarse else _START_ARCS) if few_arcs else per_row
+        )
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
         first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
         spent += pricing_work
@@ -726,30 +765,54 @@ def _finish(
         solve_next = True
         # prices far from the new optimum take coarse bids first (else long wars of small ones)
         eps = epsilons(float(np.clip((costs[-1] - bound) / costs[-1], REPRICE_EPS, WARM_EPS)), FINAL_EPS, EPS_FACTOR)
-    return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds, spent)
+    return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds, spent, prices, start_cost)
 
 
-def _coarse_slopes(
+@dataclass
+class _CoarseStart:
+    """The starting prices found by :func:`_coarse_start`.
+
+    Either ``prices`` (m,), in units of the cost, or ``slopes`` (m, d) to integrate
+    (:func:`.prices.prices_from_slopes`).
+    """
+
+    prices: np.ndarray | None = None
+    slopes: torch.Tensor | None = None
+
+
+def _coarse_start(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
     Bw: torch.Tensor | None, *, k: int, bound_budget: float, work_budget: int | None,
-) -> tuple[torch.Tensor | None, int]:  # fmt: skip
-    """Slopes for the starting prices, (m, d) float64, from the optimum of a subsample of the pairs, and its work.
+) -> tuple[_CoarseStart | None, int]:  # fmt: skip
+    """The starting prices, from the optimum of a subsample of the pairs solved first, and its work.
 
     Where the hierarchy's displacement field is biased (a local deformation of tens of spacings
     that its splits follow only in part), prices integrated from it are wrong over whole regions,
     and the auction corrects them by small bids, for long. One point in :data:`COARSE_STRIDE` of
     ``A`` (clouds in spatial order: an even subsample) and its current partner make a smaller
     problem, solved exactly first by this same finish (which may itself start from a coarser
-    one). Its optimal pairs give a displacement field without that bias: their slopes
-    (``-grad_y c``), smoothed over neighbouring subsample points and spread to every point of
-    ``B``, are integrated as in :func:`.prices.price_guess` (``None``: a cost without a gradient).
+    one). Its optimum gives the prices in one of two ways:
+
+    - where the subsample's squared spacing is at most :data:`COARSE_DUAL_SPACING` of its mean
+      cost (two sections of a tissue, which move cells over many spacings), its dual, extended
+      to every point by a soft c-transform (:func:`.prices.prices_from_dual`). It is right at
+      every scale above the subsample's spacing, which integrated slopes are not: on the
+      300,000-cell sections of ``benchmarks/sections.py``, slopes were wrong by 0.05-0.23 of the
+      mean cost over some 1,500 cells at a concave corner of the outline, and the first auction
+      fought a war of 85 million bids there;
+    - elsewhere (planted pairs, whose cells move about three spacings: there the dual's pieces
+      are as deep as the costs), by the slopes of its optimal pairs (``-grad_y c``), smoothed
+      over neighbouring subsample points and spread to every point of ``B``, to integrate as in
+      :func:`.prices.price_guess`.
 
     Where ``B`` has more points, the subsample of ``B`` also takes one in :data:`COARSE_STRIDE`
-    of the points the matching leaves out: the smaller problem is partial too, its optimum leaves
-    out what the whole one should, and the slopes of the points it leaves out are zero (the
-    partial dual's prices are flat there); the smoothing does not average across the edge of
-    that region, where the prices have a kink (averaged across it, on the recipe's cells with a
-    tenth cut off one section, the first solve left 90,134 points short instead of 34,214).
+    of the points the matching leaves out: the smaller problem is partial too, and its optimum
+    leaves out what the whole one should. The dual's prices are then at least those of the
+    subsample's points left over (the partial dual's floor); the slopes of the points left out
+    are zero (the partial dual's prices are flat there), and the smoothing does not average
+    across the edge of that region, where the prices have a kink (averaged across it, on the
+    recipe's cells with a tenth cut off one section, the first solve left 90,134 points short
+    instead of 34,214).
 
     The work is the subsample's finish's (:attr:`Finish.work`).
     """
@@ -767,6 +830,16 @@ def _coarse_slopes(
         bound_budget=bound_budget, work_budget=work_budget,
     )  # fmt: skip
     pairs = torch.as_tensor(solved.perm, device=B.device)
+    spacing = _squared_spacing(geometry, A_s) / solved.scale
+    if solved.prices is not None and spacing <= COARSE_DUAL_SPACING:
+        p_s = solved.prices
+        u_s = geometry.paired(A_s.double(), B_s[pairs].double()).cpu().numpy() / solved.scale + p_s[solved.perm]
+        prices = prices_from_dual(geometry, B, A_s, u_s, scale=solved.scale, softness=_DUAL_SOFTNESS * spacing)
+        if B_s.shape[0] > A_s.shape[0]:  # no price below the partial dual's floor
+            held = np.zeros(B_s.shape[0], dtype=bool)
+            held[solved.perm] = True
+            np.maximum(prices, p_s[held].min(), out=prices)
+        return _CoarseStart(prices=prices * solved.scale), solved.work
     g_pairs = pair_slopes(geometry, A_s, B_s[pairs])
     if g_pairs is None:
         return None, solved.work
@@ -791,7 +864,13 @@ def _coarse_slopes(
         for _ in range(_COARSE_SMOOTHING):
             g_s = g_s[around].mean(1)
     spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
-    return g_s[spread].mean(1), solved.work
+    return _CoarseStart(slopes=g_s[spread].mean(1)), solved.work
+
+
+def _squared_spacing(geometry: Cost, points: torch.Tensor) -> float:
+    """Mean cost between each point and its nearest other point of the same cloud."""
+    nearest_other = torch.as_tensor(nearest_points(points, points, 2)[:, 1], device=points.device)
+    return float(geometry.paired(points.double(), points[nearest_other].double()).mean())
 
 
 def _pricing_work(geometry: Cost, d: int, n: int, m: int, *, by_tree: bool) -> int:

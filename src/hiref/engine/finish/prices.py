@@ -1,4 +1,4 @@
-"""Starting prices for the auction: the integral of the matching's displacement field.
+"""Starting prices for the auction: the integral of the matching's displacement field, or a subsample's dual.
 
 On the CPU the system is factorised by scipy; on other devices it is solved there by
 :mod:`.integrate` (conjugate gradients from a coarse-to-fine guess).
@@ -26,6 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from hiref.engine.finish import batched_search
+from hiref.engine.finish.certificate import best_points, price_search
 from hiref.engine.finish.integrate import integrate
 from hiref.engine.finish.neighbours import nearest
 from hiref.engine.geometry.costs import Cost
@@ -59,6 +60,9 @@ _STEEP = 10.0
 #: place by a smooth bump: 14 s instead of 49 s (the planted lattices replaced 0.04 % at 2**21
 #: and 0.09 % at 2**22).
 _STEEP_SHARE = 0.005
+#: Points of the subsample whose terms enter the soft maximum of :func:`prices_from_dual`.
+SOFT_TERMS = 8
+_SOFT_CHUNK = 1 << 16
 #: Most passes that spread trusted slopes to the untrusted points (one ring of neighbours a pass).
 _FILL_PASSES = 16
 
@@ -243,3 +247,43 @@ def _integrate_on_host(Y: np.ndarray, g: np.ndarray, nb: np.ndarray, scale: floa
     if not np.isfinite(p).all():
         return None
     return p - p.min()
+
+
+def prices_from_dual(
+    geometry: Cost, B: torch.Tensor, A_s: torch.Tensor, u_s: np.ndarray, *, scale: float, softness: float
+) -> np.ndarray:  # fmt: skip
+    """Prices of all of B's points (m,), in units of ``scale``: the soft c-transform of a subsample's dual.
+
+    A subsample ``A_s`` of the smaller cloud, solved exactly, has values ``u_s`` (``c(x, y) / scale
+    + p(y)`` at its optimal pairs, in units of ``scale``). Its dual extends to every point ``y``
+    by the c-transform ``max_x u_s(x) - c(x, y) / scale``, exact at the subsample's own scale,
+    but one quadratic piece per subsample point, with kinks between them as deep as the
+    subsample's squared spacing. The maximum is softened to ``softness * log sum exp(. / softness)``
+    over the :data:`SOFT_TERMS` best subsample points, which blends the neighbouring pieces: the
+    price's slope at ``y`` becomes that of a partner between those points, as the whole problem's is.
+
+    Parameters
+    ----------
+    geometry
+        The cost (the squared Euclidean: answered by a price tree).
+    B
+        All points of the larger cloud, (m, d).
+    A_s
+        The subsample, (s, d).
+    u_s
+        Its values, (s,), in units of ``scale``.
+    scale
+        Unit of ``u_s`` and of the prices returned.
+    softness
+        Temperature of the soft maximum, in units of ``scale``.
+    """
+    k = min(SOFT_TERMS, A_s.shape[0])
+    best = best_points(geometry, B, A_s, -u_s, scale=scale, k=k, search=price_search(A_s, -u_s, scale=scale))
+    best_t, u_t = torch.as_tensor(best, device=B.device), torch.as_tensor(u_s, device=B.device)
+    out = np.empty(B.shape[0])
+    for lo in range(0, B.shape[0], _SOFT_CHUNK):
+        b, near = B[lo : lo + _SOFT_CHUNK].double(), best_t[lo : lo + _SOFT_CHUNK]
+        pieces = geometry.paired(b.repeat_interleave(k, 0), A_s.double()[near.reshape(-1)]).reshape(-1, k)
+        values = u_t[near] - pieces / scale
+        out[lo : lo + _SOFT_CHUNK] = (softness * torch.logsumexp(values / softness, dim=1)).cpu().numpy()
+    return out
