@@ -98,29 +98,6 @@ def _optimum(A: np.ndarray, B: np.ndarray) -> float:
     return float(C[r, c].mean())
 
 
-@pytest.mark.parametrize("path", ["host", "device path"])
-@pytest.mark.parametrize("m", [1500, 1700])
-def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeypatch, path, m):
-    # Two nested coarse solves (1,500 -> 188 -> 24 points) on a local deformation, from the
-    # hierarchy's matching; with more points in Y, the subsamples are partial problems too.
-    monkeypatch.setattr(polish, "COARSE_MIN", 100)
-    monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
-    calls = []
-    inner = polish._coarse_start
-    monkeypatch.setattr(polish, "_coarse_start", lambda *a, **k: calls.append(a[1].shape[0]) or inner(*a, **k))
-    X, Y, _ = _local_pair(m, 3)
-    X = X[:1500]
-    start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
-    fin = polish.exact_finish(SqEuclidean(), torch.as_tensor(X), torch.as_tensor(Y), start, generator=torch.Generator())
-    assert calls == [1500, 188]
-    opt = _optimum(X, Y)
-    cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
-    assert len(np.unique(fin.perm)) == X.shape[0]
-    assert cost <= opt * (1 + 1e-6)
-    assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
-    assert "coarse" in fin.timings
-
-
 def _two_samples(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Two independent samples of tissue-like densities, the second larger and moved by many spacings.
 
@@ -135,22 +112,36 @@ def _two_samples(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("path", ["host", "device path"])
 @pytest.mark.parametrize("m", [1500, 1700])
-def test_finish_from_a_subsamples_dual_reaches_the_optimum_and_proves_it(monkeypatch, path, m):
+@pytest.mark.parametrize("pair", ["local deformation", "two samples"])
+def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeypatch, path, m, pair):
+    # Two nested coarse solves (1,500 -> 188 -> 24 points) from the hierarchy's matching; with
+    # more points in Y, the subsamples are partial problems too. A local deformation moves
+    # points about as far as their spacing: the slopes give the prices. Two samples moved far
+    # against it: the subsample's dual does, for the whole cloud.
     monkeypatch.setattr(polish, "COARSE_MIN", 100)
     monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
-    calls = []
-    inner = polish.prices_from_dual
-    monkeypatch.setattr(polish, "prices_from_dual", lambda *a, **k: calls.append(a[1].shape[0]) or inner(*a, **k))
-    X, Y = _two_samples(1500, m)
+    starts, duals = [], []
+    inner_start, inner_dual = polish._coarse_start, polish.prices_from_dual
+    monkeypatch.setattr(polish, "_coarse_start", lambda *a, **k: starts.append(a[1].shape[0]) or inner_start(*a, **k))
+    monkeypatch.setattr(polish, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k))
+    if pair == "local deformation":
+        X, Y, _ = _local_pair(m, 3)
+        X = X[:1500]
+    else:
+        X, Y = _two_samples(1500, m)
     start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
     fin = polish.exact_finish(SqEuclidean(), torch.as_tensor(X), torch.as_tensor(Y), start, generator=torch.Generator())
-    assert calls  # the whole cloud's prices came from the dual
-    assert calls[-1] == m
+    assert starts == [1500, 188]
+    if pair == "local deformation":
+        assert duals == []
+    else:
+        assert duals[-1] == m
     opt = _optimum(X, Y)
     cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
     assert len(np.unique(fin.perm)) == X.shape[0]
     assert cost <= opt * (1 + 1e-6)
     assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
+    assert "coarse" in fin.timings
 
 
 @pytest.mark.parametrize("sorted_clouds", [False, True], ids=["as given", "spatial order"])
