@@ -44,8 +44,8 @@ AUTO_POLISH_MAX = 1 << 23
 #: 76 per point). Two sections of one tissue are harder (``benchmarks/sections.py``: the
 #: simulated sections of the recipe, registered, 300,000 cells each, seeds 0-2): the first solve
 #: alone takes about 100 bids per point from the subsample's dual, and the default ends within
-#: 0.0009 % of the optimum on every seed in 29-30.5 s (with twice the levels' time, 0.076 %,
-#: 0.92 % and 0.20 % in 14 s); at 10**6 cells (seed 0) within 0.00095 %, in 142.5 s. A partial matching
+#: 0.0009 % of the optimum on every seed in 25-30.5 s (with twice the levels' time, 0.076 %,
+#: 0.92 % and 0.20 % in 14 s); at 10**6 cells (seed 0) within 0.00095 %, in 123-142.5 s. A partial matching
 #: (more points in the larger cloud) gets the same. ``polish=True`` has no limit.
 AUTO_FINISH_WORK_PER_POINT = 400
 #: The same for other costs (the Euclidean distance and its powers), four times as much: their
