@@ -1,6 +1,6 @@
 """The exact finish's coarse-to-fine start: prices from a subsample of the pairs solved first.
 
-Large clouds only take this path (:data:`hiref.engine.finish.polish.COARSE_MIN`); the tests
+Large clouds only take this path (:data:`hiref.engine.finish.coarse_start.COARSE_MIN`); the tests
 lower that limit so that small pairs, checked against exact solvers, go through it, nested.
 """
 
@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 import hiref as hr
-from hiref.engine.finish import batched_search, polish
+from hiref.engine.finish import batched_search, coarse_start, polish, spatial_order
 from hiref.engine.finish import prices as polish_prices
 from hiref.engine.geometry.costs import SqEuclidean
 
@@ -47,11 +47,12 @@ def test_coarse_slopes_are_closer_to_the_optimum_than_the_hierarchys(seed):
     X, Y, truth = _local_pair(16384, seed)
     perm = hr.solve(X, Y, progress=False, polish=False, refine=False, seed=seed).perm
     A, B = torch.as_tensor(X), torch.as_tensor(Y)
-    order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
+    order = spatial_order.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    start, work = polish._coarse_start(
-        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
-    )
+    start, work = coarse_start.coarse_start(
+        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None,
+        finish=polish.exact_finish,
+    )  # fmt: skip
     assert work > 0
     assert start.prices is None  # cells move about three spacings: the slopes, not the dual
     got = start.slopes
@@ -75,11 +76,12 @@ def test_partial_coarse_slopes_are_flat_where_the_larger_cloud_is_left_out():
     X_kept = X[~cut]
     perm = hr.solve(X_kept, Y, progress=False, polish=False, refine=False, seed=0).perm
     A, B = torch.as_tensor(X_kept, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
-    order = polish.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
+    order = spatial_order.SpatialOrder(batched_search.morton_order(A), batched_search.morton_order(B))
     (A_s, B_s), perm_s = order.clouds(A, B), order.to_sorted(perm)
-    start, work = polish._coarse_start(
-        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None
-    )
+    start, work = coarse_start.coarse_start(
+        SqEuclidean(), A_s, B_s, perm_s, None, None, k=8, bound_budget=2.0**34, work_budget=None,
+        finish=polish.exact_finish,
+    )  # fmt: skip
     assert work > 0
     got = start.slopes
     slopes = np.empty_like(got.numpy())
@@ -118,12 +120,16 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
     # more points in Y, the subsamples are partial problems too. A local deformation moves
     # points about as far as their spacing: the slopes give the prices. Two samples moved far
     # against it: the subsample's dual does, for the whole cloud.
-    monkeypatch.setattr(polish, "COARSE_MIN", 100)
+    monkeypatch.setattr(coarse_start, "COARSE_MIN", 100)
     monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
     starts, duals = [], []
-    inner_start, inner_dual = polish._coarse_start, polish.prices_from_dual
-    monkeypatch.setattr(polish, "_coarse_start", lambda *a, **k: starts.append(a[1].shape[0]) or inner_start(*a, **k))
-    monkeypatch.setattr(polish, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k))
+    inner_start, inner_dual = coarse_start.coarse_start, coarse_start.prices_from_dual
+    monkeypatch.setattr(
+        coarse_start, "coarse_start", lambda *a, **k: starts.append(a[1].shape[0]) or inner_start(*a, **k)
+    )
+    monkeypatch.setattr(
+        coarse_start, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k)
+    )
     if pair == "local deformation":
         X, Y, _ = _local_pair(m, 3)
         X = X[:1500]
@@ -149,7 +155,7 @@ def test_a_finishs_prices_extend_to_themselves_by_the_c_transform(monkeypatch, s
     # At an optimal dual, max_x u(x) - c(x, y) is y's own price for every matched y: the hard
     # c-transform of the finish's values gives back its prices, in the order of B as given
     # (the finish may solve the clouds in another order).
-    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1 if sorted_clouds else 1 << 30)
+    monkeypatch.setattr(spatial_order, "SPATIAL_ORDER_MIN", 1 if sorted_clouds else 1 << 30)
     monkeypatch.setattr(polish, "CERTIFIED", 0.0)  # priced until no arc is missing
     monkeypatch.setattr(polish, "CERTIFIED_STALLED", 0.0)
     X, Y = _two_samples(600, 700)
@@ -159,7 +165,7 @@ def test_a_finishs_prices_extend_to_themselves_by_the_c_transform(monkeypatch, s
     assert fin.exact
     assert fin.prices is not None
     u = ((X - Y[fin.perm]) ** 2).sum(1) / fin.scale + fin.prices[fin.perm]
-    got = polish.prices_from_dual(SqEuclidean(), B, A, u, scale=fin.scale, softness=1e-12)
+    got = polish_prices.prices_from_dual(SqEuclidean(), B, A, u, scale=fin.scale, softness=1e-12)
     np.testing.assert_allclose(got[fin.perm], fin.prices[fin.perm], rtol=0, atol=1e-6)
     # a point nobody holds is priced at most as its c-transform says
     left = np.setdiff1d(np.arange(Y.shape[0]), fin.perm)
@@ -173,13 +179,15 @@ def test_soft_c_transform_lies_between_the_maximum_and_its_softened_bound():
     pieces = u[None, :] - cdist(B, A_s, "sqeuclidean")  # (m, s): u(x) - c(x, y), scale 1
     hard = pieces.max(1)
     for softness in (1e-9, 0.05, 1.0):
-        got = polish.prices_from_dual(
+        got = polish_prices.prices_from_dual(
             SqEuclidean(), torch.as_tensor(B), torch.as_tensor(A_s), u, scale=1.0, softness=softness
         )
         assert (got >= hard - 1e-9).all()
         assert (got <= hard + softness * np.log(polish_prices.SOFT_TERMS) + 1e-9).all()
     np.testing.assert_allclose(
-        polish.prices_from_dual(SqEuclidean(), torch.as_tensor(B), torch.as_tensor(A_s), u, scale=1.0, softness=1e-9),
+        polish_prices.prices_from_dual(
+            SqEuclidean(), torch.as_tensor(B), torch.as_tensor(A_s), u, scale=1.0, softness=1e-9
+        ),
         hard,
         atol=1e-8,
     )

@@ -13,6 +13,7 @@ import hiref as hr
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
+from hiref.engine.finish.candidates import SparseProblem, candidate_arcs
 from hiref.engine.finish.certificate import (
     c_transform,
     c_transform_risen,
@@ -21,7 +22,7 @@ from hiref.engine.finish.certificate import (
     uses_price_tree,
 )
 from hiref.engine.finish.lockstep import assign_lockstep
-from hiref.engine.finish.polish import _Problem, candidate_arcs, certify, exact_finish
+from hiref.engine.finish.polish import certify, exact_finish
 from hiref.engine.finish.pricetree import PriceTree
 from hiref.engine.geometry.costs import Custom, Power, SqEuclidean, Transposed
 
@@ -505,7 +506,7 @@ def test_cheapest_points_are_the_exact_minima(geometry, monkeypatch):
 def test_new_arcs_merge_into_their_rows_once():
     rng = np.random.default_rng(6)
     A, B = torch.as_tensor(rng.random((6, 2))), torch.as_tensor(rng.random((8, 2)))
-    problem = _Problem(SqEuclidean(), A, B, scale=0.5)
+    problem = SparseProblem(SqEuclidean(), A, B, scale=0.5)
     problem.add(np.array([0, 0, 2, 5]), np.array([1, 3, 0, 7]))
     got = problem.add_candidates(np.array([0, 3, 5]), np.array([[3, 4, 4], [2, 2, 6], [7, 7, 7]]))
     assert got.tolist() == [0, 3]  # row 5 asked only for the arc it has
@@ -523,7 +524,7 @@ def test_arcs_merged_in_place_over_many_rounds_match_a_rebuilt_graph():
     rng = np.random.default_rng(7)
     n, m = 300, 420
     A, B = torch.as_tensor(rng.random((n, 2))), torch.as_tensor(rng.random((m, 2)))
-    problem = _Problem(SqEuclidean(), A, B, scale=0.25)
+    problem = SparseProblem(SqEuclidean(), A, B, scale=0.25)
     rows0 = np.sort(rng.choice(n, 200, replace=False))
     problem.add(rows0, rng.choice(m, 200))
     expected = {i: [] for i in range(n)}
@@ -656,12 +657,12 @@ def test_bound_of_the_hierarchy_alone_is_close_to_its_true_gap(seed):
 @pytest.mark.parametrize("m", [400, 460])
 def test_finish_in_spatial_order_answers_in_the_callers_order(monkeypatch, m):
     # large clouds are finished in Morton order: the matching must come back exact, in the caller's order
-    from hiref.engine.finish import polish
+    from hiref.engine.finish import spatial_order
 
-    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1)
+    monkeypatch.setattr(spatial_order, "SPATIAL_ORDER_MIN", 1)
     rng = np.random.default_rng(m)
     A, B = rng.random((400, 2)), rng.random((m, 2))
-    assert polish.SpatialOrder.of(torch.as_tensor(A), torch.as_tensor(B)) is not None
+    assert spatial_order.SpatialOrder.of(torch.as_tensor(A), torch.as_tensor(B)) is not None
     start = rng.permutation(m)[:400]
     A_t, B_t = torch.as_tensor(A), torch.as_tensor(B)
     finish = exact_finish(SqEuclidean(), A_t, B_t, start, Aw=2 * A_t, Bw=2 * B_t, generator=torch.Generator())
@@ -669,7 +670,7 @@ def test_finish_in_spatial_order_answers_in_the_callers_order(monkeypatch, m):
     assert ((A - B[finish.perm]) ** 2).sum(1).mean() == pytest.approx(_optimum(A, B), rel=1e-9)
     assert finish.lower_bound <= _optimum(A, B) * (1 + 1e-12)
     bound = certify(SqEuclidean(), A_t, B_t, start)
-    monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1 << 30)
+    monkeypatch.setattr(spatial_order, "SPATIAL_ORDER_MIN", 1 << 30)
     assert bound == pytest.approx(certify(SqEuclidean(), A_t, B_t, start), rel=1e-9)
 
 

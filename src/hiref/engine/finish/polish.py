@@ -18,13 +18,13 @@ returns prices (a dual solution). Two things make it fast and exact:
    a matched point ``y`` is ``-grad_y c(T^-1(y), y)``; its least-squares integral over the
    nearest-neighbour graph (a sparse Laplacian solve) gives prices that are nearly right, and the
    auction starts from them with a small ``eps`` (at 262,144 points: 1.5 million bids instead
-   of 41 million). From :data:`COARSE_MIN` points the displacement field comes from a
-   subsample of the pairs solved first, coarse to fine (:func:`_coarse_start`): where the
+   of 41 million). From :data:`.coarse_start.COARSE_MIN` points the displacement field comes from a
+   subsample of the pairs solved first, coarse to fine (:func:`.coarse_start.coarse_start`): where the
    hierarchy follows a local deformation only in part, its own field is biased. In a partial
    matching (more points in ``B``) the subsample holds points of ``B`` the matching leaves out
    too: its optimum says where ``B``'s leftovers lie. Where cells move far against their
    spacing (two sections of one tissue), the subsample's dual, extended by a soft
-   c-transform, gives the prices instead (:data:`COARSE_DUAL_SPACING`).
+   c-transform, gives the prices instead (:data:`.coarse_start.COARSE_DUAL_SPACING`).
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
@@ -48,16 +48,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from hiref.engine._resources import return_freed_memory
-from hiref.engine.finish import batched_search
+from hiref.engine.finish import batched_search, coarse_start
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
+from hiref.engine.finish.candidates import Neighbourhoods, SparseProblem, index_dtype
 from hiref.engine.finish.certificate import (
     Dual,
     best_points,
@@ -69,14 +68,9 @@ from hiref.engine.finish.certificate import (
     uses_price_tree,
 )
 from hiref.engine.finish.leaves import mean_paired_cost
-from hiref.engine.finish.neighbours import (
-    TREE_MAX_DIM,
-    candidate_neighbours,
-    nearest,
-    nearest_on_device,
-    nearest_points,
-)
-from hiref.engine.finish.prices import EDGES, pair_slopes, price_guess, prices_from_dual, prices_from_slopes
+from hiref.engine.finish.neighbours import candidate_neighbours, nearest_on_device
+from hiref.engine.finish.prices import EDGES, price_guess, prices_from_slopes
+from hiref.engine.finish.spatial_order import SpatialOrder
 from hiref.engine.geometry.costs import Cost
 
 logger = logging.getLogger("hiref")
@@ -150,48 +144,15 @@ _PRICED_ARCS_RAYS = 64
 #: (planted density pair, 2**20 points, hierarchy 13.7 % above the optimum: 98 s -> 37 s to the
 #: optimum; 2 or 4 arcs instead of 8: 61 s, 60 s).
 _START_ARCS = 8
-#: The same where the prices come from a subsample solved first (:func:`_coarse_start`): they
+#: The same where the prices come from a subsample solved first (:func:`.coarse_start.coarse_start`): they
 #: are right over whole regions where the hierarchy's matching, and so its neighbourhoods, are
 #: not (a local deformation of 2**20 points whose hierarchy ends 49 % above the optimum: the
 #: finish took 64 s with 8 arcs, 20 s with 16; with 16 arcs but the hierarchy's prices, 432 s).
 _START_ARCS_COARSE = 16
-#: The same where the prices are a subsample's dual (:data:`COARSE_DUAL_SPACING`): two sections
+#: The same where the prices are a subsample's dual (:data:`.coarse_start.COARSE_DUAL_SPACING`): two sections
 #: of a tissue, 300,000 cells, seed 1: with 16 arcs the first solve left 9,887 points short and
 #: their re-solve ran out of the budget, with 32 none (the optimum in 28 s).
 _START_ARCS_DUAL = 32
-#: Fewest points of the smaller cloud for which the starting prices come from a subsample of the
-#: pairs solved first (:func:`_coarse_start`), not from the matching's own displacement field.
-#: Two sections of one tissue (the recipe's simulated sections, registered; each a sample of its
-#: own) need it from a few 10^4 points: 2 cores, defaults, 100,000 cells 16.0 s -> 9.5 s, 65,536
-#: cells 5.8 s -> 5.1 s, 40,000 cells 3.6 s -> 3.0 s, all to the optimum (from 2**17 before).
-#: Where the larger cloud has more points (a partial matching) the subsample's optimum also
-#: learns which points to leave out, which the hierarchy's matching gets wrong over whole bands,
-#: and the auction's reverse bids repair slowly (planted density pairs of 2**20 points cut at
-#: 90 %, hierarchy 61 % above the optimum: the finish took 25 s with one subsample of each cloud
-#: solved first and another below it, 27 s without the second; before, with a subsample of the
-#: pairs alone, its first auction did not end in 8 minutes. 2**16 points: 4.7 s instead of 5.3
-#: s.) Planted density and lattice pairs of 2**15-2**17 points take the same time either way.
-COARSE_MIN = 1 << 15
-#: One point in this many of the smaller cloud, in spatial order, makes the subsample.
-COARSE_STRIDE = 8
-#: Largest squared spacing of the subsample (mean cost to the nearest other subsample point),
-#: relative to its mean cost, at which the starting prices are its dual's soft c-transform
-#: (:func:`_coarse_start`), not its integrated slopes. Two sections of a tissue (the recipe's
-#: simulated sections, registered): 0.004; planted pairs, whose cells move about three
-#: spacings: 0.5. 300,000-cell sections (2 cores), seed 1: the optimum in 32 s, where the slopes
-#: ended 0.13 % above it when the budget ran out; planted density pair of 2**20 points: the
-#: first auction took 36-42 million bids from the dual, 7.5 million from the slopes.
-COARSE_DUAL_SPACING = 0.05
-#: Temperature of the soft c-transform in units of that squared spacing (the same sections,
-#: seed 1: 0.5 left 5,031 points short after the first solve, 2 left 2,697, 8 none; the hard
-#: maximum 28,118).
-_DUAL_SOFTNESS = 8.0
-#: Passes of averaging over each subsample point and its :data:`_COARSE_NEIGHBOURS` nearest that
-#: smooth the subsample's slopes (whose own optimum is noisy at the scale of its spacing).
-_COARSE_SMOOTHING = 4
-_COARSE_NEIGHBOURS = 8
-#: Subsample points whose smoothed slopes are averaged at each point of the whole cloud.
-_COARSE_SPREAD = 4
 
 
 @dataclass
@@ -212,7 +173,7 @@ class Finish:
         its budget counts where the matching of its last completed phase was kept.
     timings
         Seconds spent solving the subsample that gives the starting slopes (``coarse``, from
-        :data:`COARSE_MIN` points), finding the neighbourhoods (``neighbours``), guessing the
+        :data:`.coarse_start.COARSE_MIN` points), finding the neighbourhoods (``neighbours``), guessing the
         prices (``prices``), in the auctions (``solve``) and in pricing (``pricing``: c-transforms,
         bounds, the missing arcs added).
     exact
@@ -238,277 +199,6 @@ class Finish:
     work: int = 0
     prices: np.ndarray | None = None
     scale: float = 1.0
-
-
-class Neighbourhoods:
-    """Each cloud's nearest neighbours, in the coordinates where neighbours are sought.
-
-    Parameters
-    ----------
-    A, B
-        (n, d) and (m, d), ``n <= m``.
-    k
-        Neighbours of each kind (see the module docstring).
-    across
-        Whether to seek each point's nearest points of the other cloud (``False``: ``near_b``
-        is empty, the first pricing gives those candidates).
-    """
-
-    def __init__(
-        self, A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor, k: int, *, across: bool = True
-    ) -> None:  # fmt: skip
-        self.n, self.m, self.k = A.shape[0], B.shape[0], k
-        index = index_dtype(self.m)
-        if isinstance(A, torch.Tensor) and batched_search.on_device(A.device):
-            B = B.to(A.device)
-            near_b = nearest_on_device(B, A, k if across else 0)
-            b_near_b, near_a = nearest_on_device(B, B, k + 1)[:, 1:], nearest_on_device(A, A, k + 1)[:, 1:]
-        else:
-            if isinstance(A, torch.Tensor):
-                A, B = A.double().cpu().numpy(), B.double().cpu().numpy()
-            near_b, b_near_b, near_a = self._on_host(A, B, k, across=across)
-        self.near_b, self.b_near_b = near_b.astype(index), b_near_b.astype(index)
-        self.near_a = near_a.astype(index_dtype(self.n))
-
-    @staticmethod
-    def _on_host(A: np.ndarray, B: np.ndarray, k: int, *, across: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The three neighbourhoods by k-d trees (low dimensions) or exact distances in chunks."""
-        k_across = k if across else 0
-        if B.shape[1] <= TREE_MAX_DIM:
-            tree_a, tree_b = cKDTree(A), cKDTree(B)
-            near_b = nearest(tree_b, A, k_across, order=tree_a.indices)  # (n, k) points of B near each point of A
-            b_near_b = nearest(tree_b, B, k + 1, order=tree_b.indices)[:, 1:]  # (m, k) points of B near B
-            near_a = nearest(tree_a, A, k + 1, order=tree_a.indices)[:, 1:]  # (n, k) points of A near A
-            return near_b, b_near_b, near_a
-        near = candidate_neighbours
-        return near(B, A, k_across), near(B, B, k + 1)[:, 1:], near(A, A, k + 1)[:, 1:]
-
-    def arcs(self, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidate pairs under the current partners ``perm`` (n,), those pairs included.
-
-        Returns unique ``cols`` grouped by row, and the row pointers (n + 1,).
-        """
-        perm = perm.astype(self.near_b.dtype)
-        candidates = np.concatenate(
-            [perm[:, None], self.near_b, self.b_near_b[perm], perm[self.near_a]], axis=1
-        )  # fmt: skip
-        return unique_rows(candidates, overwrite=True)
-
-
-@cache
-def _graph_kernels() -> tuple[Callable, Callable]:
-    """The compiled membership test of arcs in the graph and merge of new arcs (compiled once, cached on disk)."""
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def held(indptr, cols, rows, new_cols, out):  # pragma: no cover
-        for t in range(rows.shape[0]):
-            out[t] = False
-            for e in range(indptr[rows[t]], indptr[rows[t] + 1]):
-                if cols[e] == new_cols[t]:
-                    out[t] = True
-                    break
-
-    @numba.njit(cache=True, nogil=True)
-    def merge(indptr, cols, costs, total, rows, new_cols, new_costs):  # pragma: no cover
-        # in place, from the last row back: every row's old arcs, then its new ones (rows
-        # sorted); a row only moves towards the end, past rows already moved
-        t, at = rows.shape[0] - 1, total + rows.shape[0]
-        for i in range(indptr.shape[0] - 2, -1, -1):
-            end = indptr[i + 1]
-            indptr[i + 1] = end + t + 1  # new arcs in rows up to i
-            while t >= 0 and rows[t] == i:
-                at -= 1
-                cols[at], costs[at] = new_cols[t], new_costs[t]
-                t -= 1
-            for e in range(end - 1, indptr[i] - 1, -1):
-                at -= 1
-                cols[at], costs[at] = cols[e], costs[e]
-
-    return held, merge
-
-
-def index_dtype(size: int) -> type:
-    """The smallest integer type for indices into ``size`` points (arcs are stored compactly)."""
-    return np.int32 if size < 2**31 else np.int64
-
-
-def unique_rows(candidates: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct entries of every row of ``candidates`` (n, k), as columns and row pointers.
-
-    ``overwrite``: sort ``candidates`` in place (saves a copy of them).
-    """
-    if overwrite:
-        candidates.sort(axis=1)
-    else:
-        candidates = np.sort(candidates, axis=1)
-    keep = np.ones(candidates.shape, dtype=bool)
-    keep[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
-    indptr = np.zeros(candidates.shape[0] + 1, dtype=np.int64)
-    np.cumsum(keep.sum(1), out=indptr[1:])
-    return candidates[keep], indptr
-
-
-def candidate_arcs(A: np.ndarray, B: np.ndarray, perm: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs ``(i, j)`` for points ``A[i]`` and ``B[j]``, the current pairs included.
-
-    Parameters
-    ----------
-    A, B
-        Coordinates in which neighbours are sought, (n, d) and (m, d), ``n <= m``.
-    perm
-        Current partner in ``B`` of every point of ``A``, (n,).
-    k
-        Neighbours of each kind (see the module docstring).
-
-    Returns
-    -------
-    Unique ``rows`` into A and ``cols`` into B.
-    """
-    cols, indptr = Neighbourhoods(A, B, k).arcs(np.asarray(perm, dtype=np.int64))
-    return np.repeat(np.arange(A.shape[0], dtype=np.int64), np.diff(indptr)), cols
-
-
-def _arc_costs(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:  # fmt: skip
-    """Exact float64 costs of the arcs, a chunk at a time (into ``out`` if given).
-
-    Chunks of 2**19 coordinates on the CPU, whose temporaries stay in cache (26 million arcs of a
-    2**20-point pair: 0.37 s, against 1.66 s and 0.16 GB of temporaries in chunks of 2**22).
-    """
-    out = np.empty(rows.shape[0], dtype=np.float64) if out is None else out
-    step = max(1, (1 << (19 if A.device.type == "cpu" else 22)) // max(1, A.shape[1]))
-    for lo in range(0, rows.shape[0], step):
-        r = torch.as_tensor(rows[lo : lo + step], device=A.device)
-        c = torch.as_tensor(cols[lo : lo + step], device=B.device)
-        out[lo : lo + step] = geometry.paired(A[r].double(), B[c].double()).cpu().numpy()
-    return out
-
-
-class _Problem:
-    """The sparse problem of one finish: its arcs so far, with costs divided by ``scale``.
-
-    The arcs live in buffers with room to grow: pricing adds a few arcs to a graph of tens of
-    millions, merged in place (a copy would hold the graph twice; 2**20 planted points: 0.2 GB).
-    Room never written is never resident.
-    """
-
-    def __init__(self, geometry: Cost, A: torch.Tensor, B: torch.Tensor, scale: float) -> None:
-        self.geometry, self.A, self.B, self.scale = geometry, A, B, scale
-        self.n, self.m = A.shape[0], B.shape[0]
-        self.indptr = np.zeros(self.n + 1, dtype=np.int64)
-        self._cols = np.empty(0, dtype=index_dtype(self.m))
-        self._costs = np.empty(0, dtype=np.float64)
-
-    @property
-    def cols(self) -> np.ndarray:
-        """Column of every arc, grouped by row (a view of the buffer)."""
-        return self._cols[: self.indptr[-1]]
-
-    @property
-    def costs(self) -> np.ndarray:
-        """Cost of every arc divided by the scale (a view of the buffer)."""
-        return self._costs[: self.indptr[-1]]
-
-    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        """Add the arcs ``(rows, cols)``: new, distinct and sorted by row (exact costs, divided by the scale).
-
-        The arcs are merged row by row in place, in time linear in the arcs, however few are added.
-        """
-        rows, cols = np.asarray(rows), np.asarray(cols, dtype=self._cols.dtype)
-        if rows.size == 0:
-            return
-        total, added = int(self.indptr[-1]), rows.shape[0]
-        if total + added > self._cols.shape[0]:
-            self._grow(2 * (total + added))
-        if total == 0:  # the first arcs: costs straight into the buffer
-            self._cols[:added] = cols
-            self.cost(rows, cols, out=self._costs[:added])
-            np.cumsum(np.bincount(rows, minlength=self.n), out=self.indptr[1:])
-            return
-        _graph_kernels()[1](self.indptr, self._cols, self._costs, total, rows, cols, self.cost(rows, cols))
-
-    def _grow(self, capacity: int) -> None:
-        """Move the arcs to buffers of ``capacity`` arcs."""
-        total = int(self.indptr[-1])
-        cols, costs = np.empty(capacity, dtype=self._cols.dtype), np.empty(capacity)
-        cols[:total], costs[:total] = self._cols[:total], self._costs[:total]
-        self._cols, self._costs = cols, costs
-
-    def add_candidates(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Add the arcs from each of ``rows`` (sorted, distinct) to its ``candidates`` that are not there yet.
-
-        ``candidates`` has one row per entry of ``rows``; returns the rows that got new arcs.
-        """
-        cols, indptr = unique_rows(np.asarray(candidates, dtype=self.cols.dtype).reshape(len(rows), -1))
-        rows = np.repeat(np.asarray(rows, dtype=np.int64), np.diff(indptr))
-        held = np.empty(rows.shape[0], dtype=bool)
-        _graph_kernels()[0](self.indptr, self.cols, rows, cols, held)
-        rows, cols = rows[~held], cols[~held]
-        self.add(rows, cols)
-        return np.unique(rows)
-
-    def cost(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored; into ``out`` if given)."""
-        costs = _arc_costs(self.geometry, self.A, self.B, rows, cols, out=out)
-        costs /= self.scale
-        return costs
-
-    def graph(self) -> Graph:
-        """The arcs so far, as one compressed-row graph (its arrays are valid until the next :meth:`add`)."""
-        return Graph(self.indptr.copy(), self.cols, self.costs, self.m)
-
-
-#: Fewest points of the larger cloud for which the finish and the bound work on both clouds in a
-#: spatial (Morton) order, in at most :data:`TREE_MAX_DIM` dimensions: neighbouring points then
-#: sit close in memory, and every gather of the searches and auctions stays local (finish of a
-#: 2**20-point planted pair, 2 cores: 26.7 s -> 18.7 s, its auction 10.1 s -> 5.3 s; 2**16:
-#: 1.0 s -> 0.8 s). Smaller clouds fit in cache and keep their order.
-SPATIAL_ORDER_MIN = 1 << 16
-
-
-@dataclass
-class SpatialOrder:
-    """Both clouds in Morton order: ``a[i]`` (``b[j]``) is point ``i`` (``j``) of the sorted cloud."""
-
-    a: torch.Tensor
-    b: torch.Tensor
-
-    @classmethod
-    def of(cls, A: torch.Tensor, B: torch.Tensor) -> SpatialOrder | None:
-        """The orders of ``A`` (n, d) and ``B`` (m, d), or ``None`` where the clouds keep theirs."""
-        if B.shape[0] < SPATIAL_ORDER_MIN or B.shape[1] > TREE_MAX_DIM:
-            return None
-        return cls(batched_search.morton_order(A), batched_search.morton_order(B.to(A.device)))
-
-    def clouds(self, A: torch.Tensor | None, B: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``A`` and ``B`` (either may be ``None``) in the sorted order."""
-        return (
-            None if A is None else A[self.a.to(A.device)],
-            None if B is None else B[self.b.to(B.device)],
-        )  # fmt: skip
-
-    def to_sorted(self, perm: np.ndarray) -> np.ndarray:
-        """A matching (n,) of the clouds as given, as one of the sorted clouds (``-1`` kept)."""
-        a, b = self.a.cpu().numpy(), self.b.cpu().numpy()
-        rank_b = np.empty_like(b)
-        rank_b[b] = np.arange(b.shape[0])
-        perm = np.asarray(perm, dtype=np.int64)[a]
-        return np.where(perm >= 0, rank_b[np.maximum(perm, 0)], -1)
-
-    def b_from_sorted(self, values: np.ndarray) -> np.ndarray:
-        """Values (m,) of the sorted cloud ``B``'s points, in the order of ``B`` as given."""
-        out = np.empty_like(values)
-        out[self.b.cpu().numpy()] = values
-        return out
-
-    def from_sorted(self, perm: np.ndarray) -> np.ndarray:
-        """A matching (n,) of the sorted clouds, as one of the clouds as given."""
-        a, b = self.a.cpu().numpy(), self.b.cpu().numpy()
-        out = np.empty(a.shape[0], dtype=np.int64)
-        out[a] = np.where(perm >= 0, b[np.maximum(perm, 0)], -1)
-        return out
 
 
 def exact_finish(
@@ -539,7 +229,7 @@ def exact_finish(
         Coordinates in which neighbours are sought (e.g. a sketch of high-dimensional data);
         ``A`` and ``B`` by default.
     neighbours
-        Candidates of each kind per point (see the module docstring).
+        Candidates of each kind per point (see the module docstring and :class:`.candidates.Neighbourhoods`).
     generator
         Source of randomness (unused: the finish is deterministic; kept for a uniform signature).
     bound_budget
@@ -584,14 +274,16 @@ def _finish(
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
-    start, coarse = None, n >= COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
+    start = None
+    coarse = n >= coarse_start.COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
     spent = 0  # work, in bids
     if coarse:  # first, before the graph: its memory is back by then
         say("finish: solving a subsample for the starting prices")
         budget = None if work_budget is None else work_budget // 3
-        start, spent = _coarse_start(
-            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget
-        )
+        start, spent = coarse_start.coarse_start(
+            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget,
+            finish=exact_finish,
+        )  # fmt: skip
         return_freed_memory()
         clock.lap("coarse")
     by_tree = uses_price_tree(geometry, A.shape[1], A.device)
@@ -607,7 +299,7 @@ def _finish(
     say("finish: nearest neighbours")
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours, across=not first_priced)
     return_freed_memory()
-    problem = _Problem(geometry, A, B, start_cost)
+    problem = SparseProblem(geometry, A, B, start_cost)
     cols, indptr = near.arcs(perm)
     problem.add(np.repeat(np.arange(n, dtype=index_dtype(n)), np.diff(indptr)), cols)
     del cols, indptr
@@ -774,111 +466,6 @@ def _finish(
     return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds, spent, prices, start_cost)
 
 
-@dataclass
-class _CoarseStart:
-    """The starting prices found by :func:`_coarse_start`.
-
-    Either ``prices`` (m,), in units of the cost, or ``slopes`` (m, d) to integrate
-    (:func:`.prices.prices_from_slopes`).
-    """
-
-    prices: np.ndarray | None = None
-    slopes: torch.Tensor | None = None
-
-
-def _coarse_start(
-    geometry: Cost, A: torch.Tensor, B: torch.Tensor, perm: np.ndarray, Aw: torch.Tensor | None,
-    Bw: torch.Tensor | None, *, k: int, bound_budget: float, work_budget: int | None,
-) -> tuple[_CoarseStart | None, int]:  # fmt: skip
-    """The starting prices, from the optimum of a subsample of the pairs solved first, and its work.
-
-    Where the hierarchy's displacement field is biased (a local deformation of tens of spacings
-    that its splits follow only in part), prices integrated from it are wrong over whole regions,
-    and the auction corrects them by small bids, for long. One point in :data:`COARSE_STRIDE` of
-    ``A`` (clouds in spatial order: an even subsample) and its current partner make a smaller
-    problem, solved exactly first by this same finish (which may itself start from a coarser
-    one). Its optimum gives the prices in one of two ways:
-
-    - where the subsample's squared spacing is at most :data:`COARSE_DUAL_SPACING` of its mean
-      cost (two sections of a tissue, which move cells over many spacings), its dual, extended
-      to every point by a soft c-transform (:func:`.prices.prices_from_dual`). It is right at
-      every scale above the subsample's spacing, which integrated slopes are not: on the
-      300,000-cell sections of ``benchmarks/sections.py``, slopes were wrong by 0.05-0.23 of the
-      mean cost over some 1,500 cells at a concave corner of the outline, and the first auction
-      fought a war of 85 million bids there;
-    - elsewhere (planted pairs, whose cells move about three spacings: there the dual's pieces
-      are as deep as the costs), by the slopes of its optimal pairs (``-grad_y c``), smoothed
-      over neighbouring subsample points and spread to every point of ``B``, to integrate as in
-      :func:`.prices.price_guess`.
-
-    Where ``B`` has more points, the subsample of ``B`` also takes one in :data:`COARSE_STRIDE`
-    of the points the matching leaves out: the smaller problem is partial too, and its optimum
-    leaves out what the whole one should. The dual's prices are then at least those of the
-    subsample's points left over (the partial dual's floor); the slopes of the points left out
-    are zero (the partial dual's prices are flat there), and the smoothing does not average
-    across the edge of that region, where the prices have a kink (averaged across it, on the
-    recipe's cells with a tenth cut off one section, the first solve left 90,134 points short
-    instead of 34,214).
-
-    The work is the subsample's finish's (:attr:`Finish.work`).
-    """
-    Bw = B if Bw is None else Bw
-    pick, partners = np.arange(0, A.shape[0], COARSE_STRIDE), perm[::COARSE_STRIDE]
-    if B.shape[0] > A.shape[0]:
-        unmatched = np.ones(B.shape[0], dtype=bool)
-        unmatched[perm] = False
-        partners = np.concatenate([partners, np.flatnonzero(unmatched)[::COARSE_STRIDE]])
-    A_s, B_s = A[torch.as_tensor(pick, device=A.device)], B[torch.as_tensor(partners, device=B.device)]
-    Bw_s = Bw[torch.as_tensor(partners, device=Bw.device)]
-    solved = exact_finish(
-        geometry, A_s, B_s, np.arange(pick.shape[0]), neighbours=k, generator=torch.Generator(),
-        Aw=None if Aw is None else Aw[torch.as_tensor(pick, device=Aw.device)], Bw=Bw_s,
-        bound_budget=bound_budget, work_budget=work_budget,
-    )  # fmt: skip
-    pairs = torch.as_tensor(solved.perm, device=B.device)
-    spacing = _squared_spacing(geometry, A_s) / solved.scale
-    if solved.prices is not None and spacing <= COARSE_DUAL_SPACING:
-        p_s = solved.prices
-        u_s = geometry.paired(A_s.double(), B_s[pairs].double()).cpu().numpy() / solved.scale + p_s[solved.perm]
-        prices = prices_from_dual(geometry, B, A_s, u_s, scale=solved.scale, softness=_DUAL_SOFTNESS * spacing)
-        if B_s.shape[0] > A_s.shape[0]:  # no price below the partial dual's floor
-            held = np.zeros(B_s.shape[0], dtype=bool)
-            held[solved.perm] = True
-            np.maximum(prices, p_s[held].min(), out=prices)
-        return _CoarseStart(prices=prices * solved.scale), solved.work
-    g_pairs = pair_slopes(geometry, A_s, B_s[pairs])
-    if g_pairs is None:
-        return None, solved.work
-    g_s = g_pairs.new_zeros((B_s.shape[0], g_pairs.shape[1]))
-    g_s[pairs] = g_pairs
-    around = torch.as_tensor(nearest_points(Bw_s, Bw_s, _COARSE_NEIGHBOURS + 1), device=B.device)
-    if B_s.shape[0] > A_s.shape[0]:
-        # Left out where most of the neighbourhood is (flat prices: zero slopes); elsewhere the
-        # mean of the matched neighbours (a denser cloud leaves out scattered points, whose zeros
-        # would bias it). The smoothing then keeps the two apart: the partial dual's prices have
-        # a kink where the region left out begins, which averaging across would spread over a band.
-        matched = torch.zeros(B_s.shape[0], dtype=g_s.dtype, device=B.device)
-        matched[pairs] = 1.0
-        count = matched[around].sum(1, keepdim=True)
-        kept = (count > around.shape[1] / 2).to(g_s.dtype)
-        g_s = (g_s[around] * matched[around][..., None]).sum(1) / count.clamp_min(1.0) * kept
-        weight = kept[around]
-        total = weight.sum(1).clamp_min(1.0)
-        for _ in range(_COARSE_SMOOTHING):
-            g_s = (g_s[around] * weight).sum(1) / total * kept
-    else:
-        for _ in range(_COARSE_SMOOTHING):
-            g_s = g_s[around].mean(1)
-    spread = torch.as_tensor(nearest_points(Bw_s, Bw, _COARSE_SPREAD), device=B.device)
-    return _CoarseStart(slopes=g_s[spread].mean(1)), solved.work
-
-
-def _squared_spacing(geometry: Cost, points: torch.Tensor) -> float:
-    """Mean cost between each point and its nearest other point of the same cloud."""
-    nearest_other = torch.as_tensor(nearest_points(points, points, 2)[:, 1], device=points.device)
-    return float(geometry.paired(points.double(), points[nearest_other].double()).mean())
-
-
 def _pricing_work(geometry: Cost, d: int, n: int, m: int, *, by_tree: bool) -> int:
     """Work of a round of pricing, in bids (see :data:`PRICING_WORK` and the two after it)."""
     if not by_tree:
@@ -1003,7 +590,7 @@ def _arcs_per_row(base: int, rounds: int) -> int:
 
 
 def _missing_arcs(
-    problem: _Problem, dual: Dual, current: np.ndarray, prices: np.ndarray, *, per_row: int
+    problem: SparseProblem, dual: Dual, current: np.ndarray, prices: np.ndarray, *, per_row: int
 ) -> np.ndarray:  # fmt: skip
     """Add the arcs whose reduced cost is below the current pairs' (the graph lacks them); returns their rows.
 
