@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 import hiref as hr
-from hiref.engine.finish import batched_search, integrate, polish
+from hiref.engine.finish import batched_search, integrate, polish, spatial_order
 from hiref.engine.finish.batched_search import BatchedPriceSearch
 from hiref.engine.finish.neighbours import nearest, nearest_on_device
 from hiref.engine.finish.prices import _integration_system, price_guess
@@ -51,6 +51,21 @@ def test_batched_search_finds_the_exact_best_for_any_later_prices(d, k):
     for prices in later:
         search.update(prices)
         _check_best(search.best(a, k), a, b, prices, k)
+
+
+@pytest.mark.parametrize("d", range(1, 10))
+def test_morton_codes_interleave_every_bit(d):
+    # bit b of coordinate c must land at bit b * d + c of the code, for every width up to the widest
+    rng = np.random.default_rng(d)
+    widest = max(1, min(21, 63 // d))
+    for bits in sorted({1, 2, widest // 2 + 1, widest}):
+        q = rng.integers(0, 1 << bits, size=(500, d))
+        q[0], q[1] = (1 << bits) - 1, 0
+        want = np.zeros(500, dtype=np.int64)
+        for b in range(bits):
+            for c in range(d):
+                want |= ((q[:, c] >> b) & 1) << (b * d + c)
+        np.testing.assert_array_equal(batched_search.morton_codes(torch.as_tensor(q), bits).numpy(), want)
 
 
 def test_batched_search_on_degenerate_clouds():
@@ -219,13 +234,13 @@ def test_price_guess_ignores_a_few_pairs_sent_across_the_cloud(monkeypatch, on_d
 
 
 @pytest.mark.parametrize(
-    ("spatial_order", "d"), [(False, 2), (True, 2), (False, 24)], ids=["given order", "Morton order", "24-D"]
+    ("morton", "d"), [(False, 2), (True, 2), (False, 24)], ids=["given order", "Morton order", "24-D"]
 )
 @pytest.mark.parametrize("unbalanced", [False, True])
-def test_solve_with_the_device_path_is_exact_and_certified(device_path, monkeypatch, unbalanced, spatial_order, d):
+def test_solve_with_the_device_path_is_exact_and_certified(device_path, monkeypatch, unbalanced, morton, d):
     # (in 24 dimensions the first pricing gives the candidates of the other cloud)
-    if spatial_order:
-        monkeypatch.setattr(polish, "SPATIAL_ORDER_MIN", 1)
+    if morton:
+        monkeypatch.setattr(spatial_order, "SPATIAL_ORDER_MIN", 1)
     rng = np.random.default_rng(7)
     X, Y = rng.normal(size=(600, d)), rng.normal(size=(650 if unbalanced else 600, d)) * 1.1 + 0.2
     m = hr.solve(X, Y, progress=False)

@@ -26,6 +26,8 @@ needs; on the CPU the compiled :class:`.pricetree.PriceTree` is faster and is th
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 
@@ -44,13 +46,39 @@ _MIN_SLICE = 256
 
 
 def morton_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
-    """Z-curve codes of integer coordinates ``q`` (n, d), ``bits`` bits each (``bits * d <= 63``)."""
+    """Z-curve codes of integer coordinates ``q`` (n, d), ``bits`` bits each (``bits * d <= 63``).
+
+    Bit ``b`` of coordinate ``c`` goes to bit ``b * d + c`` of the code. Each coordinate's bits are
+    spread apart by a few shift-or-mask steps (:func:`_spread_steps`), not one bit at a time: on a
+    GPU every tensor operation is a kernel launch (2-D: about 40 instead of 210 per call).
+    """
     n, d = q.shape
     code = torch.zeros(n, dtype=torch.int64, device=q.device)
-    for b in range(bits):
-        for c in range(d):
-            code |= ((q[:, c] >> b) & 1) << (b * d + c)
+    steps = _spread_steps(bits, d)
+    for c in range(d):
+        x = q[:, c] & ((1 << bits) - 1)
+        for shift, mask in steps:
+            x = (x | (x << shift)) & mask
+        code |= x << c
     return code
+
+
+@cache
+def _spread_steps(bits: int, d: int) -> tuple[tuple[int, int], ...]:
+    """Steps ``x = (x | x << shift) & mask`` that move bit ``i`` of a ``bits``-bit integer to bit ``i * d``.
+
+    The step of every power of two ``s`` (largest first) moves the bits whose index has ``s`` set
+    by ``s * (d - 1)``; after all of them bit ``i`` has moved by ``i * (d - 1)``. The mask keeps
+    the bits where they now are.
+    """
+    pos, steps = list(range(bits)), []
+    s = 1 << max(0, (bits - 1).bit_length() - 1)
+    while s >= 1 and d > 1:
+        shift = s * (d - 1)
+        pos = [p + shift if i & s else p for i, p in enumerate(pos)]
+        steps.append((shift, sum(1 << p for p in pos)))
+        s >>= 1
+    return tuple(steps)
 
 
 def morton_order(points: torch.Tensor) -> torch.Tensor:

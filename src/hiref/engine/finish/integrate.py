@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from hiref.engine.finish.batched_search import nearest_batched
+from hiref.engine.repeat import repeat_until
 
 #: Neighbours per point in the graphs of the coarse levels (as :data:`.prices.EDGES`).
 EDGES = 6
@@ -62,23 +63,38 @@ def _system(Y: torch.Tensor, g: torch.Tensor, nb: torch.Tensor) -> tuple[_Laplac
 def conjugate_gradients(
     L: _Laplacian, rhs: torch.Tensor, x: torch.Tensor, *, steps: int, rtol: float
 ) -> torch.Tensor:  # fmt: skip
-    """At most ``steps`` preconditioned conjugate-gradient steps on ``L x = rhs`` from ``x``."""
+    """At most ``steps`` preconditioned conjugate-gradient steps on ``L x = rhs`` from ``x``.
+
+    The steps update their state in place and run in blocks of :data:`_CHECK_EVERY` (all
+    ``steps`` at once where that does not divide them), the residual checked after each block:
+    on CUDA a block is one CUDA graph (:func:`~hiref.engine.repeat.repeat_until`).
+    """
+    x = x.clone()
     r = rhs - L(x)
     z = r / L.degree
     d = z.clone()
     rz = (r * z).sum()
     stop = rtol * float(torch.linalg.vector_norm(rhs))
-    for step in range(steps):
+
+    def step() -> None:
         Ld = L(d)
         alpha = rz / (d * Ld).sum()
-        x = x + alpha * d
-        r = r - alpha * Ld
-        if (step + 1) % _CHECK_EVERY == 0 and float(torch.linalg.vector_norm(r)) <= stop:
-            break
+        x.add_(alpha * d)
+        r.sub_(alpha * Ld)
         z = r / L.degree
         rz_next = (r * z).sum()
-        d = z + (rz_next / rz) * d
-        rz = rz_next
+        d.mul_(rz_next / rz).add_(z)
+        rz.copy_(rz_next)
+
+    every = _CHECK_EVERY if steps % _CHECK_EVERY == 0 else steps
+    run = [0]
+
+    def done() -> bool:
+        run[0] += every
+        return run[0] >= steps or float(torch.linalg.vector_norm(r)) <= stop
+
+    if steps > 0:
+        repeat_until(step, done, every=every, most=steps, device=x.device)
     return x
 
 
