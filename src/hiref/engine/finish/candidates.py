@@ -217,18 +217,25 @@ class SparseProblem:
         cols[:total], costs[:total] = self._cols[:total], self._costs[:total]
         self._cols, self._costs = cols, costs
 
-    def add_candidates(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    def add_candidates(self, rows: np.ndarray, candidates: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
         """Add the arcs from each of ``rows`` (sorted, distinct) to its ``candidates`` that are not there yet.
 
         ``candidates`` has one row per entry of ``rows``; returns the rows that got new arcs.
+        ``overwrite``: ``candidates`` may be sorted in place (saves a copy of them).
         """
-        cols, indptr = unique_rows(np.asarray(candidates, dtype=self.cols.dtype).reshape(len(rows), -1))
-        rows = np.repeat(np.asarray(rows, dtype=np.int64), np.diff(indptr))
+        candidates = np.asarray(candidates, dtype=self.cols.dtype).reshape(len(rows), -1)
+        cols, indptr = unique_rows(candidates, overwrite=overwrite)
+        del candidates
+        rows = np.repeat(np.asarray(rows, dtype=index_dtype(self.n)), np.diff(indptr))
+        del indptr
         held = np.empty(rows.shape[0], dtype=bool)
         _graph_kernels()[0](self.indptr, self.cols, rows, cols, held)
-        rows, cols = rows[~held], cols[~held]
+        np.logical_not(held, out=held)
+        rows, cols = rows[held], cols[held]
+        del held
         self.add(rows, cols)
-        return np.unique(rows)
+        # (rows stay sorted: the first of each run)
+        return rows[np.flatnonzero(np.diff(rows, prepend=-1))]
 
     def cost(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored; into ``out`` if given)."""

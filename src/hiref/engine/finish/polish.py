@@ -600,14 +600,14 @@ def _missing_arcs(
     short = np.flatnonzero(dual.u < current - _SHORT)
     if short.size == 0:
         return short
-    best = dual.best[short]
-    if best.shape[1] < per_row:
-        A_short = problem.A[torch.as_tensor(short, device=problem.A.device)]
-        best = best_points(
-            problem.geometry, A_short, problem.B, prices, scale=problem.scale,
-            k=min(per_row, problem.m), search=dual.search,
-        )  # fmt: skip
-    return problem.add_candidates(short, best)
+    if dual.best.shape[1] >= per_row:  # (a copy of the rows: sorted in place)
+        return problem.add_candidates(short, dual.best[short], overwrite=True)
+    A_short = problem.A[torch.as_tensor(short, device=problem.A.device)]
+    best = best_points(
+        problem.geometry, A_short, problem.B, prices, scale=problem.scale, k=min(per_row, problem.m), search=dual.search
+    )  # fmt: skip
+    del A_short
+    return problem.add_candidates(short, best, overwrite=True)
 
 
 def certify(

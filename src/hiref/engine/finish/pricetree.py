@@ -66,7 +66,7 @@ def _kernels() -> tuple[Callable, Callable]:
             low[node] = min(low[2 * node], low[2 * node + 1])
 
     @numba.njit(cache=True, nogil=True)
-    def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, out):  # pragma: no cover
+    def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, order, rows, out):  # pragma: no cover
         m, d = pts.shape
         k = out.shape[1]
         stack = np.empty(256, dtype=np.int64)
@@ -117,7 +117,8 @@ def _kernels() -> tuple[Callable, Callable]:
                 if b_near < best_v[k - 1]:
                     top += 1
                     stack[top], bounds[top] = near, b_near
-            out[q, :] = best_i
+            for s in range(k):  # into the query's row, as indices of the points as given
+                out[rows[q], s] = order[best_i[s]]
 
     return boxes, search
 
@@ -140,7 +141,8 @@ class PriceTree:
 
     def __init__(self, b: np.ndarray, prices: np.ndarray, *, power: float = 2.0) -> None:
         m, d = b.shape
-        self.order = cKDTree(b).indices.astype(np.int64)  # nearby points share leaves
+        # nearby points share leaves; indices as compact as the graph's (4 bytes below 2**31 points)
+        self.order = cKDTree(b).indices.astype(np.int32 if m < 2**31 else np.int64)
         self.half = float(power) / 2.0
         sq = (b * b).sum(1)
         if power == 2.0:
@@ -185,22 +187,22 @@ class PriceTree:
             order = spatial_order(a)
         w = (2.0 * a - self.slope[None, :]) / (2.0 * (1.0 + self.alpha))
         w = np.ascontiguousarray(w if order is None else w[order])
-        found = np.empty((q, k), dtype=np.int64)
+        rows = np.arange(q, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
+        # written in place by the search: no copies of the (q, k) answer (at 10^6 points and
+        # k = 32, each would be a quarter of a gigabyte)
+        found = np.empty((q, k), dtype=self.order.dtype)
         search = _kernels()[1]
-        tree = (1.0 + self.alpha, self.half, self.pts, self.r, _LEAF, self.size, self.lo, self.hi, self.low)
+        tree = (1.0 + self.alpha, self.half, self.pts, self.r, _LEAF, self.size, self.lo, self.hi, self.low, self.order)
         parts = min(torch.get_num_threads(), max(1, q // _ORDER_MIN))
         if parts > 1:  # the compiled search releases the GIL: one slice of the queries per thread
             cuts = np.linspace(0, q, parts + 1).astype(np.int64)
             with ThreadPoolExecutor(parts) as pool:
                 list(
                     pool.map(
-                        lambda i: search(w[cuts[i] : cuts[i + 1]], *tree, found[cuts[i] : cuts[i + 1]]), range(parts)
+                        lambda i: search(w[cuts[i] : cuts[i + 1]], *tree, rows[cuts[i] : cuts[i + 1]], found),
+                        range(parts),
                     )
                 )
         else:
-            search(w, *tree, found)
-        if order is not None:
-            out = np.empty_like(found)
-            out[order] = found
-            found = out
-        return self.order[found]
+            search(w, *tree, rows, found)
+        return found
