@@ -138,6 +138,22 @@ def test_integral_on_the_device_solves_the_system():
     assert _error_to_exact(_integral(Y, g, nb), Y, g, nb) <= 1e-6
 
 
+@pytest.mark.parametrize("steps", [1, 7, 30, 50])
+def test_conjugate_gradients_take_at_most_the_steps_asked(steps):
+    # blocks of 25 steps where 25 divides the count, else one block: never more steps than asked,
+    # and every step lowers the energy of the system (a step too many or too few shows)
+    Y, g, nb = _integration_problem(2000, seed=4)
+    L, rhs = integrate._system(torch.as_tensor(Y), torch.as_tensor(g), torch.as_tensor(nb))
+
+    def energy(x):
+        return float(0.5 * (x * L(x)).sum() - (x * rhs).sum())
+
+    zero = torch.zeros_like(rhs)
+    runs = [integrate.conjugate_gradients(L, rhs, zero, steps=k, rtol=0.0) for k in (steps - 1, steps, steps + 1)]
+    assert energy(runs[0]) > energy(runs[1]) > energy(runs[2])
+    assert zero.abs().max() == 0  # the start is not written to
+
+
 def test_coarse_to_fine_integral_is_close_to_the_exact_one(monkeypatch):
     # coarse levels below 1,000 points: two of them for 40,000 points, then 30 smoothing steps
     monkeypatch.setattr(integrate, "BASE_POINTS", 1000)
@@ -289,6 +305,19 @@ def test_captured_levels_give_the_eager_matching_on_cuda(monkeypatch):
     # the same kernels in the same order: the same labels (up to rare float ties)
     assert np.mean(captured.perm == eager.perm) >= 0.999
     assert captured.cost == pytest.approx(eager.cost, rel=1e-6)
+
+
+@pytest.mark.gpu
+def test_captured_integral_on_cuda_matches_the_cpu(monkeypatch):
+    # the conjugate-gradient blocks run from CUDA graphs there: the same prices as eagerly on the CPU
+    from hiref.engine import repeat as repeat_module
+
+    monkeypatch.setattr(integrate, "BASE_POINTS", 1000)
+    Y, g, nb = _integration_problem(40_000, seed=1)
+    args = [torch.as_tensor(a, device="cuda") for a in (Y, g, nb)]
+    got = integrate.integrate(*args, generator=torch.Generator().manual_seed(0)).cpu().numpy()
+    assert repeat_module.CAPTURE  # no capture failed
+    np.testing.assert_allclose(got, _integral(Y, g, nb), rtol=0, atol=1e-9)
 
 
 @pytest.mark.gpu
