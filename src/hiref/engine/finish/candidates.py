@@ -234,8 +234,10 @@ class SparseProblem:
         rows, cols = rows[held], cols[held]
         del held
         self.add(rows, cols)
-        # (rows stay sorted: the first of each run)
-        return rows[np.flatnonzero(np.diff(rows, prepend=-1))]
+        del cols
+        first = np.ones(rows.shape[0], dtype=bool)  # the first arc of each row (rows stay sorted)
+        np.not_equal(rows[1:], rows[:-1], out=first[1:])
+        return rows[first]
 
     def cost(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Costs of the arcs ``(rows, cols)``, divided by the scale (exactly as stored; into ``out`` if given)."""
