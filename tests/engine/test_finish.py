@@ -11,6 +11,7 @@ from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.engine.finish import batched_search
+from hiref.engine.finish import candidates as candidates_module
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.candidates import SparseProblem, candidate_arcs
@@ -519,8 +520,11 @@ def test_new_arcs_merge_into_their_rows_once():
     assert np.allclose(graph.costs, expected, rtol=1e-15)
 
 
-def test_arcs_merged_in_place_over_many_rounds_match_a_rebuilt_graph():
-    # rounds of new arcs in random rows (the first and last rows included), past the buffer's room
+@pytest.mark.parametrize("chunk", [7, 1 << 20], ids=["costs in chunks", "costs at once"])
+def test_arcs_merged_in_place_over_many_rounds_match_a_rebuilt_graph(monkeypatch, chunk):
+    # rounds of new arcs in random rows (the first and last rows included), past the buffer's room;
+    # the new arcs' costs computed in chunks that end inside rows, or at once
+    monkeypatch.setattr(candidates_module, "_COST_CHUNK", chunk)
     rng = np.random.default_rng(7)
     n, m = 300, 420
     A, B = torch.as_tensor(rng.random((n, 2))), torch.as_tensor(rng.random((m, 2)))
