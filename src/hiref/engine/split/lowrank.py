@@ -44,32 +44,37 @@ def _tiny(t: torch.Tensor) -> float:
     return torch.finfo(t.dtype).tiny
 
 
-def _shift_to(
-    u: torch.Tensor, w: torch.Tensor, target: torch.Tensor, reduce: Reducer, n_newton: int = 2
+def _moments(s: torch.Tensor, wt: torch.Tensor, reduce: Reducer) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_i w_i s_i`` and ``sum_i w_i s_i (1 - s_i)`` along the last axis of ``s`` (B, K, W); ``wt`` is (B, W, 1)."""
+    slope = torch.rsub(s, 1.0).mul_(s)
+    return reduce.sum(torch.stack([(s @ wt)[..., 0], (slope @ wt)[..., 0]]))
+
+
+def _project_binary(
+    u: torch.Tensor, wt: torch.Tensor, low: torch.Tensor, high: torch.Tensor, reduce: Reducer, n_newton: int = 2
 ) -> torch.Tensor:
-    """Shift logits so that ``sum_i w_i sigmoid(u_i + c) = target`` along the last axis."""
-    c = torch.zeros_like(target)
-    for _ in range(n_newton):
-        s = torch.sigmoid(u + c[..., None])
-        f, fp = reduce.sum(torch.stack([(w * s).sum(-1), (w * s * (1 - s)).sum(-1)]))
-        c = c - ((f - target) / fp.clamp_min(_tiny(fp))).clamp(-4.0, 4.0)
-    return u + c[..., None]
+    """KL projection for r = 2, in place: column 0 mass into ``[low, high]`` (a point when balanced).
 
-
-def _project_binary(u: torch.Tensor, w: torch.Tensor, g: torch.Tensor, reduce: Reducer) -> torch.Tensor:
-    """KL projection for r = 2: column 0 mass into ``[sum(w) - g1, g0]`` (a point when balanced).
-
-    ``u`` is (B, K, W), ``w`` (B, 1, W), ``g`` (B, 1, 2).
+    ``u`` (B, K, W) holds one logit per point, the column-0 share ``sigmoid(u)``; ``wt`` (B, W, 1)
+    the points' masses, ``low`` and ``high`` (B, 1) the bounds: ``sum(w) - g1`` and ``g0``.
+    Shifts every logit of a candidate by one constant (a scalar Newton solve per candidate),
+    the closest point in KL. Returns ``u``.
     """
-    mass, total = reduce.sum(torch.stack([(w * torch.sigmoid(u)).sum(-1), w.sum(-1).expand(u.shape[:2])]))
-    target = torch.minimum(torch.maximum(mass, total - g[..., 1]), g[..., 0])
-    return _shift_to(u, w, target, reduce)
+    mass, slope = _moments(torch.sigmoid(u), wt, reduce)
+    target = torch.minimum(torch.maximum(mass, low), high)
+    for it in range(n_newton):
+        if it:
+            mass, slope = _moments(torch.sigmoid(u), wt, reduce)
+        u.sub_(((mass - target) / slope.clamp_min(_tiny(slope))).clamp(-4.0, 4.0)[..., None])
+    return u
 
 
 def _step_size(step: float, *grads: torch.Tensor, reduce: Reducer) -> torch.Tensor:
     # One step moves no entry of a candidate's log-factors by more than `step`, so the same
     # setting suits every block and every scale of cost. Grads are (B, K, ...); returns (B, K).
-    spread = reduce.max(torch.stack([g.abs().flatten(2).amax(2) for g in grads]).amax(0))
+    # (the largest entry and the smallest, read in place: no array of absolute values)
+    spread = torch.stack([torch.maximum(g.flatten(2).amax(2), -g.flatten(2).amin(2)) for g in grads]).amax(0)
+    spread = reduce.max(spread)
     return step / spread.clamp_min(_tiny(spread))
 
 
@@ -90,22 +95,27 @@ def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)
     ca = op.apply_t(a[:, None, :]) / g[..., 1:]
     both = 1.0 / g[..., :1] + 1.0 / g[..., 1:]  # (B, 1, 1)
     mx, my = mask_x[:, None, :], mask_y[:, None, :]
+    keep_x, keep_y = mx.to(g.dtype), my.to(g.dtype)
     a, b = a[:, None, :], b[:, None, :]
+    # each side's masses (B, W, 1) and bounds on its column-0 mass (B, 1)
+    bounds = reduce.sum(torch.stack([a.sum(-1), b.sum(-1)])) - g[..., 1]
+    side_q = (a.transpose(1, 2), bounds[0], g[..., 0], reduce)
+    side_r = (b.transpose(1, 2), bounds[1], g[..., 0], reduce)
 
     def start(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.where(mask, logits[:, :, 0] - logits[:, :, 1], 0.0)
 
-    u_q = _project_binary(start(logits_q, mx), a, g, reduce)
-    u_r = _project_binary(start(logits_r, my), b, g, reduce)
+    u_q = _project_binary(start(logits_q, mx), *side_q)
+    u_r = _project_binary(start(logits_r, my), *side_r)
 
     def descend() -> None:  # one step, in place (on a GPU it is captured once and replayed)
-        d_q = (op.apply(b * torch.sigmoid(u_r)) * both - cb) * mx
-        d_r = (op.apply_t(a * torch.sigmoid(u_q)) * both - ca) * my
+        d_q = op.apply(torch.sigmoid(u_r).mul_(b)).mul_(both).sub_(cb).mul_(keep_x)
+        d_r = op.apply_t(torch.sigmoid(u_q).mul_(a)).mul_(both).sub_(ca).mul_(keep_y)
         # d is the difference of the two row-centred gradient entries (+-d/2), so this is the
         # general step rule.
         gamma = 2.0 * _step_size(step, d_q, d_r, reduce=reduce)[..., None]
-        u_q.copy_(_project_binary(u_q - gamma * d_q, a, g, reduce))
-        u_r.copy_(_project_binary(u_r - gamma * d_r, b, g, reduce))
+        _project_binary(u_q.addcmul_(gamma, d_q, value=-1.0), *side_q)
+        _project_binary(u_r.addcmul_(gamma, d_r, value=-1.0), *side_r)
 
     repeat(descend, n_iter, device=u_q.device, capture=reduce is LOCAL)  # (no all-reduce is captured)
 
