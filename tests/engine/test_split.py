@@ -59,3 +59,33 @@ def test_higher_rank_split_is_near_optimal_and_exact_when_scores_agree():
     hard = torch.nn.functional.one_hot(truth, 4).T[None].float() * 5 + 0.1 * torch.randn(1, 4, 40)
     out = balanced_split(hard, torch.ones(1, 40, dtype=torch.bool), torch.tensor([[10, 10, 10, 10]]))
     assert torch.equal(out[0], truth)
+
+
+def _split_two_by_sort(scores, mask, caps):
+    # reference: rank the score differences by a stable sort; child 0 takes the first ranks
+    diff = torch.where(mask, scores[:, 0] - scores[:, 1], float("-inf"))
+    order = torch.sort(diff, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(diff.shape[1]).expand_as(order))
+    prefer = ((diff > 0) & mask).sum(1)
+    first = torch.minimum(torch.maximum(prefer, mask.sum(1) - caps[:, 1]), caps[:, 0])
+    return torch.where(mask, (ranks >= first[:, None]).long(), 0)
+
+
+@pytest.mark.parametrize("scores_kind", ["ties", "normal", "wide"])
+def test_two_way_split_equals_the_stable_sort(scores_kind):
+    # the partial selection moves the same points as ranking whole rows, ties included
+    g = torch.Generator().manual_seed(len(scores_kind))
+    for trial in range(300):
+        B, W = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 50, (1,), generator=g))
+        sizes = torch.randint(0, W + 1, (B,), generator=g)
+        mask = torch.arange(W)[None, :] < sizes[:, None]
+        if trial % 2:  # padding anywhere in the row
+            mask = mask.gather(1, torch.rand(B, W, generator=g).argsort(1))
+        if scores_kind == "ties":
+            scores = torch.randint(-2, 3, (B, 2, W), generator=g).float()
+        else:
+            scores = torch.randn(B, 2, W, generator=g) * (30.0 if scores_kind == "wide" else 1.0)
+        caps = child_capacities(sizes, 2)
+        if trial % 3 == 2:  # spare capacity: a block with fewer points than its children hold
+            caps = caps + torch.randint(0, 4, caps.shape, generator=g)
+        assert torch.equal(balanced_split(scores, mask, caps), _split_two_by_sort(scores, mask, caps)), trial

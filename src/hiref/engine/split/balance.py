@@ -3,11 +3,12 @@
 Given scores ``S`` (B, r, W), cluster-major (log-factors: higher means "belongs to this
 cluster"), and child capacities ``c`` (B, r), return labels such that child ``z`` of block ``b``
 receives at most ``c[b, z]`` points, and exactly ``c[b, z]`` when the capacities add up to the
-block's number of points (the one-to-one case). For ``r = 2`` the best split is a sort of the
-score difference. For ``r > 2``, prices from entropic dual ascent make most points' favourite
-cluster fit, then a batched deferred-acceptance pass (each point proposes to its best cluster
-that has not refused it; a full cluster keeps its highest-scoring candidates) meets every
-capacity in a few rounds.
+block's number of points (the one-to-one case). For ``r = 2`` the best split ranks the score
+difference; only the few points moved between the child they prefer and the other need ranking
+(a partial selection, not a sort of whole rows). For ``r > 2``, prices from entropic dual
+ascent make most points' favourite cluster fit, then a batched deferred-acceptance pass (each
+point proposes to its best cluster that has not refused it; a full cluster keeps its
+highest-scoring candidates) meets every capacity in a few rounds.
 """
 
 from __future__ import annotations
@@ -15,22 +16,38 @@ from __future__ import annotations
 import torch
 
 
-def _rank_within(keys: torch.Tensor, *, descending: bool) -> torch.Tensor:
-    """Rank of every entry of ``keys`` (B, W) within its row; ties keep their order."""
-    order = torch.sort(keys, dim=1, descending=descending, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(keys.shape[1], device=keys.device).expand_as(order))
-    return ranks
+def _largest(keys: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The ``count[b]`` largest entries of every row of ``keys`` (B, W), ties to the lowest index; (B, W) bool.
+
+    One partial selection of ``max(count)`` entries per row (not a sort of whole rows): the
+    two-way split only moves the few points between the child they prefer and the other.
+    """
+    out = torch.zeros(keys.shape, dtype=torch.bool, device=keys.device)
+    k = int(count.max()) if count.numel() else 0
+    if k <= 0:
+        return out
+    values = torch.topk(keys, k, dim=1, sorted=True).values
+    last = values.gather(1, (count - 1).clamp_min(0)[:, None])  # the count-th largest of every row
+    above = keys > last
+    tie = keys == last
+    need = count - above.sum(1)
+    out = above | (tie & (torch.cumsum(tie, 1) <= need[:, None]))
+    return out & (count > 0)[:, None]
 
 
 def _split_two(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
     diff = torch.where(mask, scores[:, 0] - scores[:, 1], float("-inf"))
-    ranks = _rank_within(diff, descending=True)
-    # Every point to the child it prefers, as far as the capacities allow.
+    # Every point to the child it prefers, as far as the capacities allow: child 0 takes the
+    # `first` highest differences (ties to the lowest index, as a stable sort would rank them).
     n_valid = mask.sum(1)
-    prefer = ((diff > 0) & mask).sum(1)
-    first = torch.minimum(torch.maximum(prefer, n_valid - capacities[:, 1]), capacities[:, 0])
-    return (ranks >= first[:, None]).long()
+    prefer = diff > 0
+    n_prefer = prefer.sum(1)
+    first = torch.minimum(torch.maximum(n_prefer, n_valid - capacities[:, 1]), capacities[:, 0])
+    # short of `first`: the best of the others join; past it, the worst of those that prefer
+    # child 0 leave (the last ranked: lowest difference, then highest index)
+    join = _largest(torch.where(prefer | ~mask, float("-inf"), diff), (first - n_prefer).clamp_min(0))
+    leave = _largest(torch.where(prefer, -diff, float("-inf")).flip(1), (n_prefer - first).clamp_min(0)).flip(1)
+    return (~((prefer & ~leave) | join)).long()
 
 
 def _deferred_acceptance(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
