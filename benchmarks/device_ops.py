@@ -1,8 +1,9 @@
 """Kernel launches and host synchronisations of a whole solve on the GPU path, counted on the CPU.
 
 No GPU is needed: the finish's device path (batched searches, lockstep leaves, the batched
-auction, conjugate gradients) is forced on (``batched_search.on_device``), the solve runs on the
-CPU, and a dispatch counter (``TorchDispatchMode``) counts every tensor operation that computes
+auction, conjugate gradients) is forced on (``batched_search.on_device``), and so are the
+levels' choices for a device (two-way splits by a sort, all blocks of a level in one group);
+the solve runs on the CPU, and a dispatch counter (``TorchDispatchMode``) counts every tensor operation that computes
 (views and bare allocations left out): each is at least one kernel launch on CUDA. The steps
 that ``hiref.engine.repeat`` runs from a CUDA graph count as one launch per replay after their
 first eager run, as on CUDA. Host synchronisations are the operations whose result size or value
@@ -37,8 +38,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import hiref as hr
+from hiref.engine import driver
 from hiref.engine import repeat as repeat_module
 from hiref.engine.finish import batched_search
+from hiref.engine.split import balance
 
 from _common import print_table, write_json
 
@@ -174,14 +177,24 @@ def count(n: int, kind: str, seed: int, top: int) -> dict:
 
         setattr(torch.Tensor, method, copied)
     eager = _swap({"repeat": repeat, "repeat_until": repeat_until})
-    on_device = batched_search.on_device
-    batched_search.on_device = lambda device: True
+    # what differs between the CPU and another device: the finish's searches, the two-way
+    # splits (a sort, not a partial selection) and the levels' blocks (one group, not several)
+    on_device = {
+        (batched_search, "on_device"): lambda device: True,
+        (balance, "_by_selection"): lambda device: False,
+        (driver, "_block_groups"): lambda shape, device: [(0, shape[0])],
+    }
+    on_device = {key: value for key, value in on_device.items() if hasattr(*key)}  # (an older engine lacks some)
+    host = {key: getattr(*key) for key in on_device}
+    for (module, attr), replacement in on_device.items():
+        setattr(module, attr, replacement)
     t = time.perf_counter()
     try:
         with Counting(tally):
             matching = hr.solve(X, Y, seed=seed, progress=False)
     finally:
-        batched_search.on_device = on_device
+        for (module, attr), original in host.items():
+            setattr(module, attr, original)
         for (module, attr), original in eager.items():
             setattr(module, attr, original)
         for method, original in copies.items():

@@ -6,6 +6,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from hiref.engine.blocks import child_capacities
+from hiref.engine.split import balance
 from hiref.engine.split.balance import balanced_split
 
 
@@ -71,9 +72,11 @@ def _split_two_by_sort(scores, mask, caps):
     return torch.where(mask, (ranks >= first[:, None]).long(), 0)
 
 
+@pytest.mark.parametrize("selection", [True, False], ids=["selection (CPU)", "sort (other devices)"])
 @pytest.mark.parametrize("scores_kind", ["ties", "normal", "wide"])
-def test_two_way_split_equals_the_stable_sort(scores_kind):
+def test_two_way_split_equals_the_stable_sort(scores_kind, selection, monkeypatch):
     # the partial selection moves the same points as ranking whole rows, ties included
+    monkeypatch.setattr(balance, "_by_selection", lambda device: selection)
     g = torch.Generator().manual_seed(len(scores_kind))
     for trial in range(300):
         B, W = int(torch.randint(1, 6, (1,), generator=g)), int(torch.randint(1, 50, (1,), generator=g))

@@ -35,7 +35,13 @@ def _largest(keys: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return out & (count > 0)[:, None]
 
 
+def _by_selection(device: torch.device) -> bool:
+    """Whether two-way splits rank by partial selection (on the CPU) rather than by a sort of whole rows."""
+    return device.type == "cpu"
+
+
 def _split_two(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tensor) -> torch.Tensor:
+    """Labels of a two-way split; on the CPU by partial selection, elsewhere by a sort (the same labels)."""
     diff = torch.where(mask, scores[:, 0] - scores[:, 1], float("-inf"))
     # Every point to the child it prefers, as far as the capacities allow: child 0 takes the
     # `first` highest differences (ties to the lowest index, as a stable sort would rank them).
@@ -43,6 +49,11 @@ def _split_two(scores: torch.Tensor, mask: torch.Tensor, capacities: torch.Tenso
     prefer = diff > 0
     n_prefer = prefer.sum(1)
     first = torch.minimum(torch.maximum(n_prefer, n_valid - capacities[:, 1]), capacities[:, 0])
+    if not _by_selection(diff.device):  # one sort of whole rows: fewer launches and no synchronisation
+        order = torch.sort(diff, dim=1, descending=True, stable=True).indices
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(diff.shape[1], device=diff.device).expand_as(order))
+        return (ranks >= first[:, None]).long()
     # short of `first`: the best of the others join; past it, the worst of those that prefer
     # child 0 leave (the last ranked: lowest difference, then highest index)
     join = _largest(torch.where(prefer | ~mask, float("-inf"), diff), (first - n_prefer).clamp_min(0))
