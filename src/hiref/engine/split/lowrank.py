@@ -31,7 +31,10 @@ from hiref.engine.repeat import repeat
 
 
 class BlockOperator(Protocol):
-    """Products with a stack of block cost matrices ``C`` (B, Wx, Wy), factors cluster-major."""
+    """Products with a stack of block cost matrices ``C`` (B, Wx, Wy), factors cluster-major.
+
+    Each product returns a new tensor, which the mirror descent updates in place.
+    """
 
     def apply(self, R: torch.Tensor) -> torch.Tensor:
         """Return ``C @ R`` per cluster: (B, r, Wy) -> (B, r, Wx)."""
