@@ -51,3 +51,24 @@ def test_mirror_descent_lowers_the_cost_and_keeps_marginals(rank):
         assert torch.allclose(F.sum(1), mask.double() / mask.sum(1, keepdim=True), atol=1e-6)
         assert torch.allclose(F.sum(2), torch.exp(log_g), atol=1e-3)
     assert torch.isinf(log_q[:, 0][~mask[:, None, :].expand_as(log_q[:, 0])]).all()
+
+
+@pytest.mark.parametrize("d", [2, 5, 80])  # 80: above the Gram matrix's limit, two products a step
+def test_first_start_cuts_across_the_principal_axis(d):
+    g = torch.Generator().manual_seed(d)
+    B, W = 3, 400
+    scale = torch.ones(d, dtype=torch.float64)
+    scale[d // 2] = 4.0  # one dominant axis per block, rotated differently in each
+    rot = torch.linalg.qr(torch.randn(B, d, d, generator=g, dtype=torch.float64)).Q
+    X = (torch.randn(B, W, d, generator=g, dtype=torch.float64) * scale) @ rot
+    Y = (torch.randn(B, W, d, generator=g, dtype=torch.float64) * scale) @ rot + 3.0
+    mask = torch.arange(W)[None, :] < torch.tensor([W, W - 30, W - 100])[:, None]
+    log_q, log_r = joint_cloud(X, Y, mask, mask, 2, torch.Generator().manual_seed(1))
+    for b in range(B):
+        Z = torch.cat([X[b][mask[b]], Y[b][mask[b]]])
+        Z = Z - Z.mean(0)
+        axis = torch.linalg.eigh(Z.T @ Z).eigenvectors[:, -1]
+        # the start's score is a standardised coordinate along its axis: it must be the principal one
+        score = torch.cat([log_q[b, 0, 0][mask[b]], log_r[b, 0, 0][mask[b]]])
+        corr = torch.corrcoef(torch.stack([score, Z @ axis]))[0, 1]
+        assert abs(float(corr)) > 1 - 1e-9

@@ -12,6 +12,10 @@ import torch
 
 from hiref.engine.geometry.costs import masked_mean
 
+#: Most dimensions for which the power iteration forms ``Z^T Z`` (d x d per block) instead of
+#: applying it as two products with the points at every step.
+_GRAM_MAX_DIM = 64
+
 
 def _centred(Z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (Z - masked_mean(Z, mask)[:, None, :]) * mask[..., None].to(Z.dtype)
@@ -29,8 +33,11 @@ def _axis_scores(
     V = V / V.norm(dim=1, keepdim=True)
     if principal:
         v = V[..., :1]
-        for _ in range(30):  # power iteration on Z^T Z without forming it (d may be large)
-            v = Z.transpose(1, 2) @ (Z @ v)
+        # power iteration on Z^T Z: formed once in few dimensions (one pass over the points
+        # instead of two per step), applied as two products in many
+        gram = Z.transpose(1, 2) @ Z if Z.shape[2] <= _GRAM_MAX_DIM else None
+        for _ in range(30):
+            v = gram @ v if gram is not None else Z.transpose(1, 2) @ (Z @ v)
             v = v / v.norm(dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)
         V = torch.cat([v, V[..., 1:]], 2)
     proj = (Z @ V).transpose(1, 2)  # (B, count, N)
