@@ -564,6 +564,21 @@ def test_price_tree_finds_the_exact_best_for_any_later_prices(d):
         np.testing.assert_allclose(value[np.arange(1500)[:, None], found], np.sort(value, 1)[:, :3], rtol=0, atol=1e-9)
 
 
+def test_price_tree_search_started_from_the_last_query_keeps_every_point_once():
+    # Each search starts from the best points of the query before it (neighbours, in spatial
+    # order): the tree walk reaches those points again and must not keep them twice. Queries on
+    # the points themselves (each its own best), in order, and a few far away in between.
+    rng = np.random.default_rng(9)
+    b = rng.uniform(0, 1, size=(3000, 2))
+    prices = 0.01 * rng.normal(size=3000)
+    a = np.concatenate([b[np.lexsort(b.T)][:1200], rng.uniform(5, 6, size=(40, 2))])[rng.permutation(1240)[:1240]]
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    found = PriceTree(b, prices).best(a, 16)
+    assert all(len(set(row)) == 16 for row in found.tolist())
+    value = cdist(a, b, "sqeuclidean") + prices[None, :]
+    np.testing.assert_allclose(value[np.arange(1240)[:, None], found], np.sort(value, 1)[:, :16], rtol=0, atol=1e-12)
+
+
 def test_price_tree_on_degenerate_clouds():
     rng = np.random.default_rng(6)
     line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50)])
