@@ -579,6 +579,19 @@ def test_price_tree_search_started_from_the_last_query_keeps_every_point_once():
     np.testing.assert_allclose(value[np.arange(1240)[:, None], found], np.sort(value, 1)[:, :16], rtol=0, atol=1e-12)
 
 
+def test_price_tree_with_infinite_prices_finds_the_exact_best():
+    # Points priced out (infinite prices) must not spoil the slopes that tilt the nodes' bounds.
+    rng = np.random.default_rng(10)
+    b, a = rng.uniform(size=(500, 2)), rng.uniform(size=(60, 2))
+    prices = rng.normal(size=500)
+    prices[rng.choice(500, 25, replace=False)] = np.inf
+    tree = PriceTree(b, np.where(np.isfinite(prices), prices, 0.0))
+    tree.update(prices)
+    found = tree.best(a, 3)
+    value = cdist(a, b, "sqeuclidean") + prices[None, :]
+    np.testing.assert_allclose(value[np.arange(60)[:, None], found], np.sort(value, 1)[:, :3], rtol=0, atol=1e-12)
+
+
 def test_price_tree_on_degenerate_clouds():
     rng = np.random.default_rng(6)
     line = np.column_stack([np.linspace(0, 1, 50), np.zeros(50)])

@@ -107,7 +107,8 @@ def _kernels() -> tuple[Callable, Callable]:
                     mean = stats[node, 2 + c] / count
                     var = stats[node, 2 + d + c] / count - mean * mean
                     if var > 1e-12 * (hi[node, c] - lo[node, c]) ** 2 and var > 0.0:
-                        tilt[node, c] = (stats[node, 2 + 2 * d + c] / count - mean * stats[node, 1] / count) / var
+                        slope = (stats[node, 2 + 2 * d + c] / count - mean * stats[node, 1] / count) / var
+                        tilt[node, c] = slope if np.isfinite(slope) else 0.0  # (infinite prices: no tilt)
             low[node] = np.inf
         for j in range(size):
             for i in range(j * leaf, min((j + 1) * leaf, m)):
