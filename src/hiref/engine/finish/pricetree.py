@@ -54,7 +54,8 @@ _LEAF = 8
 #: Fewest queries put in spatial order, and per thread.
 _ORDER_MIN = 1 << 14
 #: Most dimensions in which the nodes are tilted (the searches of the squared Euclidean cost, see the
-#: module docstring).
+#: module docstring). Gaussian mixtures of 16,384 points (2 cores): the same time in 3 and 4
+#: dimensions with or without, in 8 the pricing 2.6 s untilted and 3.5 s tilted.
 _TILT_MAX_DIM = 3
 
 
