@@ -218,11 +218,13 @@ class SparseProblem:
         # the new arcs took: no array of all their costs (at 10^6 cells, 25 million: 0.2 GB)
         _graph_kernels()[1](self.indptr, self._cols, self._costs, total, rows, cols, np.empty(0))
         counts = np.bincount(rows, minlength=self.n)
-        first_new = self.indptr[1:] - counts  # where each row's new arcs begin
+        # new arc t of row i (the t-th of its entries in ``rows``) lands at t + shift[i]: where
+        # the row's new arcs begin in the graph, less where its entries begin in ``rows``
+        shift = self.indptr[1:] - counts - (np.cumsum(counts) - counts)
+        del counts
         for lo in range(0, added, _COST_CHUNK):
             r, c = rows[lo : lo + _COST_CHUNK], cols[lo : lo + _COST_CHUNK]
-            rank = np.arange(lo, lo + r.shape[0]) - np.searchsorted(rows, r, side="left")  # within the row
-            self._costs[first_new[r] + rank] = self.cost(r, c)
+            self._costs[np.arange(lo, lo + r.shape[0]) + shift[r]] = self.cost(r, c)
 
     def _grow(self, capacity: int) -> None:
         """Move the arcs to buffers of ``capacity`` arcs."""
