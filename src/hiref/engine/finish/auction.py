@@ -96,13 +96,15 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
             i = queue[head]
             head = head + 1 if head + 1 < cap else 0
             left -= 1
-            best, second, best_j, best_c = np.inf, np.inf, -1, 0.0
+            # best and second best without branches (a branch per arc mispredicts on ties and
+            # near-ties: the same auction, 6.6 s -> 5.2 s)
+            best, second, best_k = np.inf, np.inf, -1
             for k in range(indptr[i], indptr[i + 1]):
                 value = costs[k] + prices[cols[k]]
-                if value < best:
-                    second, best, best_j, best_c = best, value, cols[k], costs[k]
-                elif value < second:
-                    second = value
+                second = min(second, max(best, value))
+                best_k = k if value < best else best_k
+                best = min(best, value)
+            best_j, best_c = cols[best_k], costs[best_k]
             if second == np.inf:
                 second = best + jump
             raised = prices[best_j] + (second - best + eps)
@@ -163,14 +165,16 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
             j = queue[head]
             head = head + 1 if head + 1 < cap else 0
             left -= 1
-            best, second, best_i, best_c = -np.inf, -np.inf, -1, 0.0
+            best, second, best_k = -np.inf, -np.inf, -1
             for k in range(t_indptr[j], t_indptr[j + 1]):
                 i = t_rows[k]
                 deal = held[i] + prices[mate[i]] - t_costs[k]
-                if deal > best:
-                    second, best, best_i, best_c = best, deal, i, t_costs[k]
-                elif deal > second:
-                    second = deal
+                second = max(second, min(best, deal))
+                best_k = k if deal > best else best_k
+                best = max(best, deal)
+            best_i, best_c = -1, 0.0
+            if best_k >= 0:
+                best_i, best_c = t_rows[best_k], t_costs[best_k]
             steps += 1
             if best_i < 0 or best < floor + eps:
                 prices[j] = floor
