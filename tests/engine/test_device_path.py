@@ -91,6 +91,46 @@ def test_batched_search_in_slices_is_exact(monkeypatch):
     _check_best(BatchedPriceSearch(torch.as_tensor(b), prices).best(a, 4), a, b, prices, 4)
 
 
+@pytest.mark.parametrize("d", [2, 3])
+def test_batched_search_from_any_anchor_is_exact(d):
+    # the anchors only set where pruning starts: far, repeated or random, the answer is the same
+    rng = np.random.default_rng(40 + d)
+    a, b = rng.normal(size=(500, d)), rng.uniform(-2, 2, size=(800, d))
+    prices = 3 * np.sin(4 * b[:, 0]) * np.cos(3 * b[:, -1])
+    search = BatchedPriceSearch(torch.as_tensor(b), prices)
+    prices[rng.choice(800, 40, replace=False)] = np.inf  # priced out: never among the best, no tilt
+    search.update(prices)
+    far = np.full(500, int(np.argmax(b[:, 0])))
+    for anchor in (None, rng.integers(0, 800, size=500), far):
+        for k in (1, 5):
+            _check_best(search.best(a, k, anchor=anchor), a, b, prices, k)
+
+
+def test_batched_search_anchored_at_the_best_prunes_more():
+    # prices that the quadratic part cannot absorb (two sections of a tissue): each query's best
+    # lie away from it, and the points next to the query bound the search loosely
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(-2, 2, size=(2000, 2)), rng.uniform(-2, 2, size=(4000, 2))
+    prices = 2 * np.sin(3 * b[:, 0]) + 2 * np.cos(3 * b[:, 1])
+    best = np.argmin(cdist(a, b, "sqeuclidean") + prices[None, :], axis=1)
+    search = BatchedPriceSearch(torch.as_tensor(b), prices)
+    kept = []
+    bounds = search._bounds
+
+    def counting(level, node, x):
+        out = bounds(level, node, x)
+        kept.append(int(node.shape[0]))
+        return out
+
+    search._bounds = counting
+    pairs = {}
+    for name, anchor in (("query", None), ("best", best)):
+        kept.clear()
+        _check_best(search.best(a, 2, anchor=anchor), a, b, prices, 2)
+        pairs[name] = sum(kept)
+    assert pairs["best"] < 0.8 * pairs["query"]
+
+
 @pytest.mark.parametrize("d", [2, 20])
 def test_nearest_on_device_equals_the_k_d_tree(d):
     rng = np.random.default_rng(d)

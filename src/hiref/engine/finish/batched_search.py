@@ -43,6 +43,11 @@ _LEAVES_PER_QUERY = 16
 _ROUNDS_MAX_K = 4
 #: Fewest queries in a slice (a slice that overflows with this few is searched anyway).
 _MIN_SLICE = 256
+#: Most dimensions in which the nodes are tilted, here and in :class:`.pricetree.PriceTree` (see
+#: :meth:`BatchedPriceSearch.update`). The price tree on Gaussian mixtures of 16,384 points (2
+#: cores): the same time in 3 and 4 dimensions with or without, in 8 the pricing 2.6 s untilted
+#: and 3.5 s tilted.
+TILT_MAX_DIM = 3
 
 
 def morton_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -136,6 +141,8 @@ class BatchedPriceSearch:
         codes = morton_codes(self._grid(c), self.bits)
         self.codes, order = torch.sort(codes, stable=True)
         self.order = order
+        self.rank = torch.empty_like(order)  # place of every point in the Morton order
+        self.rank[order] = torch.arange(m, device=self.device)
         self.levels = max(0, int(np.ceil(np.log2(max(1, -(-m // LEAF))))))
         size = (1 << self.levels) * LEAF
         pts = c[order]
@@ -174,6 +181,10 @@ class BatchedPriceSearch:
         if pad:
             r = torch.cat([r, r.new_full((pad,), float("inf"))])
         self.r = r
+        if self.d <= TILT_MAX_DIM:
+            self.tilt, self.low = self._tilted(r)
+            return
+        self.tilt = None
         low = r.view(-1, LEAF).min(1).values
         self.low = [low]
         for _ in range(self.levels):
@@ -181,16 +192,83 @@ class BatchedPriceSearch:
             self.low.append(low)
         self.low.reverse()
 
-    def best(self, a: np.ndarray | torch.Tensor, k: int, *, order: np.ndarray | None = None) -> np.ndarray:
+    def _tilted(self, r: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every level's tilts (nodes, d) and the least ``r(y) - t.(y - z)`` over each node's points.
+
+        As in :class:`.pricetree.PriceTree`: a node's tilt ``t`` is the least-squares slope of the
+        residual along each axis over its points (finite residuals only), ``z`` its box's centre.
+        Where the residual slopes across a node (a displacement field that the one quadratic
+        cannot absorb: two sections of a tissue), the bound no longer drops to the price of its
+        far side (see :meth:`_bounds`). A few reductions per level, all on the device.
+        """
+        d, pts = self.d, self.pts
+        finite = torch.isfinite(r)
+        weight = finite.to(r.dtype)
+        rf = torch.where(finite, r, 0.0)
+        # sums per node, every level (root first, as the boxes): count, r, y, y^2, r y (y centred:
+        # no large terms cancel); the tilts of all levels at once (few kernels on a GPU)
+        sums = [torch.cat([weight[:, None], rf[:, None], pts * weight[:, None], pts * pts * weight[:, None],
+                           pts * rf[:, None]], 1).view(-1, LEAF, 2 + 3 * d).sum(1)]  # fmt: skip
+        for _ in range(self.levels):
+            sums.append(sums[-1].view(-1, 2, sums[-1].shape[1]).sum(1))
+        sums = torch.cat(sums[::-1])
+        count = sums[:, :1].clamp_min(1.0)
+        mean_y = sums[:, 2 : 2 + d] / count
+        var = sums[:, 2 + d : 2 + 2 * d] / count - mean_y * mean_y
+        cov = sums[:, 2 + 2 * d :] / count - mean_y * sums[:, 1:2] / count
+        lo, hi = torch.cat(self.lo), torch.cat(self.hi)
+        flat = (var <= 1e-12 * (hi - lo) ** 2) | (var <= 0) | (sums[:, :1] < 2)
+        tilt = torch.where(flat, 0.0, cov / torch.where(flat, 1.0, var))
+        tilt = torch.where(torch.isfinite(tilt), tilt, 0.0)  # (infinite prices: no tilt)
+        tilts = list(tilt.split([t.shape[0] for t in self.lo]))
+        lows = []
+        for level, t in enumerate(tilts):
+            nodes = t.shape[0]
+            centre = 0.5 * (self.lo[level] + self.hi[level])
+            shifted = r.view(nodes, -1) - ((pts.view(nodes, -1, d) - centre[:, None]) * t[:, None]).sum(-1)
+            lows.append(shifted.min(1).values)
+        return tilts, lows
+
+    def _bounds(self, level: int, node: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Lower bounds of ``stretch |y - x|^2 + r(y)`` over the points ``y`` of each ``node`` of ``level``.
+
+        Untilted: ``stretch dist(x, box)^2 + min r``. Tilted (``t``, box centre ``z``), completing
+        the square: ``stretch |y - x|^2 + t.(y - z) = stretch |y - x'|^2 + t.(x - z) - |t|^2 / (4 stretch)``
+        with ``x' = x - t / (2 stretch)``, and ``r(y) - t.(y - z)`` is at least the node's low.
+        """
+        lo, hi, low = self.lo[level][node], self.hi[level][node], self.low[level][node]
+        if self.tilt is None:
+            gap = torch.clamp(lo - x, min=0) + torch.clamp(x - hi, min=0)
+            return self.stretch * (gap * gap).sum(1) + low
+        t = self.tilt[level][node]
+        shifted = x - t / (2.0 * self.stretch)
+        gap = torch.clamp(lo - shifted, min=0) + torch.clamp(shifted - hi, min=0)
+        offset = (t * (x - 0.5 * (lo + hi))).sum(1) - (t * t).sum(1) / (4.0 * self.stretch)
+        return self.stretch * (gap * gap).sum(1) + low + offset
+
+    def best(
+        self, a: np.ndarray | torch.Tensor, k: int, *, order: np.ndarray | None = None,
+        anchor: np.ndarray | torch.Tensor | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """Indices (q, k) of the ``k`` best points for every query ``a`` (q, d), best first.
 
-        ``order`` is accepted for the price tree's interface and ignored.
+        ``order`` is accepted for the price tree's interface and ignored; ``anchor``: see :meth:`search`.
         """
         del order
-        return self.search(torch.as_tensor(a, device=self.device), k).cpu().numpy()
+        anchor = None if anchor is None else torch.as_tensor(anchor, device=self.device)
+        return self.search(torch.as_tensor(a, device=self.device), k, anchor=anchor).cpu().numpy()
 
-    def search(self, a: torch.Tensor, k: int) -> torch.Tensor:
-        """:meth:`best` on the device: indices (q, k) as a tensor there."""
+    def search(self, a: torch.Tensor, k: int, *, anchor: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`best` on the device: indices (q, k) as a tensor there.
+
+        ``anchor`` (q,): a point near which each query's best points likely lie (its partner).
+        The search's first bound is then the ``k``-th best of the points next to the anchor in
+        the Morton order, not next to the query. On two sections of a tissue the best partners
+        lie where the prices' quadratic part does not say (300,000 cells, prices after the first
+        solve, tilted nodes): the best two took 314 leaves a query from the query, 58 from its
+        partner (the least possible: 58 from the best two themselves); the best 32, 1,085 and
+        178. Any points will do: they only set where the search starts pruning.
+        """
         k = min(k, self.m)
         a = a.to(device=self.device, dtype=torch.float64)
         q = a.shape[0]
@@ -198,16 +276,19 @@ class BatchedPriceSearch:
             return torch.empty((q, k), dtype=torch.int64, device=self.device)
         w = (2.0 * (a - self.centre) - self.slope) / (2.0 * self.stretch)
         out = torch.empty((q, k), dtype=torch.int64, device=self.device)
-        self._search_slices(w, k, out, 0, q)
+        at = None if anchor is None else self.rank[anchor.to(torch.int64)]
+        self._search_slices(w, k, out, 0, q, at)
         return self.order[out]
 
-    def _search_slices(self, w: torch.Tensor, k: int, out: torch.Tensor, lo: int, hi: int) -> None:
+    def _search_slices(
+        self, w: torch.Tensor, k: int, out: torch.Tensor, lo: int, hi: int, at: torch.Tensor | None
+    ) -> None:  # fmt: skip
         """Search the queries ``lo:hi`` into ``out``, halving slices whose pairs overflow."""
         step = max(_MIN_SLICE, MAX_PAIRS // (_LEAVES_PER_QUERY * LEAF))
         pending = [(s, min(hi, s + step)) for s in range(lo, hi, step)]
         while pending:
             s, e = pending.pop()
-            found = self._search(w[s:e], k, force=e - s <= _MIN_SLICE)
+            found = self._search(w[s:e], k, force=e - s <= _MIN_SLICE, at=None if at is None else at[s:e])
             if found is None:
                 half = (s + e) // 2
                 pending += [(s, half), (half, e)]
@@ -219,12 +300,18 @@ class BatchedPriceSearch:
         diff = self.pts[idx] - w.unsqueeze(-2) if idx.dim() > 1 else self.pts[idx] - w
         return self.stretch * (diff * diff).sum(-1) + self.r[idx]
 
-    def _search(self, w: torch.Tensor, k: int, *, force: bool) -> torch.Tensor | None:
-        """Positions in the Morton order (q, k) of the best points of the queries ``w``; ``None`` on overflow."""
+    def _search(
+        self, w: torch.Tensor, k: int, *, force: bool, at: torch.Tensor | None = None
+    ) -> torch.Tensor | None:  # fmt: skip
+        """Positions in the Morton order (q, k) of the best points of the queries ``w``; ``None`` on overflow.
+
+        ``at``: each query's anchor, a position in the Morton order (default: the query's own).
+        """
         q = w.shape[0]
-        # 1. upper bound: the k-th best of the points next to each query in the Morton order
+        # 1. upper bound: the k-th best of the points next to each query (or its anchor) in the Morton order
         window = min(max(WINDOW, k), self.m)
-        at = torch.searchsorted(self.codes, morton_codes(self._grid(w), self.bits))
+        if at is None:
+            at = torch.searchsorted(self.codes, morton_codes(self._grid(w), self.bits))
         start = torch.clamp(at - window // 2, 0, self.m - window)
         near = start[:, None] + torch.arange(window, device=self.device)
         ub = torch.topk(self._values(w, near), k, dim=1, largest=False).values[:, -1]
@@ -235,10 +322,7 @@ class BatchedPriceSearch:
         for level in range(1, self.levels + 1):
             qi = qi.repeat_interleave(2)
             node = (2 * node[:, None] + torch.arange(2, device=self.device)).reshape(-1)
-            x = w[qi]
-            gap = torch.clamp(self.lo[level][node] - x, min=0) + torch.clamp(x - self.hi[level][node], min=0)
-            bound = self.stretch * (gap * gap).sum(1) + self.low[level][node]
-            keep = bound <= ub[qi]
+            keep = self._bounds(level, node, w[qi]) <= ub[qi]
             qi, node = qi[keep], node[keep]
             if not force and qi.shape[0] * LEAF > MAX_PAIRS:
                 return None

@@ -126,7 +126,7 @@ def uses_price_tree(geometry: Cost, d: int, device: torch.device | str = "cpu") 
 
 def c_transform(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, *, scale: float, k: int = 1,
-    search: PriceTree | BatchedPriceSearch | None = None,
+    search: PriceTree | BatchedPriceSearch | None = None, anchor: np.ndarray | None = None,
 ) -> Dual:  # fmt: skip
     """The c-transform of ``prices`` (in units of ``scale``) at every point of ``A``, exactly.
 
@@ -144,6 +144,10 @@ def c_transform(
         Candidates kept per point of ``A``.
     search
         A price tree over ``B`` from an earlier call with the same ``scale``, to reuse.
+    anchor
+        A point of ``B`` near which each point's best likely lie, (n,) (its partner): where the
+        batched search answers, its first bound comes from there
+        (:meth:`.BatchedPriceSearch.search`). Only the speed depends on it.
     """
     k = min(k, B.shape[0])
     if uses_price_tree(geometry, A.shape[1], A.device):
@@ -155,7 +159,7 @@ def c_transform(
     elif geometry.name == "sqeuclidean" and RANKED_FLOAT32_MIN_K <= k < B.shape[0] and _exact_float32(B.device):
         return _c_transform_float32(geometry, A, B, prices, scale=scale, k=k)
     order = search.queries if search is not None else None
-    best = best_points(geometry, A, B, prices, scale=scale, k=k, search=search, order=order)
+    best = best_points(geometry, A, B, prices, scale=scale, k=k, search=search, order=order, anchor=anchor)
     # The value itself, recomputed exactly for the best candidate.
     u = _values(geometry, A, B, best[:, :1], prices, scale)[:, 0]
     floor = _floor(geometry, A, B, best, prices, scale) if search is None and geometry.name == "sqeuclidean" else None
@@ -278,14 +282,18 @@ def _floor(
 def best_points(
     geometry: Cost, A: torch.Tensor, B: torch.Tensor, prices: np.ndarray, *, scale: float, k: int,
     search: PriceTree | BatchedPriceSearch | None = None, order: np.ndarray | None = None,
+    anchor: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """The ``k`` points of ``B`` of lowest ``c(x, y) / scale + p(y)`` for every point of ``A``, (n, k), best first.
 
-    By the price tree ``search`` over ``B`` (built with the same ``scale``; queries in ``order``)
-    where there is one, else by exact minima over all pairs.
+    By the price tree ``search`` over ``B`` (built with the same ``scale``; queries in ``order``;
+    the batched search starts from the ``anchor``, see :func:`c_transform`) where there is one,
+    else by exact minima over all pairs.
     """
     if search is not None:
         search.update(prices)
+        if isinstance(search, BatchedPriceSearch):
+            return search.best(_queries(search, A, scale), k, anchor=anchor)
         return search.best(_queries(search, A, scale), k, order=order)
     shift = torch.as_tensor(prices * scale, device=B.device)
     return geometry.cheapest(A, B, shift, k).cpu().numpy()

@@ -338,8 +338,9 @@ def _finish(
         # from a subsample's dual nearly every point is short (85-97 % on the sections): one
         # search of the best arcs for all, instead of the best one and then the best for those
         dual = c_transform(
-            geometry, A, B, prices, scale=start_cost, k=start_arcs if from_dual else 1 if few_arcs else per_row
-        )
+            geometry, A, B, prices, scale=start_cost, k=start_arcs if from_dual else 1 if few_arcs else per_row,
+            anchor=_anchor(mate, n, A.device),
+        )  # fmt: skip
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
         first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
         if from_dual:  # only the best is needed later (the search's arrays are kept)
@@ -386,7 +387,7 @@ def _finish(
                 else:
                     logger.warning("hiref: the exact finish did not converge; keeping %s", kept)
                 if feasible and (bound is None or mate is not before_mate):  # bounded by the prices kept
-                    dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
+                    dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1, anchor=_anchor(mate, n, A.device))
                     tight, _ = tightened_bound(geometry, A, B, dual, scale=start_cost)
                     kept_bound = max(lower_bound(dual, prices, n), tight) * start_cost
                     bound = kept_bound if bound is None else max(bound, kept_bound)
@@ -426,7 +427,9 @@ def _finish(
             )  # fmt: skip
         else:
             search = None if dual is None else dual.search
-            dual, loose = c_transform(geometry, A, B, prices, scale=start_cost, k=k, search=search), False
+            anchor = _anchor(mate, n, A.device)
+            dual = c_transform(geometry, A, B, prices, scale=start_cost, k=k, search=search, anchor=anchor)
+            loose = False
         bound = lower_bound(dual, prices, n) * start_cost
         certified = _certified(costs, bound)
         spent += pricing_work
@@ -455,7 +458,7 @@ def _finish(
             logger.info("hiref: the exact finish stopped after %d rounds, its work budget spent", rounds)
         if exact or rounds >= MAX_ROUNDS or spent_all:
             if loose and not certified:  # values kept from earlier rounds: valid but loose
-                dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1)
+                dual = c_transform(geometry, A, B, prices, scale=start_cost, k=1, anchor=_anchor(mate, n, A.device))
                 bound = lower_bound(dual, prices, n) * start_cost
                 spent += pricing_work
                 clock.lap("pricing")
@@ -464,6 +467,15 @@ def _finish(
         # prices far from the new optimum take coarse bids first (else long wars of small ones)
         eps = epsilons(float(np.clip((costs[-1] - bound) / costs[-1], REPRICE_EPS, WARM_EPS)), FINAL_EPS, EPS_FACTOR)
     return Finish(mate[:n].copy(), costs, bound, rounds, exact, clock.seconds, spent, prices, start_cost)
+
+
+def _anchor(mate: np.ndarray, n: int, device: torch.device) -> np.ndarray | None:
+    """Every row's partner, where the batched search prices: its first bound comes from there.
+
+    (:meth:`.BatchedPriceSearch.search`; the price tree starts from the previous query's best
+    points instead: ``None`` there.)
+    """
+    return mate[:n] if batched_search.on_device(device) else None
 
 
 def _pricing_work(geometry: Cost, d: int, n: int, m: int, *, by_tree: bool) -> int:
@@ -652,6 +664,6 @@ def certify(
     prices = price_guess(geometry, A, B, perm, neighbours, scale=scale)
     if prices is None:
         prices = np.zeros(m)
-    dual = c_transform(geometry, A, B, prices, scale=scale, k=1)
+    dual = c_transform(geometry, A, B, prices, scale=scale, k=1, anchor=perm)
     tight, _ = tightened_bound(geometry, A, B, dual, scale=scale)
     return max(lower_bound(dual, prices, n), tight) * scale

@@ -17,13 +17,13 @@ the 32 best points of every cell 17.1 s -> 4.0 s, the best two after the auction
 - Queries come in spatial order, and each search starts from the previous query's ``k`` best
   points, valued anew: its ``k``-th best value is nearly final before the first node is opened
   (an empty start needs several leaves for that, each opened on a loose bound).
-- Each node of the squared Euclidean cost (in up to :data:`_TILT_MAX_DIM` dimensions) carries a
-  tilt ``t``, the least-squares slope of the residual over its points, and keeps the least of
-  ``r(y) - t.(y - z)`` (``z`` the box's centre) instead of the least ``r``: completing the square
-  again, ``stretch |y - w|^2 + t.(y - z)`` is ``stretch |y - w'|^2`` plus terms of ``w`` alone,
-  with ``w' = w - t / (2 stretch)``. Where the prices slope across a node (the displacement field
-  varies from place to place, which one quadratic cannot absorb), its bound no longer drops to
-  the far side's prices.
+- Each node of the squared Euclidean cost (in up to :data:`~.batched_search.TILT_MAX_DIM`
+  dimensions) carries a tilt ``t``, the least-squares slope of the residual over its points, and
+  keeps the least of ``r(y) - t.(y - z)`` (``z`` the box's centre) instead of the least ``r``:
+  completing the square again, ``stretch |y - w|^2 + t.(y - z)`` is ``stretch |y - w'|^2`` plus
+  terms of ``w`` alone, with ``w' = w - t / (2 stretch)``. Where the prices slope across a node
+  (the displacement field varies from place to place, which one quadratic cannot absorb), its
+  bound no longer drops to the far side's prices.
 
 For the Euclidean distance to a power ``p`` (``|x - y|^p``; ``p = 1``: the Euclidean cost)
 nothing is absorbed: a node's bound is ``dist(x, box)^p + min p`` over its points. At the
@@ -47,16 +47,13 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from hiref.engine.finish.batched_search import TILT_MAX_DIM
 from hiref.engine.finish.neighbours import spatial_order
 
 #: Points per leaf.
 _LEAF = 8
 #: Fewest queries put in spatial order, and per thread.
 _ORDER_MIN = 1 << 14
-#: Most dimensions in which the nodes are tilted (the searches of the squared Euclidean cost, see the
-#: module docstring). Gaussian mixtures of 16,384 points (2 cores): the same time in 3 and 4
-#: dimensions with or without, in 8 the pricing 2.6 s untilted and 3.5 s tilted.
-_TILT_MAX_DIM = 3
 
 
 @cache
@@ -105,8 +102,8 @@ class PriceTree:
         self.lo = np.empty((2 * self.size, d))
         self.hi = np.empty((2 * self.size, d))
         self.low = np.empty(2 * self.size)
-        # (for the squared Euclidean cost in few dimensions, see :data:`_TILT_MAX_DIM`)
-        self.tilt = np.zeros((2 * self.size, d if self.half == 1.0 and d <= _TILT_MAX_DIM else 0))
+        # (for the squared Euclidean cost in few dimensions, see :data:`~.batched_search.TILT_MAX_DIM`)
+        self.tilt = np.zeros((2 * self.size, d if self.half == 1.0 and d <= TILT_MAX_DIM else 0))
         self.r = np.empty(m)
         self.prices = None
         #: A spatial order of the queries that come back (kept here by the caller).
