@@ -15,7 +15,8 @@ with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``
 leaves solved by scipy on the host instead of in lockstep on the device (``STACK_ON_DEVICE``;
 ``lockstep_steps``), then the CPU cores on the same pairs for the ratio; then two independent
 samples of the density kind (``two_samples``: the hard case of two real sections for the
-finish; no known optimum, the bound only); last, while time is left, Gaussian mixtures in 30
+finish; no known optimum, the bound only) and two sections of the recipe's simulated tissue,
+registered (``sections``, 2^18 also on the CPU cores; the bound only); last, while time is left, Gaussian mixtures in 30
 and 100 dimensions (exact pricing over all pairs, ranked in
 float32) on both, and the paper's MERFISH size (84,172 points in 98 dimensions) on the device.
 One JSON line per run in
@@ -63,6 +64,33 @@ def two_samples(n: int):
     """Two independent samples, as two sections of one tissue: the density kind's ``X`` of seed 0
     and the image ``Y`` of seed 1's (optimum unknown: ``truth`` is ``None``; see ``sections.py``)."""
     return planted_pair(n, seed=0)[0], planted_pair(n, seed=1)[1], None
+
+
+def sections_pair(n: int, seed: int = 0):
+    """Two sections of one tissue, registered: the positions of ``hr.datasets.simulate_slices``.
+
+    Its tissue (an ellipse with a lobe, about 100 x 70 units), the second section bent by the
+    same smooth field (5 units), jittered (0.5 units), rotated by 30 degrees and shifted, then
+    moved back by the exact inverse of that rotation and shift (``sections.py`` registers with
+    ``hr.pp.register``, which needs anndata). Made here, without the expression. The optimal
+    prices are not a quadratic: the batched price search starts from each cell's partner and
+    tilts its nodes (``BatchedPriceSearch.search``). Optimum unknown: the bound only.
+    """
+    rng = np.random.default_rng(seed)
+    pos = np.empty((0, 2))
+    while len(pos) < n:
+        cand = rng.uniform((-50, -35), (75, 55), size=(2 * n, 2))
+        ellipse = (cand[:, 0] / 50) ** 2 + (cand[:, 1] / 35) ** 2 <= 1
+        lobe = ((cand[:, 0] - 45) ** 2 + (cand[:, 1] - 30) ** 2) <= 22**2
+        pos = np.concatenate([pos, cand[ellipse | lobe]])
+    pos = pos[:n]
+    warped = pos + 5.0 * np.column_stack([np.sin(pos[:, 1] / 25.0), np.sin(pos[:, 0] / 30.0)])
+    warped += 0.5 * rng.standard_normal(warped.shape)
+    theta = np.deg2rad(30.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    moved = warped @ rot.T + np.array([40.0, -25.0])
+    registered = (moved - np.array([40.0, -25.0])) @ rot
+    return pos, registered[rng.permutation(n)], None
 
 
 def run_mixture(n: int, d: int, device: str, log) -> dict:
@@ -262,6 +290,13 @@ def main() -> None:
         if left() < 120:
             break
         rows.append(run("two_samples", *two_samples(n), device, log))
+    # 5c. two sections of one tissue, registered (the recipe's case; its prices defeat the quadratic
+    # part of the batched search), on the device and, at the smaller size, the CPU cores
+    for n in sizes[1:3]:
+        for on in (device, "cpu") if cuda and n == sizes[1] else (device,):
+            if left() < 120:
+                break
+            rows.append(run("sections", *sections_pair(n), on, log))
     # 6. high dimensions: exact pricing over all pairs (float32 ranking), on the device and the CPU
     for n, d in ((1 << 12, 30),) if SMALL else ((1 << 15, 30), (1 << 14, 100)):
         for on in (device, "cpu") if cuda else (device,):
