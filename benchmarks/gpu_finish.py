@@ -72,24 +72,16 @@ def sections_pair(n: int, seed: int = 0):
     Its tissue (an ellipse with a lobe, about 100 x 70 units), the second section bent by the
     same smooth field (5 units), jittered (0.5 units), rotated by 30 degrees and shifted, then
     moved back by the exact inverse of that rotation and shift (``sections.py`` registers with
-    ``hr.pp.register``, which needs anndata). Made here, without the expression. The optimal
+    ``hr.pp.register``, which needs anndata). The positions only, from the same module. The optimal
     prices are not a quadratic: the batched price search starts from each cell's partner and
     tilts its nodes (``BatchedPriceSearch.search``). Optimum unknown: the bound only.
     """
+    shape = _datasets("_tissue_shape")
     rng = np.random.default_rng(seed)
-    pos = np.empty((0, 2))
-    while len(pos) < n:
-        cand = rng.uniform((-50, -35), (75, 55), size=(2 * n, 2))
-        ellipse = (cand[:, 0] / 50) ** 2 + (cand[:, 1] / 35) ** 2 <= 1
-        lobe = ((cand[:, 0] - 45) ** 2 + (cand[:, 1] - 30) ** 2) <= 22**2
-        pos = np.concatenate([pos, cand[ellipse | lobe]])
-    pos = pos[:n]
-    warped = pos + 5.0 * np.column_stack([np.sin(pos[:, 1] / 25.0), np.sin(pos[:, 0] / 30.0)])
-    warped += 0.5 * rng.standard_normal(warped.shape)
-    theta = np.deg2rad(30.0)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    moved = warped @ rot.T + np.array([40.0, -25.0])
-    registered = (moved - np.array([40.0, -25.0])) @ rot
+    pos = shape.tissue_positions(rng, n)
+    rot, shift = shape.rotation_matrix(30.0), np.array([40.0, -25.0])
+    moved = shape.bent(pos, rng, 0.05, 0.5) @ rot.T + shift
+    registered = (moved - shift) @ rot
     return pos, registered[rng.permutation(n)], None
 
 

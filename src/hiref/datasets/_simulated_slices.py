@@ -10,6 +10,8 @@ import scipy.sparse as sp
 
 from hiref._keys import SimulatedKeys
 
+from ._tissue_shape import bent, rotation_matrix, tissue_positions
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -167,15 +169,7 @@ def simulate_slices(
         raise ValueError(msg)
     rng = np.random.default_rng(seed)
 
-    # Cells uniform in an ellipse of semi-axes 50 x 35 with a lobe on one side, so that the
-    # tissue has no symmetry (a rotated or mirrored copy does not look the same).
-    pos = np.empty((0, 2))
-    while len(pos) < n_obs:
-        cand = rng.uniform((-50, -35), (75, 55), size=(2 * n_obs, 2))
-        ellipse = (cand[:, 0] / 50) ** 2 + (cand[:, 1] / 35) ** 2 <= 1
-        lobe = ((cand[:, 0] - 45) ** 2 + (cand[:, 1] - 30) ** 2) <= 22**2
-        pos = np.concatenate([pos, cand[ellipse | lobe]])
-    pos = pos[:n_obs]
+    pos = tissue_positions(rng, n_obs)
     centres = pos[rng.choice(n_obs, n_regions, replace=False)]
     region = np.argmin(((pos[:, None] - centres[None]) ** 2).sum(-1), 1)
 
@@ -186,12 +180,7 @@ def simulate_slices(
     counts1 = _poisson_csr(rng, profiles, region, size1)
     counts2 = _poisson_csr(rng, profiles, region, size2)
 
-    bend = deformation * 100.0
-    warped = pos + bend * np.column_stack([np.sin(pos[:, 1] / 25.0), np.sin(pos[:, 0] / 30.0)])
-    warped += jitter * rng.standard_normal(warped.shape)
-    theta = np.deg2rad(rotation)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    pos2 = warped @ rot.T + np.asarray(translation, dtype=float)
+    pos2 = bent(pos, rng, deformation, jitter) @ rotation_matrix(rotation).T + np.asarray(translation, dtype=float)
 
     names1 = np.array([f"cell{i}" for i in range(n_obs)], dtype=object)
     keep = np.sort(rng.choice(n_obs, n_obs - round(missing * n_obs), replace=False))
