@@ -163,6 +163,8 @@ class BatchedPriceSearch:
         self.hi.reverse()
         self.prices: torch.Tensor | None = None
         self.queries = None  # interface of the price tree (queries need no order here)
+        # (nearest points, without prices, need no tilts: their residual is the absorbed part alone)
+        self.tilted = prices is not None and d <= TILT_MAX_DIM
         self.update(np.zeros(m) if prices is None else prices)
 
     def _grid(self, c: torch.Tensor) -> torch.Tensor:
@@ -181,7 +183,7 @@ class BatchedPriceSearch:
         if pad:
             r = torch.cat([r, r.new_full((pad,), float("inf"))])
         self.r = r
-        if self.d <= TILT_MAX_DIM:
+        if self.tilted:
             self.tilt, self.low = self._tilted(r)
             return
         self.tilt = None
