@@ -7,14 +7,16 @@ least-squares fit explains is absorbed into the geometry, so each query minimise
 
 The points are put in Morton (z-curve) order and grouped into leaves of :data:`LEAF`
 consecutive points; the leaves are the bottom of an implicit complete binary tree whose nodes
-are ranges of that order, each with its bounding box and its lowest residual price. All these
-are computed by reshapes and reductions, and recomputed for new prices in a few tensor
-operations. A search runs every query at once, level by level:
+are ranges of that order, each with its bounding box and its lowest residual price (in up to
+:data:`TILT_MAX_DIM` dimensions, its tilt, as in the price tree: :meth:`BatchedPriceSearch._tilted`).
+All these are computed by reshapes and reductions, and recomputed for new prices in a few
+tensor operations. A search runs every query at once, level by level:
 
-1. an upper bound per query: the ``k``-th best value among the points next to it in the Morton
-   order (:data:`WINDOW` of them);
+1. an upper bound per query: the ``k``-th best value among the points next to it, or to its
+   anchor (its partner), in the Morton order (:data:`WINDOW` of them);
 2. from the root down, the pairs (query, node) whose lower bound
-   ``stretch dist(w, box)^2 + min r`` is at most that upper bound are kept, the others pruned;
+   (``stretch dist(w, box)^2 + min r``, or its tilted form) is at most that upper bound are
+   kept, the others pruned;
 3. at the leaves, every point of the surviving leaves is evaluated, and the ``k`` best of each
    query are kept (a segmented sort).
 
@@ -44,7 +46,7 @@ _ROUNDS_MAX_K = 4
 #: Fewest queries in a slice (a slice that overflows with this few is searched anyway).
 _MIN_SLICE = 256
 #: Most dimensions in which the nodes are tilted, here and in :class:`.pricetree.PriceTree` (see
-#: :meth:`BatchedPriceSearch.update`). The price tree on Gaussian mixtures of 16,384 points (2
+#: :meth:`BatchedPriceSearch._tilted`). The price tree on Gaussian mixtures of 16,384 points (2
 #: cores): the same time in 3 and 4 dimensions with or without, in 8 the pricing 2.6 s untilted
 #: and 3.5 s tilted.
 TILT_MAX_DIM = 3
