@@ -38,10 +38,13 @@ EDGES = 6
 #: dimension stay nearly planar and factorise with little fill); conjugate gradients above.
 _DIRECT_MAX_DIM = 3
 #: Largest cloud whose system is factorised whole. Above, one point in :data:`_COARSE_STRIDE`
-#: is solved directly and the rest interpolated, then smoothed by conjugate gradients (at 2**20
-#: planted points: 5 s instead of 24 s, and the auction from those prices made the same number
-#: of bids).
-_DIRECT_MAX_POINTS = 1 << 17
+#: is solved first (recursively, as :mod:`.integrate` does on a device) and the rest
+#: interpolated, then smoothed by conjugate gradients (at 2**20 planted points: 5 s instead of
+#: 24 s, and the auction from those prices made the same number of bids). With 2**17 here, the
+#: subsample of 131,072 points of a 2**20-point pair was factorised whole, 0.6-1.1 s a time (2
+#: cores); from 2**14 points up, 0.1-0.2 s, with the same starting prices to within the smoothing
+#: and the same bids.
+_DIRECT_MAX_POINTS = 1 << 14
 _COARSE_STRIDE = 8
 #: Conjugate-gradient steps after the coarse guess (planted pairs of 2**20 points: 30 steps instead
 #: of 100 save 2-3 s, and the finish from them reaches the optimum as fast).
@@ -155,13 +158,12 @@ def _integration_system(
 
 
 def _coarse_guess(Y: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Prices solved exactly on a subsample of the points, extended to the others by the gradient."""
+    """Prices solved on a subsample of the points (:func:`_solve_on_host`), extended to the others by the gradient."""
     m = Y.shape[0]
     coarse = np.sort(np.random.default_rng(0).choice(m, m // _COARSE_STRIDE, replace=False))
     tree = cKDTree(Y[coarse])
     nb = tree.query(Y[coarse], EDGES + 1, workers=-1)[1][:, 1:]
-    L, rhs = _integration_system(Y[coarse], g[coarse], nb)
-    p_coarse = spl.spsolve(L.tocsc(), rhs, permc_spec="COLAMD")
+    p_coarse = _solve_on_host(Y[coarse], g[coarse], nb)
     near = coarse[nearest(tree, Y, 1)[:, 0]]
     return p_coarse[np.searchsorted(coarse, near)] + 0.5 * ((g[near] + g) * (Y - Y[near])).sum(1)
 
@@ -236,17 +238,21 @@ def prices_from_slopes(
 
 def _integrate_on_host(Y: np.ndarray, g: np.ndarray, nb: np.ndarray, scale: float) -> np.ndarray | None:
     """:func:`prices_from_slopes` on the CPU: the system factorised by scipy (low dimensions) or conjugate gradients."""
-    m, d = Y.shape
-    L, rhs = _integration_system(Y, g / scale, nb, matrix=m <= _DIRECT_MAX_POINTS)
-    if d > _DIRECT_MAX_DIM:
-        p, _ = spl.cg(L, rhs, maxiter=300, rtol=1e-10)
-    elif m <= _DIRECT_MAX_POINTS:
-        p = spl.spsolve(L.tocsc(), rhs, permc_spec="COLAMD")
-    else:
-        p, _ = spl.cg(L, rhs, x0=_coarse_guess(Y, g / scale), maxiter=_SMOOTHING_STEPS, rtol=1e-12)
+    p = _solve_on_host(Y, g / scale, nb)
     if not np.isfinite(p).all():
         return None
     return p - p.min()
+
+
+def _solve_on_host(Y: np.ndarray, g: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """The integral of ``g`` over the edges ``(y, nb[y, :])``: factorised, or smoothed from a coarse guess."""
+    m, d = Y.shape
+    L, rhs = _integration_system(Y, g, nb, matrix=m <= _DIRECT_MAX_POINTS)
+    if d > _DIRECT_MAX_DIM:
+        return spl.cg(L, rhs, maxiter=300, rtol=1e-10)[0]
+    if m <= _DIRECT_MAX_POINTS:
+        return spl.spsolve(L.tocsc(), rhs, permc_spec="COLAMD")
+    return spl.cg(L, rhs, x0=_coarse_guess(Y, g), maxiter=_SMOOTHING_STEPS, rtol=1e-12)[0]
 
 
 def prices_from_dual(
