@@ -152,13 +152,16 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
         for j in range(prices.shape[0]):
             if owner[j] >= 0:
                 floor = min(floor, prices[j])
-        cap, tail, left = queue.shape[0], 0, 0
+        cap, left = queue.shape[0], 0
         for j in range(prices.shape[0]):
             if owner[j] < 0 and prices[j] > floor:
-                queue[tail] = j
-                tail += 1
+                queue[left] = j
                 left += 1
-        head, tail, steps = 0, tail % cap, 0
+        # what every person pays (cost plus price): only a person that takes an object changes it
+        pay = np.empty(mate.shape[0])
+        for i in range(mate.shape[0]):
+            pay[i] = held[i] + prices[mate[i]]
+        head, steps = 0, 0
         while left > 0:
             if steps >= max_steps:
                 return -1
@@ -168,7 +171,7 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
             best, second, best_k = -np.inf, -np.inf, -1
             for k in range(t_indptr[j], t_indptr[j + 1]):
                 i = t_rows[k]
-                deal = held[i] + prices[mate[i]] - t_costs[k]
+                deal = pay[i] - t_costs[k]
                 second = max(second, min(best, deal))
                 best_k = k if deal > best else best_k
                 best = max(best, deal)
@@ -183,9 +186,13 @@ def _kernels() -> tuple[Callable, Callable, Callable]:
             previous = mate[best_i]
             owner[previous] = -1
             owner[j], mate[best_i], held[best_i] = best_i, j, best_c
+            pay[best_i] = best_c + prices[j]
+            # the object given up bids next, as an outbid row does in `bid`: its arcs and its
+            # neighbours' prices are still in the cache (sections of 285,000 and 300,000 cells:
+            # 35.5 million reverse bids in 6.1 s -> 32.0 million in 4.8 s)
             if prices[previous] > floor:
-                queue[tail] = previous
-                tail = tail + 1 if tail + 1 < cap else 0
+                head = head - 1 if head > 0 else cap - 1
+                queue[head] = previous
                 left += 1
         return steps
 
