@@ -20,6 +20,7 @@ source trees on the same pairs, in the same invocation, for a before/after compa
     python benchmarks/sections.py --n 100000 300000 --setting default exact --seeds 0
     python benchmarks/sections.py --n 1000000 --setting default --seeds 0 --out results/sections_1m_cpu.json
     python benchmarks/sections.py --n 100000 --src /tmp/base/src src --setting default exact
+    python benchmarks/sections.py --n 300000 --drop 0.05 --setting default   # n != m: 285,000 cells into 300,000
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ from _common import max_and_median, print_table, write_json
 HERE = Path(__file__).resolve().parent
 #: ``exact``: the finish without a work budget (to the optimum or its round limit).
 SETTINGS = {"default": {}, "exact": {"polish": True}, "hierarchy": {"polish": False, "refine": False}}
-COLUMNS = ["src", "n", "setting", "seed", "secs", "levels_s", "finish_s", "rss_gb", "bound_pct", "gap_at_least_pct",
-           "gap_at_most_pct"]  # fmt: skip
+COLUMNS = ["src", "n", "drop", "setting", "seed", "secs", "levels_s", "finish_s", "rss_gb", "bound_pct",
+           "gap_at_least_pct", "gap_at_most_pct"]  # fmt: skip
 
 _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 import hiref as hr
-n, seed, setting = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+n, seed, setting, drop = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
 a, b = hr.datasets.simulate_slices(n_obs=n, n_genes=60, seed=seed)
 hr.pp.register(a, b)
 X, Y = a.obsm["spatial_registered"], b.obsm["spatial_registered"]
+if drop:  # the first section loses a random share of its cells: n != m, as in any two real sections
+    keep = np.random.default_rng(seed + 1000).choice(len(X), int(round((1 - drop) * len(X))), replace=False)
+    X = X[np.sort(keep)]
 t = time.perf_counter()
 m = hr.solve(X, Y, progress=False, seed=seed, **setting)
 secs = time.perf_counter() - t
@@ -61,21 +65,22 @@ print(json.dumps({
 """
 
 
-def run_one(src: str, n: int, seed: int, setting: str) -> dict:
-    """One solve in a fresh process with ``src`` first on the path."""
+def run_one(src: str, n: int, seed: int, setting: str, drop: float = 0.0) -> dict:
+    """One solve in a fresh process with ``src`` first on the path (``drop``: see ``--drop``)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(n), str(seed), json.dumps(SETTINGS[setting])],
+        [sys.executable, "-c", _CHILD, str(n), str(seed), json.dumps(SETTINGS[setting]), str(drop)],
         check=True, capture_output=True, text=True, env=env,
     )  # fmt: skip
-    return {"src": src, "n": n, "setting": setting, "seed": seed, **json.loads(out.stdout.strip().splitlines()[-1])}
+    row = {"src": src, "n": n, "drop": drop, "setting": setting, "seed": seed}
+    return {**row, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
 def bracket(rows: list[dict]) -> None:
     """Add ``gap_at_least_pct`` and ``gap_at_most_pct`` to every row (in place), from all runs of its pair."""
-    pairs: dict[tuple[int, int], list[dict]] = {}
+    pairs: dict[tuple[int, float, int], list[dict]] = {}
     for r in rows:
-        pairs.setdefault((r["n"], r["seed"]), []).append(r)
+        pairs.setdefault((r["n"], r.get("drop", 0.0), r["seed"]), []).append(r)
     for runs in pairs.values():
         cheapest = min(r["cost"] for r in runs)
         bounds = [r["cost"] / (1 + r["bound_pct"] / 100) for r in runs if r["bound_pct"] is not None]
@@ -88,7 +93,7 @@ def bracket(rows: list[dict]) -> None:
 def summary(rows: list[dict]) -> list[dict]:
     """Max and median over seeds for every (source, n, setting)."""
     keys = ("secs", "rss_gb", "bound_pct", "gap_at_least_pct", "gap_at_most_pct")
-    return [row for _, row in max_and_median(rows, ("src", "n", "setting"), keys)]
+    return [row for _, row in max_and_median(rows, ("src", "n", "drop", "setting"), keys)]
 
 
 def main() -> None:
@@ -97,16 +102,20 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--setting", nargs="+", default=["default", "exact"], choices=list(SETTINGS))
     parser.add_argument("--src", nargs="+", default=[str(HERE.parent / "src")], help="source trees to run")
+    parser.add_argument(
+        "--drop", nargs="+", type=float, default=[0.0],
+        help="share of the first section's cells dropped at random (a partial matching, as between real sections)",
+    )  # fmt: skip
     parser.add_argument("--out", default="results/sections_cpu.json")
     args = parser.parse_args()
     rows = []
-    for n, seed, setting, src in itertools.product(args.n, args.seeds, args.setting, args.src):
-        rows.append(run_one(src, n, seed, setting))
+    for n, drop, seed, setting, src in itertools.product(args.n, args.drop, args.seeds, args.setting, args.src):
+        rows.append(run_one(src, n, seed, setting, drop))
         print(json.dumps(rows[-1]), flush=True)
     bracket(rows)
     print_table(rows, COLUMNS, "two sections of one tissue: every run")
     table = summary(rows)
-    cols = ["src", "n", "setting", "seeds", "secs_max", "secs_median", "rss_gb_max", "bound_pct_max",
+    cols = ["src", "n", "drop", "setting", "seeds", "secs_max", "secs_median", "rss_gb_max", "bound_pct_max",
             "gap_at_least_pct_max", "gap_at_most_pct_max"]  # fmt: skip
     print_table(table, cols, "two sections of one tissue: max and median over seeds")
     write_json(HERE / args.out, {"summary": table, "_runs": rows})

@@ -19,6 +19,7 @@ from scipy.spatial.distance import cdist
 
 import hiref as hr
 from hiref.engine.finish import batched_search, integrate, polish, spatial_order
+from hiref.engine.finish import prices as warm_prices
 from hiref.engine.finish.batched_search import BatchedPriceSearch
 from hiref.engine.finish.neighbours import nearest, nearest_on_device
 from hiref.engine.finish.prices import _integration_system, price_guess
@@ -214,6 +215,32 @@ def test_coarse_to_fine_guess_integrates_a_constant_field_exactly(monkeypatch):
     got = _integral(Y, np.tile(c, (20_000, 1)), nb)
     want = Y @ c
     np.testing.assert_allclose(got - got.mean(), want - want.mean(), atol=1e-7)
+
+
+def test_coarse_to_fine_integral_on_the_host_factorises_only_small_levels(monkeypatch):
+    # the host's path recurses as the device's does: 40,000 points -> 5,000 -> 625, only the
+    # last factorised; near the exact integral after smoothing, and exact on a constant field
+    monkeypatch.setattr(warm_prices, "_DIRECT_MAX_POINTS", 1000)
+    sizes = []
+    factorise = spl.spsolve
+
+    def recorded(L, rhs, **kwargs):
+        sizes.append(L.shape[0])
+        return factorise(L, rhs, **kwargs)
+
+    monkeypatch.setattr(warm_prices.spl, "spsolve", recorded)
+    Y, g, nb = _integration_problem(40_000, seed=1)
+    got = warm_prices._integrate_on_host(Y, g, nb, 1.0)
+    assert sizes == [625]
+    monkeypatch.setattr(warm_prices.spl, "spsolve", factorise)
+    # (unpreconditioned on the host, and smoothed once a level: about 0.06 and 0.16 unsmoothed)
+    error = _error_to_exact(got, Y, g, nb)
+    assert error <= 0.1
+    monkeypatch.setattr(warm_prices, "_SMOOTHING_STEPS", 0)
+    assert 2 * error < _error_to_exact(warm_prices._integrate_on_host(Y, g, nb, 1.0), Y, g, nb) <= 0.3
+    c = np.array([0.7, -1.9])
+    flat = warm_prices._integrate_on_host(Y, np.tile(c, (40_000, 1)), nb, 1.0)
+    np.testing.assert_allclose(flat - flat.mean(), Y @ c - (Y @ c).mean(), atol=1e-7)
 
 
 def _far_flung(X: np.ndarray, truth: np.ndarray, count: int = 10) -> np.ndarray:
