@@ -16,7 +16,9 @@ leaves solved by scipy on the host instead of in lockstep on the device (``STACK
 ``lockstep_steps``), then the CPU cores on the same pairs for the ratio; then two independent
 samples of the density kind (``two_samples``: the hard case of two real sections for the
 finish; no known optimum, the bound only) and two sections of the recipe's simulated tissue,
-registered (``sections``, 2^18 also on the CPU cores; the bound only); last, while time is left, Gaussian mixtures in 30
+registered (``sections``, 2^18 also on the CPU cores; the bound only), and the same at 2^18 with 5 %
+of the first section's cells dropped (``sections_partial``: a partial matching, whose auction runs
+on the host); last, while time is left, Gaussian mixtures in 30
 and 100 dimensions (exact pricing over all pairs, ranked in
 float32) on both, and the paper's MERFISH size (84,172 points in 98 dimensions) on the device.
 One JSON line per run in
@@ -66,7 +68,7 @@ def two_samples(n: int):
     return planted_pair(n, seed=0)[0], planted_pair(n, seed=1)[1], None
 
 
-def sections_pair(n: int, seed: int = 0):
+def sections_pair(n: int, seed: int = 0, drop: float = 0.0):
     """Two sections of one tissue, registered: the positions of ``hr.datasets.simulate_slices``.
 
     Its tissue (an ellipse with a lobe, about 100 x 70 units), the second section bent by the
@@ -82,6 +84,8 @@ def sections_pair(n: int, seed: int = 0):
     rot, shift = shape.rotation_matrix(30.0), np.array([40.0, -25.0])
     moved = shape.bent(pos, rng, 0.05, 0.5) @ rot.T + shift
     registered = (moved - shift) @ rot
+    if drop:  # the first section loses a random share of its cells (a partial matching, as real sections)
+        pos = pos[np.sort(rng.choice(n, round((1 - drop) * n), replace=False))]
     return pos, registered[rng.permutation(n)], None
 
 
@@ -289,6 +293,12 @@ def main() -> None:
             if left() < 120:
                 break
             rows.append(run("sections", *sections_pair(n), on, log))
+    # 5d. the same with 5 % of the first section's cells dropped (n != m, as between real sections): a
+    # partial matching's auction runs on the host on every device (host_bids says how much of it)
+    for on in (device, "cpu") if cuda else (device,):
+        if left() < 120:
+            break
+        rows.append(run("sections_partial", *sections_pair(sizes[1], drop=0.05), on, log))
     # 6. high dimensions: exact pricing over all pairs (float32 ranking), on the device and the CPU
     for n, d in ((1 << 12, 30),) if SMALL else ((1 << 15, 30), (1 << 14, 100)):
         for on in (device, "cpu") if cuda else (device,):
