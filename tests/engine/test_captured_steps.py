@@ -23,6 +23,7 @@ import hiref as hr
 import hiref.engine
 from hiref.engine import repeat as repeat_module
 from hiref.engine.finish import auction, batched_search, integrate
+from hiref.engine.split import lowrank
 
 #: Operations whose result's size or value the host must read (a synchronisation on CUDA).
 SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "unique_consecutive",
@@ -96,6 +97,7 @@ def test_captured_steps_never_synchronise(watched_steps, monkeypatch):
     monkeypatch.setattr(batched_search, "on_device", lambda device: True)
     monkeypatch.setattr(auction, "LOCKSTEP_MIN_WORK", 1)  # the leaves by lockstep searches
     monkeypatch.setattr(integrate, "BASE_POINTS", 500)  # the price integral by conjugate gradients
+    monkeypatch.setattr(lowrank, "FUSED_CPU", False)  # the levels' torch step, as on a GPU
     X, Y, truth = hr.datasets.planted_pair(6000, kind="density", seed=2)
     m = hr.solve(X, Y, progress=False)
     opt = float(((X - Y[truth]) ** 2).sum(1).mean())
@@ -111,8 +113,6 @@ def test_captured_steps_never_synchronise(watched_steps, monkeypatch):
 def test_the_watch_sees_a_synchronising_step(watched_steps):
     # the check above can fail: a step that reads a value on the host is caught
     found, _ = watched_steps
-    from hiref.engine.split import lowrank
-
     state = torch.zeros(4)
 
     def step():

@@ -72,3 +72,76 @@ def test_first_start_cuts_across_the_principal_axis(d):
         score = torch.cat([log_q[b, 0, 0][mask[b]], log_r[b, 0, 0][mask[b]]])
         corr = torch.corrcoef(torch.stack([score, Z @ axis]))[0, 1]
         assert abs(float(corr)) > 1 - 1e-9
+
+
+def _binary_problem(seed, B=5, K=3, W=300, d=2, dtype=torch.float64):
+    # blocks of unequal sizes, fewer X than Y points in some (a partial split), K candidates
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(B, W, d, generator=g, dtype=dtype)
+    Y = X + 0.4 * torch.randn(B, W, d, generator=g, dtype=dtype) + 0.3
+    size_y = torch.randint(W // 2, W + 1, (B,), generator=g)
+    size_x = size_y - torch.randint(0, W // 10, (B,), generator=g) * (torch.arange(B) % 2)
+    mask_x = torch.arange(W)[None, :] < size_x[:, None]
+    mask_y = torch.arange(W)[None, :] < size_y[:, None]
+    X, Y = X * mask_x[..., None], Y * mask_y[..., None]
+    caps = torch.stack([size_y // 2 - torch.arange(B), size_y - size_y // 2 + torch.arange(B)], 1)
+    log_g = torch.log(caps.to(dtype) / size_y[:, None].to(dtype))
+    q0 = torch.randn(B, K, 2, W, generator=g, dtype=dtype) * 3
+    r0 = torch.randn(B, K, 2, W, generator=g, dtype=dtype) * 3
+    return X, Y, mask_x, mask_y, log_g, q0, r0
+
+
+@pytest.mark.parametrize(
+    ("seed", "step", "operator"),
+    [(0, 1.0, "sq"), (1, 0.3, "sq"), (2, 3.0, "sq"), (3, 1.0, "factor"), (4, 1.0, "swapped")],
+)
+def test_compiled_two_cluster_descent_equals_the_torch_step(monkeypatch, seed, step, operator):
+    from hiref.engine.geometry.costs import FactorOperator, SqEuclideanOperator, _SwappedOperator
+    from hiref.engine.split import lowrank
+
+    X, Y, mask_x, mask_y, log_g, q0, r0 = _binary_problem(seed)
+    if operator == "factor":  # a generic rank-3 factorisation, as a sketched cost gives
+        g = torch.Generator().manual_seed(seed)
+        A = torch.rand(*X.shape[:2], 3, generator=g, dtype=X.dtype) * mask_x[..., None]
+        V = torch.rand(*Y.shape[:2], 3, generator=g, dtype=Y.dtype) * mask_y[..., None]
+        op = FactorOperator.from_factors(A, V)
+    else:
+        op = SqEuclideanOperator.from_points(X, Y)
+        if operator == "swapped":  # C.T of blocks of equal sizes
+            mask_x = mask_y
+            op = _SwappedOperator(SqEuclideanOperator.from_points(Y, X * mask_x[..., None]))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # (fewer candidates than threads: the torch step)
+    calls = []
+    compiled_loop = lowrank.binary_fused
+    monkeypatch.setattr(lowrank, "binary_fused", lambda *args: calls.append(1) or compiled_loop(*args))
+    out = {}
+    for fused in (False, True):
+        monkeypatch.setattr(lowrank, "FUSED_CPU", fused)
+        out[fused] = mirror_descent(op, mask_x, mask_y, log_g, q0, r0, n_iter=40, step=step)
+    assert calls == [1]
+    for torch_step, compiled, mask in zip(out[False], out[True], (mask_x, mask_y), strict=True):
+        valid = mask[:, None, None, :].expand_as(torch_step)
+        assert torch.isinf(compiled[~valid]).all()
+        assert (compiled[~valid] < 0).all()
+        assert torch.allclose(compiled[valid], torch_step[valid], rtol=1e-9, atol=1e-9)
+
+
+def test_compiled_two_cluster_descent_runs_in_float32_and_threads(monkeypatch):
+    # the levels' dtype on the CPU; candidates shared out over two threads
+    from hiref.engine.geometry.costs import SqEuclideanOperator
+    from hiref.engine.split import lowrank
+
+    X, Y, mask_x, mask_y, log_g, q0, r0 = _binary_problem(5, B=6, K=2, W=700, dtype=torch.float32)
+    op = SqEuclideanOperator.from_points(X, Y)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    out = {}
+    for fused in (False, True):
+        monkeypatch.setattr(lowrank, "FUSED_CPU", fused)
+        out[fused] = mirror_descent(op, mask_x, mask_y, log_g, q0, r0, n_iter=60)
+    for torch_step, compiled, mask in zip(out[False], out[True], (mask_x, mask_y), strict=True):
+        assert compiled.dtype == torch.float32
+        u_torch = (torch_step[:, :, 0] - torch_step[:, :, 1])[mask[:, None, :].expand(-1, 2, -1)]
+        u_compiled = (compiled[:, :, 0] - compiled[:, :, 1])[mask[:, None, :].expand(-1, 2, -1)]
+        # float32 steps against float64 ones: the same logits to float32 rounding, the same sides
+        assert (u_compiled - u_torch).abs().max() <= 1e-3 * u_torch.abs().max()
+        assert ((u_compiled > 0) == (u_torch > 0)).float().mean() >= 0.999

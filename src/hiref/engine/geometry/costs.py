@@ -85,6 +85,10 @@ class SqEuclideanOperator:
         """``sum_i C[i, j] Q[z, i]`` for every cluster z: (B, r, Wx) -> (B, r, Wy)."""
         return (self.reduce.sum(Q @ self.fx.transpose(1, 2)) @ self.swap) @ self.fy
 
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(Fx, Fy, M)`` with ``C = Fx.T @ M @ Fy`` per block; ``None`` when the points are spread over processes."""
+        return (self.fx, self.fy, self.swap) if self.reduce is LOCAL else None
+
 
 def _features(Z: torch.Tensor) -> torch.Tensor:
     """``[1, |z|^2, z]`` of every point of Z (B, W, d), points along the last axis: (B, d + 2, W)."""
@@ -118,6 +122,11 @@ class FactorOperator:
     def apply_t(self, Q: torch.Tensor) -> torch.Tensor:
         """``C.T @ Q`` per cluster: (B, r, Wx) -> (B, r, Wy)."""
         return (Q @ self.At.transpose(1, 2)) @ self.Vt
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(Fx, Fy, M)`` with ``C = Fx.T @ M @ Fy`` per block (here ``M`` is the identity)."""
+        eye = torch.eye(self.At.shape[1], dtype=self.At.dtype, device=self.At.device)
+        return self.At, self.Vt, eye
 
 
 class Cost(ABC):
@@ -512,6 +521,10 @@ class _SwappedOperator:
 
     def apply_t(self, Q: torch.Tensor) -> torch.Tensor:
         return self.base.apply(Q)
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        base = self.base.factors()
+        return None if base is None else (base[1], base[0], base[2].T)
 
 
 class Transposed(Cost):

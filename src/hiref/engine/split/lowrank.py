@@ -22,12 +22,18 @@ factor is one logit per point and the projection is exact (a scalar Newton solve
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from hiref.engine.reducer import LOCAL, Reducer
 from hiref.engine.repeat import repeat
+
+#: Whether two-cluster descents on the CPU run the compiled loop (:func:`binary_fused`) rather
+#: than the torch step (kept for GPUs, for processes that share blocks, and as the reference).
+FUSED_CPU = True
 
 
 class BlockOperator(Protocol):
@@ -121,12 +127,65 @@ def _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)
         _project_binary(u_r.addcmul_(gamma, d_r, value=-1.0), *side_r)
 
     repeat(descend, n_iter, device=u_q.device, capture=reduce is LOCAL)  # (no all-reduce is captured)
+    return _binary_logits(u_q, mx), _binary_logits(u_r, my)
 
-    def logits(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 2)
-        return torch.where(mask[:, :, None, :], out, float("-inf"))
 
-    return logits(u_q, mx), logits(u_r, my)
+def _binary_logits(u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-factors (B, K, 2, W) of logits ``u`` (B, K, W): ``-inf`` on padding."""
+    out = torch.stack([torch.nn.functional.logsigmoid(u), torch.nn.functional.logsigmoid(-u)], 2)
+    return torch.where(mask[:, :, None, :], out, float("-inf"))
+
+
+def binary_fused(
+    factors: tuple[torch.Tensor, torch.Tensor, torch.Tensor], mask_x: torch.Tensor, mask_y: torch.Tensor,
+    log_g: torch.Tensor, logits_q: torch.Tensor, logits_r: torch.Tensor, n_iter: int, step: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """:func:`_binary` by the compiled loop of :mod:`._binary_kernels`, on the CPU: the same steps.
+
+    ``factors`` are ``(Fx, Fy, M)`` with ``C = Fx.T @ M @ Fy`` per block ((B, k, Wx), (B, k, Wy),
+    (k, k)). Each candidate of each block runs all its steps in one call, in float64; threads
+    take contiguous shares of the candidates. Measured on the levels of a planted pair of 2**20
+    points (2 cores): see ``docs/performance.md``.
+    """
+    from hiref.engine.split._binary_kernels import descend_pairs
+
+    mx, my = mask_x.cpu().numpy(), mask_y.cpu().numpy()
+    # features 0 on padding: the gradient is then 0 there with no test
+    fx = np.where(mx[:, None, :], factors[0].detach().cpu().numpy(), 0)
+    fy = np.where(my[:, None, :], factors[1].detach().cpu().numpy(), 0)
+    swap = factors[2].detach().cpu().numpy().astype(np.float64)
+    weight = 1.0 / np.maximum(my.sum(1), 1).astype(np.float64)  # a = mask_x * weight, b = mask_y * weight
+    g = np.exp(log_g.detach().cpu().numpy().astype(np.float64))  # (B, 2)
+    coef_a = fx.sum(2, dtype=np.float64) * weight[:, None] @ swap / g[:, 1:]
+    coef_b = fy.sum(2, dtype=np.float64) * weight[:, None] @ swap / g[:, 1:]
+    both = 1.0 / g[:, 0] + 1.0 / g[:, 1]
+    bounds_q = np.stack([mx.sum(1) * weight - g[:, 1], g[:, 0]], 1)
+    bounds_r = np.stack([my.sum(1) * weight - g[:, 1], g[:, 0]], 1)
+
+    def start(logits: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+        u = (logits[:, :, 0] - logits[:, :, 1]).detach().cpu().numpy().astype(np.float64)
+        return np.ascontiguousarray(np.where(mask[:, None, :], u, 0.0))
+
+    u_q, u_r = start(logits_q, mx), start(logits_r, my)
+    pairs = u_q.shape[0] * u_q.shape[1]
+    workers = max(1, min(torch.get_num_threads(), pairs))
+    cuts = np.linspace(0, pairs, workers + 1).astype(np.int64)
+
+    def run(i: int) -> None:
+        descend_pairs(
+            cuts[i], cuts[i + 1], fx, fy, swap, mx, my, weight, coef_a, coef_b, both, bounds_q, bounds_r, u_q, u_r,
+            n_iter, float(step), 2,
+        )  # fmt: skip
+
+    if workers == 1:
+        run(0)
+    else:  # (the loop releases the GIL)
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, range(workers)))
+    dtype, device = logits_q.dtype, logits_q.device
+    u_q_t = torch.from_numpy(u_q).to(device=device, dtype=dtype)
+    u_r_t = torch.from_numpy(u_r).to(device=device, dtype=dtype)
+    return _binary_logits(u_q_t, mask_x[:, None, :]), _binary_logits(u_r_t, mask_y[:, None, :])
 
 
 def _sinkhorn(log_k, a, g, v, relaxed, n_inner, reduce, tol=1e-3, max_iter=50):
@@ -231,5 +290,11 @@ def mirror_descent(
     padding: scores for :func:`~hiref.engine.split.balance.balanced_split`.
     """
     if log_g.shape[-1] == 2:
+        factors = getattr(op, "factors", lambda: None)() if FUSED_CPU and reduce is LOCAL else None
+        # (threads share out whole candidates: with fewer candidates than threads, torch's
+        # operations use them all)
+        pairs = logits_q.shape[0] * logits_q.shape[1]
+        if factors is not None and factors[0].device.type == "cpu" and pairs >= torch.get_num_threads():
+            return binary_fused(factors, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step)
         return _binary(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, reduce)
     return _general(op, mask_x, mask_y, log_g, logits_q, logits_r, n_iter, step, n_inner, reduce)
