@@ -13,11 +13,10 @@ from functools import cache
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph
-from hiref.engine.finish.neighbours import TREE_MAX_DIM, candidate_neighbours, nearest, nearest_on_device
+from hiref.engine.finish.neighbours import TREE_MAX_DIM, candidate_neighbours, nearest, nearest_on_device, search_tree
 from hiref.engine.geometry.costs import Cost
 
 
@@ -56,7 +55,7 @@ class Neighbourhoods:
         """The three neighbourhoods by k-d trees (low dimensions) or exact distances in chunks."""
         k_across = k if across else 0
         if B.shape[1] <= TREE_MAX_DIM:
-            tree_a, tree_b = cKDTree(A), cKDTree(B)
+            tree_a, tree_b = search_tree(A), search_tree(B)
             near_b = nearest(tree_b, A, k_across, order=tree_a.indices)  # (n, k) points of B near each point of A
             b_near_b = nearest(tree_b, B, k + 1, order=tree_b.indices)[:, 1:]  # (m, k) points of B near B
             near_a = nearest(tree_a, A, k + 1, order=tree_a.indices)[:, 1:]  # (n, k) points of A near A

@@ -23,12 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 import torch
-from scipy.spatial import cKDTree
 
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.certificate import best_points, price_search
 from hiref.engine.finish.integrate import integrate
-from hiref.engine.finish.neighbours import nearest
+from hiref.engine.finish.neighbours import nearest, search_tree
 from hiref.engine.geometry.costs import Cost
 
 #: Neighbours per point in the integration graph (with 4, the 65,536-point planted pair took 54
@@ -161,7 +160,7 @@ def _coarse_guess(Y: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Prices solved on a subsample of the points (:func:`_solve_on_host`), extended to the others by the gradient."""
     m = Y.shape[0]
     coarse = np.sort(np.random.default_rng(0).choice(m, m // _COARSE_STRIDE, replace=False))
-    tree = cKDTree(Y[coarse])
+    tree = search_tree(Y[coarse])
     nb = tree.query(Y[coarse], EDGES + 1, workers=-1)[1][:, 1:]
     p_coarse = _solve_on_host(Y[coarse], g[coarse], nb)
     near = coarse[nearest(tree, Y, 1)[:, 0]]
