@@ -47,13 +47,15 @@ def _peak_gb() -> float:
 
 def _simulator():
     """This checkout's ``simulate_slices``, whichever source tree runs the recipe (same data for all)."""
-    import importlib.util
+    import importlib
+    import types
 
-    path = HERE.parent / "src" / "hiref" / "datasets" / "_simulated_slices.py"
-    spec = importlib.util.spec_from_file_location("_bench_simulated_slices", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.simulate_slices
+    # a package of its own around this checkout's datasets folder, so that the module's relative
+    # imports (its tissue geometry) resolve there too
+    package = types.ModuleType("_bench_datasets")
+    package.__path__ = [str(HERE.parent / "src" / "hiref" / "datasets")]
+    sys.modules.setdefault("_bench_datasets", package)
+    return importlib.import_module("_bench_datasets._simulated_slices").simulate_slices
 
 
 def _worker_recipe(n: int, genes: int, depth: float, out: Path) -> None:
