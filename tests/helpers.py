@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +85,16 @@ def wrong_perm(perm: np.ndarray, kind: str = "random", seed: int = 0) -> np.ndar
     chosen = matched if kind == "random" else rng.choice(matched, len(matched) // 2, replace=False)
     out[chosen] = out[chosen][rng.permutation(len(chosen))]
     return out
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (its folder on the path, for its own imports)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -15,15 +11,11 @@ from hiref.engine import repeat as repeat_module
 from hiref.engine.finish import batched_search, integrate, lockstep
 from hiref.engine.split import balance, lowrank
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from helpers import load_benchmark
 
 
 def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_bench_device_ops", BENCH / "device_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("device_ops")
 
 
 def test_counts_a_small_solve_and_restores_the_engine():

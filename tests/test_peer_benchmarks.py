@@ -6,32 +6,22 @@ reason when their package is missing (simulated here by naming a package that do
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import BENCHMARKS as BENCH
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def real():
-    return _load("peers_real")
+    return load_benchmark("peers_real")
 
 
 @pytest.fixture(scope="module")
 def scale():
-    return _load("peers_scale")
+    return load_benchmark("peers_scale")
 
 
 def test_real_scores_a_tiny_case(real):

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import hiref as hr
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_bench_workflow", BENCH / "workflow.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_benchmark
 
 
 def test_the_checkout_simulator_loads_and_draws_the_package_sections():
-    simulate = _load()._simulator()
+    simulate = load_benchmark("workflow")._simulator()
     a, b = simulate(n_obs=300, n_genes=5, seed=3)
     a_ref, b_ref = hr.datasets.simulate_slices(n_obs=300, n_genes=5, seed=3)
     for got, ref in ((a, a_ref), (b, b_ref)):
