@@ -4,25 +4,23 @@ Runs where only the engine is installed (the device machine has no anndata): put
 engine-only copy on ``PYTHONPATH`` (``bash ../shared/tools/gpu/prepare.sh`` builds one in
 ``.gpu/site``); the planted generator is read from this checkout's ``src/hiref/datasets``.
 
-First, stacks of leaf-like problems (64 points each) solved in lockstep on the device against
-scipy on the host (``leaf_stack``: ``secs`` against ``host_s``, the transfer counted). Then for
-every size it solves the planted density pair (known optimum: the identity) with the defaults
-on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
-``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the
-bids left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU
-memory; then with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone
-with and without CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the
-leaves solved by scipy on the host instead of in lockstep on the device (``STACK_ON_DEVICE``;
+First, stacks of leaf-like problems (64 points each) solved in lockstep on the device against the
+compiled solver on the host (``leaf_stack``: ``secs`` against ``host_s``, the transfer counted).
+Then for every size it solves the planted density pair (known optimum: the identity) with the
+defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
+``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the bids
+left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU memory; then
+with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone with and without
+CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the leaves solved by the
+compiled solver on the host instead of in lockstep on the device (``STACK_ON_DEVICE``;
 ``lockstep_steps``), then the CPU cores on the same pairs for the ratio; then two independent
-samples of the density kind (``two_samples``: the hard case of two real sections for the
-finish; no known optimum, the bound only) and two sections of the recipe's simulated tissue,
-registered (``sections``, 2^18 also on the CPU cores; the bound only), and the same at 2^18 with 5 %
-of the first section's cells dropped (``sections_partial``: a partial matching, whose auction runs
-on the host); last, while time is left, Gaussian mixtures in 30
-and 100 dimensions (exact pricing over all pairs, ranked in
-float32) on both, and the paper's MERFISH size (84,172 points in 98 dimensions) on the device.
-One JSON line per run in
-``$OUT/gpu_finish.jsonl``; a table at the end.
+samples of the density kind (``two_samples``: the hard case of two real sections for the finish; no
+known optimum, the bound only) and two sections of the recipe's simulated tissue, registered
+(``sections``, 2^18 also on the CPU cores; the bound only), and the same at 2^18 with 5 % of the
+first section's cells dropped (``sections_partial``: a partial matching, whose auction runs on the
+host); last, while time is left, Gaussian mixtures in 30 and 100 dimensions (exact pricing over all
+pairs, ranked in float32) on both, and the paper's MERFISH size (84,172 points in 98 dimensions) on
+the device. One JSON line per run in ``$OUT/gpu_finish.jsonl``; a table at the end.
 
     PYTHONPATH=.gpu/site BUDGET_S=420 python benchmarks/gpu_finish.py
     SMALL=1 PYTHONPATH=.gpu/site python benchmarks/gpu_finish.py   # a check on a machine without CUDA
@@ -111,7 +109,7 @@ def run_mixture(n: int, d: int, device: str, log) -> dict:
 
 
 def run_stacks(problems: int, device: str, log) -> dict:
-    """Leaf-like stacks (64 points matched to a shifted, jittered copy): the device's lockstep solver against scipy."""
+    """Leaf-like stacks (64 points matched to a shifted, jittered copy): lockstep on the device against the host."""
     from hiref.engine._assign import assign_many
     from hiref.engine.finish.lockstep import assign_lockstep
 
@@ -250,7 +248,7 @@ def main() -> None:
         auction.LOCKSTEP_MIN_WORK = 1  # the small pairs' stacks in lockstep too
     sizes = [1 << 11, 1 << 12, 1 << 13, 1 << 14] if SMALL else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
     rows, pairs = [], {}
-    # 0. the leaves alone: stacks of 64-point leaf-like problems, in lockstep here against scipy
+    # 0. the leaves alone: stacks of 64-point leaf-like problems, in lockstep here against the host's solver
     # on the host (the leaves of 2^18, 2^20 and 2^22 points)
     for problems in (256, 1024) if SMALL else (1 << 12, 1 << 14, 1 << 16):
         rows.append(run_stacks(problems, device, log))
@@ -269,7 +267,7 @@ def main() -> None:
         for graphs in (True, False):
             case = f"levels_graphs_{graphs}"
             rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, graphs=graphs))
-        # the leaves and the candidates' subsamples by scipy on the host (the default: in lockstep on the device)
+        # the leaves and the candidates' subsamples on the host (default: in lockstep on the device)
         case = "levels_stacks_on_host"
         rows.append(run(case, *pairs[n], device, log, polish=False, refine=False, stacks_on_device=False))
     if cuda:  # 4. the same machine's CPU cores, for the ratio

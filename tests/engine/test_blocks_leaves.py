@@ -179,3 +179,44 @@ def test_stacks_of_problems_are_solved_exactly_in_slices(shape):
         r, c = linear_sum_assignment(C[k])
         assert len(set(got[k].tolist())) == shape[1]
         assert C[k, np.arange(shape[1]), got[k]].sum() == pytest.approx(C[k, r, c].sum(), rel=1e-12)
+
+
+def _stack_of_kind(kind, rng, n_b, s, t):
+    if kind == "ties":  # small integers: many optimal assignments, every search meets ties
+        return rng.integers(0, 3, (n_b, s, t)).astype(np.float64)
+    if kind == "planar":  # squared distances of points in the plane (the leaves' case)
+        return np.stack([cdist(rng.random((s, 2)), rng.random((t, 2)), "sqeuclidean") for _ in range(n_b)])
+    # a jittered lattice, shifted far from 0 (prices of large size beside small differences)
+    grid = np.stack(np.meshgrid(np.arange(8), np.arange(8)), -1).reshape(-1, 2)[:t].astype(np.float64)
+    return np.stack([cdist(grid[rng.permutation(t)[:s]] + 0.3, grid, "sqeuclidean") + 1e6 for _ in range(n_b)])
+
+
+@pytest.mark.parametrize("kind", ["ties", "planar", "lattice"])
+@pytest.mark.parametrize(("s", "t"), [(17, 17), (12, 19), (1, 1), (1, 6), (40, 40)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_stack_solver_equals_scipy(kind, s, t, threads):
+    # the compiled solver against scipy, problem by problem: the same optimal cost, every column once
+    rng = np.random.default_rng(s * 100 + t)
+    C = _stack_of_kind(kind, rng, 25, s, t)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = assign_many(C)
+    finally:
+        torch.set_num_threads(previous)
+    for k in range(len(C)):
+        r, c = linear_sum_assignment(C[k])
+        assert len(set(got[k].tolist())) == s
+        assert C[k, np.arange(s), got[k]].sum() == pytest.approx(C[k, r, c].sum(), rel=1e-13, abs=1e-12)
+
+
+def test_stacks_with_costs_not_finite_go_to_scipy():
+    rng = np.random.default_rng(3)
+    C = rng.random((4, 5, 5))
+    C[2, 1, 3] = np.inf  # still has an assignment
+    got = assign_many(C)
+    r, c = linear_sum_assignment(C[2])
+    assert C[2, np.arange(5), got[2]].sum() == pytest.approx(C[2, r, c].sum())
+    C[1, 4, :] = np.inf  # row 4 of problem 1 has no column
+    with pytest.raises(ValueError, match="infeasible"):
+        assign_many(C)

@@ -436,7 +436,8 @@ def _arc_of(cols: torch.Tensor, mate: torch.Tensor) -> torch.Tensor:
 
 #: Whether stacks of small dense problems (the leaves, the subsamples that judge candidate splits)
 #: are solved on a GPU, as one batch of lockstep shortest-path searches
-#: (:func:`~.lockstep.assign_lockstep`), instead of by scipy on the host.
+#: (:func:`~.lockstep.assign_lockstep`), instead of by the compiled solver on the host
+#: (:func:`~hiref.engine._assign.assign_many`).
 STACK_ON_DEVICE = True
 
 #: Least work (problems x rows^2) for a stack to be solved on the device. A lockstep step costs
@@ -446,7 +447,9 @@ STACK_ON_DEVICE = True
 #: its cores. A model, not a measurement (no GPU was lent when it was set): ~0.2 ms per step of
 #: about 60 small kernels from a CUDA graph, against scipy at ~1e-4 s per 64-row problem per core
 #: on 8 cores, puts the two level near 2^24 (4,096 leaves of 64 points, 2^18 points);
-#: ``benchmarks/gpu_finish.py`` times both.
+#: ``benchmarks/gpu_finish.py`` times both. (The host's compiled solver has since halved the
+#: host's time, which moves the model's level to about 2^25; left at 2^24 until a GPU is timed,
+#: as the device's solve also leaves the host's cores free.)
 LOCKSTEP_MIN_WORK = 1 << 24
 #: Most cost entries per lockstep stack (1 GB in float64): larger stacks are solved in chunks.
 LOCKSTEP_MAX_ENTRIES = 1 << 27
@@ -457,8 +460,9 @@ def assign_stack(costs: torch.Tensor) -> torch.Tensor:
 
     On a GPU (:func:`~.batched_search.on_device`), a stack with at least
     :data:`LOCKSTEP_MIN_WORK` is solved there by :func:`~.lockstep.assign_lockstep` (with
-    :data:`STACK_ON_DEVICE`); otherwise scipy solves the problems, several at a time in threads,
-    on the host. Returns (B, s) int64 columns.
+    :data:`STACK_ON_DEVICE`); otherwise the compiled solver of
+    :func:`~hiref.engine._assign.assign_many` solves them on the host, a slice of the stack per
+    thread. Returns (B, s) int64 columns.
     """
     n_b, s, t = costs.shape
     if batched_search.on_device(costs.device) and STACK_ON_DEVICE and n_b * s * s >= LOCKSTEP_MIN_WORK:

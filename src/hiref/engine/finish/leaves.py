@@ -24,7 +24,8 @@ def solve_leaves(geometry: Cost, X: torch.Tensor, Y: torch.Tensor, blocks: Block
 
     Each leaf's dense cost is built in float64, leaves of the same shape together, in chunks
     that bound the memory, and solved a chunk at a time by :func:`~.auction.assign_stack`: on
-    the CPU with :func:`scipy.optimize.linear_sum_assignment`, on a GPU by lockstep shortest-path
+    the CPU by compiled shortest augmenting paths (:func:`~hiref.engine._assign.assign_many`, the
+    method of :func:`scipy.optimize.linear_sum_assignment`), on a GPU by lockstep shortest-path
     searches over the whole chunk (:mod:`.lockstep`). A leaf may have more Y than X points; its
     extra Y points stay unmatched.
 
