@@ -14,9 +14,9 @@ from scipy.optimize import linear_sum_assignment
 @cache
 def _compiled() -> Callable:
     """The compiled solver of a slice of a stack (compiled once, cached on disk; numba is imported here)."""
-    from hiref.engine import _assign_kernels
+    from hiref.engine._assign_kernels import solve_slice
 
-    return _assign_kernels.solve_slice
+    return solve_slice
 
 
 def _columns(cost: np.ndarray) -> np.ndarray:

@@ -13,10 +13,11 @@ from functools import cache
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.auction import Graph
-from hiref.engine.finish.neighbours import TREE_MAX_DIM, candidate_neighbours, nearest, nearest_on_device, search_tree
+from hiref.engine.finish.neighbours import TREE_MAX_DIM, candidate_neighbours, nearest, nearest_on_device, search_index
 from hiref.engine.geometry.costs import Cost
 
 
@@ -55,10 +56,13 @@ class Neighbourhoods:
         """The three neighbourhoods by k-d trees (low dimensions) or exact distances in chunks."""
         k_across = k if across else 0
         if B.shape[1] <= TREE_MAX_DIM:
-            tree_a, tree_b = search_tree(A), search_tree(B)
-            near_b = nearest(tree_b, A, k_across, order=tree_a.indices)  # (n, k) points of B near each point of A
-            b_near_b = nearest(tree_b, B, k + 1, order=tree_b.indices)[:, 1:]  # (m, k) points of B near B
-            near_a = nearest(tree_a, A, k + 1, order=tree_a.indices)[:, 1:]  # (n, k) points of A near A
+            index_a, index_b = search_index(A), search_index(B)
+            # a tree's queries are asked in its own points' order (one tree orders the other's)
+            order_a = index_a.indices if isinstance(index_a, cKDTree) else None
+            order_b = index_b.indices if isinstance(index_b, cKDTree) else None
+            near_b = nearest(index_b, A, k_across, order=order_a)  # (n, k) points of B near each point of A
+            b_near_b = nearest(index_b, B, k + 1, order=order_b)[:, 1:]  # (m, k) points of B near B
+            near_a = nearest(index_a, A, k + 1, order=order_a)[:, 1:]  # (n, k) points of A near A
             return near_b, b_near_b, near_a
         near = candidate_neighbours
         return near(B, A, k_across), near(B, B, k + 1)[:, 1:], near(A, A, k + 1)[:, 1:]
