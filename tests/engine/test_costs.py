@@ -96,3 +96,38 @@ def test_asymmetric_custom_cost_keeps_its_orientation():
     t = Transposed(Custom(tilted))
     tx, ty = torch.tensor(X[:3]), torch.tensor(Y[:4])
     assert torch.allclose(t.dense(ty, tx), Custom(tilted).dense(tx, ty).T)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_costs_of_indexed_pairs_equal_the_paired_costs(d, dtype, index, threads):
+    # the compiled pass (d <= 3 on the CPU) gives torch's chunked values bit for bit, in slices per thread
+    rng = np.random.default_rng(d)
+    X = torch.tensor(rng.standard_normal((3000, d)) * 1e3 + 5e4, dtype=dtype)
+    Y = torch.tensor(rng.standard_normal((2000, d)) * 1e3 + 5e4, dtype=dtype)
+    rows = rng.integers(0, 3000, 200_000).astype(index)
+    cols = rng.integers(0, 2000, 200_000).astype(index)
+    expected = SqEuclidean().paired(X[torch.as_tensor(rows)].double(), Y[torch.as_tensor(cols)].double()).numpy()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = SqEuclidean().paired_at(X, Y, rows, cols)
+        out = np.full(rows.shape[0], np.nan)
+        assert SqEuclidean().paired_at(X, Y, rows, cols, out=out) is out
+        swapped = Transposed(SqEuclidean()).paired_at(Y, X, cols, rows)
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(swapped, expected)
+
+
+def test_costs_of_indexed_pairs_of_other_costs():
+    rng = np.random.default_rng(0)
+    X, Y = torch.tensor(rng.random((50, 2))), torch.tensor(rng.random((40, 2)))
+    rows, cols = rng.integers(0, 50, 300), rng.integers(0, 40, 300)
+    for cost in (Power(1.5), Transposed(Power(1.5))):
+        dense = cost.dense(X, Y).numpy()
+        np.testing.assert_allclose(cost.paired_at(X, Y, rows, cols), dense[rows, cols], rtol=1e-12)
