@@ -9,7 +9,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from hiref.engine._assign import assign_many
-from hiref.engine.blocks import Blocks, child_capacities
+from hiref.engine.blocks import Blocks, _padded, _regroup, _regroup_sorted, child_capacities
 from hiref.engine.finish.auction import assign_stack
 from hiref.engine.finish.leaves import solve_leaves
 from hiref.engine.geometry.costs import SqEuclidean
@@ -220,3 +220,21 @@ def test_stacks_with_costs_not_finite_go_to_scipy():
     C[1, 4, :] = np.inf  # row 4 of problem 1 has no column
     with pytest.raises(ValueError, match="infeasible"):
         assign_many(C)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_regrouping_by_counting_equals_a_stable_sort(rank):
+    # the CPU's counting pass against the sort that other devices run, on blocks of uneven sizes
+    gen = torch.Generator().manual_seed(rank)
+    sizes = torch.tensor([7, 0, 12, 1, 30, 5])
+    pos, mask = _padded(sizes)
+    labels = torch.randint(0, rank, pos.shape, generator=gen)
+    caps = torch.stack([((labels == z) & mask).sum(1) for z in range(rank)], 1)
+    index = torch.randperm(int(sizes.sum()), generator=gen)
+    got = _regroup(index, pos, mask, labels, caps)
+    np.testing.assert_array_equal(got.numpy(), _regroup_sorted(index, pos, mask, labels, rank).numpy())
+    wrong = caps.clone()
+    wrong[0, 0] += 1
+    wrong[0, 1] -= 1
+    with pytest.raises(ValueError, match="child sizes"):
+        _regroup(index, pos, mask, labels, wrong)
