@@ -153,3 +153,17 @@ def test_usable_cpus_is_the_affinity(monkeypatch):
     monkeypatch.delattr(policy.os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(policy.os, "cpu_count", lambda: None)
     assert policy.usable_cpus() == 1
+
+
+@pytest.mark.parametrize(("total", "least", "threads"), [(10, 1, 2), (10, 4, 4), (3, 1, 8), (0, 1, 2), (5000, 1024, 3)])
+def test_slices_cover_the_range_once(total, least, threads):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    seen = []
+    try:
+        policy.in_slices(total, lambda lo, hi: seen.append((lo, hi)), least=least)
+    finally:
+        torch.set_num_threads(previous)
+    covered = sorted(i for lo, hi in seen for i in range(lo, hi))
+    assert covered == list(range(total))
+    assert len(seen) == max(1, min(threads, total // least))

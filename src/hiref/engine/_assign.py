@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
+
+from hiref.engine.threads import in_slices
 
 
 @cache
@@ -50,18 +50,7 @@ def assign_many(costs: np.ndarray) -> np.ndarray:
     out = np.empty(costs.shape[:2], dtype=np.int64)
     ok = np.empty(len(costs), dtype=np.bool_)
     solve = _compiled()
-    workers = max(1, min(torch.get_num_threads(), len(costs)))
-    cuts = np.linspace(0, len(costs), workers + 1).astype(np.int64)
-
-    def run(k: int) -> None:
-        lo, hi = cuts[k], cuts[k + 1]
-        solve(costs[lo:hi], out[lo:hi], ok[lo:hi])
-
-    if workers == 1:
-        run(0)
-    else:  # (the solver releases the GIL)
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(workers)))
+    in_slices(len(costs), lambda lo, hi: solve(costs[lo:hi], out[lo:hi], ok[lo:hi]))
     for b in np.flatnonzero(~ok):  # (not reached with finite costs; scipy's error if ever)
         out[b] = _columns(costs[b])
     return out

@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hiref.engine.checks import check_positive_int
@@ -140,3 +142,18 @@ def engine_threads(threads: int | None, *, distributed: bool = False) -> Iterato
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
+
+
+def in_slices(total: int, run: Callable[[int, int], None], *, least: int = 1) -> None:
+    """Call ``run(lo, hi)`` on contiguous slices of ``range(total)``, one per thread (torch's count).
+
+    For compiled loops that release the GIL: each thread takes one slice, at least ``least``
+    items long (fewer threads where there are fewer items).
+    """
+    workers = max(1, min(torch.get_num_threads(), total // max(1, least)))
+    cuts = np.linspace(0, total, workers + 1).astype(np.int64)
+    if workers == 1:
+        run(0, total)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda w: run(int(cuts[w]), int(cuts[w + 1])), range(workers)))

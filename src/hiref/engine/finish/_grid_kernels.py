@@ -18,8 +18,8 @@ def _cell(x, lo, h, g):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def bucket(P, lo_x, lo_y, h, gx, gy):  # pragma: no cover
-    """Cell pointers (gx * gy + 1,), the points' indices sorted by cell, and their coordinates in that order."""
+def _by_cell(P, lo_x, lo_y, h, gx, gy):  # pragma: no cover
+    # cell pointers (gx * gy + 1,) and the points' indices sorted by cell (a counting sort)
     m = P.shape[0]
     cell = np.empty(m, np.int64)
     start = np.zeros(gx * gy + 1, np.int64)
@@ -34,8 +34,15 @@ def bucket(P, lo_x, lo_y, h, gx, gy):  # pragma: no cover
     for i in range(m):
         order[fill[cell[i]]] = i
         fill[cell[i]] += 1
-    S = np.empty((m, 2))
-    for t in range(m):
+    return start, order
+
+
+@numba.njit(cache=True, nogil=True)
+def bucket(P, lo_x, lo_y, h, gx, gy):  # pragma: no cover
+    """Cell pointers (gx * gy + 1,), the points' indices sorted by cell, and their coordinates in that order."""
+    start, order = _by_cell(P, lo_x, lo_y, h, gx, gy)
+    S = np.empty((P.shape[0], 2))
+    for t in range(P.shape[0]):
         S[t, 0] = P[order[t], 0]
         S[t, 1] = P[order[t], 1]
     return start, order, S
@@ -44,20 +51,7 @@ def bucket(P, lo_x, lo_y, h, gx, gy):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def query_order(Q, lo_x, lo_y, h, gx, gy):  # pragma: no cover
     """The queries' indices sorted by cell (neighbouring queries then scan the same cells)."""
-    n = Q.shape[0]
-    cell = np.empty(n, np.int64)
-    fill = np.zeros(gx * gy + 1, np.int64)
-    for i in range(n):
-        c = _cell(Q[i, 1], lo_y, h, gy) * gx + _cell(Q[i, 0], lo_x, h, gx)
-        cell[i] = c
-        fill[c + 1] += 1
-    for c in range(gx * gy):
-        fill[c + 1] += fill[c]
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        order[fill[cell[i]]] = i
-        fill[cell[i]] += 1
-    return order
+    return _by_cell(Q, lo_x, lo_y, h, gx, gy)[1]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
@@ -12,6 +11,7 @@ from scipy.spatial import cKDTree
 from hiref.engine.finish import batched_search
 from hiref.engine.finish.batched_search import nearest_batched
 from hiref.engine.geometry.scan import smallest
+from hiref.engine.threads import in_slices
 
 #: Largest dimension for which neighbours come from a k-d tree; above it, from exact distances
 #: computed in chunks (a tree degrades to a scan there anyway).
@@ -98,21 +98,14 @@ class PlaneGrid:
         kern = _grid_kernels()
         order = kern.query_order(queries, self.lo[0], self.lo[1], self.h, *self.shape)
         gave_up = np.empty(queries.shape[0], dtype=np.bool_)
-        workers = max(1, min(torch.get_num_threads(), queries.shape[0] // 1024))
-        cuts = np.linspace(0, queries.shape[0], workers + 1).astype(np.int64)
 
-        def run(w: int) -> None:
-            lo, hi = cuts[w], cuts[w + 1]
+        def run(lo: int, hi: int) -> None:
             kern.nearest_slice(
                 queries, order[lo:hi], self.start, self.order, self.sorted, self.lo[0], self.lo[1], self.h,
                 *self.shape, k, _MAX_RING, out, gave_up[lo:hi],
             )  # fmt: skip
 
-        if workers == 1:
-            run(0)
-        else:  # (the searches release the GIL)
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, range(workers)))
+        in_slices(queries.shape[0], run, least=1024)
         far = order[gave_up]
         if far.size:
             out[far] = nearest(self.tree, queries[far], k)

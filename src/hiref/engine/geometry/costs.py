@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
@@ -27,6 +26,7 @@ import torch
 
 from hiref.engine.geometry.scan import smallest
 from hiref.engine.reducer import LOCAL, Reducer
+from hiref.engine.threads import in_slices
 
 #: Entries of one chunk of a cost matrix formed to find row minima (float64).
 _CHUNK = 1 << 23
@@ -297,18 +297,9 @@ class SqEuclidean(Cost):
         out = np.empty(rows.shape[0], dtype=np.float64) if out is None else out
         Xn, Yn = X.detach().contiguous().numpy(), Y.detach().contiguous().numpy()
         kernel = _paired_kernel()
-        workers = max(1, min(torch.get_num_threads(), rows.shape[0] // _PAIRED_PER_THREAD))
-        cuts = np.linspace(0, rows.shape[0], workers + 1).astype(np.int64)
-
-        def run(w: int) -> None:
-            lo, hi = cuts[w], cuts[w + 1]
-            kernel(Xn, Yn, rows[lo:hi], cols[lo:hi], out[lo:hi])
-
-        if workers == 1:
-            run(0)
-        else:  # (the loop releases the GIL)
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, range(workers)))
+        in_slices(
+            rows.shape[0], lambda lo, hi: kernel(Xn, Yn, rows[lo:hi], cols[lo:hi], out[lo:hi]), least=_PAIRED_PER_THREAD
+        )
         return out
 
     def cheapest(self, X: torch.Tensor, Y: torch.Tensor, shift: torch.Tensor, k: int = 1) -> torch.Tensor:

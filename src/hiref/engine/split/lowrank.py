@@ -22,7 +22,6 @@ factor is one logit per point and the projection is exact (a scalar Newton solve
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 
 from hiref.engine.reducer import LOCAL, Reducer
 from hiref.engine.repeat import repeat
+from hiref.engine.threads import in_slices
 
 #: Whether two-cluster descents on the CPU run the compiled loop (:func:`binary_fused`) rather
 #: than the torch step (kept for GPUs, for processes that share blocks, and as the reference).
@@ -167,21 +167,14 @@ def binary_fused(
         return np.ascontiguousarray(np.where(mask[:, None, :], u, 0.0))
 
     u_q, u_r = start(logits_q, mx), start(logits_r, my)
-    pairs = u_q.shape[0] * u_q.shape[1]
-    workers = max(1, min(torch.get_num_threads(), pairs))
-    cuts = np.linspace(0, pairs, workers + 1).astype(np.int64)
 
-    def run(i: int) -> None:
+    def run(lo: int, hi: int) -> None:
         descend_pairs(
-            cuts[i], cuts[i + 1], fx, fy, swap, mx, my, weight, coef_a, coef_b, both, bounds_q, bounds_r, u_q, u_r,
-            n_iter, float(step), 2,
+            lo, hi, fx, fy, swap, mx, my, weight, coef_a, coef_b, both, bounds_q, bounds_r, u_q, u_r, n_iter,
+            float(step), 2,
         )  # fmt: skip
 
-    if workers == 1:
-        run(0)
-    else:  # (the loop releases the GIL)
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, range(workers)))
+    in_slices(u_q.shape[0] * u_q.shape[1], run)  # (the loop releases the GIL)
     dtype, device = logits_q.dtype, logits_q.device
     u_q_t = torch.from_numpy(u_q).to(device=device, dtype=dtype)
     u_r_t = torch.from_numpy(u_r).to(device=device, dtype=dtype)
