@@ -8,6 +8,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from hiref.engine import _assign as assign_module
+from hiref.engine import blocks as blocks_module
 from hiref.engine._assign import assign_many
 from hiref.engine.blocks import Blocks, _padded, _regroup, _regroup_sorted, child_capacities
 from hiref.engine.finish.auction import assign_stack
@@ -167,8 +169,10 @@ def test_a_leaf_with_a_near_tie_is_solved_exactly_on_the_cpu():
 
 
 @pytest.mark.parametrize("shape", [(37, 9, 9), (23, 6, 11), (1, 5, 5), (0, 4, 4)])
-def test_stacks_of_problems_are_solved_exactly_in_slices(shape):
+@pytest.mark.parametrize("compiled_from", [0, assign_module.COMPILED_MIN_ENTRIES])
+def test_stacks_of_problems_are_solved_exactly_in_slices(shape, compiled_from, monkeypatch):
     # several threads, each on its own slice of the stack; every problem against scipy alone
+    monkeypatch.setattr(assign_module, "COMPILED_MIN_ENTRIES", compiled_from)
     rng = np.random.default_rng(sum(shape))
     C = rng.random(shape)
     got = assign_many(C)
@@ -194,8 +198,9 @@ def _stack_of_kind(kind, rng, n_b, s, t):
 @pytest.mark.parametrize("kind", ["ties", "planar", "lattice"])
 @pytest.mark.parametrize(("s", "t"), [(17, 17), (12, 19), (1, 1), (1, 6), (40, 40)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_compiled_stack_solver_equals_scipy(kind, s, t, threads):
+def test_compiled_stack_solver_equals_scipy(kind, s, t, threads, monkeypatch):
     # the compiled solver against scipy, problem by problem: the same optimal cost, every column once
+    monkeypatch.setattr(assign_module, "COMPILED_MIN_ENTRIES", 0)
     rng = np.random.default_rng(s * 100 + t)
     C = _stack_of_kind(kind, rng, 25, s, t)
     previous = torch.get_num_threads()
@@ -223,8 +228,9 @@ def test_stacks_with_costs_not_finite_go_to_scipy():
 
 
 @pytest.mark.parametrize("rank", [2, 3])
-def test_regrouping_by_counting_equals_a_stable_sort(rank):
+def test_regrouping_by_counting_equals_a_stable_sort(rank, monkeypatch):
     # the CPU's counting pass against the sort that other devices run, on blocks of uneven sizes
+    monkeypatch.setattr(blocks_module, "COUNTING_MIN", 0)
     gen = torch.Generator().manual_seed(rank)
     sizes = torch.tensor([7, 0, 12, 1, 30, 5])
     pos, mask = _padded(sizes)

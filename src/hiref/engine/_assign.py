@@ -10,6 +10,11 @@ from scipy.optimize import linear_sum_assignment
 
 from hiref.engine.threads import in_slices
 
+#: Fewest cost entries in a stack for the compiled solver; smaller stacks go to scipy, which takes
+#: about as long there, and the first use after install does not wait for a compilation (the
+#: built-in demo's first run took 9.7 s with every new kernel compiling, 6.5 s before them).
+COMPILED_MIN_ENTRIES = 1 << 18
+
 
 @cache
 def _compiled() -> Callable:
@@ -30,8 +35,9 @@ def assign_many(costs: np.ndarray) -> np.ndarray:
 
     Solved by a compiled shortest-augmenting-path solver (:mod:`._assign_kernels`, the method of
     :func:`scipy.optimize.linear_sum_assignment`), a contiguous slice of the stack per thread
-    (torch's thread count); stacks with costs that are not all finite go to scipy, which also
-    says when a problem has no assignment.
+    (torch's thread count). Stacks of fewer than :data:`COMPILED_MIN_ENTRIES` entries, and
+    those with costs that are not all finite, go to scipy (which also says when a problem has
+    no assignment).
 
     Parameters
     ----------
@@ -45,7 +51,7 @@ def assign_many(costs: np.ndarray) -> np.ndarray:
     if len(costs) == 0:
         return np.empty((0, costs.shape[1] if costs.ndim == 3 else 0), dtype=np.int64)
     costs = np.ascontiguousarray(costs, dtype=np.float64)
-    if not np.isfinite(costs).all():
+    if costs.size < COMPILED_MIN_ENTRIES or not np.isfinite(costs).all():
         return np.stack([_columns(c) for c in costs])
     out = np.empty(costs.shape[:2], dtype=np.int64)
     ok = np.empty(len(costs), dtype=np.bool_)

@@ -27,11 +27,16 @@ def _padded(sizes: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor
     return pos, mask
 
 
+#: Fewest points for which the CPU regroups by the compiled counting pass (fewer: the sort, the
+#: same order; no compilation at first use for small problems).
+COUNTING_MIN = 1 << 16
+
+
 def _regroup(
     index: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, caps: torch.Tensor
 ) -> torch.Tensor:
     """``index`` reordered block after block, child after child (``caps`` (B, r) points each), entries in order."""
-    if index.device.type == "cpu":  # at 2**20 points, 0.8 s of stable sorts over the levels
+    if index.device.type == "cpu" and index.shape[0] >= COUNTING_MIN:  # 2**20 points: 0.8 s of sorts over the levels
         return _regroup_counting(index, pos, mask, labels, caps)
     return _regroup_sorted(index, pos, mask, labels, caps.shape[1])
 

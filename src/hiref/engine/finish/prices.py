@@ -120,6 +120,24 @@ def _trusted_slopes(g: torch.Tensor, matched: torch.Tensor, nb: torch.Tensor) ->
     return g
 
 
+#: Fewest edges for which the integration system's sums run compiled (fewer: the numpy passes,
+#: the same sums in the same order; no compilation at first use for small problems).
+COMPILED_EDGES_MIN = 1 << 17
+
+
+def _edge_sums_numpy(Y: np.ndarray, g: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rhs`` and ``degree`` of the integration system by numpy passes (each end's sums by ``np.bincount``)."""
+    m, d = Y.shape
+    rows = np.repeat(np.arange(m), nb.shape[1])
+    cols = nb.ravel()
+    along = np.zeros(rows.shape[0])
+    for c in range(d):  # one coordinate at a time: temporaries of one value per edge
+        along += (g[rows, c] + g[cols, c]) * (Y[cols, c] - Y[rows, c])
+    along *= 0.5
+    rhs = np.bincount(cols, along, minlength=m) - np.bincount(rows, along, minlength=m)
+    return rhs, np.bincount(rows, minlength=m) + np.bincount(cols, minlength=m) + 1e-9
+
+
 @cache
 def _edge_sums() -> Callable:
     """The compiled pass over the edges (compiled once, cached on disk; numba is imported here)."""
@@ -141,7 +159,10 @@ def _integration_system(
     """
     m = Y.shape[0]
     # one compiled pass over the edges (at 2**20 points the numpy passes took 0.4 s)
-    rhs, degree = _edge_sums()(np.ascontiguousarray(Y), np.ascontiguousarray(g), np.ascontiguousarray(nb))
+    if Y.shape[0] * nb.shape[1] >= COMPILED_EDGES_MIN:
+        rhs, degree = _edge_sums()(np.ascontiguousarray(Y), np.ascontiguousarray(g), np.ascontiguousarray(nb))
+    else:
+        rhs, degree = _edge_sums_numpy(Y, g, nb)
     cols = nb.ravel().astype(np.int32)
     if not matrix:
         k = nb.shape[1]

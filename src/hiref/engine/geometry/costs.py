@@ -37,6 +37,9 @@ _PAIRED_CHUNK_CPU = 1 << 19
 #: Largest dimension for which :meth:`SqEuclidean.paired_at` runs compiled on the CPU: the same
 #: sum, in the same order, as torch's (bit for bit; above, torch's reduction adds in another order).
 _PAIRED_COMPILED_MAX_DIM = 3
+#: Fewest pairs for the compiled :meth:`SqEuclidean.paired_at` (fewer: the torch code, the same
+#: values).
+_PAIRED_COMPILED_MIN = 1 << 16
 #: Fewest pairs per thread of the compiled :meth:`SqEuclidean.paired_at`.
 _PAIRED_PER_THREAD = 1 << 16
 
@@ -292,7 +295,8 @@ class SqEuclidean(Cost):
         No temporaries (the chunked torch code allocated about 18 MB a chunk, which glibc may
         map and unmap every time: 16.6 million arcs of a 2**20-point pair took 0.39-0.63 s).
         """
-        if X.device.type != "cpu" or Y.device.type != "cpu" or X.shape[1] > _PAIRED_COMPILED_MAX_DIM:
+        small = rows.shape[0] < _PAIRED_COMPILED_MIN  # (not worth a compilation at first use)
+        if small or X.device.type != "cpu" or Y.device.type != "cpu" or X.shape[1] > _PAIRED_COMPILED_MAX_DIM:
             return super().paired_at(X, Y, rows, cols, out)
         out = np.empty(rows.shape[0], dtype=np.float64) if out is None else out
         Xn, Yn = X.detach().contiguous().numpy(), Y.detach().contiguous().numpy()
