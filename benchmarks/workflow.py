@@ -9,6 +9,9 @@ imaging panel). Every case runs in a fresh process, once per
 source tree given (``--src``, default this checkout's ``src``; pass an older checkout as a second
 ``--src`` to compare old and new in the same run). Reported per step: seconds, and the process's
 peak resident memory after it (Linux ``ru_maxrss``; the data alone is the ``data`` row).
+``--unregistered`` skips ``hr.pp.register`` and aligns the sections where they lie (the second
+rotated and shifted): position alone then predicts expression poorly, so ``use_rep="auto"``
+weights expression in, and the finish works in ~56 dimensions (position and joint PCs).
 
 **Concurrency** (``--concurrency``): three solves of n = 4096 (half-moon -> S-curve) in one
 process alone, then in two processes started together; the ratio of each process's time to the
@@ -19,6 +22,7 @@ Examples
 --------
     python benchmarks/workflow.py --n 10000 100000 1000000 --genes 60 --json benchmarks/results/workflow_cpu.json
     python benchmarks/workflow.py --n 100000 --genes 500 --depth 150 --src src --src /tmp/old/src
+    python benchmarks/workflow.py --n 50000 --unregistered --src /tmp/old/src --src src
     python benchmarks/workflow.py --concurrency --n
 """
 
@@ -58,7 +62,7 @@ def _simulator():
     return importlib.import_module("_bench_datasets._simulated_slices").simulate_slices
 
 
-def _worker_recipe(n: int, genes: int, depth: float, out: Path) -> None:
+def _worker_recipe(n: int, genes: int, depth: float, out: Path, *, registered: bool = True) -> None:
     """One case of the recipe in this process; writes ``{step: [seconds, peak GB]}`` to ``out``."""
     import hiref as hr
 
@@ -72,14 +76,19 @@ def _worker_recipe(n: int, genes: int, depth: float, out: Path) -> None:
     depth_option = {"mean_count": depth / genes} if depth > 0 else {}
     a, b = _simulator()(n_obs=n, n_genes=genes, seed=0, **depth_option)
     step("data", t0)
+    key = "spatial"
+    if registered:
+        t0 = time.perf_counter()
+        hr.pp.register(a, b)
+        step("register", t0)
+        key = "spatial_registered"
     t0 = time.perf_counter()
-    hr.pp.register(a, b)
-    step("register", t0)
-    t0 = time.perf_counter()
-    hr.tl.align(a, b, spatial_key="spatial_registered", progress=False)
+    hr.tl.align(a, b, spatial_key=key, progress=False)
     step("align", t0)
+    record["expression_weight"] = [float(a.uns["hiref"]["params"]["auto_weight"]), 0.0]
+    record["gap_bound"] = [float(a.uns["hiref"]["gap_bound"] or float("nan")), 0.0]
     t0 = time.perf_counter()
-    pred = hr.tl.transfer(a, b, spatial_key="spatial_registered")
+    pred = hr.tl.transfer(a, b, spatial_key=key)
     step("transfer", t0)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +116,9 @@ def _spawn(src: str, args: list[str], env: dict | None = None) -> subprocess.Pop
     return subprocess.Popen([sys.executable, __file__, *args], env=env)
 
 
-def recipe(ns: list[int], genes: list[int], srcs: list[str], depth: float = 0.0) -> list[dict]:
+def recipe(
+    ns: list[int], genes: list[int], srcs: list[str], depth: float = 0.0, *, registered: bool = True
+) -> list[dict]:
     """Run every case in a fresh process per source tree; one row per (case, tree)."""
     rows = []
     for g in genes:
@@ -117,11 +128,15 @@ def recipe(ns: list[int], genes: list[int], srcs: list[str], depth: float = 0.0)
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / "out.json"
                     t0 = time.perf_counter()
-                    proc = _spawn(src, ["--worker-recipe", str(n), str(g), str(depth), str(out)])
+                    proc = _spawn(src, ["--worker-recipe", str(n), str(g), str(depth), str(int(registered)), str(out)])
                     status = proc.wait()
                     wall = time.perf_counter() - t0
                     record = json.loads(out.read_text()) if status == 0 and out.exists() else {}
-                row = {"n": n, "genes": g, "depth": depth or "default", "src": src, "status": status}
+                row = {"n": n, "genes": g, "depth": depth or "default", "registered": registered, "src": src}
+                row["status"] = status
+                for name in ("expression_weight", "gap_bound"):
+                    if name in record:
+                        row[name] = record[name][0]
                 row["process_s"] = wall
                 for name in STEPS:
                     if name in record:
@@ -164,15 +179,18 @@ def main() -> None:
         help="mean counts per cell (sparse counts, as imaging panels have); default: the simulator's 2.4 per gene",
     )
     parser.add_argument("--src", action="append", help="source tree(s) to run (default: this checkout's src)")
+    parser.add_argument(
+        "--unregistered", action="store_true", help="align the sections where they lie, without hr.pp.register"
+    )
     parser.add_argument("--concurrency", action="store_true", help="also run the concurrency section")
     parser.add_argument("--threads", nargs="*", default=["default"], help="HIREF_NUM_THREADS values to compare")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--worker-recipe", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-recipe", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--worker-solves", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker_recipe:
-        n, genes, depth, out = args.worker_recipe
-        _worker_recipe(int(n), int(genes), float(depth), Path(out))
+        n, genes, depth, registered, out = args.worker_recipe
+        _worker_recipe(int(n), int(genes), float(depth), Path(out), registered=registered == "1")
         return
     if args.worker_solves:
         _worker_solves(Path(args.worker_solves))
@@ -180,9 +198,10 @@ def main() -> None:
     from _common import print_table, write_json
 
     srcs = args.src or [str(HERE.parent / "src")]
-    rows = recipe(args.n, args.genes, srcs, args.depth) if args.n else []
+    rows = recipe(args.n, args.genes, srcs, args.depth, registered=not args.unregistered) if args.n else []
     if rows:
         cols = ["n", "genes", "depth", "src", *[f"{s}_s" for s in STEPS], "recipe_s", "peak_GB"]
+        cols += ["expression_weight", "gap_bound"]
         print_table(rows, cols, "the recipe: seconds per step, peak resident memory (GB)")
     conc = []
     if args.concurrency:

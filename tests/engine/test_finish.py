@@ -301,6 +301,44 @@ def test_a_re_solve_out_of_budget_keeps_the_last_matching_with_a_tightened_bound
     assert cut.lower_bound <= opt * (1 + 1e-12) <= cut.costs[-1] * (1 + 1e-12)
 
 
+def test_re_solves_for_many_points_go_to_the_auction_and_stay_exact(monkeypatch):
+    # Shortest-path searches re-solve only where pricing gave arcs to at most a tenth of the
+    # points; for more, the auction re-solves (sections of 50,000 cells in 56 dimensions, 35 %
+    # of the points: 22.6 s of searches against 0.9 s). The default's finish on a uniform
+    # checkerboard gives arcs to 22-49 % of the points in its first re-solves.
+    from hiref.engine.finish import polish
+
+    squares = np.array([(c, r) for c in range(4) for r in range(4)])
+
+    def draw(seed, parity):
+        rng = np.random.default_rng(seed)
+        cells = squares[squares.sum(1) % 2 == parity]
+        return cells[rng.integers(0, len(cells), 1024)] + rng.random((1024, 2)) - 2.0
+
+    A, B = draw(0, 0), draw(1, 1)
+    searched, auctions, real_reassign, real_auction = [], [], polish.reassign, polish.auction_cpu
+
+    def reassign_spy(graph, mate, prices, rows, eps, **kw):
+        searched.append(len(rows) / graph.n)
+        return real_reassign(graph, mate, prices, rows, eps, **kw)
+
+    def auction_spy(graph, mate, prices, eps, **kw):
+        if kw.get("settled") is not None:  # a re-solve
+            auctions.append(int((~kw["settled"]).sum()) / graph.n)
+        return real_auction(graph, mate, prices, eps, **kw)
+
+    monkeypatch.setattr(polish, "reassign", reassign_spy)
+    monkeypatch.setattr(polish, "auction_cpu", auction_spy)
+    m = hr.solve(A, B, progress=False, seed=0)
+    assert any(0.1 < share <= 0.5 for share in auctions)  # the case exercises the rule
+    assert all(share > 0.1 for share in auctions)
+    assert all(share <= 0.1 for share in searched)
+    opt = _optimum(A, B)
+    assert float(((A - B[m.perm]) ** 2).sum(1).mean()) <= opt * (1 + 1e-6)
+    assert m.gap_bound is not None
+    assert m.gap_bound <= 1e-4
+
+
 def test_a_first_solve_out_of_budget_keeps_its_last_completed_phase(monkeypatch):
     # An automatic finish whose first auction runs out of bids one bid before its end keeps the
     # assignment of the phase before (better than the start), with a bound from its prices.
