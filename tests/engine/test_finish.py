@@ -514,9 +514,13 @@ def test_tightened_bound_is_valid_and_no_looser(n, m, d):
         prices[perm] = -((A - B[perm]) ** 2).sum(1) + noise * rng.normal(size=n)
         dual = c_transform(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), prices, scale=1.0)
         plain = lower_bound(dual, prices, n)
-        tight, _ = tightened_bound(SqEuclidean(), torch.as_tensor(A), torch.as_tensor(B), dual, scale=1.0)
-        assert plain <= tight + 1e-12
-        assert tight <= opt * (1 + 1e-12)
+        # the best prices for the dual's values, by brute force
+        best_prices = (dual.u[:, None] - cdist(A, B, "sqeuclidean")).max(0)
+        for geometry in (SqEuclidean(), Transposed(SqEuclidean())):
+            tight, _ = tightened_bound(geometry, torch.as_tensor(A), torch.as_tensor(B), dual, scale=1.0)
+            assert plain <= tight + 1e-12
+            assert tight <= opt * (1 + 1e-12)
+            assert tight == pytest.approx(lower_bound(dual, best_prices, n), rel=1e-12, abs=1e-12)
 
 
 def _asymmetric(x, y):

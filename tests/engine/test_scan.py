@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,28 @@ def test_smallest_over_tiles_equals_the_whole_matrix(dtype, k):
     Q = torch.randn(scan._TILE_ROWS + 77, 20, generator=g, dtype=dtype)
     bias = (P * P).sum(1) + torch.rand(m, generator=g, dtype=dtype)
     check(Q, P, bias, k)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("openmp", [True, False])
+def test_the_scan_shares_rows_out_to_threads_and_restores_torchs_count(monkeypatch, threads, openmp):
+    g = torch.Generator().manual_seed(threads)
+    m = scan._TILED_MIN_COLS + 99
+    P = torch.randn(m, 20, generator=g, dtype=torch.float64)
+    Q = torch.randn(2 * scan._LEAST_ROWS + 5, 20, generator=g, dtype=torch.float64)  # chunks of unequal sizes
+    monkeypatch.setattr(scan, "_openmp", lambda: openmp)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        check(Q, P, (P * P).sum(1), 7)
+        # the count holds here and in threads started later (which take the process's default)
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert torch.get_num_threads() == later[0] == threads
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_rows_whose_threshold_fails_are_computed_again(monkeypatch):

@@ -310,7 +310,8 @@ def tightened_bound(
     :func:`lower_bound`'s: where the auction's prices leave slack (a lattice, whose optimal
     prices are far from unique; high dimensions), this proves in one query what more rounds of
     pricing would. The price tree over ``A`` answers where :func:`uses_price_tree` says so
-    (``tree`` is reused from an earlier call), exact minima over all pairs elsewhere.
+    (``tree`` is reused from an earlier call), exact minima over all pairs elsewhere (for the
+    squared Euclidean cost ranked in float32 and valued exactly, as :func:`c_transform` does).
     """
     if uses_price_tree(geometry, A.shape[1], A.device):
         if tree is None:
@@ -320,6 +321,12 @@ def tightened_bound(
             tree.queries = spatial_order(b)
         tree.update(-dual.u)
         best = tree.best(b, 1, order=tree.queries)[:, 0]
+    elif geometry.name == "sqeuclidean" and geometry.symmetric:
+        # the c-transform of -u over A at every point of B, by exact minima ranked in float32
+        # (a 46,000-point mixture in 30 dimensions, 2 cores: 3.3 s instead of 5.5-6.2 s in float64)
+        base = getattr(geometry, "base", geometry)
+        q = -c_transform(base, B, A, -dual.u, scale=scale, k=RANKED_FLOAT32_MIN_K).u
+        return lower_bound(dual, q, A.shape[0]), tree
     else:
         from hiref.engine.geometry.costs import Transposed
 
