@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hiref.engine.finish.certificate import uses_price_tree
 from hiref.engine.finish.neighbours import nearest_points
 from hiref.engine.finish.prices import pair_slopes, prices_from_dual
 from hiref.engine.geometry.costs import Cost
@@ -42,6 +43,15 @@ COARSE_STRIDE = 8
 #: ended 0.13 % above it when the budget ran out; planted density pair of 2**20 points: the
 #: first auction took 36-42 million bids from the dual, 7.5 million from the slopes.
 COARSE_DUAL_SPACING = 0.05
+#: Above :data:`.neighbours.TREE_MAX_DIM` dimensions (exact minima price: :func:`.certificate.uses_price_tree`),
+#: the dual gives the prices whatever the spacing. Slopes, like the hierarchy's own
+#: (:func:`.prices.price_guess`), are integrated over a nearest-neighbour graph, which in many
+#: dimensions links points whose prices differ widely. Two sections of 50,000 simulated cells
+#: aligned on position and 54 expression components (``hr.tl.align`` unregistered, 2 cores,
+#: squared spacing 0.12 of the mean cost): after the first solve 4,162 points were short from
+#: the dual, 49,854 from the subsample's slopes and 49,941 from the hierarchy's; 4 rounds of
+#: pricing instead of 8, 59-67 s instead of 76-87 s. The softness hardly matters there (0.25 to
+#: 4 times :data:`_DUAL_SOFTNESS`: 4,119-4,172 points short).
 #: Temperature of the soft c-transform in units of that squared spacing (the same sections,
 #: seed 1: 0.5 left 5,031 points short after the first solve, 2 left 2,697, 8 none; the hard
 #: maximum 28,118).
@@ -80,7 +90,8 @@ def coarse_start(
     one). Its optimum gives the prices in one of two ways:
 
     - where the subsample's squared spacing is at most :data:`COARSE_DUAL_SPACING` of its mean
-      cost (two sections of a tissue, which move cells over many spacings), its dual, extended
+      cost (two sections of a tissue, which move cells over many spacings), or where exact
+      minima price (high dimensions, whatever the spacing), its dual, extended
       to every point by a soft c-transform (:func:`.prices.prices_from_dual`). It is right at
       every scale above the subsample's spacing, which integrated slopes are not: on the
       300,000-cell sections of ``benchmarks/sections.py``, slopes were wrong by 0.05-0.23 of the
@@ -118,7 +129,8 @@ def coarse_start(
     )  # fmt: skip
     pairs = torch.as_tensor(solved.perm, device=B.device)
     spacing = squared_spacing(geometry, A_s) / solved.scale
-    if solved.prices is not None and spacing <= COARSE_DUAL_SPACING:
+    by_dual = spacing <= COARSE_DUAL_SPACING or not uses_price_tree(geometry, A.shape[1])
+    if solved.prices is not None and by_dual:
         p_s = solved.prices
         u_s = geometry.paired(A_s.double(), B_s[pairs].double()).cpu().numpy() / solved.scale + p_s[solved.perm]
         prices = prices_from_dual(geometry, B, A_s, u_s, scale=solved.scale, softness=_DUAL_SOFTNESS * spacing)

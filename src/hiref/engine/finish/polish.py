@@ -23,8 +23,8 @@ returns prices (a dual solution). Two things make it fast and exact:
    hierarchy follows a local deformation only in part, its own field is biased. In a partial
    matching (more points in ``B``) the subsample holds points of ``B`` the matching leaves out
    too: its optimum says where ``B``'s leftovers lie. Where cells move far against their
-   spacing (two sections of one tissue), the subsample's dual, extended by a soft
-   c-transform, gives the prices instead (:data:`.coarse_start.COARSE_DUAL_SPACING`).
+   spacing (two sections of one tissue), and in high dimensions, the subsample's dual, extended
+   by a soft c-transform, gives the prices instead (:data:`.coarse_start.COARSE_DUAL_SPACING`).
 2. **Pricing.** Prices give the c-transform ``u(x) = min_y c(x, y) + p(y)`` over *every* point
    of the other cloud (:mod:`.certificate`); a pair with ``c(x, y) + p(y) < u(x)`` is an arc
    the graph lacks. They are added and the graph is solved again until none is left: then the
@@ -285,19 +285,6 @@ def _finish(
     if n == 0 or start_cost <= 0.0:
         return Finish(perm, [start_cost], start_cost if n else None, rounds=0, exact=True)
     clock = _Clock()
-    # (the subsample's slopes integrate to prices of the squared Euclidean cost only)
-    start = None
-    coarse = n >= coarse_start.COARSE_MIN and geometry.name == "sqeuclidean" and uses_price_tree(geometry, A.shape[1])
-    spent = 0  # work, in bids
-    if coarse:  # first, before the graph: its memory is back by then
-        say("finish: solving a subsample for the starting prices")
-        budget = None if work_budget is None else work_budget // 3
-        start, spent = coarse_start.coarse_start(
-            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget,
-            finish=exact_finish,
-        )  # fmt: skip
-        return_freed_memory()
-        clock.lap("coarse")
     by_tree = uses_price_tree(geometry, A.shape[1], A.device)
     pricing_work = _pricing_work(geometry, A.shape[1], n, m, by_tree=by_tree)
     feasible = transform_feasible(geometry, A.shape[1], n, m, bound_budget, A.device)
@@ -308,6 +295,24 @@ def _finish(
     # the better graph 6.6 s -> 2.4 s. (Other costs price by float64 rows, dearer: Euclidean in
     # 2-D, 16,384 points, 65 s -> 70 s with it.)
     first_priced = feasible and not by_tree and geometry.name == "sqeuclidean"
+    # (the subsample's slopes integrate to prices of the squared Euclidean cost only; in high
+    # dimensions its dual gives them, see coarse_start)
+    start = None
+    coarse = (
+        n >= coarse_start.COARSE_MIN
+        and geometry.name == "sqeuclidean"
+        and (uses_price_tree(geometry, A.shape[1]) or first_priced)
+    )  # fmt: skip
+    spent = 0  # work, in bids
+    if coarse:  # first, before the graph: its memory is back by then
+        say("finish: solving a subsample for the starting prices")
+        budget = None if work_budget is None else work_budget // 3
+        start, spent = coarse_start.coarse_start(
+            geometry, A, B, perm, Aw, Bw, k=neighbours, bound_budget=bound_budget, work_budget=budget,
+            finish=exact_finish,
+        )  # fmt: skip
+        return_freed_memory()
+        clock.lap("coarse")
     say("finish: nearest neighbours")
     near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours, across=not first_priced)
     return_freed_memory()
@@ -355,7 +360,7 @@ def _finish(
         )  # fmt: skip
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
         first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
-        if from_dual:  # only the best is needed later (the search's arrays are kept)
+        if from_dual and by_tree:  # only the best is needed later (the search's arrays are kept)
             dual.best = np.ascontiguousarray(dual.best[:, :1])
         spent += pricing_work
         clock.lap("pricing")

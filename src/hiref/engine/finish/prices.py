@@ -28,7 +28,7 @@ import scipy.sparse.linalg as spl
 import torch
 
 from hiref.engine.finish import batched_search
-from hiref.engine.finish.certificate import best_points, price_search
+from hiref.engine.finish.certificate import best_points, price_search, uses_price_tree
 from hiref.engine.finish.integrate import integrate
 from hiref.engine.finish.neighbours import nearest, search_index
 from hiref.engine.geometry.costs import Cost
@@ -296,7 +296,8 @@ def prices_from_dual(
     Parameters
     ----------
     geometry
-        The cost (the squared Euclidean: answered by a price tree).
+        The cost (the squared Euclidean: answered by a price tree in low dimensions, by exact
+        minima ranked in float32 above).
     B
         All points of the larger cloud, (m, d).
     A_s
@@ -309,7 +310,13 @@ def prices_from_dual(
         Temperature of the soft maximum, in units of ``scale``.
     """
     k = min(SOFT_TERMS, A_s.shape[0])
-    best = best_points(geometry, B, A_s, -u_s, scale=scale, k=k, search=price_search(A_s, -u_s, scale=scale))
+    if uses_price_tree(geometry, B.shape[1], B.device):
+        best = best_points(geometry, B, A_s, -u_s, scale=scale, k=k, search=price_search(A_s, -u_s, scale=scale))
+    elif hasattr(geometry, "cheapest_float32"):  # ranked in float32: the terms are valued in float64 below
+        shift = torch.as_tensor(-u_s * scale, device=A_s.device)
+        best = geometry.cheapest_float32(B, A_s, shift, k)[0]
+    else:
+        best = best_points(geometry, B, A_s, -u_s, scale=scale, k=k)
     best_t, u_t = torch.as_tensor(best, device=B.device), torch.as_tensor(u_s, device=B.device)
     out = np.empty(B.shape[0])
     for lo in range(0, B.shape[0], _SOFT_CHUNK):
