@@ -220,7 +220,8 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     start = hr.solve(X, Y, progress=False, polish=False, refine=False).perm
     fin = polish.exact_finish(SqEuclidean(), torch.as_tensor(X), torch.as_tensor(Y), start, generator=torch.Generator())
     assert starts == [1500, 188]
-    assert len(duals) == 2 and duals[-1] == m
+    assert len(duals) == 2
+    assert duals[-1] == m
     opt = _optimum(X, Y)
     cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
     assert len(np.unique(fin.perm)) == X.shape[0]

@@ -67,7 +67,9 @@ _STEEP = 10.0
 _STEEP_SHARE = 0.005
 #: Points of the subsample whose terms enter the soft maximum of :func:`prices_from_dual`.
 SOFT_TERMS = 8
+#: Rows, and entries of each temporary (float64), of one chunk of that soft maximum.
 _SOFT_CHUNK = 1 << 16
+_SOFT_ENTRIES = 1 << 21
 #: Most passes that spread trusted slopes to the untrusted points (one ring of neighbours a pass).
 _FILL_PASSES = 16
 
@@ -319,9 +321,10 @@ def prices_from_dual(
         best = best_points(geometry, B, A_s, -u_s, scale=scale, k=k)
     best_t, u_t = torch.as_tensor(best, device=B.device), torch.as_tensor(u_s, device=B.device)
     out = np.empty(B.shape[0])
-    for lo in range(0, B.shape[0], _SOFT_CHUNK):
-        b, near = B[lo : lo + _SOFT_CHUNK].double(), best_t[lo : lo + _SOFT_CHUNK]
+    rows = max(1, min(_SOFT_CHUNK, _SOFT_ENTRIES // (k * B.shape[1])))  # (temporaries of k * d per row)
+    for lo in range(0, B.shape[0], rows):
+        b, near = B[lo : lo + rows].double(), best_t[lo : lo + rows]
         pieces = geometry.paired(b.repeat_interleave(k, 0), A_s.double()[near.reshape(-1)]).reshape(-1, k)
         values = u_t[near] - pieces / scale
-        out[lo : lo + _SOFT_CHUNK] = (softness * torch.logsumexp(values / softness, dim=1)).cpu().numpy()
+        out[lo : lo + rows] = (softness * torch.logsumexp(values / softness, dim=1)).cpu().numpy()
     return out
