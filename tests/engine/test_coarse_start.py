@@ -213,6 +213,16 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     monkeypatch.setattr(
         coarse_start, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k)
     )
+    # from the dual the graph is the first pricing's arcs: no scans for each cloud's own neighbours
+    withins = []
+    inner_near = polish.Neighbourhoods
+
+    def near(*a, **k):
+        got = inner_near(*a, **k)
+        withins.append((a[0].shape[0], got.near_a.shape[1], got.b_near_b.shape[1]))
+        return got
+
+    monkeypatch.setattr(polish, "Neighbourhoods", near)
     rng = np.random.default_rng(3)
     means = 3 * rng.standard_normal((6, 30))
     X = means[rng.integers(0, 6, 1500)] + rng.standard_normal((1500, 30))
@@ -222,6 +232,8 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     assert starts == [1500, 188]
     assert len(duals) == 2
     assert duals[-1] == m
+    assert withins[-1] == (1500, 0, 0)  # the whole problem, from the subsample's dual
+    assert withins[0][1] > 0  # the innermost subsample (24 points) solved from the hierarchy's own
     opt = _optimum(X, Y)
     cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
     assert len(np.unique(fin.perm)) == X.shape[0]

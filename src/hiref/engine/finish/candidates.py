@@ -33,28 +33,39 @@ class Neighbourhoods:
     across
         Whether to seek each point's nearest points of the other cloud (``False``: ``near_b``
         is empty, the first pricing gives those candidates).
+    within
+        Whether to seek each cloud's nearest points of its own (``False``: ``b_near_b`` and
+        ``near_a`` are empty).
     """
 
     def __init__(
-        self, A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor, k: int, *, across: bool = True
+        self, A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor, k: int, *, across: bool = True,
+        within: bool = True,
     ) -> None:  # fmt: skip
         self.n, self.m, self.k = A.shape[0], B.shape[0], k
         index = index_dtype(self.m)
+        k_within = k if within else -1  # (k + 1 nearest, the point itself dropped)
         if isinstance(A, torch.Tensor) and batched_search.on_device(A.device):
             B = B.to(A.device)
             near_b = nearest_on_device(B, A, k if across else 0)
-            b_near_b, near_a = nearest_on_device(B, B, k + 1)[:, 1:], nearest_on_device(A, A, k + 1)[:, 1:]
+            b_near_b = nearest_on_device(B, B, k_within + 1)[:, 1:]
+            near_a = nearest_on_device(A, A, k_within + 1)[:, 1:]
         else:
             if isinstance(A, torch.Tensor):
                 A, B = A.double().cpu().numpy(), B.double().cpu().numpy()
-            near_b, b_near_b, near_a = self._on_host(A, B, k, across=across)
+            near_b, b_near_b, near_a = self._on_host(A, B, k, across=across, within=within)
         self.near_b, self.b_near_b = near_b.astype(index), b_near_b.astype(index)
         self.near_a = near_a.astype(index_dtype(self.n))
 
     @staticmethod
-    def _on_host(A: np.ndarray, B: np.ndarray, k: int, *, across: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _on_host(
+        A: np.ndarray, B: np.ndarray, k: int, *, across: bool, within: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """The three neighbourhoods by k-d trees (low dimensions) or exact distances in chunks."""
         k_across = k if across else 0
+        if not within:
+            near_b = candidate_neighbours(B, A, k_across) if k_across else np.empty((A.shape[0], 0), dtype=np.int64)
+            return near_b, np.empty((B.shape[0], 0), dtype=np.int64), np.empty((A.shape[0], 0), dtype=np.int64)
         if B.shape[1] <= TREE_MAX_DIM:
             index_a, index_b = search_index(A), search_index(B)
             # a tree's queries are asked in its own points' order (one tree orders the other's)

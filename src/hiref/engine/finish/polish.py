@@ -313,8 +313,17 @@ def _finish(
         )  # fmt: skip
         return_freed_memory()
         clock.lap("coarse")
+    from_dual = start is not None and start.prices is not None
+    # Where exact minima price from a subsample's dual, the first pricing's best arcs are the
+    # graph: the scans for each cloud's own neighbours (two self-joins as dear as a pricing)
+    # gave no fewer rounds (50,000 unregistered cells, 2 cores: 63-68 s -> 44.5 s; a 46,000-point
+    # mixture in 30-D 38-44 s -> 27 s; 100,000 cells 191-210 s either way, see the note at
+    # _SEARCHED_MOST).
+    within = not (from_dual and first_priced)
     say("finish: nearest neighbours")
-    near = Neighbourhoods(A if Aw is None else Aw, B if Bw is None else Bw, neighbours, across=not first_priced)
+    near = Neighbourhoods(
+        A if Aw is None else Aw, B if Bw is None else Bw, neighbours, across=not first_priced, within=within
+    )  # fmt: skip
     return_freed_memory()
     problem = SparseProblem(geometry, A, B, start_cost)
     cols, indptr = near.arcs(perm)
@@ -323,7 +332,6 @@ def _finish(
     return_freed_memory()
     clock.lap("neighbours")
     mate = perm
-    from_dual = start is not None and start.prices is not None
     if from_dual:
         prices = start.prices / start_cost
         prices -= prices.min()
