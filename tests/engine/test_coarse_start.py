@@ -223,6 +223,13 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
         return got
 
     monkeypatch.setattr(polish, "Neighbourhoods", near)
+    solves = []  # (how, rows) of every solve, in order
+    monkeypatch.setattr(polish, "_SEARCHED_MOST", 1.0)  # searches for any share, but not the first re-solve
+    inner_reassign, inner_solve = polish.reassign, polish._solve
+    monkeypatch.setattr(
+        polish, "reassign", lambda g, *a, **k: solves.append(("search", g.n)) or inner_reassign(g, *a, **k)
+    )
+    monkeypatch.setattr(polish, "_solve", lambda g, *a, **k: solves.append(("auction", g.n)) or inner_solve(g, *a, **k))
     rng = np.random.default_rng(3)
     means = 3 * rng.standard_normal((6, 30))
     X = means[rng.integers(0, 6, 1500)] + rng.standard_normal((1500, 30))
@@ -234,6 +241,8 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     assert duals[-1] == m
     assert withins[-1] == (1500, 0, 0)  # the whole problem, from the subsample's dual
     assert withins[0][1] > 0  # the innermost subsample (24 points) solved from the hierarchy's own
+    whole = [how for how, rows in solves if rows == 1500]
+    assert whole[:2] == ["auction", "auction"]  # the first solve, and the first re-solve after pricing
     opt = _optimum(X, Y)
     cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
     assert len(np.unique(fin.perm)) == X.shape[0]
