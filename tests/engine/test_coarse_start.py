@@ -112,16 +112,22 @@ def _two_samples(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return X, 1.1 * Y + 0.3 * extent
 
 
-@pytest.mark.parametrize("path", ["host", "device path"])
-@pytest.mark.parametrize("m", [1500, 1700])
-@pytest.mark.parametrize("pair", ["local deformation", "two samples"])
-def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeypatch, path, m, pair):
-    # Two nested coarse solves (1,500 -> 188 -> 24 points) from the hierarchy's matching; with
-    # more points in Y, the subsamples are partial problems too. A local deformation moves
-    # points about as far as their spacing: the slopes give the prices. Two samples moved far
-    # against it: the subsample's dual does, for the whole cloud.
+def _assert_optimal_and_proved(X: np.ndarray, Y: np.ndarray, fin: polish.Finish) -> None:
+    """A one-to-one matching within ``CERTIFIED`` of the optimum, a valid bound, from a coarse start."""
+    opt = _optimum(X, Y)
+    cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
+    assert len(np.unique(fin.perm)) == X.shape[0]
+    # (pricing stops once the bound proves the matching within polish.CERTIFIED of the optimum)
+    assert cost <= opt * (1 + polish.CERTIFIED)
+    assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
+    assert "coarse" in fin.timings
+
+
+def _coarse_from_100_points(monkeypatch, *, on_device: bool) -> tuple[list[int], list[int]]:
+    """Coarse starts from 100 points on (the device path forced or not); returns the lists that
+    record the size of A at every coarse start and of B at every soft c-transform of a dual."""
     monkeypatch.setattr(coarse_start, "COARSE_MIN", 100)
-    monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
+    monkeypatch.setattr(batched_search, "on_device", lambda device: on_device)
     starts, duals = [], []
     inner_start, inner_dual = coarse_start.coarse_start, coarse_start.prices_from_dual
     monkeypatch.setattr(
@@ -130,6 +136,18 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
     monkeypatch.setattr(
         coarse_start, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k)
     )
+    return starts, duals
+
+
+@pytest.mark.parametrize("path", ["host", "device path"])
+@pytest.mark.parametrize("m", [1500, 1700])
+@pytest.mark.parametrize("pair", ["local deformation", "two samples"])
+def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeypatch, path, m, pair):
+    # Two nested coarse solves (1,500 -> 188 -> 24 points) from the hierarchy's matching; with
+    # more points in Y, the subsamples are partial problems too. A local deformation moves
+    # points about as far as their spacing: the slopes give the prices. Two samples moved far
+    # against it: the subsample's dual does, for the whole cloud.
+    starts, duals = _coarse_from_100_points(monkeypatch, on_device=path != "host")
     if pair == "local deformation":
         X, Y, _ = _local_pair(m, 3)
         X = X[:1500]
@@ -142,13 +160,7 @@ def test_finish_from_nested_subsamples_reaches_the_optimum_and_proves_it(monkeyp
         assert duals == []
     else:
         assert duals[-1] == m
-    opt = _optimum(X, Y)
-    cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
-    assert len(np.unique(fin.perm)) == X.shape[0]
-    # (pricing stops once the bound proves the matching within polish.CERTIFIED of the optimum)
-    assert cost <= opt * (1 + polish.CERTIFIED)
-    assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
-    assert "coarse" in fin.timings
+    _assert_optimal_and_proved(X, Y, fin)
 
 
 @pytest.mark.parametrize("sorted_clouds", [False, True], ids=["as given", "spatial order"])
@@ -203,16 +215,7 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     # Exact minima price in 30 dimensions; there the subsample's dual gives the starting prices at
     # every level whatever its spacing (integrated slopes left nearly every point short on
     # simulated sections), nested 1,500 -> 188 -> 24 points, partial when Y has more points.
-    monkeypatch.setattr(coarse_start, "COARSE_MIN", 100)
-    monkeypatch.setattr(batched_search, "on_device", lambda device: path != "host")
-    starts, duals = [], []
-    inner_start, inner_dual = coarse_start.coarse_start, coarse_start.prices_from_dual
-    monkeypatch.setattr(
-        coarse_start, "coarse_start", lambda *a, **k: starts.append(a[1].shape[0]) or inner_start(*a, **k)
-    )
-    monkeypatch.setattr(
-        coarse_start, "prices_from_dual", lambda *a, **k: duals.append(a[1].shape[0]) or inner_dual(*a, **k)
-    )
+    starts, duals = _coarse_from_100_points(monkeypatch, on_device=path != "host")
     # from the dual the graph is the first pricing's arcs: no scans for each cloud's own neighbours
     withins = []
     inner_near = polish.Neighbourhoods
@@ -243,9 +246,4 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     assert withins[0][1] > 0  # the innermost subsample (24 points) solved from the hierarchy's own
     whole = [how for how, rows in solves if rows == 1500]
     assert whole[:2] == ["auction", "auction"]  # the first solve, and the first re-solve after pricing
-    opt = _optimum(X, Y)
-    cost = float(((X - Y[fin.perm]) ** 2).sum(1).mean())
-    assert len(np.unique(fin.perm)) == X.shape[0]
-    assert cost <= opt * (1 + polish.CERTIFIED)
-    assert opt * (1 - 1e-4) <= fin.lower_bound <= opt * (1 + 1e-12)
-    assert "coarse" in fin.timings
+    _assert_optimal_and_proved(X, Y, fin)
