@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -103,3 +106,25 @@ def test_cheapest_and_neighbours_use_the_scan_exactly():
     # float32 candidates: the right neighbours up to float32 near-ties
     loose = candidate_neighbours(B, A, 5)
     assert np.mean(loose == near) > 0.95
+
+
+def test_the_compiled_pass_is_found_again_in_a_new_process():
+    # numba's disk cache must answer a new process (a kernel made inside a function and calling
+    # another made there missed it every time: 0.7-1.5 s of compilation a dtype a process)
+    script = (
+        "import numpy as np\n"
+        "from hiref.engine.geometry import scan\n"
+        "collect = scan._collect_kernel()\n"
+        "for dtype in (np.float32, np.float64):\n"
+        "    D = np.arange(40, dtype=dtype).reshape(2, 20)\n"
+        "    cols, vals = np.zeros((2, 8), np.int64), np.zeros((2, 8), dtype)\n"
+        "    counts = np.zeros(2, np.int64)\n"
+        "    collect(D, np.array([3, 23], dtype), 0, cols, vals, counts, 0, 2)\n"
+        "    assert counts.tolist() == [3, 3], counts\n"
+        "print(collect.stats.cache_hits.total(), collect.stats.cache_misses.total())\n"
+    )
+    exec(script, {})  # here first: compiled, or found, and saved
+    run = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    hits, misses = (int(x) for x in run.stdout.split())
+    assert (hits, misses) == (2, 0)

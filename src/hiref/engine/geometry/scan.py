@@ -194,47 +194,10 @@ def _below(
     return values, indices, np.flatnonzero((counts < k) | (counts > room))
 
 
-#: Entries of a row that the compiled pass compares at once: it takes their least first and
-#: looks at them one by one only when it is below the threshold (most blocks are not): 1.5-1.8
-#: times the speed of comparing each entry (a tile of 1024 x 2048, 0.2-0.8 % of entries below,
-#: one thread). Each row's views of its arrays are made once, not once a block kept, and the
-#: keeping is inlined: a tile with 1 % of entries below, 1.6-2.0 ms -> 1.2-1.4 ms.
-_BLOCK = 16
-
 
 @cache
 def _collect_kernel() -> Callable:
-    """The compiled pass that keeps a tile's entries below each row's threshold (compiled once, cached on disk)."""
-    import numba
-
-    block = _BLOCK
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def keep(row, t, lo, hi, offset, cols_i, vals_i, c):  # pragma: no cover
-        room = cols_i.shape[0]
-        for j in range(lo, hi):
-            v = row[j]
-            if v < t:
-                if c < room:
-                    cols_i[c] = j + offset
-                    vals_i[c] = v
-                c += 1
-        return c
-
-    @numba.njit(cache=True, nogil=True)
-    def collect(D, tau, offset, cols, vals, counts, lo, hi):  # pragma: no cover
-        width = D.shape[1]
-        whole = width - width % block
-        for i in range(lo, hi):
-            t, c, row = tau[i], counts[i], D[i]
-            cols_i, vals_i = cols[i], vals[i]  # (views made once a row, not once a block kept)
-            for j0 in range(0, whole, block):
-                least = t  # (a NaN entry never becomes the least, and is never kept)
-                for j in range(j0, j0 + block):
-                    v = row[j]
-                    least = v if v < least else least
-                if least < t:
-                    c = keep(row, t, j0, j0 + block, offset, cols_i, vals_i, c)
-            counts[i] = keep(row, t, whole, width, offset, cols_i, vals_i, c)
+    """The compiled pass keeping entries below each row's threshold (cached on disk; numba is imported here)."""
+    from hiref.engine.geometry._scan_kernels import collect
 
     return collect
