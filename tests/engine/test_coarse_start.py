@@ -232,7 +232,14 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     monkeypatch.setattr(
         polish, "reassign", lambda g, *a, **k: solves.append(("search", g.n)) or inner_reassign(g, *a, **k)
     )
-    monkeypatch.setattr(polish, "_solve", lambda g, *a, **k: solves.append(("auction", g.n)) or inner_solve(g, *a, **k))
+    fewest = []  # the fewest arcs of a point in each solve's graph
+
+    def solve(g, *a, **k):
+        solves.append(("auction", g.n))
+        fewest.append(int(np.diff(g.indptr).min()))
+        return inner_solve(g, *a, **k)
+
+    monkeypatch.setattr(polish, "_solve", solve)
     rng = np.random.default_rng(3)
     means = 3 * rng.standard_normal((6, 30))
     X = means[rng.integers(0, 6, 1500)] + rng.standard_normal((1500, 30))
@@ -244,6 +251,9 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     assert duals[-1] == m
     assert withins[-1] == (1500, 0, 0)  # the whole problem, from the subsample's dual
     assert withins[0][1] > 0  # the innermost subsample (24 points) solved from the hierarchy's own
-    whole = [how for how, rows in solves if rows == 1500]
-    assert whole[:2] == ["auction", "auction"]  # the first solve, and the first re-solve after pricing
+    whole = [at for at, (_, rows) in enumerate(solves) if rows == 1500]
+    # the first solve, and the first re-solve after pricing
+    assert [solves[at][0] for at in whole[:2]] == ["auction", "auction"]
+    # every point has its best arcs of the first pricing from the start, not only those short
+    assert fewest[whole[0]] >= polish._START_ARCS_DUAL
     _assert_optimal_and_proved(X, Y, fin)

@@ -17,6 +17,7 @@ from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.candidates import SparseProblem, candidate_arcs
 from hiref.engine.finish.certificate import (
     c_transform,
+    c_transform_moved,
     c_transform_risen,
     lower_bound,
     tightened_bound,
@@ -476,6 +477,55 @@ def test_c_transform_after_prices_rose_finds_every_point_short(k, offset):
     # and where its candidates hold the minimum, the value is exact
     held = (values.argmin(1)[:, None] == risen.best).any(1)
     assert np.allclose(risen.u[held], exact[held], rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize(("way", "offset"), [("rose", 0.0), ("fell", 0.0), ("both", 1e4)])
+def test_c_transform_after_prices_moved_is_valid_and_finds_every_point_short(way, offset):
+    # Exact minima (20-D) with floors: after prices move (two levels of change, as after an
+    # auction; falls too), each point is searched only over the points whose price moved less
+    # than its pair is above its floor. Twice in a row: the second starts from the first's
+    # candidates, values and floors.
+    rng = np.random.default_rng(11)
+    n, d, k, margin, scale = 300, 20, 8, 1e-7, 0.5
+    A = rng.normal(size=(n, d)) + offset
+    B = rng.normal(size=(300, d)) * 1.2 + offset
+    B = np.concatenate([B, B[:40]])  # twins
+    m = B.shape[0]
+    At, Bt, C = torch.as_tensor(A), torch.as_tensor(B), cdist(A, B, "sqeuclidean") / scale
+    prices = rng.normal(size=m)
+    dual = c_transform(SqEuclidean(), At, Bt, prices, scale=scale, k=k)
+    searched_any = False
+    for _ in range(2):
+        before = prices
+        change = np.where(rng.random(m) < 0.3, 3.0, 0.2) + 0.05 * rng.random(m)
+        change = {"rose": change, "fell": -change, "both": change - 1.5}[way]
+        prices = before + change
+        values = C + prices[None, :]
+        exact = values.min(1)
+        # current pairs: one of the point's best for most, any point for some
+        near = values.argsort(1)[np.arange(n), rng.integers(0, 3, n)]
+        current = values[np.arange(n), np.where(rng.random(n) < 0.8, near, rng.integers(0, m, n))]
+        dual, searched = c_transform_moved(
+            SqEuclidean(), At, Bt, prices, scale=scale, k=k, previous=dual, before=before, current=current,
+            margin=margin,
+        )  # fmt: skip
+        searched_any |= searched.size > 0
+        assert searched.size < n  # some answered by their candidates alone
+        assert (dual.u <= exact + 1e-9).all()  # valid: never above the transform
+        short = exact < current - margin
+        assert short.any()
+        assert np.array_equal(dual.u < current - margin, short)  # every point short, and only those
+        offered = values[np.arange(n)[:, None], dual.best].min(1)
+        assert (offered[short] < current[short] - margin).all()  # each offered an arc below its pair
+        held = (values.argmin(1)[:, None] == dual.best).any(1)
+        assert np.allclose(dual.u[held], exact[held], rtol=1e-12, atol=1e-9)
+        assert all(np.unique(row).size == k for row in dual.best)  # k distinct candidates
+        outside = np.ones((n, m), dtype=bool)
+        outside[np.arange(n)[:, None], dual.best] = False
+        assert (values[outside].reshape(n, -1) >= dual.floor[:, None]).all()  # floors stay valid
+        ranked = values[np.arange(n)[:, None], dual.best]
+        assert (np.abs(dual.values - ranked) <= dual.error[:, None] + 1e-12).all()  # values within their error
+    assert searched_any
 
 
 def test_c_transform_after_prices_rose_without_a_floor_searches_the_points_changed():

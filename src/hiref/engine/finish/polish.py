@@ -61,6 +61,7 @@ from hiref.engine.finish.certificate import (
     Dual,
     best_points,
     c_transform,
+    c_transform_moved,
     c_transform_risen,
     lower_bound,
     tightened_bound,
@@ -372,7 +373,16 @@ def _finish(
             anchor=_anchor(mate, n, A.device),
         )  # fmt: skip
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
-        first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
+        if from_dual and first_priced:
+            # every point gets its best arcs, not only those short: a point with its partner
+            # as its only arc, once another takes that partner, has no second choice to bound
+            # its bid (50,000 unregistered cells, 2 cores: in the first auction 12 % of prices
+            # rose by three times the mean cost, and the next pricings searched every point;
+            # with the arcs, every price rose by 0.13-0.4 times, and 4 solves became 2: the
+            # align 34-37 s -> 25-26 s)
+            first_asked = problem.add_candidates(np.arange(n), dual.best[:, :start_arcs].copy(), overwrite=True)
+        else:
+            first_asked = _missing_arcs(problem, dual, current, prices, per_row=start_arcs)
         if from_dual and by_tree:  # only the best is needed later (the search's arrays are kept)
             dual.best = np.ascontiguousarray(dual.best[:, :1])
         spent += pricing_work
@@ -380,7 +390,7 @@ def _finish(
     on_device = batched_search.on_device(A.device)
     solve_next = True
     while True:
-        risen = False
+        risen = moved = False
         if solve_next:
             say(f"finish: round {rounds + 1}, assignment on {int(problem.indptr[-1]):,} arcs{_proved(costs, bound)}")
             graph = problem.graph()
@@ -434,15 +444,20 @@ def _finish(
             clock.lap("solve")
             if not feasible:
                 break
-            # Where the c-transform takes exact minima over all pairs and no price went down
-            # (always so when n == m: forward bids only raise prices), only the points that
-            # moved, got arcs or hold a point whose price rose can have fallen short, and most
-            # of those are answered by their candidates of the last pricing
+            # Where the c-transform takes exact minima over all pairs for the squared Euclidean
+            # cost, each point's candidates of the last pricing and its floor bound all other
+            # points by the change of their prices: each point is searched only over the points
+            # whose price moved less than its pair is above its floor
+            # (:func:`.certificate.c_transform_moved`). For other costs (no floor), where no
+            # price went down (always so when n == m: forward bids only raise prices), only the
+            # points that moved, got arcs or hold a point whose price rose can have fallen
+            # short, and most of those are answered by their candidates of the last pricing
             # (:func:`.certificate.c_transform_risen`; without the third kind, passes over all
             # points found 3-27 more short, and the 30-D mixture of the tissue benchmark took 8
             # rounds, not 5). The price tree prices every point: it is cheap, and loose values
             # would keep the bound from proving the matching.
-            risen = dual is not None and not by_tree and bool((prices >= before_prices).all())
+            moved = dual is not None and not by_tree and dual.floor is not None
+            risen = dual is not None and not by_tree and not moved and bool((prices >= before_prices).all())
             if risen:
                 dearer = np.flatnonzero(prices[mate[:n]] > before_prices[mate[:n]])
                 given = asked if asked is not None else first_asked  # the points given arcs before
@@ -451,7 +466,13 @@ def _finish(
         k = _PRICED_ARCS if few_arcs else _arcs_per_row(per_row, rounds)
         say(f"finish: round {rounds}, checking every point for a better partner")
         current = problem.cost(np.arange(n), mate[:n]) + prices[mate[:n]]
-        if risen:
+        if moved:
+            dual, _ = c_transform_moved(
+                geometry, A, B, prices, scale=start_cost, k=k, previous=dual, before=before_prices, current=current,
+                margin=_SHORT,
+            )  # fmt: skip
+            loose = False
+        elif risen:
             dual, _, loose = c_transform_risen(
                 geometry, A, B, prices, scale=start_cost, k=k, previous=dual, current=current, changed=changed,
                 margin=_SHORT,
