@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 import hiref as hr
 from hiref.engine.finish import batched_search
 from hiref.engine.finish import candidates as candidates_module
+from hiref.engine.finish import certificate as certificate_module
 from hiref.engine.finish.auction import Graph, auction_cpu, auction_torch, epsilons
 from hiref.engine.finish.augment import reassign
 from hiref.engine.finish.candidates import SparseProblem, candidate_arcs
@@ -480,11 +481,12 @@ def test_c_transform_after_prices_rose_finds_every_point_short(k, offset):
 
 
 @pytest.mark.parametrize(("way", "offset"), [("rose", 0.0), ("fell", 0.0), ("both", 1e4)])
-def test_c_transform_after_prices_moved_is_valid_and_finds_every_point_short(way, offset):
+def test_c_transform_after_prices_moved_is_valid_and_finds_every_point_short(monkeypatch, way, offset):
     # Exact minima (20-D) with floors: after prices move (two levels of change, as after an
     # auction; falls too), each point is searched only over the points whose price moved less
     # than its pair is above its floor. Twice in a row: the second starts from the first's
-    # candidates, values and floors.
+    # candidates, values and floors. Groups merged a few points at a time.
+    monkeypatch.setattr(certificate_module, "_MOVED_ROWS", 7)
     rng = np.random.default_rng(11)
     n, d, k, margin, scale = 300, 20, 8, 1e-7, 0.5
     A = rng.normal(size=(n, d)) + offset

@@ -194,7 +194,6 @@ def _below(
     return values, indices, np.flatnonzero((counts < k) | (counts > room))
 
 
-
 @cache
 def _collect_kernel() -> Callable:
     """The compiled pass keeping entries below each row's threshold (cached on disk; numba is imported here)."""
