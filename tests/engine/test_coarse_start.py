@@ -123,10 +123,15 @@ def _assert_optimal_and_proved(X: np.ndarray, Y: np.ndarray, fin: polish.Finish)
     assert "coarse" in fin.timings
 
 
-def _coarse_from_100_points(monkeypatch, *, on_device: bool) -> tuple[list[int], list[int]]:
+def _coarse_from_100_points(monkeypatch, *, on_device: bool, exact: bool = False) -> tuple[list[int], list[int]]:
     """Coarse starts from 100 points on (the device path forced or not); returns the lists that
-    record the size of A at every coarse start and of B at every soft c-transform of a dual."""
-    monkeypatch.setattr(coarse_start, "COARSE_MIN", 100)
+    record the size of A at every coarse start and of B at every soft c-transform of a dual.
+
+    Only the threshold of the path taken is lowered (``exact``: where exact minima price, high
+    dimensions), the other is put out of reach: each path must read its own.
+    """
+    monkeypatch.setattr(coarse_start, "COARSE_MIN", 1 << 30 if exact else 100)
+    monkeypatch.setattr(coarse_start, "COARSE_MIN_EXACT", 100 if exact else 1 << 30)
     monkeypatch.setattr(batched_search, "on_device", lambda device: on_device)
     starts, duals = [], []
     inner_start, inner_dual = coarse_start.coarse_start, coarse_start.prices_from_dual
@@ -215,7 +220,7 @@ def test_high_dimensional_finish_starts_from_a_subsamples_dual_and_reaches_the_o
     # Exact minima price in 30 dimensions; there the subsample's dual gives the starting prices at
     # every level whatever its spacing (integrated slopes left nearly every point short on
     # simulated sections), nested 1,500 -> 188 -> 24 points, partial when Y has more points.
-    starts, duals = _coarse_from_100_points(monkeypatch, on_device=path != "host")
+    starts, duals = _coarse_from_100_points(monkeypatch, on_device=path != "host", exact=True)
     # from the dual the graph is the first pricing's arcs: no scans for each cloud's own neighbours
     withins = []
     inner_near = polish.Neighbourhoods

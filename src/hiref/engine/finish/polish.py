@@ -304,10 +304,11 @@ def _finish(
     # (the subsample's slopes integrate to prices of the squared Euclidean cost only; in high
     # dimensions its dual gives them, see coarse_start)
     start = None
+    tree_dims = uses_price_tree(geometry, A.shape[1])  # (on the host; a device prices by exact minima)
     coarse = (
-        n >= coarse_start.COARSE_MIN
-        and geometry.name == "sqeuclidean"
-        and (uses_price_tree(geometry, A.shape[1]) or first_priced)
+        geometry.name == "sqeuclidean"
+        and (tree_dims or first_priced)
+        and n >= (coarse_start.COARSE_MIN if tree_dims else coarse_start.COARSE_MIN_EXACT)
     )  # fmt: skip
     spent = 0  # work, in bids
     if coarse:  # first, before the graph: its memory is back by then
