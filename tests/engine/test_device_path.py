@@ -82,6 +82,17 @@ def test_batched_search_on_degenerate_clouds():
     np.testing.assert_array_equal(one, np.zeros((40, 1)))
 
 
+@pytest.mark.parametrize("off", [1e-13, 1e-9])
+def test_batched_search_is_exact_on_an_axis_almost_without_extent(off):
+    # (the nodes' tilts along that axis put the shifted queries ~1e13 away: every leaf pruned for
+    # some queries, and the search failed with an IndexError)
+    rng = np.random.default_rng(0)
+    b = np.column_stack([rng.uniform(0, 30, size=(3000, 2)), off * rng.normal(size=3000)])
+    a = np.column_stack([b[:1500, :2] + rng.normal(size=(1500, 2)), off * rng.normal(size=1500)])
+    prices = 5 * np.sin(b[:, 0] / 3) + 0.3 * rng.normal(size=3000)
+    _check_best(BatchedPriceSearch(torch.as_tensor(b), prices).best(a, 2), a, b, prices, 2)
+
+
 def test_batched_search_in_slices_is_exact(monkeypatch):
     # a small cap on the pairs held at once: the queries are searched in many slices, halved on overflow
     monkeypatch.setattr(batched_search, "MAX_PAIRS", 3000)

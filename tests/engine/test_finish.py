@@ -658,6 +658,47 @@ def test_price_tree_finds_the_exact_best_for_any_later_prices(d):
         np.testing.assert_allclose(value[np.arange(1500)[:, None], found], np.sort(value, 1)[:, :3], rtol=0, atol=1e-9)
 
 
+def _section_off_its_plane(d: int, off: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points of d - 1 dimensions lifted into d, off their plane by ``off``; queries; prices."""
+    rng = np.random.default_rng(0)
+    b = np.column_stack([rng.uniform(0, 30, size=(3000, d - 1)), off * rng.normal(size=3000)])
+    a = np.column_stack([b[:1500, : d - 1] + rng.normal(size=(1500, d - 1)), off * rng.normal(size=1500)])
+    return a, b, 5 * np.sin(b[:, 0] / 3) + 0.3 * rng.normal(size=3000)
+
+
+@pytest.mark.parametrize(("d", "off"), [(3, 1e-13), (3, 1e-9), (5, 1e-9), (3, 1e-6)])
+def test_price_tree_is_exact_on_an_axis_almost_without_extent(d, off):
+    # A slope fitted along an axis of almost no extent is noise over almost nothing: in 3-D the
+    # nodes' tilts put the shifted queries ~1e13 away, where the bounds' terms cancel to garbage
+    # (every answer wrong at 1e-13, half of them at 1e-9); in 5-D (no tilts) the absorbed
+    # quadratic part's slope did the same to every query (6 answers wrong).
+    a, b, prices = _section_off_its_plane(d, off)
+    found = PriceTree(b, prices).best(a, 2)
+    value = cdist(a, b, "sqeuclidean") + prices[None, :]
+    np.testing.assert_allclose(value[np.arange(1500)[:, None], found], np.sort(value, 1)[:, :2], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+@pytest.mark.parametrize("unbalanced", [False, True])
+def test_certificate_is_valid_where_one_axis_is_almost_flat(d, unbalanced):
+    # Points of d - 1 dimensions lifted into d, off their plane by 1e-13 (a rotation's rounding)
+    # or 1e-7: in 2-D and 3-D the lower bound was 30-333 times the optimum off by 1e-13, so every
+    # matching was "certified" optimal, and in 2-D with points left over it was 5.8 % above it.
+    rng = np.random.default_rng(d)
+    m = 800 if unbalanced else 700
+    base = rng.uniform(0, 100, size=(m, d))
+    for off in (1e-13, 1e-7):
+        base[:, -1] = off * rng.normal(size=m)
+        noise = rng.normal(size=(700, d)) * np.r_[np.full(d - 1, 3.0), off]
+        X, Y = base[:700] + noise, base
+        X = X[rng.permutation(700)]
+        found = hr.solve(X, Y, progress=False)
+        opt = _optimum(X, Y)
+        assert found.lower_bound <= opt * (1 + 1e-11)
+        assert found.cost / opt - 1 <= 1e-6
+        assert found.cost / opt - 1 <= found.gap_bound + 1e-12
+
+
 def test_price_tree_search_started_from_the_last_query_keeps_every_point_once():
     # Each search starts from the best points of the query before it (neighbours, in spatial
     # order): the tree walk reaches those points again and must not keep them twice. Queries on

@@ -31,7 +31,7 @@ def keep(best_v, best_i, v, i, at):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def boxes(pts, r, leaf, size, lo, hi, low, tilt, stats):  # pragma: no cover
+def boxes(pts, r, leaf, size, lo, hi, low, tilt, stats, flat):  # pragma: no cover
     m, d = pts.shape
     tilted = tilt.shape[1] > 0
     for j in range(size):  # leaves: nodes size .. 2 size - 1
@@ -65,15 +65,19 @@ def boxes(pts, r, leaf, size, lo, hi, low, tilt, stats):  # pragma: no cover
         return
     # each node's tilt: the least-squares slope of r along each axis; its floor is then the
     # least of r(y) - tilt . (y - centre) over its points, exact whatever the tilt (measured
-    # from the box's centre, so that no large terms cancel)
+    # from the box's centre, so that no large terms cancel). No tilt along an axis flatter than
+    # ``flat`` times the box's widest side (a slope there is noise over almost nothing).
     for node in range(1, 2 * size):
         count = stats[node, 0]
+        widest = 0.0
+        for c in range(d):
+            widest = max(widest, hi[node, c] - lo[node, c])
         for c in range(d):
             tilt[node, c] = 0.0
             if count > 1:
                 mean = stats[node, 2 + c] / count
                 var = stats[node, 2 + d + c] / count - mean * mean
-                if var > 1e-12 * (hi[node, c] - lo[node, c]) ** 2 and var > 0.0:
+                if var > (flat * widest) ** 2 and var > 0.0:
                     slope = (stats[node, 2 + 2 * d + c] / count - mean * stats[node, 1] / count) / var
                     tilt[node, c] = slope if np.isfinite(slope) else 0.0  # (infinite prices: no tilt)
         low[node] = np.inf
@@ -89,7 +93,7 @@ def boxes(pts, r, leaf, size, lo, hi, low, tilt, stats):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, tilt, order, rows, out):  # pragma: no cover
+def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, tilt, order, rounding, rows, out):  # pragma: no cover
     m, d = pts.shape
     k = out.shape[1]
     stack = np.empty(256, dtype=np.int64)
@@ -122,6 +126,9 @@ def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, tilt, order, rows,
                 continue
             near, far = 2 * node, 2 * node + 1
             b_near, b_far = low[near], low[far]
+            # the magnitudes of the bounds' terms: each bound is lowered by ``rounding`` times
+            # them, so that their rounding (the tilted terms cancel) never prunes a better point
+            m_near, m_far = abs(b_near), abs(b_far)
             g_near, g_far = 0.0, 0.0
             if tilt.shape[1] > 0:
                 # with the centre z of a node's box and its tilt t:
@@ -133,16 +140,20 @@ def search(w, stretch, half, pts, r, leaf, size, lo, hi, low, tilt, order, rows,
                     g_near += max(lo[near, c] - s_near, 0.0, s_near - hi[near, c]) ** 2
                     g_far += max(lo[far, c] - s_far, 0.0, s_far - hi[far, c]) ** 2
                     z_near, z_far = 0.5 * (lo[near, c] + hi[near, c]), 0.5 * (lo[far, c] + hi[far, c])
-                    b_near += t_near * (w[q, c] - z_near) - t_near * t_near / (4.0 * stretch)
-                    b_far += t_far * (w[q, c] - z_far) - t_far * t_far / (4.0 * stretch)
+                    a_near, a_far = t_near * (w[q, c] - z_near), t_far * (w[q, c] - z_far)
+                    e_near, e_far = t_near * t_near / (4.0 * stretch), t_far * t_far / (4.0 * stretch)
+                    b_near += a_near - e_near
+                    b_far += a_far - e_far
+                    m_near += abs(a_near) + e_near
+                    m_far += abs(a_far) + e_far
             else:
                 for c in range(d):
                     g_near += max(lo[near, c] - w[q, c], 0.0, w[q, c] - hi[near, c]) ** 2
                     g_far += max(lo[far, c] - w[q, c], 0.0, w[q, c] - hi[far, c]) ** 2
             if half != 1.0:
                 g_near, g_far = g_near**half, g_far**half
-            b_near += stretch * g_near
-            b_far += stretch * g_far
+            b_near += stretch * g_near - rounding * (m_near + stretch * g_near)
+            b_far += stretch * g_far - rounding * (m_far + stretch * g_far)
             if b_far < b_near:
                 near, far, b_near, b_far = far, near, b_far, b_near
             if b_far < best_v[k - 1]:  # pushed first, visited after the nearer child

@@ -50,6 +50,50 @@ _MIN_SLICE = 256
 #: cores): the same time in 3 and 4 dimensions with or without, in 8 the pricing 2.6 s untilted
 #: and 3.5 s tilted.
 TILT_MAX_DIM = 3
+#: An axis along which the points spread less than this share of their widest spread gets no slope
+#: in the absorbed quadratic part (:func:`absorbed_fit`), and an axis of a node's box less than this
+#: share of the box's widest side no tilt. A slope fitted along a near-flat axis is noise divided by
+#: almost nothing: it put the shifted queries astronomically far from every point, where the large
+#: terms of the bounds cancel to nothing in float64 (a planar section lifted into 3-D, off its
+#: plane by 1e-13: the price tree's answer wrong for every query, the batched search failing). The
+#: price slope along such an axis is as small as the axis is flat, and stays in the residual.
+FLAT_AXIS = 1e-3
+#: Relative rounding allowed for in a node's lower bound: it is lowered by this share of the sum
+#: of its terms' magnitudes (the terms of a tilted bound cancel), so that rounding never prunes a
+#: node holding a better point. Far above float64's error on these few terms (about 1e-14).
+BOUND_ROUNDING = 1e-12
+
+
+def absorbed_fit(gram: np.ndarray, rhs: np.ndarray) -> tuple[float, np.ndarray]:
+    """``alpha`` and ``slope`` of the least-squares fit ``alpha |c|^2 + slope . c + const`` of prices.
+
+    Parameters
+    ----------
+    gram, rhs
+        The normal equations of the design ``[|c|^2, c, 1]`` over centred points ``c`` (m, d):
+        ``design.T @ design`` (d + 2, d + 2) and ``design.T @ prices`` (d + 2,), float64.
+
+    Returns
+    -------
+    alpha, slope
+        ``slope`` (d,) is zero along the axes flatter than :data:`FLAT_AXIS`; ``alpha`` is kept
+        above -0.95 (else zero, and the slope refitted), so that ``1 + alpha`` stays well inside
+        positive definiteness. Zeros where the fit is not finite: any fit keeps the searches
+        exact, only their locality depends on it.
+    """
+    d = gram.shape[0] - 2
+    spread = np.sqrt(np.clip(np.diag(gram)[1 : d + 1], 0.0, None))
+    axes = np.flatnonzero(spread > FLAT_AXIS * spread.max()) if d else np.zeros(0, dtype=np.int64)
+    slope = np.zeros(d)
+    for cols in (np.r_[0, 1 + axes, d + 1], np.r_[1 + axes, d + 1]):
+        coef = np.linalg.lstsq(gram[np.ix_(cols, cols)], rhs[cols], rcond=None)[0]
+        alpha = float(coef[0]) if cols[0] == 0 else 0.0
+        if cols[0] != 0 or 1.0 + alpha > 0.05:
+            break
+    slope[axes] = coef[-1 - axes.size : -1]
+    if not (np.isfinite(alpha) and np.isfinite(slope).all()):
+        return 0.0, np.zeros(d)
+    return alpha, slope
 
 
 def morton_codes(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -125,15 +169,8 @@ class BatchedPriceSearch:
             p = torch.as_tensor(prices, dtype=torch.float64, device=self.device)
             design = torch.cat([sq[:, None], c, torch.ones_like(sq)[:, None]], 1)
             # normal equations: (d + 2)^2 numbers reach the host, not the points
-            gram, rhs = (design.T @ design).cpu(), (design.T @ p).cpu()
-            coef = torch.linalg.lstsq(gram, rhs[:, None]).solution[:, 0]
-            alpha, slope = float(coef[0]), coef[1:-1].to(self.device)
-            if not 1.0 + alpha > 0.05:  # keep the quadratic form well inside positive definiteness
-                alpha = 0.0
-                coef = torch.linalg.lstsq(gram[1:, 1:], rhs[1:, None]).solution[:, 0]
-                slope = coef[:-1].to(self.device)
-            if bool(torch.isfinite(slope).all()) and np.isfinite(alpha):
-                self.alpha, self.slope = alpha, slope
+            alpha, slope = absorbed_fit((design.T @ design).cpu().numpy(), (design.T @ p).cpu().numpy())
+            self.alpha, self.slope = alpha, torch.as_tensor(slope, device=self.device)
         self.stretch = 1.0 + self.alpha
         # Morton order on a grid over the points' box
         self.bits = max(1, min(21, 63 // max(1, d)))
@@ -221,7 +258,8 @@ class BatchedPriceSearch:
         var = sums[:, 2 + d : 2 + 2 * d] / count - mean_y * mean_y
         cov = sums[:, 2 + 2 * d :] / count - mean_y * sums[:, 1:2] / count
         lo, hi = torch.cat(self.lo), torch.cat(self.hi)
-        flat = (var <= 1e-12 * (hi - lo) ** 2) | (var <= 0) | (sums[:, :1] < 2)
+        widest = (hi - lo).amax(1, keepdim=True)
+        flat = (var <= (FLAT_AXIS * widest) ** 2) | (var <= 0) | (sums[:, :1] < 2)
         tilt = torch.where(flat, 0.0, cov / torch.where(flat, 1.0, var))
         tilt = torch.where(torch.isfinite(tilt), tilt, 0.0)  # (infinite prices: no tilt)
         tilts = list(tilt.split([t.shape[0] for t in self.lo]))
@@ -243,12 +281,15 @@ class BatchedPriceSearch:
         lo, hi, low = self.lo[level][node], self.hi[level][node], self.low[level][node]
         if self.tilt is None:
             gap = torch.clamp(lo - x, min=0) + torch.clamp(x - hi, min=0)
-            return self.stretch * (gap * gap).sum(1) + low
+            far = self.stretch * (gap * gap).sum(1)
+            return far + low - BOUND_ROUNDING * (far + low.abs())
         t = self.tilt[level][node]
         shifted = x - t / (2.0 * self.stretch)
         gap = torch.clamp(lo - shifted, min=0) + torch.clamp(shifted - hi, min=0)
-        offset = (t * (x - 0.5 * (lo + hi))).sum(1) - (t * t).sum(1) / (4.0 * self.stretch)
-        return self.stretch * (gap * gap).sum(1) + low + offset
+        along, square = t * (x - 0.5 * (lo + hi)), (t * t) / (4.0 * self.stretch)
+        far = self.stretch * (gap * gap).sum(1)
+        size = far + low.abs() + (along.abs() + square).sum(1)  # (the terms' magnitudes: they cancel)
+        return far + low + (along - square).sum(1) - BOUND_ROUNDING * size
 
     def best(
         self, a: np.ndarray | torch.Tensor, k: int, *, order: np.ndarray | None = None,

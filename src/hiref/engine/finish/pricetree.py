@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from hiref.engine.finish.batched_search import TILT_MAX_DIM
+from hiref.engine.finish.batched_search import BOUND_ROUNDING, FLAT_AXIS, TILT_MAX_DIM, absorbed_fit
 from hiref.engine.finish.neighbours import spatial_order
 
 #: Points per leaf.
@@ -85,16 +85,15 @@ class PriceTree:
         # nearby points share leaves; indices as compact as the graph's (4 bytes below 2**31 points)
         self.order = cKDTree(b).indices.astype(np.int32 if m < 2**31 else np.int64)
         self.half = float(power) / 2.0
+        # centred: the searches' differences and the fit's columns keep their precision wherever
+        # the points lie (queries are centred alike)
+        self.centre = b.mean(0) if m else np.zeros(d)
+        b = b - self.centre
         sq = (b * b).sum(1)
-        if power == 2.0:
+        alpha, slope = 0.0, np.zeros(d)
+        if power == 2.0 and m:
             design = np.concatenate([sq[:, None], b, np.ones((m, 1))], axis=1)
-            coef = np.linalg.lstsq(design, prices, rcond=None)[0]
-            alpha, slope = float(coef[0]), coef[1:-1]
-            if not 1.0 + alpha > 0.05:  # keep the quadratic form well inside positive definiteness
-                alpha = 0.0
-                slope = np.linalg.lstsq(design[:, 1:], prices, rcond=None)[0][:-1]
-        else:
-            alpha, slope = 0.0, np.zeros(d)
+            alpha, slope = absorbed_fit(design.T @ design, design.T @ prices)
         self.alpha, self.slope = alpha, slope
         self.pts = np.ascontiguousarray(b[self.order])
         self.absorbed = (alpha * sq + b @ slope)[self.order]
@@ -118,7 +117,7 @@ class PriceTree:
         self.r = prices[self.order] - self.absorbed
         # sums per node for the tilts: count, r, y, y^2, r y
         stats = np.empty((2 * self.size, 2 + 3 * self.tilt.shape[1]))
-        _kernels()[0](self.pts, self.r, _LEAF, self.size, self.lo, self.hi, self.low, self.tilt, stats)
+        _kernels()[0](self.pts, self.r, _LEAF, self.size, self.lo, self.hi, self.low, self.tilt, stats, FLAT_AXIS)
 
     def best(self, a: np.ndarray, k: int, *, order: np.ndarray | None = None) -> np.ndarray:
         """Indices (q, k) of the ``k`` best points for every query ``a`` (q, d), best first.
@@ -130,7 +129,7 @@ class PriceTree:
         q = a.shape[0]
         if order is None and q >= _ORDER_MIN:
             order = spatial_order(a)
-        w = (2.0 * a - self.slope[None, :]) / (2.0 * (1.0 + self.alpha))
+        w = (2.0 * (a - self.centre) - self.slope[None, :]) / (2.0 * (1.0 + self.alpha))
         w = np.ascontiguousarray(w if order is None else w[order])
         rows = np.arange(q, dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
         # written in place by the search: no copies of the (q, k) answer (at 10^6 points and
@@ -139,7 +138,7 @@ class PriceTree:
         search = _kernels()[1]
         tree = (
             1.0 + self.alpha, self.half, self.pts, self.r, _LEAF, self.size, self.lo, self.hi, self.low, self.tilt,
-            self.order,
+            self.order, BOUND_ROUNDING,
         )  # fmt: skip
         parts = min(torch.get_num_threads(), max(1, q // _ORDER_MIN))
         if parts > 1:  # the compiled search releases the GIL: one slice of the queries per thread
