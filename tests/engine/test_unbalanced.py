@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
@@ -47,6 +48,21 @@ def test_partial_leaves_out_the_points_without_counterpart():
     unmatched = np.flatnonzero(res.perm_y < 0)
     assert len(unmatched) == 100
     assert (unmatched >= 400).mean() > 0.9
+
+
+@pytest.mark.parametrize("cost", ["euclidean", hr.engine.Power(1.5), hr.engine.Custom(lambda x, y: torch.cdist(x, y))])
+def test_partial_with_a_sampled_cost_and_a_region_in_the_larger_cloud_only(cost):
+    # A co-cluster can then hold points of the larger cloud only; the sampled factorisation of
+    # the costs drew rows from its empty side ("invalid multinomial distribution"): a partial
+    # matching by the Euclidean distance failed wherever one section had extra tissue.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(600, 2))
+    Y = np.concatenate([rng.uniform(size=(600, 2)), 5.0 + 0.2 * rng.uniform(size=(100, 2))])
+    res = hr.solve(X, Y, cost=cost, progress=False)
+    C = cdist(X, Y)
+    rows, cols = linear_sum_assignment(C)
+    assert res.cost <= C[rows, cols].mean() * (1 + 1e-6)
+    assert (res.perm_y[600:] < 0).all()
 
 
 def test_subsample_mode_drops_random_points():

@@ -413,7 +413,17 @@ class SqEuclidean(Cost):
 
 
 def _reference_rows(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.multinomial(mask.to(torch.float64).cpu(), 1, generator=generator).to(mask.device)[:, 0]
+    return torch.multinomial(_drawable(mask.to(torch.float64)).cpu(), 1, generator=generator).to(mask.device)[:, 0]
+
+
+def _drawable(weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` (B, W) with every all-zero row made uniform, so that each row can be drawn from.
+
+    A block whose side holds no point (a region of the larger cloud that the smaller one lacks,
+    in a partial matching) has nothing to sample; what is drawn there is masked out after.
+    """
+    empty = weights.sum(1, keepdim=True) <= 0
+    return torch.where(empty, torch.ones_like(weights), weights)
 
 
 class SampledCost(Cost):
@@ -446,7 +456,10 @@ class SampledCost(Cost):
         X64, Y64 = X.double(), Y.double()
         wx, wy = mask_x.double(), mask_y.double()
         rank = self.rank if self.rank is not None else min(64, d + 16)
-        k = min(rank, int(mask_x.sum(1).min()), int(mask_y.sum(1).min()))
+        # (blocks with no point on one side, in a partial matching, have no pairs to factorize)
+        count_x, count_y = mask_x.sum(1), mask_y.sum(1)
+        live = (count_x > 0) & (count_y > 0)
+        k = min(rank, int(count_x[live].min()), int(count_y[live].min())) if bool(live.any()) else 1
         n_rows, n_cols = 2 * k, 4 * k
         batch = torch.arange(B, device=X.device)[:, None]
 
@@ -456,6 +469,7 @@ class SampledCost(Cost):
         to_y0 = self.dense(X64, y0)[..., 0] * wx
         from_x0 = self.dense(x0, Y64)[:, 0, :] * wy
         p = (to_y0**2 + (from_x0**2).sum(1, keepdim=True) / wy.sum(1, keepdim=True)) * wx + 1e-300 * wx
+        p = _drawable(p)
         p = p / p.sum(1, keepdim=True)
         rows = torch.multinomial(p.cpu(), n_rows, replacement=True, generator=generator).to(X.device)
         S = self.dense(X64[batch, rows], Y64) * wy[:, None, :]
@@ -469,7 +483,8 @@ class SampledCost(Cost):
         # Left factor: weighted least squares on columns sampled by leverage (|V_j|^2), mixed
         # with uniform so that every valid column can be picked.
         lev = (V * V).sum(-1) / k
-        q = 0.5 * lev + 0.5 * wy / wy.sum(1, keepdim=True)
+        q = 0.5 * lev + 0.5 * wy / wy.sum(1, keepdim=True).clamp_min(1.0)
+        q = _drawable(q)
         cols = torch.multinomial(q.cpu(), n_cols, replacement=True, generator=generator).to(X.device)
         weight = 1.0 / torch.sqrt(n_cols * torch.gather(q, 1, cols))  # (B, t)
         Cc = self.dense(X64, Y64[batch, cols]) * weight[:, None, :]  # (B, Wx, t)
