@@ -197,6 +197,19 @@ def test_align_option_messages(slices, options, error, message):
     assert "hiref" not in a.uns
 
 
+@pytest.mark.parametrize("which", ["adata1", "adata2"])
+def test_align_of_a_single_cell_names_the_object(slices, which):
+    # (it failed deep inside with "Cannot take a larger sample than population", or, with
+    # use_rep="spatial", an IndexError from the neighbours of the confidence column)
+    a, b = slices
+    one = {"adata1": a, "adata2": b}[which][:1].copy()
+    pair = (one, b) if which == "adata1" else (a, one)
+    for use_rep in ("auto", "spatial"):
+        with pytest.raises(ValueError, match=f"`{which}` has a single cell"):
+            hr.tl.align(*pair, use_rep=use_rep, progress=False)
+        assert "hiref" not in one.uns
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [

@@ -180,6 +180,13 @@ def check_pair(adata1: AnnData, adata2: AnnData, key_added: object) -> None:
         raise ValueError(msg)
     check_in_memory(adata1, "adata1")
     check_in_memory(adata2, "adata2")
+    for name, adata in (("adata1", adata1), ("adata2", adata2)):
+        if adata.n_obs < 2:
+            msg = (
+                f"`{name}` has a single cell; an alignment needs at least 2 in each object (its confidence "
+                "and quality columns compare every cell with its neighbours)."
+            )
+            raise ValueError(msg)
     if not isinstance(key_added, str) or not key_added:
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
