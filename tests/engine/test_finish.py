@@ -931,6 +931,29 @@ def test_batched_auction_of_the_device_path_is_exact_on_a_sparse_graph():
         assert dense[np.arange(n), mate].sum() <= dense[r, c].sum() + n * 1e-9
 
 
+def test_batched_auction_follows_a_chain_of_displacements_between_two_looks():
+    # Row 0 is free and takes object 1 from row 1, which takes object 2 from row 2, and so on:
+    # one displacement a round, a chain of 64. The row freed by a win bids in the next round,
+    # so the whole chain needs at most 5 looks of 16 rounds, not one look per displacement.
+    length, every = 64, 16
+    n = length
+    cols = np.stack([np.arange(n), (np.arange(n) + 1) % n], axis=1)  # row i: objects i and i + 1
+    # row 0 prefers object 1 by 1; the others hold object i at no cost, object i + 1 costs 1 / (2n):
+    # the price each win leaves on the taken object exceeds that, so the row freed moves on
+    costs = np.stack([np.zeros(n), np.full(n, 0.5 / n)], axis=1)
+    costs[0] = [1.0, 0.0]
+    cols[-1, 1] = 0  # the last row ends the chain on object 0, which nobody holds
+    start = np.arange(n)
+    start[0] = -1
+    mate, _, bids = auction_torch(
+        torch.as_tensor(cols), torch.as_tensor(costs), n, torch.as_tensor(start), torch.zeros(n), [1e-3],
+        check_every=every,
+    )  # fmt: skip
+    assert sorted(mate.tolist()) == list(range(n))
+    assert mate.tolist() == [*range(1, n), 0]  # every row moved one object on
+    assert bids <= every * (length // every + 1)  # one free row a look: the looks times 16
+
+
 @pytest.mark.gpu
 def test_cuda_leaves_and_finish_match_the_cpu():
     if not torch.cuda.is_available():
