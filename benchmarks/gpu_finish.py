@@ -10,7 +10,8 @@ Then for every size it solves the planted density pair (known optimum: the ident
 defaults on CUDA and reports seconds, the stages of the finish (``polish_neighbours``,
 ``polish_prices``, ``polish_solve``, ``polish_pricing``), the batched auction rounds and the bids
 left to the host (``HOST_TAIL``), the gap, true partners, ``gap_bound`` and peak GPU memory; then
-with every auction on the host (for the choice of ``HOST_TAIL``), the levels alone with and without
+with every auction on the host and with every auction's tail on the device (``all_host``,
+``all_device``: for the choice of ``HOST_TAIL``), the levels alone with and without
 CUDA graphs of the mirror-descent step (``hiref.engine.repeat``) and with the leaves solved by the
 compiled solver on the host instead of in lockstep on the device (``STACK_ON_DEVICE``;
 ``lockstep_steps``), then the CPU cores on the same pairs for the ratio; then two independent
@@ -186,6 +187,8 @@ def run(case: str, X, Y, truth, device: str, log, **setting) -> dict:
     tail, capture, stacks = polish.HOST_TAIL, repeat.CAPTURE, auction.STACK_ON_DEVICE
     if setting.pop("all_host", False):
         polish.HOST_TAIL = 1 << 62
+    if setting.pop("all_device", False):
+        polish.HOST_TAIL = 0
     if not setting.pop("graphs", True):
         repeat.CAPTURE = False
     auction.STACK_ON_DEVICE = setting.pop("stacks_on_device", stacks)
@@ -257,10 +260,12 @@ def main() -> None:
             break
         pairs[n] = planted_pair(n)
         rows.append(run("default", *pairs[n], device, log))
-    for n in sizes[1:3]:  # 2. every auction on the host, for the choice of HOST_TAIL
+    for n in sizes[1:3]:  # 2. every auction on the host, then none, for the choice of HOST_TAIL
         if left() < 90 or n not in pairs:
             break
         rows.append(run("all_host", *pairs[n], device, log, all_host=True))
+        if left() >= 90:  # and the tails too in batched rounds (HOST_TAIL = 0)
+            rows.append(run("all_device", *pairs[n], device, log, all_device=True))
     for n in sizes[1:3]:  # 3. the levels alone, with and without CUDA graphs of the mirror-descent step
         if left() < 90 or n not in pairs:
             break
