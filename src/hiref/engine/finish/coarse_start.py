@@ -32,7 +32,16 @@ from hiref.engine.geometry.costs import Cost
 #: solved first and another below it, 27 s without the second; before, with a subsample of the
 #: pairs alone, its first auction did not end in 8 minutes. 2**16 points: 4.7 s instead of 5.3
 #: s.) Planted density and lattice pairs of 2**15-2**17 points take the same time either way.
-COARSE_MIN = 1 << 15
+#: From 2**13 since 2026-12-08 (2**15 before): where the hierarchy's displacement field is far
+#: from the optimum's, its integrated prices start the auction on a long war. The paper's pairs
+#: (2 cores, seeds 0-1, defaults): half-moon to S-curve 16,384 points 21.5 / 19.6 s -> 6.4 / 4.6 s,
+#: 24,576 points 60.5 / 68.0 s -> 11.0 / 13.1 s, 8,192 points 3.4 / 5.1 s -> 2.6 / 2.7 s; with a
+#: tenth of one cloud cut off 22.6 / 17.7 s -> 8.1 / 9.2 s; checkerboard 16,384 17.3 / 15.9 s ->
+#: 6.0 / 4.9 s; uniform checkerboard 12.8 / 6.6 s -> 7.2 / 3.9 s. Planted pairs (2**14 density,
+#: 24,576 lattice), simulated sections (10,000 and 25,000 cells, 20,000 with 5 % dropped) and a
+#: 10-D mixture of 8,192 points: within the machine's noise (0.1-1 s either way), every cost
+#: within 1e-5 %. 2**12 gave about the same.
+COARSE_MIN = 1 << 13
 #: The same where exact minima price (above :data:`.neighbours.TREE_MAX_DIM` dimensions), which
 #: the subsample itself then also gets: its finish, started from the hierarchy's slopes, priced
 #: every point in each of its rounds. Two sections of simulated cells aligned unregistered (54
